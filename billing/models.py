@@ -1,0 +1,495 @@
+"""Billing data: billers, customer accounts, bills, payments and their append-only history.
+
+Money is integer minor units beside an ISO 4217 currency on the same row. Status changes go only through the services
+in billing/services.py, which check the allowed-transition maps defined here.
+"""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import F, Q
+from django.utils.translation import gettext_lazy as _
+
+from .money import format_money
+
+
+class Biller(models.Model):
+    class LookupFactor(models.TextChoices):
+        POSTAL_CODE = "postal_code", _("Postal code of the service address")
+        LAST_BILL_AMOUNT = "last_bill_amount", _("Amount of the last bill")
+
+    name = models.CharField(_("name"), max_length=200)
+    slug = models.SlugField(_("slug"), unique=True)
+    # Branding
+    brand_color = models.CharField(
+        _("brand colour"),
+        max_length=7,
+        default="#0b5cab",
+        validators=[RegexValidator(r"^#[0-9a-fA-F]{6}$", _("Use a colour like #0b5cab."))],
+    )
+    tagline = models.CharField(_("tagline"), max_length=200, blank=True)
+    remit_address = models.TextField(_("address for payments by mail"), blank=True)
+    # Money and time
+    currency = models.CharField(_("currency"), max_length=3, default="USD")
+    time_zone = models.CharField(_("time zone"), max_length=64, default="UTC")
+    # Support contact
+    support_email = models.EmailField(_("support e-mail"), blank=True)
+    support_phone = models.CharField(_("support phone"), max_length=40, blank=True)
+    # Policies used by payments, reminders and retries (later issues read them)
+    lookup_factor = models.CharField(
+        _("second lookup factor"), max_length=32, choices=LookupFactor.choices, default=LookupFactor.POSTAL_CODE
+    )
+    minimum_payment = models.BigIntegerField(
+        _("minimum online payment (minor units)"), default=100, validators=[MinValueValidator(1)]
+    )
+    maximum_payment = models.BigIntegerField(
+        _("maximum online payment (minor units)"),
+        null=True,
+        blank=True,
+        help_text=_("Leave empty for no limit beyond the balance due."),
+    )
+    convenience_fee_fixed = models.BigIntegerField(_("convenience fee, fixed (minor units)"), default=0)
+    convenience_fee_basis_points = models.PositiveIntegerField(
+        _("convenience fee, percent in basis points"), default=0, help_text=_("250 means 2.5%.")
+    )
+    tips_enabled = models.BooleanField(_("offer tip presets"), default=False)
+    tip_presets = models.JSONField(_("tip presets (percent)"), default=list, blank=True)
+    pay_link_valid_days = models.PositiveIntegerField(
+        _("pay links stay valid this many days after the due date"), default=60
+    )
+    reminder_schedule = models.JSONField(
+        _("reminder schedule (days from due date)"),
+        default=list,
+        blank=True,
+        help_text=_("For example [-5, 0, 3, 10]: five days before, on the day, three and ten days after."),
+    )
+    retry_schedule = models.JSONField(
+        _("failed-charge retry schedule (days after the failure)"), default=list, blank=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("biller")
+        verbose_name_plural = _("billers")
+        constraints = [
+            models.CheckConstraint(condition=Q(minimum_payment__gte=1), name="biller_minimum_payment_positive"),
+            models.CheckConstraint(condition=Q(convenience_fee_fixed__gte=0), name="biller_fee_nonnegative"),
+            models.CheckConstraint(
+                condition=Q(maximum_payment__isnull=True) | Q(maximum_payment__gte=F("minimum_payment")),
+                name="biller_maximum_at_least_minimum",
+            ),
+        ]
+
+    DEFAULT_REMINDER_SCHEDULE = [-5, 0, 3, 10]
+    DEFAULT_RETRY_SCHEDULE = [1, 3, 5, 7]
+    DEFAULT_TIP_PRESETS = [15, 20, 25]
+
+    def save(self, *args, **kwargs):
+        # Sensible defaults for the JSON policies; a callable default cannot be per-field-documented as clearly.
+        if not self.reminder_schedule:
+            self.reminder_schedule = list(self.DEFAULT_REMINDER_SCHEDULE)
+        if not self.retry_schedule:
+            self.retry_schedule = list(self.DEFAULT_RETRY_SCHEDULE)
+        if not self.tip_presets:
+            self.tip_presets = list(self.DEFAULT_TIP_PRESETS)
+        super().save(*args, **kwargs)
+
+    def __str__(self):
+        return self.name
+
+
+class ImportBatch(models.Model):
+    """One uploaded bill file and its progress. The rows it created point back to it."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Waiting")
+        RUNNING = "running", _("Importing")
+        SUCCEEDED = "succeeded", _("Imported")
+        FAILED = "failed", _("Rejected")
+
+    biller = models.ForeignKey(Biller, on_delete=models.PROTECT, related_name="import_batches")
+    filename = models.CharField(_("file name"), max_length=255)
+    sha256 = models.CharField(_("SHA-256 of the file"), max_length=64)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
+    total_rows = models.PositiveIntegerField(_("rows"), default=0)
+    processed_rows = models.PositiveIntegerField(_("rows checked"), default=0)
+    accounts_created = models.PositiveIntegerField(_("accounts created"), default=0)
+    bills_created = models.PositiveIntegerField(_("bills created"), default=0)
+    bills_skipped = models.PositiveIntegerField(_("bills already imported"), default=0)
+    errors = models.JSONField(_("errors"), default=list, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(_("uploaded"), auto_now_add=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("bill import")
+        verbose_name_plural = _("bill imports")
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.filename} ({self.get_status_display()})"
+
+    @property
+    def percent_done(self) -> int:
+        if not self.total_rows:
+            return 100 if self.status in {self.Status.SUCCEEDED, self.Status.FAILED} else 0
+        return min(100, round(100 * self.processed_rows / self.total_rows))
+
+
+class CustomerAccount(models.Model):
+    """The biller's customer: one service account, which may be linked to several portal logins."""
+
+    biller = models.ForeignKey(Biller, on_delete=models.PROTECT, related_name="accounts")
+    account_number = models.CharField(_("account number"), max_length=40)
+    holder_name = models.CharField(_("account holder"), max_length=200)
+    address_line1 = models.CharField(_("service address"), max_length=200, blank=True)
+    address_line2 = models.CharField(_("address line 2"), max_length=200, blank=True)
+    city = models.CharField(_("city"), max_length=100, blank=True)
+    region = models.CharField(_("region"), max_length=100, blank=True)
+    postal_code = models.CharField(_("postal code"), max_length=20)
+    country = models.CharField(_("country"), max_length=2, default="US")
+    email = models.EmailField(_("contact e-mail"), blank=True)
+    phone = models.CharField(_("contact phone"), max_length=32, blank=True)
+    # Communication preferences; per-notice channel choices arrive with the reminders issue.
+    language = models.CharField(_("language"), max_length=8, choices=settings.LANGUAGES, default="en")
+    email_notices = models.BooleanField(_("notices by e-mail"), default=True)
+    sms_notices = models.BooleanField(_("notices by text message"), default=False)
+    import_batch = models.ForeignKey(
+        ImportBatch, on_delete=models.SET_NULL, null=True, blank=True, related_name="accounts"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("customer account")
+        verbose_name_plural = _("customer accounts")
+        ordering = ["account_number"]
+        constraints = [
+            models.UniqueConstraint(fields=["biller", "account_number"], name="account_number_unique_per_biller")
+        ]
+
+    def __str__(self):
+        return f"{self.account_number} · {self.holder_name}"
+
+    @property
+    def postal_code_normalized(self) -> str:
+        return normalize_postal_code(self.postal_code)
+
+
+def normalize_postal_code(value: str) -> str:
+    return "".join(ch for ch in (value or "").upper() if ch.isalnum())
+
+
+class Bill(models.Model):
+    """A bill (invoice) sent to a customer account. "Bill" is the word used everywhere in this project."""
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", _("Draft")
+        OPEN = "open", _("Open")
+        PAID = "paid", _("Paid")
+        VOID = "void", _("Void")
+        UNCOLLECTIBLE = "uncollectible", _("Uncollectible")
+
+    # The one place that says which status changes are allowed. A refund or reversed payment reopens a paid bill.
+    TRANSITIONS = {
+        Status.DRAFT: {Status.OPEN, Status.VOID},
+        Status.OPEN: {Status.PAID, Status.VOID, Status.UNCOLLECTIBLE},
+        Status.PAID: {Status.OPEN},
+        Status.UNCOLLECTIBLE: {Status.OPEN, Status.PAID},
+        Status.VOID: set(),
+    }
+    PAYABLE_STATUSES = (Status.OPEN, Status.UNCOLLECTIBLE)
+
+    biller = models.ForeignKey(Biller, on_delete=models.PROTECT, related_name="bills")
+    account = models.ForeignKey(CustomerAccount, on_delete=models.PROTECT, related_name="bills")
+    number = models.CharField(_("bill number"), max_length=40)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.DRAFT)
+    period_start = models.DateField(_("period start"))
+    period_end = models.DateField(_("period end"))
+    issue_date = models.DateField(_("issue date"), null=True, blank=True)
+    due_date = models.DateField(_("due date"))
+    currency = models.CharField(_("currency"), max_length=3)
+    subtotal = models.BigIntegerField(_("subtotal"), default=0)
+    tax = models.BigIntegerField(_("tax"), default=0)
+    total = models.BigIntegerField(_("total"), default=0)
+    amount_paid = models.BigIntegerField(_("amount paid"), default=0)
+    import_batch = models.ForeignKey(
+        ImportBatch, on_delete=models.SET_NULL, null=True, blank=True, related_name="bills"
+    )
+    # The stored PDF, and a fingerprint of what it was rendered from; a different fingerprint means re-render.
+    pdf = models.FileField(_("PDF"), upload_to="bills/", blank=True, editable=False)
+    pdf_fingerprint = models.CharField(max_length=64, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("bill")
+        verbose_name_plural = _("bills")
+        ordering = ["-due_date", "-pk"]
+        permissions = [
+            ("issue_bill", _("Can issue a bill")),
+            ("void_bill", _("Can void a bill or write it off")),
+            ("import_bills", _("Can import bills from a file")),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["biller", "number"], name="bill_number_unique_per_biller"),
+            models.CheckConstraint(condition=Q(subtotal__gte=0), name="bill_subtotal_nonnegative"),
+            models.CheckConstraint(condition=Q(tax__gte=0), name="bill_tax_nonnegative"),
+            models.CheckConstraint(condition=Q(total=F("subtotal") + F("tax")), name="bill_total_is_subtotal_plus_tax"),
+            models.CheckConstraint(condition=Q(amount_paid__gte=0), name="bill_amount_paid_nonnegative"),
+            models.CheckConstraint(condition=Q(amount_paid__lte=F("total")), name="bill_never_overpaid"),
+            models.CheckConstraint(condition=Q(period_end__gte=F("period_start")), name="bill_period_ordered"),
+        ]
+        indexes = [models.Index(fields=["account", "status", "due_date"])]
+
+    def __str__(self):
+        return self.number
+
+    @property
+    def balance_due(self) -> int:
+        if self.status in (self.Status.VOID, self.Status.DRAFT):
+            return 0
+        return self.total - self.amount_paid
+
+    def can_transition_to(self, status) -> bool:
+        return status in self.TRANSITIONS.get(self.status, set())
+
+    def money(self, minor: int) -> str:
+        return format_money(minor, self.currency)
+
+    def is_overdue(self, today) -> bool:
+        return self.status in self.PAYABLE_STATUSES and self.due_date < today
+
+    def pay_link_expires_on(self):
+        return self.due_date + timedelta(days=self.biller.pay_link_valid_days)
+
+
+class BillLine(models.Model):
+    bill = models.ForeignKey(Bill, on_delete=models.CASCADE, related_name="lines")
+    position = models.PositiveIntegerField(_("position"), default=0)
+    description = models.CharField(_("description"), max_length=200)
+    quantity = models.DecimalField(_("quantity"), max_digits=14, decimal_places=3, default=1)
+    unit_amount = models.BigIntegerField(_("unit price"), default=0)
+    amount = models.BigIntegerField(_("amount"))
+    tax_amount = models.BigIntegerField(_("tax"), default=0)
+
+    class Meta:
+        verbose_name = _("bill line")
+        verbose_name_plural = _("bill lines")
+        ordering = ["bill", "position", "pk"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gte=0), name="bill_line_amount_nonnegative"),
+            models.CheckConstraint(condition=Q(tax_amount__gte=0), name="bill_line_tax_nonnegative"),
+            models.CheckConstraint(condition=Q(unit_amount__gte=0), name="bill_line_unit_nonnegative"),
+        ]
+
+    def __str__(self):
+        return self.description
+
+
+class Payment(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        REQUIRES_ACTION = "requires_action", _("Waiting for the payer's bank")
+        PROCESSING = "processing", _("Processing")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
+        CANCELED = "canceled", _("Canceled")
+
+    TRANSITIONS = {
+        Status.PENDING: {Status.REQUIRES_ACTION, Status.PROCESSING, Status.SUCCEEDED, Status.FAILED, Status.CANCELED},
+        Status.REQUIRES_ACTION: {Status.PROCESSING, Status.SUCCEEDED, Status.FAILED, Status.CANCELED},
+        Status.PROCESSING: {Status.SUCCEEDED, Status.FAILED, Status.CANCELED},
+        Status.FAILED: {Status.PENDING},  # the payer tries another card on the same payment
+        Status.SUCCEEDED: set(),
+        Status.CANCELED: set(),
+    }
+
+    class Channel(models.TextChoices):
+        GUEST_WEB = "guest_web", _("Guest, online")
+        PORTAL = "portal", _("Signed-in payer")
+        AUTOPAY = "autopay", _("Autopay")
+        STAFF_OFFLINE = "staff_offline", _("Recorded by staff")
+
+    class Method(models.TextChoices):
+        CARD = "card", _("Card")
+        CASH = "cash", _("Cash")
+        CHEQUE = "cheque", _("Cheque")
+        BANK_TRANSFER = "bank_transfer", _("Bank transfer")
+
+    biller = models.ForeignKey(Biller, on_delete=models.PROTECT, related_name="payments")
+    account = models.ForeignKey(CustomerAccount, on_delete=models.PROTECT, related_name="payments")
+    confirmation_number = models.CharField(_("confirmation number"), max_length=20, unique=True)
+    channel = models.CharField(_("channel"), max_length=16, choices=Channel.choices)
+    method = models.CharField(_("method"), max_length=16, choices=Method.choices)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
+    currency = models.CharField(_("currency"), max_length=3)
+    amount = models.BigIntegerField(_("amount applied to bills"))
+    fee_amount = models.BigIntegerField(_("convenience fee"), default=0)
+    tip_amount = models.BigIntegerField(_("tip"), default=0)
+    amount_refunded = models.BigIntegerField(_("amount refunded"), default=0)
+    reference = models.CharField(_("reference"), max_length=100, blank=True, help_text=_("Cheque number or receipt."))
+    payer_email = models.EmailField(_("receipt e-mail"), blank=True)
+    gateway_payment_id = models.CharField(max_length=255, null=True, blank=True, unique=True, editable=False)
+    idempotency_key = models.CharField(max_length=100, null=True, blank=True, unique=True, editable=False)
+    received_at = models.DateTimeField(_("received"), null=True, blank=True)
+    recorded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("payment")
+        verbose_name_plural = _("payments")
+        ordering = ["-created_at", "-pk"]
+        permissions = [
+            ("record_offline_payment", _("Can record an offline payment")),
+            ("refund_payment", _("Can refund a payment")),
+        ]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gt=0), name="payment_amount_positive"),
+            models.CheckConstraint(condition=Q(fee_amount__gte=0), name="payment_fee_nonnegative"),
+            models.CheckConstraint(condition=Q(tip_amount__gte=0), name="payment_tip_nonnegative"),
+            models.CheckConstraint(condition=Q(amount_refunded__gte=0), name="payment_refunded_nonnegative"),
+            models.CheckConstraint(
+                condition=Q(amount_refunded__lte=F("amount") + F("fee_amount") + F("tip_amount")),
+                name="payment_refund_capped",
+            ),
+        ]
+
+    def __str__(self):
+        return self.confirmation_number
+
+    @property
+    def total_charged(self) -> int:
+        return self.amount + self.fee_amount + self.tip_amount
+
+    @property
+    def refundable(self) -> int:
+        return self.total_charged - self.amount_refunded if self.status == self.Status.SUCCEEDED else 0
+
+    def can_transition_to(self, status) -> bool:
+        return status in self.TRANSITIONS.get(self.status, set())
+
+
+class PaymentAllocation(models.Model):
+    """How much of a payment went to which bill (oldest due first)."""
+
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="allocations")
+    bill = models.ForeignKey(Bill, on_delete=models.PROTECT, related_name="allocations")
+    amount = models.BigIntegerField(_("amount"))
+
+    class Meta:
+        verbose_name = _("payment allocation")
+        constraints = [
+            models.UniqueConstraint(fields=["payment", "bill"], name="allocation_once_per_bill"),
+            models.CheckConstraint(condition=Q(amount__gt=0), name="allocation_amount_positive"),
+        ]
+
+
+class PaymentAttempt(models.Model):
+    """Append-only: one row per call to the payment gateway, whatever its outcome."""
+
+    class Kind(models.TextChoices):
+        CREATE = "create", _("Create intent")
+        CONFIRM = "confirm", _("Confirm")
+        RETRIEVE = "retrieve", _("Check status")
+        CANCEL = "cancel", _("Cancel")
+        REFUND = "refund", _("Refund")
+
+    class Outcome(models.TextChoices):
+        SUCCEEDED = "succeeded", _("Succeeded")
+        REQUIRES_ACTION = "requires_action", _("Needs authentication")
+        PENDING = "pending", _("Pending")
+        DECLINED = "declined", _("Declined")
+        ERROR = "error", _("Gateway error")
+
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="attempts")
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    amount = models.BigIntegerField(_("amount"))
+    currency = models.CharField(_("currency"), max_length=3)
+    gateway_reference = models.CharField(_("gateway reference"), max_length=255, blank=True)
+    idempotency_key = models.CharField(max_length=100, null=True, blank=True, unique=True)
+    outcome = models.CharField(_("outcome"), max_length=16, choices=Outcome.choices)
+    decline_code = models.CharField(_("decline code"), max_length=64, blank=True)
+    message = models.CharField(_("message"), max_length=500, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("payment attempt")
+        verbose_name_plural = _("payment attempts")
+        ordering = ["created_at", "pk"]
+        constraints = [models.CheckConstraint(condition=Q(amount__gte=0), name="attempt_amount_nonnegative")]
+
+
+class Refund(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        SUCCEEDED = "succeeded", _("Succeeded")
+        FAILED = "failed", _("Failed")
+
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
+    amount = models.BigIntegerField(_("amount"))
+    currency = models.CharField(_("currency"), max_length=3)
+    reason = models.CharField(_("reason"), max_length=500)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
+    gateway_refund_id = models.CharField(max_length=255, null=True, blank=True, unique=True)
+    idempotency_key = models.CharField(max_length=100, unique=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("refund")
+        verbose_name_plural = _("refunds")
+        ordering = ["-created_at"]
+        constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="refund_amount_positive")]
+
+
+class BillingEvent(models.Model):
+    """Append-only history of every status change and money action: who, when, what."""
+
+    class Kind(models.TextChoices):
+        BILL_CREATED = "bill_created", _("Bill created")
+        BILL_STATUS = "bill_status", _("Bill status changed")
+        PAYMENT_RECORDED = "payment_recorded", _("Payment recorded")
+        PAYMENT_STATUS = "payment_status", _("Payment status changed")
+        PAYMENT_APPLIED = "payment_applied", _("Payment applied to bill")
+        REFUND = "refund", _("Refund")
+        PDF_RENDERED = "pdf_rendered", _("PDF rendered")
+        IMPORTED = "imported", _("Imported")
+
+    kind = models.CharField(_("what"), max_length=32, choices=Kind.choices)
+    bill = models.ForeignKey(Bill, on_delete=models.CASCADE, null=True, blank=True, related_name="events")
+    payment = models.ForeignKey(Payment, on_delete=models.CASCADE, null=True, blank=True, related_name="events")
+    account = models.ForeignKey(
+        CustomerAccount, on_delete=models.CASCADE, null=True, blank=True, related_name="events"
+    )
+    from_status = models.CharField(_("from"), max_length=16, blank=True)
+    to_status = models.CharField(_("to"), max_length=16, blank=True)
+    amount = models.BigIntegerField(_("amount"), null=True, blank=True)
+    currency = models.CharField(_("currency"), max_length=3, blank=True)
+    message = models.CharField(_("details"), max_length=500, blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("who"),
+    )
+    created_at = models.DateTimeField(_("when"), auto_now_add=True, db_index=True)
+
+    class Meta:
+        verbose_name = _("billing event")
+        verbose_name_plural = _("billing history")
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} {self.from_status}→{self.to_status}".strip()

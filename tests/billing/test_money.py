@@ -1,0 +1,57 @@
+from decimal import Decimal
+
+import pytest
+
+from billing.errors import ApplicationError
+from billing.money import currency_decimals, format_money, from_minor, multiply, percent_of, to_minor
+
+
+@pytest.mark.parametrize(("currency", "places"), [("USD", 2), ("EUR", 2), ("KWD", 3), ("BHD", 3), ("OMR", 3), ("JPY", 0)])
+def test_decimals_come_from_the_currency(currency, places):
+    assert currency_decimals(currency) == places
+
+
+def test_three_decimal_currency_rounds_half_up_at_the_third_place():
+    assert to_minor("1.2345", "KWD") == 1235  # 1.2345 → 1.235 KWD = 1235 fils
+    assert to_minor("1.2344", "KWD") == 1234
+    assert to_minor("0.0005", "KWD") == 1
+    assert to_minor("12.5", "KWD") == 12500
+    assert from_minor(1235, "KWD") == Decimal("1.235")
+
+
+def test_two_and_zero_decimal_currencies():
+    assert to_minor("10.005", "USD") == 1001
+    assert to_minor("10.004", "USD") == 1000
+    assert to_minor("1500.5", "JPY") == 1501
+    assert to_minor(7, "USD") == 700
+
+
+def test_strict_refuses_more_decimals_than_the_currency_has():
+    assert to_minor("1.234", "KWD", strict=True) == 1234
+    with pytest.raises(ApplicationError, match="more than 2 decimal places"):
+        to_minor("1.234", "USD", strict=True)
+
+
+@pytest.mark.parametrize("bad", ["", "abc", "1.2.3", "NaN", "Infinity"])
+def test_garbage_is_not_an_amount(bad):
+    with pytest.raises(ApplicationError, match="not an amount"):
+        to_minor(bad, "USD")
+
+
+def test_unknown_currency_is_refused():
+    with pytest.raises(ApplicationError, match="Unknown currency"):
+        to_minor("1", "XXQ")
+
+
+def test_integer_percentages_round_half_up():
+    assert percent_of(1000, 250) == 25  # 2.5% of 10.00
+    assert percent_of(999, 250) == 25  # 24.975 → 25
+    assert percent_of(998, 250) == 25  # 24.95 → 25
+    assert percent_of(979, 250) == 24  # 24.475 → 24
+    assert multiply(1234, Decimal("2.5")) == 3085
+
+
+def test_formatting_uses_the_currency_precision():
+    assert format_money(1235, "KWD", "en") == "KWD1.235"
+    assert format_money(150000, "USD", "en_US") == "$1,500.00"
+    assert format_money(1500, "JPY", "en") == "¥1,500"

@@ -1,0 +1,36 @@
+import os
+
+import pytest
+
+from tests.factories import BillerFactory, CustomerAccountFactory
+
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+@pytest.fixture
+def biller(db):
+    return BillerFactory()
+
+
+@pytest.fixture
+def account(biller):
+    return CustomerAccountFactory(biller=biller)
+
+
+@pytest.fixture
+def staff_user(db, django_user_model):
+    return django_user_model.objects.create_user(email="clerk@example.com", password="pw-Staff-123", is_staff=True)
+
+
+@pytest.fixture
+def require_postgres(db):
+    """For tests that only mean something on PostgreSQL (row locks, concurrent writers).
+
+    Outside CI, a SQLite run skips them with the reason. In CI they fail: CI must prove them on PostgreSQL."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        message = "needs PostgreSQL: set DATABASE_URL=postgres://… (CI does)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
