@@ -13,6 +13,7 @@ from django.db.models import F, Q
 from django.utils.translation import gettext_lazy as _
 
 from .money import format_money
+from .storage import private_storage
 
 
 class Biller(models.Model):
@@ -111,6 +112,7 @@ class ImportBatch(models.Model):
 
     biller = models.ForeignKey(Biller, on_delete=models.PROTECT, related_name="import_batches")
     filename = models.CharField(_("file name"), max_length=255)
+    file = models.FileField(_("file"), upload_to="imports/", storage=private_storage, blank=True)
     sha256 = models.CharField(_("SHA-256 of the file"), max_length=64)
     status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
     total_rows = models.PositiveIntegerField(_("rows"), default=0)
@@ -221,7 +223,7 @@ class Bill(models.Model):
         ImportBatch, on_delete=models.SET_NULL, null=True, blank=True, related_name="bills"
     )
     # The stored PDF, and a fingerprint of what it was rendered from; a different fingerprint means re-render.
-    pdf = models.FileField(_("PDF"), upload_to="bills/", blank=True, editable=False)
+    pdf = models.FileField(_("PDF"), upload_to="bills/", storage=private_storage, blank=True, editable=False)
     pdf_fingerprint = models.CharField(max_length=64, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
