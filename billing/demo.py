@@ -1,0 +1,164 @@
+"""Demo data for the local run and for browser tests: one biller, a few dozen accounts, bills in every state.
+
+Everything is keyed by natural keys (biller slug, account number, bill number), so seeding twice adds nothing.
+"""
+
+import datetime as dt
+import random
+from dataclasses import dataclass
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
+
+from . import services
+from .models import Bill, Biller, CustomerAccount, Payment
+from .money import format_money
+
+DEMO_BILLER_SLUG = "riverside"
+DEMO_STAFF_EMAIL = "admin@billpay.localhost"
+DEMO_CLERK_EMAIL = "clerk@billpay.localhost"
+DEMO_STAFF_PASSWORD = "billpay-demo-admin"  # local demo only; production never runs the seed
+DEMO_ACCOUNT_COUNT = 36
+
+FIRST = ["Amira", "Ben", "Carmen", "Dariush", "Elena", "Farid", "Grace", "Hassan", "Ines", "Jonah", "Kaveh", "Lina"]
+LAST = ["Haddad", "Okafor", "Silva", "Moradi", "Novak", "Rahimi", "Chen", "Mansour", "Garcia", "Schmidt", "Tehrani"]
+STREETS = ["Elm St", "River Rd", "Cedar Ave", "Lakeview Dr", "Mill Ln", "Orchard Way"]
+
+
+@dataclass
+class SeedResult:
+    biller: Biller
+    accounts_created: int
+    bills_created: int
+
+
+def _lines(rng: random.Random) -> list[services.LineInput]:
+    water = rng.randint(2400, 9800)
+    sewer = rng.randint(1500, 4200)
+    base = 1250
+    return [
+        services.LineInput(description="Base service charge", amount=base),
+        services.LineInput(description="Water usage", quantity=rng.randint(4, 19), unit_amount=round(water / 10)),
+        services.LineInput(description="Sewer", amount=sewer, tax_amount=round(sewer * 0.05)),
+    ]
+
+
+def _states_for(index: int) -> list[str]:
+    """Which bills an account gets, oldest first: a mix so that every status and an overdue bill all appear."""
+    patterns = [
+        ["paid", "open"],
+        ["paid", "paid", "open"],
+        ["overdue", "open"],
+        ["paid", "partial"],
+        ["paid", "void", "open"],
+        ["uncollectible", "open"],
+        ["paid", "draft"],
+        ["paid", "paid"],
+    ]
+    return patterns[index % len(patterns)]
+
+
+@transaction.atomic
+def demo_seed(*, today: dt.date | None = None) -> SeedResult:
+    today = today or timezone.localdate()
+    rng = random.Random(20261122)
+    biller, _ = Biller.objects.get_or_create(
+        slug=DEMO_BILLER_SLUG,
+        defaults={
+            "name": "Riverside Water & Power",
+            "tagline": "Water, sewer and power for the Riverside valley",
+            "currency": "USD",
+            "time_zone": "America/Chicago",
+            "support_email": "help@riverside.example",
+            "support_phone": "+1 555 0100",
+            "remit_address": "Riverside Water & Power\nPO Box 1200\nRiverside, CA 92501",
+            "convenience_fee_fixed": 0,
+        },
+    )
+    User = get_user_model()
+    if not User.objects.filter(email=DEMO_STAFF_EMAIL).exists():
+        User.objects.create_superuser(email=DEMO_STAFF_EMAIL, password=DEMO_STAFF_PASSWORD, name="Demo administrator")
+    if not User.objects.filter(email=DEMO_CLERK_EMAIL).exists():
+        User.objects.create_user(email=DEMO_CLERK_EMAIL, password=DEMO_STAFF_PASSWORD, name="Demo clerk", is_staff=True)
+
+    accounts_created = bills_created = 0
+    for i in range(DEMO_ACCOUNT_COUNT):
+        number = f"{4100200 + i * 37:08d}"
+        account = CustomerAccount.objects.filter(biller=biller, account_number=number).first()
+        if account is None:
+            account = services.customer_account_create(
+                biller=biller,
+                account_number=number,
+                holder_name=f"{FIRST[i % len(FIRST)]} {LAST[(i * 7) % len(LAST)]}",
+                postal_code=f"925{i % 10:02d}",
+                address_line1=f"{100 + i * 3} {STREETS[i % len(STREETS)]}",
+                city="Riverside",
+                region="CA",
+                email=f"payer{i + 1}@example.com",
+                phone=f"+1555{i:07d}",
+                language=["en", "en", "es", "ar", "fa"][i % 5] if i >= 5 else "en",
+            )
+            accounts_created += 1
+        states = _states_for(i)
+        for k, state in enumerate(states):
+            months_back = len(states) - 1 - k
+            bill_number = f"RW-{number}-{k + 1:02d}"
+            if Bill.objects.filter(biller=biller, number=bill_number).exists():
+                continue
+            period_end = today.replace(day=1) - dt.timedelta(days=1 + 30 * months_back)
+            period_start = period_end - dt.timedelta(days=29)
+            due = today + dt.timedelta(days=14 - 30 * months_back) if state != "overdue" else today - dt.timedelta(days=9)
+            bill = services.bill_create(
+                account=account,
+                number=bill_number,
+                period_start=period_start,
+                period_end=period_end,
+                due_date=due,
+                lines=_lines(rng),
+            )
+            bills_created += 1
+            if state == "draft":
+                continue
+            bill = services.bill_issue(bill=bill, issue_date=period_end + dt.timedelta(days=2))
+            if state == "paid":
+                services.payment_record_offline(account=account, amount=bill.total, method=Payment.Method.CASH)
+            elif state == "partial":
+                services.payment_record_offline(
+                    account=account, amount=bill.total // 2, method=Payment.Method.CHEQUE, reference=f"{1000 + i}"
+                )
+            elif state == "void":
+                services.bill_void(bill=bill, reason="Meter misread; rebilled")
+            elif state == "uncollectible":
+                services.bill_mark_uncollectible(bill=bill, reason="Account in collections")
+    return SeedResult(biller=biller, accounts_created=accounts_created, bills_created=bills_created)
+
+
+def demo_accounts(*, biller: Biller, limit: int | None = None) -> list[dict]:
+    """The seeded accounts with what a payer needs to find them, and what they owe. Read by scripts and tests."""
+    accounts = CustomerAccount.objects.filter(biller=biller).order_by("account_number").prefetch_related("bills")
+    rows = []
+    for account in accounts[:limit] if limit else accounts:
+        open_bills = sorted(
+            (b for b in account.bills.all() if b.status in Bill.PAYABLE_STATUSES and b.balance_due > 0),
+            key=lambda b: (b.due_date, b.pk),
+        )
+        balance = sum(b.balance_due for b in open_bills)
+        rows.append(
+            {
+                "account_number": account.account_number,
+                "holder_name": account.holder_name,
+                "lookup_factor": biller.lookup_factor,
+                "postal_code": account.postal_code,
+                "email": account.email,
+                "currency": biller.currency,
+                "open_balance_minor": balance,
+                "open_balance": format_money(balance, biller.currency, "en"),
+                "open_bills": [
+                    {"number": b.number, "due_date": b.due_date.isoformat(), "balance_due_minor": b.balance_due}
+                    for b in open_bills
+                ],
+            }
+        )
+    return rows
+

@@ -1,0 +1,27 @@
+import json
+
+from django.core.management.base import BaseCommand
+
+from billing.demo import DEMO_CLERK_EMAIL, DEMO_STAFF_EMAIL, DEMO_STAFF_PASSWORD, demo_accounts, demo_seed
+
+
+class Command(BaseCommand):
+    help = "Seed one demo biller with accounts and bills in every state. Safe to run again: it adds nothing twice."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--json", action="store_true", help="Print the demo accounts as JSON, and nothing else.")
+
+    def handle(self, *args, **options):
+        result = demo_seed()
+        accounts = demo_accounts(biller=result.biller)
+        if options["json"]:
+            self.stdout.write(json.dumps(accounts, indent=2))
+            return
+        self.stdout.write(
+            f"Seeded {result.biller.name}: {result.accounts_created} new accounts, {result.bills_created} new bills."
+        )
+        self.stdout.write(f"Staff login: {DEMO_STAFF_EMAIL} / {DEMO_STAFF_PASSWORD} (billing admin)")
+        self.stdout.write(f"Clerk login: {DEMO_CLERK_EMAIL} / {DEMO_STAFF_PASSWORD}")
+        self.stdout.write("Demo accounts (account number · postal code · open balance):")
+        for row in [a for a in accounts if a["open_balance_minor"] > 0][:6]:
+            self.stdout.write(f"  {row['account_number']} · {row['postal_code']} · {row['open_balance']}  {row['holder_name']}")

@@ -1,0 +1,84 @@
+"""Start the portal for local use: migrate, seed demo data, then run web, Celery worker and Celery beat together.
+
+Ctrl-C or SIGTERM stops every process it started; if one of them dies, the others are stopped too.
+DATABASE_URL and REDIS_URL, when set, are passed through to every process (PostgreSQL and Redis instead of the
+embedded SQLite and folder broker).
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+
+def manage(*args: str, capture: bool = False) -> str:
+    result = subprocess.run([PY, "manage.py", *args], cwd=ROOT, check=True, text=True, capture_output=capture)
+    return result.stdout if capture else ""
+
+
+def main() -> int:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+    port = int(os.environ.get("PORT", "8000"))
+    os.environ.setdefault("SITE_URL", f"http://localhost:{port}")
+    (ROOT / "var" / "broker" / "queue").mkdir(parents=True, exist_ok=True)
+    (ROOT / "var" / "broker" / "processed").mkdir(parents=True, exist_ok=True)
+
+    manage("migrate", "--noinput", "-v", "0")
+    manage("setup_roles", "-v", "0")
+    seeded = manage("seed_demo", capture=True)
+
+    celery = [PY, "-m", "celery", "-A", "config"]
+    commands = {
+        "web": [PY, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
+        "worker": [*celery, "worker", "--loglevel", "INFO", "--pool", "solo", "--without-gossip", "--without-mingle"],
+        "beat": [*celery, "beat", "--loglevel", "INFO", "--schedule", str(ROOT / "var" / "celerybeat-schedule")],
+    }
+    children: dict[str, subprocess.Popen] = {}
+    stopping = False
+
+    def stop(*_):
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
+        for proc in children.values():
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + 10
+        for proc in children.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    signal.signal(signal.SIGTERM, lambda *a: (stop(), sys.exit(0)))
+    signal.signal(signal.SIGINT, lambda *a: (stop(), sys.exit(0)))
+    for name, command in commands.items():
+        children[name] = subprocess.Popen(command, cwd=ROOT)
+
+    database = "PostgreSQL" if os.environ.get("DATABASE_URL", "").startswith("postgres") else "SQLite (var/)"
+    broker = "Redis" if os.environ.get("REDIS_URL") else "folder broker (var/broker)"
+    print(
+        f"\nBillpay is starting on http://localhost:{port}/  (staff admin: http://localhost:{port}/admin/)\n"
+        f"Database: {database} · Celery broker: {broker}\n{seeded}\nPress Ctrl-C to stop.\n",
+        flush=True,
+    )
+    try:
+        while True:
+            for name, proc in children.items():
+                if proc.poll() is not None:
+                    print(f"{name} exited with status {proc.returncode}; stopping the rest.", file=sys.stderr)
+                    stop()
+                    return proc.returncode or 1
+            time.sleep(0.5)
+    finally:
+        stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

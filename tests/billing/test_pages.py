@@ -1,0 +1,71 @@
+import re
+
+import pytest
+from django.urls import reverse
+
+from billing.demo import demo_accounts, demo_seed
+
+
+def test_home_is_branded_with_a_pay_entry_point(client, biller):
+    response = client.get(reverse("billing:home"))
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert biller.name in html
+    assert f'href="{reverse("billing:pay")}"' in html
+    assert '<html lang="en" dir="ltr">' in html
+    assert 'name="viewport"' in html
+
+
+@pytest.mark.parametrize(("language", "direction"), [("ar", "rtl"), ("fa", "rtl"), ("es", "ltr")])
+def test_lang_and_dir_follow_the_language(client, biller, language, direction):
+    response = client.get(reverse("billing:home"), HTTP_ACCEPT_LANGUAGE=language)
+    assert f'<html lang="{language}" dir="{direction}">' in response.content.decode()
+
+
+def test_language_switch_is_a_csrf_protected_post(biller):
+    from django.test import Client
+
+    strict = Client(enforce_csrf_checks=True)
+    response = strict.post(reverse("set_language"), {"language": "ar", "next": "/"})
+    assert response.status_code == 403
+    page = strict.get(reverse("billing:home"))
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.content.decode()).group(1)
+    response = strict.post(reverse("set_language"), {"language": "ar", "next": "/", "csrfmiddlewaretoken": token})
+    assert response.status_code == 302
+    assert 'dir="rtl"' in strict.get(reverse("billing:home")).content.decode()
+
+
+def test_pay_page_lists_the_ways_to_pay(client, biller):
+    biller.remit_address = "PO Box 9\nRiverside"
+    biller.save()
+    html = client.get(reverse("billing:pay")).content.decode()
+    assert "PO Box 9" in html
+    assert biller.support_phone in html
+
+
+def test_home_runs_a_fixed_number_of_queries(client, biller, django_assert_max_num_queries):
+    with django_assert_max_num_queries(2):
+        client.get(reverse("billing:home"))
+
+
+def test_home_works_before_any_biller_exists(client, db):
+    response = client.get(reverse("billing:home"))
+    assert response.status_code == 200
+    assert "Pay a bill" in response.content.decode()
+
+
+def test_demo_seed_covers_every_status_and_is_idempotent(db):
+    from billing.models import Bill, CustomerAccount, Payment
+
+    first = demo_seed()
+    counts = (CustomerAccount.objects.count(), Bill.objects.count(), Payment.objects.count())
+    assert set(Bill.objects.values_list("status", flat=True)) == set(Bill.Status.values)
+    assert Bill.objects.filter(status=Bill.Status.OPEN, amount_paid__gt=0).exists()  # a partial payment
+    second = demo_seed()
+    assert (second.accounts_created, second.bills_created) == (0, 0)
+    assert (CustomerAccount.objects.count(), Bill.objects.count(), Payment.objects.count()) == counts
+    rows = demo_accounts(biller=first.biller)
+    owing = [r for r in rows if r["open_balance_minor"]]
+    assert owing and all(r["postal_code"] and r["open_bills"] for r in owing)
+    for row in owing:
+        assert row["open_balance_minor"] == sum(b["balance_due_minor"] for b in row["open_bills"])
