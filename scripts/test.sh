@@ -2,8 +2,15 @@
 # The test command: install what the tests need and run the whole suite. Extra arguments go to pytest.
 source "$(dirname "$0")/bootstrap.sh"
 bootstrap_venv requirements-dev.txt
-set +e
-.venv/bin/python -m pytest "$@"
-status=$?
-# pytest's "no tests collected" (5) must not pass as green.
-exit $status
+
+# Browser tests drive Debian's chromium (never a downloaded browser build). Install it when missing and we can.
+if ! command -v chromium >/dev/null 2>&1 && [ -z "${CHROMIUM_PATH:-}" ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "Installing Debian's chromium for the browser tests ..."
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "chromium is not installed: browser tests will be skipped (they fail under CI=true)." >&2
+  fi
+fi
+
+exec .venv/bin/python -m pytest "$@"

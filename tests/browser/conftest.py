@@ -1,0 +1,61 @@
+"""Headless Chromium (Debian's package) driven by Playwright's Python API. No browser is ever downloaded."""
+
+import os
+import shutil
+
+import pytest
+
+from tests.conftest import IN_CI
+
+# Playwright's sync API runs an event loop in this thread; the Django ORM calls made by test code are still sync.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+def chromium_path() -> str | None:
+    return os.environ.get("CHROMIUM_PATH") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    path = chromium_path()
+    if not path:
+        message = "Debian's chromium is not installed (scripts/test.sh installs it with apt when it can)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def phone(browser):
+    """A 360 px wide phone screen."""
+    context = browser.new_context(viewport={"width": 360, "height": 740}, device_scale_factor=2, is_mobile=True)
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def axe_serious_violations(page) -> list[dict]:
+    from axe_playwright_python.sync_playwright import Axe
+
+    results = Axe().run(page)
+    return [v for v in results.response["violations"] if v["impact"] in {"serious", "critical"}]
+
+
+def has_horizontal_overflow(page) -> bool:
+    return page.evaluate("document.documentElement.scrollWidth > document.documentElement.clientWidth")
