@@ -25,8 +25,8 @@ def main() -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
     port = int(os.environ.get("PORT", "8000"))
     os.environ.setdefault("SITE_URL", f"http://localhost:{port}")
-    (ROOT / "var" / "broker" / "queue").mkdir(parents=True, exist_ok=True)
-    (ROOT / "var" / "broker" / "processed").mkdir(parents=True, exist_ok=True)
+    for folder in ("queue", "processed", "control"):
+        (ROOT / "var" / "broker" / folder).mkdir(parents=True, exist_ok=True)
 
     manage("migrate", "--noinput", "-v", "0")
     manage("setup_roles", "-v", "0")

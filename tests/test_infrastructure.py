@@ -51,11 +51,12 @@ with app.connection_for_write() as conn:
 """
     env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "DJANGO_SETTINGS_MODULE"}}
     env["DATABASE_URL"] = f"sqlite:///{tmp_path / 'db.sqlite3'}"
-    (ROOT / "var" / "broker" / "queue").mkdir(parents=True, exist_ok=True)
-    (ROOT / "var" / "broker" / "processed").mkdir(parents=True, exist_ok=True)
+    for folder in ("queue", "processed", "control"):
+        (ROOT / "var" / "broker" / folder).mkdir(parents=True, exist_ok=True)
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "world"
+    assert not (ROOT / "control").exists(), "the folder broker must keep all its files under var/broker"
 
 
 def test_production_settings_pass_check_deploy():
