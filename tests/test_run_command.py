@@ -1,0 +1,71 @@
+"""The README's run command, for real: web, Celery worker and beat start on the embedded defaults, the portal and
+the admin answer, and SIGTERM stops every process it started."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_run_command_starts_everything_and_sigterm_stops_it(tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE"}}
+    env.update(PORT=str(port), VAR_DIR=str(tmp_path), PYTHONUNBUFFERED="1")
+    log = open(tmp_path / "run.log", "w+")
+    proc = subprocess.Popen(
+        [sys.executable, "scripts/run.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        home = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                home = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read().decode()
+                break
+            except OSError:
+                time.sleep(0.5)
+        output = (tmp_path / "run.log").read_text()
+        assert home is not None, output
+        assert "Pay a bill" in home
+        admin = urllib.request.urlopen(f"http://127.0.0.1:{port}/admin/login/", timeout=5)
+        assert admin.status == 200
+        # Wait for the worker and beat to report in, so the stop below really stops three processes.
+        while time.monotonic() < deadline and not ("ready." in output and "beat: Starting" in output):
+            time.sleep(0.5)
+            output = (tmp_path / "run.log").read_text()
+        assert "ready." in output and "beat: Starting" in output, output
+        assert f"http://localhost:{port}/" in output
+        assert "Staff login:" in output and "Demo accounts" in output
+        assert (tmp_path / "billpay.sqlite3").exists()
+        children = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        assert len(children) >= 4, children  # run.py + web + worker + beat
+
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+        time.sleep(0.5)
+        assert not group_alive(proc.pid), "a process the run command started is still running"
+    finally:
+        if group_alive(proc.pid):
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
