@@ -44,7 +44,9 @@ def _auth_header(api_key: str) -> str:
 def wait_until_ready(base_url: str, *, timeout: float = 15.0, api_key: str = DEFAULT_API_KEY) -> None:
     """Poll GET /v1/balance until localstripe answers 200; raise TimeoutError after `timeout` seconds."""
     deadline = time.monotonic() + timeout
-    request = urllib.request.Request(base_url.rstrip("/") + "/v1/balance", headers={"Authorization": _auth_header(api_key)})
+    request = urllib.request.Request(
+        base_url.rstrip("/") + "/v1/balance", headers={"Authorization": _auth_header(api_key)}
+    )
     last_error: Exception | None = None
     while time.monotonic() < deadline:
         try:
