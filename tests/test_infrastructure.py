@@ -65,6 +65,9 @@ def test_production_settings_pass_check_deploy():
         "DJANGO_SETTINGS_MODULE": "config.settings.production",
         "DJANGO_SECRET_KEY": "x" * 20 + "-a-long-random-production-secret-for-the-check-only-0123456789",
         "DJANGO_ALLOWED_HOSTS": "pay.example.com",
+        "STRIPE_SECRET_KEY": "sk_live_placeholder",
+        "STRIPE_PUBLISHABLE_KEY": "pk_live_placeholder",
+        "STRIPE_WEBHOOK_SECRET": "whsec_placeholder",
     }
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],

@@ -1,6 +1,7 @@
 """Settings shared by every environment. Everything that differs between machines comes from the environment."""
 
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from django.utils.translation import gettext_lazy as _
@@ -162,3 +163,13 @@ LOGGING = {
 
 # The biller this portal serves (its slug). Empty means the first biller in the database.
 BILLPAY_BILLER_SLUG = env("BILLPAY_BILLER_SLUG", default="")
+
+# Stripe. Tests and the local run point STRIPE_API_BASE at localstripe; real Stripe is https://api.stripe.com.
+STRIPE_API_BASE = env("STRIPE_API_BASE", default="https://api.stripe.com").rstrip("/")
+# True when talking to real Stripe (test or live mode): only then are parameters localstripe rejects sent.
+STRIPE_LIVE_API = urlsplit(STRIPE_API_BASE).hostname == "api.stripe.com"
+STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY", default="")
+STRIPE_PUBLISHABLE_KEY = env("STRIPE_PUBLISHABLE_KEY", default="")
+STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", default="")
+STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
+STRIPE_JS_URL = env("STRIPE_JS_URL", default="https://js.stripe.com/v3/")
