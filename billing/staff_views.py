@@ -1,0 +1,57 @@
+"""Views for biller staff outside the admin: the printable bill and its PDF. Active staff with billing.view_bill only."""
+
+from functools import wraps
+
+from django.contrib.admin.views.decorators import staff_member_required
+from django.core.exceptions import PermissionDenied
+from django.http import FileResponse, Http404, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.urls import reverse
+from django.utils.text import get_valid_filename
+from django.views.decorators.http import require_GET
+
+from .documents import bill_document_get, bill_document_html, bill_pdf_ensure
+from .models import Bill
+
+
+def staff_permission_required(perm: str):
+    """Not staff (or inactive): off to the admin login. Staff without the permission: 403, not a login loop."""
+
+    def decorator(view):
+        @wraps(view)
+        def wrapped(request, *args, **kwargs):
+            if not request.user.has_perm(perm):
+                raise PermissionDenied
+            return view(request, *args, **kwargs)
+
+        return staff_member_required(wrapped)
+
+    return decorator
+
+
+@require_GET
+@staff_permission_required("billing.view_bill")
+def bill_print(request, pk: int):
+    try:
+        document = bill_document_get(bill=pk)
+    except Bill.DoesNotExist:
+        raise Http404 from None
+    toolbar = {"pdf_url": reverse("billing:staff_bill_pdf", args=[pk])}
+    response = HttpResponse(bill_document_html(document=document, request=request, extra={"toolbar": toolbar}))
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+@require_GET
+@staff_permission_required("billing.view_bill")
+def bill_pdf(request, pk: int):
+    bill = get_object_or_404(Bill.objects.only("pk", "number"), pk=pk)
+    pdf = bill_pdf_ensure(bill=bill, actor=request.user)
+    response = FileResponse(
+        pdf.open("rb"),
+        as_attachment=True,
+        filename=get_valid_filename(f"bill-{bill.number}.pdf"),
+        content_type="application/pdf",
+    )
+    response["Cache-Control"] = "private, no-store"
+    return response
