@@ -18,8 +18,6 @@ from django.db.models.fields.files import FieldFile
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import translation
-from weasyprint import HTML
-from weasyprint.urls import URLFetcher
 
 from .models import Bill, BillingEvent, BillLine
 from .money import format_money
@@ -177,7 +175,9 @@ def bill_document_html(*, document: BillDocument, request=None, extra: dict | No
         return render_to_string(BILL_DOCUMENT_TEMPLATE, context, request=request)
 
 
-def _local_only_fetcher() -> URLFetcher:
+def _local_only_fetcher():
+    from weasyprint.urls import URLFetcher
+
     # The document needs nothing from outside. Refusing every scheme but data: means neither a biller's text nor a
     # future template change can make rendering call out to the network or read local files.
     return URLFetcher(allowed_protocols=("data",), fail_on_errors=False)
@@ -185,6 +185,10 @@ def _local_only_fetcher() -> URLFetcher:
 
 def pdf_from_html(html: str) -> bytes:
     """The one call into WeasyPrint (tests count renders here)."""
+    # Imported here, not at the top: importing WeasyPrint parses its stylesheets and logs it, which every process that
+    # loads the URLconf (web, worker, each manage.py command) would otherwise pay for without rendering anything.
+    from weasyprint import HTML
+
     return HTML(string=html, base_url=None, url_fetcher=_local_only_fetcher()).write_pdf()
 
 
