@@ -290,3 +290,31 @@ def payment_record_offline(
     )
     payment_apply(payment=payment, actor=actor)
     return payment
+
+
+@transaction.atomic
+def bill_recalculate(*, bill: Bill, actor=None, created: bool = False) -> Bill:
+    """Recompute a draft bill's totals from its stored lines, after staff entered or edited them in the admin.
+
+    Only a draft can change: an issued bill's lines and totals are what the payer was sent. With created=True the bill
+    was just entered by staff, so its creation goes into the history with the final total."""
+    bill = _bill_locked(bill)
+    if bill.status != Bill.Status.DRAFT:
+        raise ApplicationError(
+            _("Bill %(number)s has been issued; its lines can no longer change.") % {"number": bill.number}
+        )
+    lines = list(bill.lines.all())
+    if not lines:
+        raise ApplicationError(_("A bill needs at least one line."))
+    if any(line.amount < 0 or line.tax_amount < 0 for line in lines):
+        raise ApplicationError(_("Bill line amounts cannot be negative."))
+    bill.subtotal = sum(line.amount for line in lines)
+    bill.tax = sum(line.tax_amount for line in lines)
+    bill.total = bill.subtotal + bill.tax
+    bill.save(update_fields=["subtotal", "tax", "total", "updated_at"])
+    if created:
+        event_record(
+            kind=BillingEvent.Kind.BILL_CREATED, bill=bill, to_status=bill.status, amount=bill.total,
+            currency=bill.currency, actor=actor,
+        )
+    return bill

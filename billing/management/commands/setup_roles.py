@@ -1,0 +1,55 @@
+"""Create or update the staff roles. Safe to run on every deploy: a second run changes nothing.
+
+Roles are groups; give a person a role by adding them to the group and ticking "staff status".
+"""
+
+from django.apps import apps
+from django.contrib.auth.management import create_permissions
+from django.contrib.auth.models import Group, Permission
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+CLERK = "Clerk"
+BILLING_ADMIN = "Billing admin"
+
+# Beyond looking at everything, a clerk takes cash and cheques at the counter. Issuing, voiding, refunding and
+# importing change what payers owe, so they belong to billing administrators.
+CLERK_EXTRA = ("record_offline_payment",)
+
+
+def billing_permissions():
+    # Permissions are normally created after migrate; make sure the custom ones exist even on a fresh database.
+    create_permissions(apps.get_app_config("billing"), verbosity=0)
+    return Permission.objects.filter(content_type__app_label="billing").select_related("content_type")
+
+
+def role_permissions() -> dict[str, set[Permission]]:
+    every = set(billing_permissions())
+    clerk = {p for p in every if p.codename.startswith("view_") or p.codename in CLERK_EXTRA}
+    return {CLERK: clerk, BILLING_ADMIN: every}
+
+
+class Command(BaseCommand):
+    help = "Create or update the Clerk and Billing admin groups with their billing permissions."
+
+    @transaction.atomic
+    def handle(self, *args, **options):
+        for name, wanted in role_permissions().items():
+            group, created = Group.objects.get_or_create(name=name)
+            current = set(group.permissions.all())
+            added, removed = wanted - current, current - wanted
+            if added:
+                group.permissions.add(*added)
+            if removed:
+                group.permissions.remove(*removed)
+            if created:
+                self.stdout.write(f"Created group “{name}” with {len(wanted)} permissions.")
+            elif added or removed:
+                self.stdout.write(f"Updated group “{name}”: {len(added)} permissions added, {len(removed)} removed.")
+            else:
+                self.stdout.write(f"Group “{name}” is up to date ({len(wanted)} permissions).")
+            if not created:
+                for perm in sorted(added, key=lambda p: p.codename):
+                    self.stdout.write(f"  + {perm.codename}")
+                for perm in sorted(removed, key=lambda p: p.codename):
+                    self.stdout.write(f"  - {perm.codename}")
