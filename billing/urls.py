@@ -6,7 +6,9 @@ app_name = "billing"
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path("pay/", views.pay_start, name="pay"),
+    path("pay/", views.pay_lookup, name="pay"),
+    path("pay/account/", views.pay_account, name="pay_account"),
+    path("pay/b/<str:token>/", views.pay_link, name="pay_link"),
     path("staff/bills/<int:pk>/print/", staff_views.bill_print, name="staff_bill_print"),
     path("staff/bills/<int:pk>/pdf/", staff_views.bill_pdf, name="staff_bill_pdf"),
 ]
