@@ -25,8 +25,9 @@ def main() -> int:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
     port = int(os.environ.get("PORT", "8000"))
     os.environ.setdefault("SITE_URL", f"http://localhost:{port}")
+    var = Path(os.environ.get("VAR_DIR", ROOT / "var"))
     for folder in ("queue", "processed", "control"):
-        (ROOT / "var" / "broker" / folder).mkdir(parents=True, exist_ok=True)
+        (var / "broker" / folder).mkdir(parents=True, exist_ok=True)
 
     manage("migrate", "--noinput", "-v", "0")
     manage("setup_roles", "-v", "0")
@@ -36,7 +37,7 @@ def main() -> int:
     commands = {
         "web": [PY, "manage.py", "runserver", f"127.0.0.1:{port}", "--noreload"],
         "worker": [*celery, "worker", "--loglevel", "INFO", "--pool", "solo", "--without-gossip", "--without-mingle"],
-        "beat": [*celery, "beat", "--loglevel", "INFO", "--schedule", str(ROOT / "var" / "celerybeat-schedule")],
+        "beat": [*celery, "beat", "--loglevel", "INFO", "--schedule", str(var / "celerybeat-schedule")],
     }
     children: dict[str, subprocess.Popen] = {}
     stopping = False
@@ -61,8 +62,8 @@ def main() -> int:
     for name, command in commands.items():
         children[name] = subprocess.Popen(command, cwd=ROOT)
 
-    database = "PostgreSQL" if os.environ.get("DATABASE_URL", "").startswith("postgres") else "SQLite (var/)"
-    broker = "Redis" if os.environ.get("REDIS_URL") else "folder broker (var/broker)"
+    database = "PostgreSQL" if os.environ.get("DATABASE_URL", "").startswith("postgres") else f"SQLite ({var})"
+    broker = "Redis" if os.environ.get("REDIS_URL") else f"folder broker ({var / 'broker'})"
     print(
         f"\nBillpay is starting on http://localhost:{port}/  (staff admin: http://localhost:{port}/admin/)\n"
         f"Database: {database} · Celery broker: {broker}\n{seeded}\nPress Ctrl-C to stop.\n",
