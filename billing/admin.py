@@ -610,6 +610,7 @@ class BillAdmin(admin.ModelAdmin):
         "total_display",
         "paid_display",
         "balance_display",
+        "pdf_link",
     )
     list_select_related = ("account", "biller")
     list_filter = ("status", "biller", DueFilter, "due_date")
@@ -634,8 +635,10 @@ class BillAdmin(admin.ModelAdmin):
                 "description": _("Computed from the lines when a draft is saved."),
             },
         ),
+        (_("E-bill"), {"fields": ("documents",)}),
     )
     readonly_fields = (
+        "documents",
         "biller",
         "status",
         "issue_date",
@@ -647,6 +650,22 @@ class BillAdmin(admin.ModelAdmin):
     )
 
     # -- display -------------------------------------------------------------------------------------------------------
+
+    @admin.display(description=_("PDF"))
+    def pdf_link(self, obj):
+        return format_html('<a href="{}">{}</a>', reverse("billing:staff_bill_pdf", args=[obj.pk]), _("PDF"))
+
+    @admin.display(description=_("documents"))
+    def documents(self, obj):
+        if not obj.pk:
+            return "—"
+        return format_html(
+            '<a href="{}" target="_blank" rel="noopener">{}</a> · <a href="{}">{}</a>',
+            reverse("billing:staff_bill_print", args=[obj.pk]),
+            _("Printable bill"),
+            reverse("billing:staff_bill_pdf", args=[obj.pk]),
+            _("Download PDF"),
+        )
 
     @admin.display(description=_("subtotal"))
     def subtotal_display(self, obj):

@@ -8,10 +8,12 @@ import random
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.db import transaction
 from django.utils import timezone
 
 from . import services
+from .management.commands.setup_roles import CLERK
 from .models import Bill, Biller, CustomerAccount, Payment
 from .money import format_money
 
@@ -80,7 +82,10 @@ def demo_seed(*, today: dt.date | None = None) -> SeedResult:
     if not User.objects.filter(email=DEMO_STAFF_EMAIL).exists():
         User.objects.create_superuser(email=DEMO_STAFF_EMAIL, password=DEMO_STAFF_PASSWORD, name="Demo administrator")
     if not User.objects.filter(email=DEMO_CLERK_EMAIL).exists():
-        User.objects.create_user(email=DEMO_CLERK_EMAIL, password=DEMO_STAFF_PASSWORD, name="Demo clerk", is_staff=True)
+        clerk = User.objects.create_user(
+            email=DEMO_CLERK_EMAIL, password=DEMO_STAFF_PASSWORD, name="Demo clerk", is_staff=True
+        )
+        clerk.groups.add(*Group.objects.filter(name=CLERK))
 
     accounts_created = bills_created = 0
     for i in range(DEMO_ACCOUNT_COUNT):

@@ -4,20 +4,25 @@ Amounts live as integers in the currency's minor unit (cents, fils, yen). The nu
 currency itself (ISO 4217 via babel): KWD, BHD and OMR have 3, JPY has 0, most others 2.
 """
 
+import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from babel.numbers import format_currency, get_currency_precision, list_currencies
 from django.utils.translation import get_language, to_locale
+from django.utils.translation import gettext as _
 
 from .errors import ApplicationError
 
 _KNOWN_CURRENCIES = frozenset(list_currencies())
+# Commas are accepted only as thousands separators in whole groups of three ("1,234.50"). Anything else with a comma,
+# like "12,50", is refused: read as a decimal comma it means 12.50, read as a separator 1250.00; we never guess.
+_THOUSANDS = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d*)?$")
 
 
 def validate_currency(code: str) -> str:
     code = (code or "").strip().upper()
     if code not in _KNOWN_CURRENCIES:
-        raise ApplicationError(f"Unknown currency code “{code}”.")
+        raise ApplicationError(_("Unknown currency code “%(code)s”.") % {"code": code})
     return code
 
 
@@ -32,16 +37,26 @@ def to_minor(value, currency: str, *, strict: bool = False) -> int:
     instead: imports use that, so a typo never silently changes an amount.
     """
     places = currency_decimals(currency)
+    text = str(value).strip()
+    if "," in text:
+        if not _THOUSANDS.match(text):
+            raise ApplicationError(
+                _("“%(value)s” is not an amount. Use a dot for decimals, like 12.50.") % {"value": value}
+            )
+        text = text.replace(",", "")
     try:
-        amount = Decimal(str(value).strip().replace(",", ""))
+        amount = Decimal(text)
     except (InvalidOperation, ValueError):
-        raise ApplicationError(f"“{value}” is not an amount.") from None
+        raise ApplicationError(_("“%(value)s” is not an amount.") % {"value": value}) from None
     if not amount.is_finite():
-        raise ApplicationError(f"“{value}” is not an amount.")
+        raise ApplicationError(_("“%(value)s” is not an amount.") % {"value": value})
     quantum = Decimal(1).scaleb(-places)
     rounded = amount.quantize(quantum, rounding=ROUND_HALF_UP)
     if strict and rounded != amount:
-        raise ApplicationError(f"“{value}” has more than {places} decimal places for {currency}.")
+        raise ApplicationError(
+            _("“%(value)s” has more than %(places)s decimal places for %(currency)s.")
+            % {"value": value, "places": places, "currency": currency}
+        )
     return int(rounded.scaleb(places))
 
 

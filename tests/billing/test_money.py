@@ -55,3 +55,11 @@ def test_formatting_uses_the_currency_precision():
     assert format_money(1235, "KWD", "en") == "KWD1.235"
     assert format_money(150000, "USD", "en_US") == "$1,500.00"
     assert format_money(1500, "JPY", "en") == "¥1,500"
+
+
+def test_commas_only_as_thousands_separators():
+    assert to_minor("1,234.50", "USD") == 123450
+    assert to_minor("12,345,678", "JPY") == 12345678
+    for ambiguous in ["12,50", "1,23", "1,2345.00", ",5"]:
+        with pytest.raises(ApplicationError, match="Use a dot for decimals"):
+            to_minor(ambiguous, "USD")

@@ -1,5 +1,6 @@
 import json
 
+from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from billing.demo import DEMO_CLERK_EMAIL, DEMO_STAFF_EMAIL, DEMO_STAFF_PASSWORD, demo_accounts, demo_seed
@@ -12,6 +13,7 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", help="Print the demo accounts as JSON, and nothing else.")
 
     def handle(self, *args, **options):
+        call_command("setup_roles", verbosity=0)  # the demo clerk joins the Clerk role
         result = demo_seed()
         accounts = demo_accounts(biller=result.biller)
         if options["json"]:
