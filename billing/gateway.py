@@ -433,6 +433,8 @@ class PaymentGateway(Protocol):
 
     def retrieve_payment_intent(self, intent_id: str) -> IntentResult: ...
 
+    def update_payment_intent_amount(self, intent_id: str, *, amount: int, idempotency_key: str) -> IntentResult: ...
+
     def confirm_payment_intent(self, intent_id: str, *, idempotency_key: str, payment_method: str | None = None,
                                off_session: bool = False) -> IntentResult: ...  # fmt: skip
 
@@ -586,6 +588,17 @@ class StripeGateway:
             "payment_intents.retrieve", self._client.v1.payment_intents.retrieve, intent_id,
             params={"expand": ["payment_method"]}, payment_intent_id=intent_id,
         )  # fmt: skip
+        return _intent_result(intent)
+
+    def update_payment_intent_amount(self, intent_id: str, *, amount: int, idempotency_key: str) -> IntentResult:
+        """Change the amount of an intent that has not been charged yet (the payer changed the amount or the tip)."""
+        if amount <= 0:
+            raise ValueError("amount must be positive minor units")
+        intent = self._call(
+            "payment_intents.update", self._client.v1.payment_intents.update, intent_id,
+            params={"amount": int(amount)}, options=self._options(idempotency_key), payment_intent_id=intent_id,
+        )  # fmt: skip
+        logger.info("stripe payment intent amount changed: %s status=%s", intent.id, intent.status)
         return _intent_result(intent)
 
     def confirm_payment_intent(

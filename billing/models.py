@@ -323,6 +323,11 @@ class Payment(models.Model):
         CHEQUE = "cheque", _("Cheque")
         BANK_TRANSFER = "bank_transfer", _("Bank transfer")
 
+    # A payer's online payment that the gateway may still complete. At most one per account at a time (a constraint
+    # below), so a double click, a second tab or a retried request reuses it instead of charging twice.
+    IN_FLIGHT_STATUSES = (Status.PENDING, Status.REQUIRES_ACTION, Status.PROCESSING)
+    ONLINE_CHANNELS = (Channel.GUEST_WEB, Channel.PORTAL)
+
     biller = models.ForeignKey(Biller, on_delete=models.PROTECT, related_name="payments")
     account = models.ForeignKey(CustomerAccount, on_delete=models.PROTECT, related_name="payments")
     confirmation_number = models.CharField(_("confirmation number"), max_length=20, unique=True)
@@ -336,6 +341,12 @@ class Payment(models.Model):
     amount_refunded = models.BigIntegerField(_("amount refunded"), default=0)
     reference = models.CharField(_("reference"), max_length=100, blank=True, help_text=_("Cheque number or receipt."))
     payer_email = models.EmailField(_("receipt e-mail"), blank=True)
+    payment_method_summary = models.CharField(
+        _("paid with"), max_length=64, blank=True, help_text=_("For example “Visa •••• 4242”.")
+    )
+    # The payer's choices on the payment page, acted on after the payment succeeds (receipt page, enrolments).
+    save_card_requested = models.BooleanField(_("payer asked to save the card"), default=False)
+    paperless_requested = models.BooleanField(_("payer asked for paperless bills"), default=False)
     gateway_payment_id = models.CharField(max_length=255, null=True, blank=True, unique=True, editable=False)
     idempotency_key = models.CharField(max_length=100, null=True, blank=True, unique=True, editable=False)
     received_at = models.DateTimeField(_("received"), null=True, blank=True)
@@ -362,6 +373,12 @@ class Payment(models.Model):
                 condition=Q(amount_refunded__lte=F("amount") + F("fee_amount") + F("tip_amount")),
                 name="payment_refund_capped",
             ),
+            models.UniqueConstraint(
+                fields=["account"],
+                # IN_FLIGHT_STATUSES and ONLINE_CHANNELS, spelled out: Meta cannot see the class attributes.
+                condition=Q(status__in=["pending", "requires_action", "processing"], channel__in=["guest_web", "portal"]),
+                name="one_in_flight_online_payment_per_account",
+            ),
         ]
 
     def __str__(self):
@@ -385,12 +402,18 @@ class PaymentAllocation(models.Model):
     payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="allocations")
     bill = models.ForeignKey(Bill, on_delete=models.PROTECT, related_name="allocations")
     amount = models.BigIntegerField(_("amount"))
+    # Given back to the payer by refunds; the bill's amount_paid went down by the same amount.
+    amount_reversed = models.BigIntegerField(_("amount refunded"), default=0)
 
     class Meta:
         verbose_name = _("payment allocation")
         constraints = [
             models.UniqueConstraint(fields=["payment", "bill"], name="allocation_once_per_bill"),
             models.CheckConstraint(condition=Q(amount__gt=0), name="allocation_amount_positive"),
+            models.CheckConstraint(
+                condition=Q(amount_reversed__gte=0) & Q(amount_reversed__lte=F("amount")),
+                name="allocation_reversal_within_amount",
+            ),
         ]
 
 
@@ -400,6 +423,7 @@ class PaymentAttempt(models.Model):
     class Kind(models.TextChoices):
         CREATE = "create", _("Create intent")
         CONFIRM = "confirm", _("Confirm")
+        UPDATE = "update", _("Change amount")
         RETRIEVE = "retrieve", _("Check status")
         CANCEL = "cancel", _("Cancel")
         REFUND = "refund", _("Refund")
@@ -409,6 +433,7 @@ class PaymentAttempt(models.Model):
         REQUIRES_ACTION = "requires_action", _("Needs authentication")
         PENDING = "pending", _("Pending")
         DECLINED = "declined", _("Declined")
+        CANCELED = "canceled", _("Canceled")
         ERROR = "error", _("Gateway error")
 
     payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="attempts")
@@ -495,3 +520,22 @@ class BillingEvent(models.Model):
 
     def __str__(self):
         return f"{self.get_kind_display()} {self.from_status}→{self.to_status}".strip()
+
+
+class WebhookEvent(models.Model):
+    """A gateway webhook delivery, stored raw before it is processed. The unique event id makes a redelivery a no-op."""
+
+    event_id = models.CharField(_("event id"), max_length=255, unique=True)
+    type = models.CharField(_("type"), max_length=100)
+    payload = models.JSONField(_("payload"))
+    received_at = models.DateTimeField(_("received"), auto_now_add=True)
+    processed_at = models.DateTimeField(_("processed"), null=True, blank=True)
+    error = models.TextField(_("error"), blank=True)
+
+    class Meta:
+        verbose_name = _("webhook event")
+        verbose_name_plural = _("webhook events")
+        ordering = ["-received_at", "-pk"]
+
+    def __str__(self):
+        return f"{self.type} {self.event_id}"

@@ -7,13 +7,28 @@ row lock before anything reaches the gateway.
 
 from __future__ import annotations
 
+import copy
+import logging
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.db.models import Sum
+from django.template.loader import render_to_string
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from .errors import ApplicationError
-from .models import Bill, CustomerAccount
+from .gateway import GatewayError, GatewayUnavailable, IntentResult, IntentStatus, PaymentDeclined, get_gateway
+from .models import Bill, BillingEvent, CustomerAccount, Payment, PaymentAllocation, PaymentAttempt, Refund
 from .money import format_money, percent_of, validate_currency
+from .services import _bill_move, confirmation_number_new, event_record, payment_apply
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -108,3 +123,641 @@ def payment_quote(
         tip = tip_amount
 
     return Quote(owed=owed, amount=amount, fee=fee, tip=tip, total=amount + fee + tip, currency=currency, bills=bills)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Shared pieces
+#
+# Lock order, everywhere: the CustomerAccount row, then the Payment row, then the bills in primary-key order. Every
+# service that changes an online payment's state takes the account lock first, so a start, a webhook, the browser's
+# return and the janitor for one account run one after another, and never deadlock.
+
+# A payer's online payment left unfinished this long is abandoned: the janitor cancels it, and a failed one is no
+# longer picked up again by the next start.
+ABANDONED_AFTER = timedelta(hours=24)
+FINAL_STATUSES = (Payment.Status.SUCCEEDED, Payment.Status.CANCELED)
+# Intent statuses in which the payer can still (re)confirm, so the amount may change and the intent may be canceled.
+_OPEN_INTENT_STATUSES = (
+    IntentStatus.REQUIRES_PAYMENT_METHOD,
+    IntentStatus.REQUIRES_CONFIRMATION,
+    IntentStatus.REQUIRES_ACTION,
+)
+# Intent statuses in which money has moved or is moving.
+_CHARGED_INTENT_STATUSES = (IntentStatus.SUCCEEDED, IntentStatus.PROCESSING, IntentStatus.REQUIRES_CAPTURE)
+
+_CARD_BRANDS = {
+    "visa": "Visa",
+    "mastercard": "Mastercard",
+    "amex": "American Express",
+    "discover": "Discover",
+    "diners": "Diners Club",
+    "jcb": "JCB",
+    "unionpay": "UnionPay",
+}
+
+
+def _lock_account(account_id: int, *, skip_locked: bool = False) -> CustomerAccount | None:
+    return CustomerAccount.objects.select_for_update(skip_locked=skip_locked).filter(pk=account_id).first()
+
+
+def _payment_move(*, payment: Payment, to: str, message: str = "", actor=None) -> None:
+    """Change a locked payment's status through the transition map, with an event. Moving to the same status is a
+    no-op, so the services can be called repeatedly."""
+    if payment.status == to:
+        return
+    if not payment.can_transition_to(to):
+        raise ApplicationError(
+            _("A %(from)s payment cannot become %(to)s.")
+            % {"from": Payment.Status(payment.status).label.lower(), "to": Payment.Status(to).label.lower()}
+        )
+    from_status = payment.status
+    payment.status = to
+    payment.save(update_fields=["status", "updated_at"])
+    event_record(
+        kind=BillingEvent.Kind.PAYMENT_STATUS, payment=payment, from_status=from_status, to_status=to,
+        amount=payment.total_charged, currency=payment.currency, message=message, actor=actor,
+    )  # fmt: skip
+
+
+def _intent_outcome(intent: IntentResult) -> str:
+    if intent.status == IntentStatus.SUCCEEDED:
+        return PaymentAttempt.Outcome.SUCCEEDED
+    if intent.status == IntentStatus.REQUIRES_ACTION:
+        return PaymentAttempt.Outcome.REQUIRES_ACTION
+    if intent.status == IntentStatus.CANCELED:
+        return PaymentAttempt.Outcome.CANCELED
+    if _intent_declined(intent):
+        return PaymentAttempt.Outcome.DECLINED
+    return PaymentAttempt.Outcome.PENDING
+
+
+def _intent_declined(intent: IntentResult) -> bool:
+    return intent.status == IntentStatus.REQUIRES_PAYMENT_METHOD and bool(intent.error_code or intent.decline_code)
+
+
+def _gateway_call(
+    *,
+    payment: Payment,
+    kind: str,
+    amount: int,
+    call: Callable[[str | None], object],
+    idempotency_key: str | None = None,
+    key_from_attempt: bool = False,
+    reference: str = "",
+):
+    """Make one gateway call and write its PaymentAttempt row (before the call, completed after it, so a crash in
+    between still leaves a trace). With key_from_attempt the idempotency key is `attempt-<pk>` of that row."""
+    attempt = PaymentAttempt.objects.create(
+        payment=payment, kind=kind, amount=max(amount, 0), currency=payment.currency,
+        outcome=PaymentAttempt.Outcome.PENDING, gateway_reference=reference or payment.gateway_payment_id or "",
+    )  # fmt: skip
+    if key_from_attempt:
+        idempotency_key = attempt.idempotency_key = f"attempt-{attempt.pk}"
+    elif idempotency_key and not PaymentAttempt.objects.filter(idempotency_key=idempotency_key).exists():
+        attempt.idempotency_key = idempotency_key  # a retry with the same key is recorded without it (unique column)
+    try:
+        result = call(idempotency_key)
+    except PaymentDeclined as exc:
+        attempt.outcome = PaymentAttempt.Outcome.DECLINED
+        attempt.decline_code = (exc.decline_code or exc.code or "")[:64]
+        attempt.message = (exc.message or "")[:500]
+        attempt.gateway_reference = exc.payment_intent_id or attempt.gateway_reference
+        attempt.save()
+        raise
+    except GatewayError as exc:
+        attempt.outcome = PaymentAttempt.Outcome.ERROR
+        attempt.message = str(exc)[:500]
+        attempt.save()
+        raise
+    if isinstance(result, IntentResult):
+        attempt.outcome = _intent_outcome(result)
+        attempt.gateway_reference = result.id
+        if attempt.outcome == PaymentAttempt.Outcome.DECLINED:
+            attempt.decline_code = (result.decline_code or result.error_code or "")[:64]
+            attempt.message = (result.error_message or "")[:500]
+    else:
+        attempt.outcome = PaymentAttempt.Outcome.SUCCEEDED
+        attempt.gateway_reference = getattr(result, "id", "") or attempt.gateway_reference
+    attempt.save()
+    return result
+
+
+def _retrieve(payment: Payment, *, source: str) -> IntentResult:
+    gateway = get_gateway()
+    intent = _gateway_call(
+        payment=payment, kind=PaymentAttempt.Kind.RETRIEVE, amount=payment.total_charged,
+        call=lambda _key: gateway.retrieve_payment_intent(payment.gateway_payment_id),
+    )  # fmt: skip
+    logger.info("payment %s: intent %s is %s (%s)", payment.pk, intent.id, intent.status, source)
+    return intent
+
+
+def _card_summary(intent: IntentResult) -> str:
+    if not intent.card_last4:
+        return ""
+    brand = _CARD_BRANDS.get((intent.card_brand or "").lower(), (intent.card_brand or _("Card")).title())
+    return f"{brand} •••• {intent.card_last4}"
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Recording what the gateway says
+
+
+def _payment_sync(*, payment: Payment, intent: IntentResult, source: str) -> None:
+    """Bring a locked payment in line with its intent as the gateway reports it. Idempotent."""
+    if payment.status in FINAL_STATUSES:
+        return
+    if intent.status in _CHARGED_INTENT_STATUSES and (
+        intent.amount != payment.total_charged or intent.currency.upper() != payment.currency.upper()
+    ):
+        # Someone changed the intent behind our back (or a bug did): never apply money we did not ask for.
+        logger.error(
+            "payment %s: amount mismatch, intent %s charges %s %s, expected %s %s",
+            payment.pk, intent.id, intent.amount, intent.currency, payment.total_charged, payment.currency,
+        )  # fmt: skip
+        if payment.status != Payment.Status.FAILED:
+            _payment_move(
+                payment=payment, to=Payment.Status.FAILED,
+                message=f"amount mismatch: gateway {intent.amount} {intent.currency.upper()}, "
+                f"expected {payment.total_charged} {payment.currency} ({source})",
+            )  # fmt: skip
+        return
+    if payment.status == Payment.Status.FAILED and intent.status in (
+        *_CHARGED_INTENT_STATUSES,
+        IntentStatus.REQUIRES_ACTION,
+    ):
+        # The payer tried again on the same intent (another card in the same page) after a decline.
+        _payment_move(payment=payment, to=Payment.Status.PENDING, message=f"payer tried again ({source})")
+
+    if intent.status == IntentStatus.SUCCEEDED:
+        _payment_succeed(payment=payment, intent=intent, source=source)
+    elif intent.status in (IntentStatus.PROCESSING, IntentStatus.REQUIRES_CAPTURE):
+        if payment.status in (Payment.Status.PENDING, Payment.Status.REQUIRES_ACTION):
+            _payment_move(payment=payment, to=Payment.Status.PROCESSING, message=source)
+    elif intent.status == IntentStatus.REQUIRES_ACTION:
+        if payment.status == Payment.Status.PENDING:
+            _payment_move(payment=payment, to=Payment.Status.REQUIRES_ACTION, message=source)
+    elif _intent_declined(intent):
+        if payment.status in Payment.IN_FLIGHT_STATUSES:
+            code = intent.decline_code or intent.error_code
+            _payment_move(payment=payment, to=Payment.Status.FAILED, message=f"declined: {code} ({source})")
+    elif intent.status == IntentStatus.CANCELED:
+        if payment.status in Payment.IN_FLIGHT_STATUSES:
+            _payment_move(payment=payment, to=Payment.Status.CANCELED, message=f"intent canceled ({source})")
+
+
+def _payment_succeed(*, payment: Payment, intent: IntentResult, source: str) -> None:
+    payment.received_at = timezone.now()
+    payment.payment_method_summary = _card_summary(intent) or payment.payment_method_summary
+    payment.save(update_fields=["received_at", "payment_method_summary", "updated_at"])
+    _payment_move(payment=payment, to=Payment.Status.SUCCEEDED, message=source)
+
+    # The bills may have been paid some other way (at the counter, a second payer) since the quote. Apply only what
+    # is owed now, under the bill locks, and give the rest back: a bill is never overpaid.
+    bills = list(
+        Bill.objects.select_for_update()
+        .filter(account_id=payment.account_id, status__in=Bill.PAYABLE_STATUSES)
+        .order_by("pk")
+    )
+    owed = sum(bill.balance_due for bill in bills)
+    applied = min(owed, payment.amount)
+    if applied:
+        portion = copy.copy(payment)  # payment_apply applies `amount`; the row itself keeps what was charged
+        portion.amount = applied
+        payment_apply(payment=portion)
+    if applied < payment.amount:
+        # Nothing applied at all: nothing was delivered for the fee and tip either, so they go back too.
+        excess = payment.amount - applied if applied else payment.total_charged
+        _refund_excess(payment=payment, amount=excess)
+
+
+def _refund_excess(*, payment: Payment, amount: int) -> None:
+    """Give back what could not be applied, inside the caller's transaction. If the gateway refuses, the payment stays
+    succeeded and an event tells staff to refund the excess by hand."""
+    reason = _("The bills were already paid; the extra amount is returned automatically.")
+    refund = _refund_row(payment=payment, amount=amount, reason=reason, actor=None)
+    gateway = get_gateway()
+    try:
+        result = _gateway_call(
+            payment=payment, kind=PaymentAttempt.Kind.REFUND, amount=amount, idempotency_key=refund.idempotency_key,
+            call=lambda key: gateway.create_refund(
+                payment_intent=payment.gateway_payment_id, amount=amount, idempotency_key=key,
+                metadata={"payment": str(payment.pk), "refund": str(refund.pk)},
+            ),
+        )  # fmt: skip
+    except GatewayError as exc:
+        refund.status = Refund.Status.FAILED
+        refund.save(update_fields=["status"])
+        event_record(
+            kind=BillingEvent.Kind.REFUND, payment=payment, amount=amount, currency=payment.currency,
+            message=f"excess of {amount} could not be refunded automatically, refund it by hand: {exc}",
+        )  # fmt: skip
+        return
+    refund.status = Refund.Status.SUCCEEDED
+    refund.gateway_refund_id = result.id
+    refund.save(update_fields=["status", "gateway_refund_id"])
+    payment.amount_refunded += amount
+    payment.save(update_fields=["amount_refunded", "updated_at"])
+    event_record(
+        kind=BillingEvent.Kind.REFUND, payment=payment, amount=amount, currency=payment.currency, message=reason
+    )
+    transaction.on_commit(lambda: refund_notice_send(refund_id=refund.pk))
+
+
+def payment_record_result(*, payment_intent_id: str, source: str) -> Payment | None:
+    """Record what the gateway says about a payment's intent: the one path for the webhook, the payer's return to
+    the site, the janitor and a repeated start. Safe to call any number of times, concurrently.
+
+    The gateway is asked again; a webhook body is only a hint of which intent to look at. Returns None for an intent
+    that is not (or no longer) a payment's, e.g. one replaced after a decline. A GatewayUnavailable is raised after
+    the attempt row is committed: the caller retries later (the janitor will anyway)."""
+    error: GatewayError | None = None
+    with transaction.atomic():
+        row = Payment.objects.filter(gateway_payment_id=payment_intent_id).values("pk", "account_id").first()
+        if row is None:
+            logger.info("payment intent %s belongs to no payment (%s)", payment_intent_id, source)
+            return None
+        _lock_account(row["account_id"])
+        payment = Payment.objects.select_for_update().get(pk=row["pk"])
+        if payment.gateway_payment_id != payment_intent_id:
+            return None  # replaced while we waited for the lock
+        if payment.status in FINAL_STATUSES:
+            return payment
+        try:
+            intent = _retrieve(payment, source=source)
+        except GatewayError as exc:
+            error = exc
+        else:
+            _payment_sync(payment=payment, intent=intent, source=source)
+    if error is not None:
+        raise error
+    return payment
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Starting a payment
+
+
+def payment_start(
+    *,
+    account: CustomerAccount,
+    payer_email: str,
+    channel: str,
+    amount: int | None = None,
+    tip_percent: int | None = None,
+    tip_amount: int | None = None,
+    save_card_requested: bool = False,
+    paperless_requested: bool = False,
+) -> tuple[Payment, str]:
+    """Start (or resume) the account's online payment and return it with the intent's client secret for stripe.js.
+
+    Exactly once: under the account's row lock the quote is recomputed and the account's one in-flight payment is
+    reused (its intent's amount updated if the payer changed it), so any number of concurrent submissions yield one
+    Payment and one PaymentIntent. The partial unique constraint "one_in_flight_online_payment_per_account" backs
+    this even if the lock were bypassed. After a decline the same payment is reused with a fresh intent (the declined
+    one is canceled): localstripe cannot confirm an intent again after a charge failed, and a canceled intent cannot
+    be charged from a stale page."""
+    if channel not in Payment.ONLINE_CHANNELS:
+        raise ApplicationError(_("This kind of payment cannot be made online."))
+    choices = {
+        "payer_email": (payer_email or "").strip(),
+        "save_card_requested": bool(save_card_requested),
+        "paperless_requested": bool(paperless_requested),
+    }
+    with transaction.atomic():
+        locked = _lock_account(account.pk)
+        quote = payment_quote(account=locked, amount=amount, tip_percent=tip_percent, tip_amount=tip_amount)
+        result = _payment_start_locked(account=locked, quote=quote, channel=channel, choices=choices)
+    # Errors found after rows were written (an attempt, a recorded success) are raised after the commit.
+    if isinstance(result, ApplicationError):
+        raise result
+    return result
+
+
+def _unavailable() -> ApplicationError:
+    return ApplicationError(_("The payment service is unavailable right now. Nothing was charged; please try again."))
+
+
+def _payment_start_locked(*, account, quote: Quote, channel: str, choices: dict):
+    online = Payment.objects.select_for_update().filter(account=account, channel__in=Payment.ONLINE_CHANNELS)
+    payment = online.filter(status__in=Payment.IN_FLIGHT_STATUSES).first()
+    retry: Payment | None = None
+    if payment is not None and not payment.gateway_payment_id:
+        # An earlier start could not reach the gateway: create the intent now, with the same idempotency key.
+        return _intent_create(payment=payment, quote=quote, choices=choices)
+    if payment is None:
+        retry = (
+            online.filter(status=Payment.Status.FAILED, updated_at__gte=timezone.now() - ABANDONED_AFTER)
+            .order_by("-pk")
+            .first()
+        )
+        payment = retry
+    if payment is not None:
+        try:
+            intent = _retrieve(payment, source="start")
+        except GatewayError:
+            return _unavailable()
+        _payment_sync(payment=payment, intent=intent, source="start")
+        if payment.status == Payment.Status.SUCCEEDED:
+            return ApplicationError(
+                _("A payment on this account has just gone through (confirmation %(number)s). Please check the "
+                  "balance before paying again.") % {"number": payment.confirmation_number}  # fmt: skip
+            )
+        if payment.status in Payment.IN_FLIGHT_STATUSES:
+            if intent.status not in _OPEN_INTENT_STATUSES:
+                return ApplicationError(
+                    _("A payment on this account is being processed. Please wait a minute and check again.")
+                )
+            return _intent_reuse(payment=payment, intent=intent, quote=quote, choices=choices)
+        if payment.status == Payment.Status.FAILED and intent.status in (*_OPEN_INTENT_STATUSES, IntentStatus.CANCELED):
+            return _intent_replace(payment=payment, intent=intent, quote=quote, choices=choices)
+        # Canceled, or failed with money on it (an amount mismatch, for staff to look at): start afresh.
+    payment = Payment.objects.create(
+        biller_id=account.biller_id,
+        account=account,
+        confirmation_number=confirmation_number_new(),
+        channel=channel,
+        method=Payment.Method.CARD,
+        status=Payment.Status.PENDING,
+        currency=quote.currency,
+        amount=quote.amount,
+        fee_amount=quote.fee,
+        tip_amount=quote.tip,
+        **choices,
+    )
+    payment.idempotency_key = f"payment-{payment.pk}"
+    payment.save(update_fields=["idempotency_key"])
+    event_record(
+        kind=BillingEvent.Kind.PAYMENT_RECORDED, payment=payment, to_status=payment.status,
+        amount=payment.total_charged, currency=payment.currency, message=f"online payment started ({channel})",
+    )  # fmt: skip
+    return _intent_create(payment=payment, quote=quote, choices=choices)
+
+
+def _quote_store(*, payment: Payment, quote: Quote, choices: dict) -> None:
+    payment.amount, payment.fee_amount, payment.tip_amount = quote.amount, quote.fee, quote.tip
+    for name, value in choices.items():
+        setattr(payment, name, value)
+    payment.save()
+
+
+def _intent_create(*, payment: Payment, quote: Quote, choices: dict):
+    _quote_store(payment=payment, quote=quote, choices=choices)
+    gateway = get_gateway()
+    # One key per intent of this payment: a retry after a transport error reuses the key of the intent it retries,
+    # a fresh intent after a decline gets the next one.
+    intents_so_far = (
+        payment.attempts.filter(kind=PaymentAttempt.Kind.CREATE).exclude(gateway_reference__in=["", "-"]).count()
+    )
+    key = payment.idempotency_key if not intents_so_far else f"{payment.idempotency_key}:intent-{intents_so_far + 1}"
+    try:
+        intent = _gateway_call(
+            payment=payment, kind=PaymentAttempt.Kind.CREATE, amount=payment.total_charged, idempotency_key=key,
+            reference="-",
+            call=lambda k: gateway.create_payment_intent(
+                amount=payment.total_charged, currency=payment.currency, idempotency_key=k,
+                metadata={
+                    "payment": str(payment.pk),
+                    "confirmation_number": payment.confirmation_number,
+                    "account": payment.account.account_number,
+                },
+                description=f"{payment.account.biller.name} {payment.account.account_number}",
+                receipt_email=payment.payer_email or None,
+            ),
+        )  # fmt: skip
+    except GatewayError:
+        # The payment stays pending without an intent; the next start retries with the same key, the janitor
+        # cancels it if nobody comes back.
+        return _unavailable()
+    payment.gateway_payment_id = intent.id
+    payment.save(update_fields=["gateway_payment_id", "updated_at"])
+    return payment, intent.client_secret
+
+
+def _intent_reuse(*, payment: Payment, intent: IntentResult, quote: Quote, choices: dict):
+    _quote_store(payment=payment, quote=quote, choices=choices)
+    if intent.amount != payment.total_charged:
+        gateway = get_gateway()
+        try:
+            intent = _gateway_call(
+                payment=payment, kind=PaymentAttempt.Kind.UPDATE, amount=payment.total_charged, key_from_attempt=True,
+                call=lambda k: gateway.update_payment_intent_amount(
+                    payment.gateway_payment_id, amount=payment.total_charged, idempotency_key=k
+                ),
+            )  # fmt: skip
+        except GatewayError:
+            return _unavailable()
+    return payment, intent.client_secret
+
+
+def _intent_replace(*, payment: Payment, intent: IntentResult, quote: Quote, choices: dict):
+    gateway = get_gateway()
+    if intent.status != IntentStatus.CANCELED:
+        try:
+            _gateway_call(
+                payment=payment, kind=PaymentAttempt.Kind.CANCEL, amount=payment.total_charged, key_from_attempt=True,
+                call=lambda k: gateway.cancel_payment_intent(payment.gateway_payment_id, idempotency_key=k),
+            )  # fmt: skip
+        except GatewayError:
+            return _unavailable()
+    payment.gateway_payment_id = None  # the old intent is canceled; its late webhooks now match no payment
+    payment.save(update_fields=["gateway_payment_id", "updated_at"])
+    _payment_move(payment=payment, to=Payment.Status.PENDING, message="payer tries again with a new intent")
+    return _intent_create(payment=payment, quote=quote, choices=choices)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The janitor
+
+
+def payments_reconcile(*, older_than_minutes: int = 15, batch_size: int = 500) -> dict[str, int]:
+    """Ask the gateway about online payments left unfinished for `older_than_minutes` (a webhook lost, a payer who
+    closed the tab), and cancel those abandoned for ABANDONED_AFTER. Accounts another worker holds are skipped; the
+    next run takes them."""
+    now = timezone.now()
+    candidates = list(
+        Payment.objects.filter(
+            status__in=Payment.IN_FLIGHT_STATUSES,
+            updated_at__lt=now - timedelta(minutes=older_than_minutes),
+        )
+        .order_by("pk")
+        .values_list("pk", "account_id")[:batch_size]
+    )
+    counts = {"checked": 0, "skipped": 0, "canceled": 0, "errors": 0}
+    for pk, account_id in candidates:
+        try:
+            with transaction.atomic():
+                if _lock_account(account_id, skip_locked=True) is None:
+                    counts["skipped"] += 1
+                    continue
+                payment = Payment.objects.select_for_update().get(pk=pk)
+                if payment.status not in Payment.IN_FLIGHT_STATUSES:
+                    continue
+                counts["checked"] += 1
+                counts["canceled"] += _payment_reconcile_locked(payment=payment, abandoned_before=now - ABANDONED_AFTER)
+        except GatewayError:
+            counts["errors"] += 1
+            logger.warning("payment %s: reconcile failed, will try again on the next run", pk, exc_info=True)
+    return counts
+
+
+def _payment_reconcile_locked(*, payment: Payment, abandoned_before) -> int:
+    intent = None
+    if payment.gateway_payment_id:
+        intent = _retrieve(payment, source="janitor")
+        _payment_sync(payment=payment, intent=intent, source="janitor")
+    if payment.status not in Payment.IN_FLIGHT_STATUSES or payment.updated_at >= abandoned_before:
+        return 0
+    if intent is not None and intent.status not in _OPEN_INTENT_STATUSES:
+        return 0  # processing: money is moving, never cancel it
+    if intent is not None:
+        gateway = get_gateway()
+        _gateway_call(
+            payment=payment, kind=PaymentAttempt.Kind.CANCEL, amount=payment.total_charged, key_from_attempt=True,
+            call=lambda k: gateway.cancel_payment_intent(payment.gateway_payment_id, idempotency_key=k),
+        )  # fmt: skip
+    _payment_move(payment=payment, to=Payment.Status.CANCELED, message="abandoned: not completed within 24 hours")
+    return 1
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Refunds
+
+
+def _refund_row(*, payment: Payment, amount: int, reason: str, actor) -> Refund:
+    refund = Refund.objects.create(
+        payment=payment, amount=amount, currency=payment.currency, reason=reason[:500],
+        status=Refund.Status.PENDING, idempotency_key=f"new-{uuid.uuid4()}",
+        created_by=actor if getattr(actor, "is_authenticated", False) else None,
+    )  # fmt: skip
+    refund.idempotency_key = f"refund-{refund.pk}"
+    refund.save(update_fields=["idempotency_key"])
+    return refund
+
+
+def refund_create(*, payment: Payment, amount: int, reason: str, actor) -> Refund:
+    """Give back part or all of a succeeded payment, and reopen the bills it paid (newest bill first).
+
+    In three steps, so that money never moves without a row saying so: (1) under the payment lock, check the cap
+    (what was charged, less what was refunded or is being refunded) and write a pending Refund; (2) call the gateway
+    with the refund's own idempotency key; (3) under the lock again, record the outcome. A crash between the steps
+    leaves a pending refund that still counts against the cap. localstripe refunds any amount; only this code and
+    the payment_refund_capped constraint stop a refund of more than was paid."""
+    reason = (reason or "").strip()
+    if not _is_int(amount) or amount <= 0:
+        raise ApplicationError(_("Enter a refund amount of more than zero."))
+    if not reason:
+        raise ApplicationError(_("Enter the reason for the refund."))
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().get(pk=payment.pk)
+        if payment.status != Payment.Status.SUCCEEDED:
+            raise ApplicationError(_("Only a payment that went through can be refunded."))
+        in_progress = payment.refunds.filter(status=Refund.Status.PENDING).aggregate(s=Sum("amount"))["s"] or 0
+        available = payment.refundable - in_progress
+        if amount > available:
+            if available <= 0:
+                raise ApplicationError(_("This payment has already been refunded in full."))
+            raise ApplicationError(
+                _("At most %(amount)s of this payment can still be refunded.")
+                % {"amount": format_money(available, payment.currency)}
+            )
+        refund = _refund_row(payment=payment, amount=amount, reason=reason, actor=actor)
+
+    failure: GatewayError | None = None
+    result = None
+    if payment.gateway_payment_id:
+        gateway = get_gateway()
+        try:
+            result = _gateway_call(
+                payment=payment, kind=PaymentAttempt.Kind.REFUND, amount=amount,
+                idempotency_key=refund.idempotency_key,
+                call=lambda key: gateway.create_refund(
+                    payment_intent=payment.gateway_payment_id, amount=amount, idempotency_key=key,
+                    metadata={"payment": str(payment.pk), "refund": str(refund.pk)},
+                ),
+            )  # fmt: skip
+        except GatewayError as exc:
+            failure = exc
+        else:
+            if result.status not in ("succeeded", "pending"):
+                failure = GatewayUnavailable(f"refund {result.id} is {result.status}", retryable=False)
+    # Without a gateway id (cash, cheque) staff hand the money back themselves; the record is all there is.
+
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().get(pk=payment.pk)
+        refund = Refund.objects.select_for_update().get(pk=refund.pk)
+        if failure is not None:
+            refund.status = Refund.Status.FAILED
+            refund.save(update_fields=["status"])
+            event_record(
+                kind=BillingEvent.Kind.REFUND, payment=payment, amount=amount, currency=payment.currency,
+                message=f"refund failed: {failure}", actor=actor,
+            )  # fmt: skip
+        else:
+            refund.status = Refund.Status.SUCCEEDED
+            refund.gateway_refund_id = result.id if result else None
+            refund.save(update_fields=["status", "gateway_refund_id"])
+            payment.amount_refunded += amount
+            payment.save(update_fields=["amount_refunded", "updated_at"])
+            event_record(
+                kind=BillingEvent.Kind.REFUND, payment=payment, amount=amount, currency=payment.currency,
+                message=reason, actor=actor,
+            )  # fmt: skip
+            _allocations_reverse(payment=payment, amount=amount, reason=reason, actor=actor)
+            transaction.on_commit(lambda: refund_notice_send(refund_id=refund.pk))
+    if failure is not None:
+        raise ApplicationError(_("The refund could not be made. Nothing was refunded; please try again later."))
+    return refund
+
+
+def _allocations_reverse(*, payment: Payment, amount: int, reason: str, actor) -> None:
+    """Take a refund back off the bills the payment paid, newest bill first. Whatever is left over was the fee, the
+    tip, or an excess already returned."""
+    allocations = list(
+        PaymentAllocation.objects.select_for_update()
+        .filter(payment=payment)
+        .order_by("-bill__due_date", "-bill_id")
+    )
+    bills = {
+        bill.pk: bill
+        for bill in Bill.objects.select_for_update().filter(pk__in=[a.bill_id for a in allocations]).order_by("pk")
+    }
+    remaining = amount
+    for allocation in allocations:
+        take = min(remaining, allocation.amount - allocation.amount_reversed)
+        if take <= 0:
+            continue
+        remaining -= take
+        allocation.amount_reversed += take
+        allocation.save(update_fields=["amount_reversed"])
+        bill = bills[allocation.bill_id]
+        bill.amount_paid -= take
+        bill.save(update_fields=["amount_paid", "updated_at"])
+        event_record(
+            kind=BillingEvent.Kind.REFUND, bill=bill, payment=payment, amount=take, currency=payment.currency,
+            message=reason, actor=actor,
+        )  # fmt: skip
+        if bill.status == Bill.Status.PAID and bill.balance_due > 0:
+            _bill_move(bill=bill, to=Bill.Status.OPEN, actor=actor, message=reason)
+
+
+def refund_notice_send(*, refund_id: int) -> bool:
+    """E-mail the payer a plain notice of a refund. Returns False when there is nobody to tell."""
+    refund = Refund.objects.select_related("payment__account__biller").get(pk=refund_id)
+    payment = refund.payment
+    account = payment.account
+    recipient = payment.payer_email or account.email
+    if not recipient:
+        return False
+    with translation.override(account.language or settings.LANGUAGE_CODE):
+        context = {
+            "refund": refund,
+            "payment": payment,
+            "account": account,
+            "biller": account.biller,
+            "amount": format_money(refund.amount, refund.currency),
+        }
+        subject = render_to_string("billing/email/refund_notice_subject.txt", context).strip()
+        body = render_to_string("billing/email/refund_notice.txt", context)
+    send_mail(subject, body, None, [recipient])
+    return True

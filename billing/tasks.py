@@ -14,3 +14,13 @@ def bill_import_run_task(batch_id: int) -> None:
     if batch is None:
         return
     bill_import_run(batch=batch)
+
+
+from .payments import payments_reconcile  # noqa: E402 - appended section of a shared file
+
+
+@shared_task(time_limit=10 * 60, soft_time_limit=9 * 60)
+def payments_reconcile_task() -> None:
+    # Safe to run twice at once: the service skips accounts another run holds (skip_locked), and every change it makes
+    # is idempotent. A transport error on one payment is logged and retried on the next beat.
+    payments_reconcile()

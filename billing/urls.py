@@ -12,3 +12,8 @@ urlpatterns = [
     path("staff/bills/<int:pk>/print/", staff_views.bill_print, name="staff_bill_print"),
     path("staff/bills/<int:pk>/pdf/", staff_views.bill_pdf, name="staff_bill_pdf"),
 ]
+
+# Online payments: the gateway's webhook.
+from . import webhooks  # noqa: E402 - appended to keep the edit to this shared file an append
+
+urlpatterns += [path("stripe/webhook/", webhooks.stripe_webhook, name="stripe_webhook")]
