@@ -46,6 +46,12 @@ def phone(browser):
     """A 360 px wide phone screen."""
     context = browser.new_context(viewport={"width": 360, "height": 740}, device_scale_factor=2, is_mobile=True)
     page = context.new_page()
+    # Every message the browser logs about the Content-Security-Policy; tests assert it stays empty.
+    page.csp_violations = []
+    page.on(
+        "console",
+        lambda msg: page.csp_violations.append(msg.text) if "Content Security Policy" in msg.text else None,
+    )
     yield page
     context.close()
 

@@ -21,6 +21,7 @@ def test_home_on_a_phone_is_usable_and_accessible(live_server, phone):
     pay.click()
     assert phone.get_by_role("heading", name="Pay a bill").is_visible()
     assert axe_serious_violations(phone) == []
+    assert phone.csp_violations == []
 
 
 def test_arabic_switches_the_page_to_right_to_left(live_server, phone):
