@@ -1,4 +1,5 @@
-"""Start the portal for local use: migrate, seed demo data, then run web, Celery worker and Celery beat together.
+"""Start the portal for local use: migrate, seed demo data, then run web, Celery worker and Celery beat together,
+and localstripe (a local stand-in for Stripe's API and stripe.js) unless real Stripe keys are in the environment.
 
 Ctrl-C or SIGTERM stops every process it started; if one of them dies, the others are stopped too.
 DATABASE_URL and REDIS_URL, when set, are passed through to every process (PostgreSQL and Redis instead of the
@@ -9,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -19,6 +21,32 @@ PY = sys.executable
 def manage(*args: str, capture: bool = False) -> str:
     result = subprocess.run([PY, "manage.py", *args], cwd=ROOT, check=True, text=True, capture_output=capture)
     return result.stdout if capture else ""
+
+
+LOCALSTRIPE_SECRET = "whsec_billpay_local_run"
+
+
+def uses_real_stripe() -> bool:
+    key = os.environ.get("STRIPE_SECRET_KEY", "")
+    return key.startswith(("sk_live_", "sk_test_")) and "localstripe" not in key
+
+
+def start_localstripe(web_port: int) -> tuple[subprocess.Popen, str]:
+    """Start localstripe on a free loopback port with our webhook registered; return it and its base URL."""
+    proc = subprocess.Popen(
+        [
+            PY, "scripts/localstripe_server.py", "--port", os.environ.get("LOCALSTRIPE_PORT", "0"),
+            "--webhook-url", f"http://127.0.0.1:{web_port}/stripe/webhook/", "--webhook-secret", LOCALSTRIPE_SECRET,
+        ],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+    )
+    line = proc.stdout.readline().strip()
+    if not line.startswith("localstripe ready at "):
+        proc.terminate()
+        raise SystemExit(f"localstripe did not start: {line!r}")
+    # Keep draining its output so a full pipe can never stall it.
+    threading.Thread(target=lambda: [sys.stdout.write(chunk) for chunk in proc.stdout], daemon=True).start()
+    return proc, line.removeprefix("localstripe ready at ")
 
 
 def main() -> int:
@@ -41,6 +69,18 @@ def main() -> int:
     }
     children: dict[str, subprocess.Popen] = {}
     stopping = False
+    if uses_real_stripe():
+        stripe_note = "Stripe: real API (keys from the environment)"
+    else:
+        children["localstripe"], base = start_localstripe(port)
+        os.environ.update(
+            STRIPE_API_BASE=base,
+            STRIPE_SECRET_KEY="sk_test_localstripe",
+            STRIPE_PUBLISHABLE_KEY="pk_test_localstripe",
+            STRIPE_WEBHOOK_SECRET=LOCALSTRIPE_SECRET,
+            STRIPE_JS_URL=f"{base}/js.stripe.com/v3/",
+        )
+        stripe_note = f"Stripe: localstripe at {base} (pay with card 4242 4242 4242 4242, any future date, any CVC)"
 
     def stop(*_):
         nonlocal stopping
@@ -66,7 +106,7 @@ def main() -> int:
     broker = "Redis" if os.environ.get("REDIS_URL") else f"folder broker ({var / 'broker'})"
     print(
         f"\nBillpay is starting on http://localhost:{port}/  (staff admin: http://localhost:{port}/admin/)\n"
-        f"Database: {database} · Celery broker: {broker}\n{seeded}\nPress Ctrl-C to stop.\n",
+        f"Database: {database} · Celery broker: {broker}\n{stripe_note}\n{seeded}\nPress Ctrl-C to stop.\n",
         flush=True,
     )
     try:

@@ -2,6 +2,7 @@
 the admin answer, and SIGTERM stops every process it started."""
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -29,7 +30,10 @@ def group_alive(pgid: int) -> bool:
 
 def test_run_command_starts_everything_and_sigterm_stops_it(tmp_path):
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE"}}
+    env = {
+        k: v for k, v in os.environ.items()
+        if k not in {"DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE"} and not k.startswith("STRIPE_")
+    }
     env.update(PORT=str(port), VAR_DIR=str(tmp_path), PYTHONUNBUFFERED="1")
     log = open(tmp_path / "run.log", "w+")
     proc = subprocess.Popen(
@@ -59,7 +63,9 @@ def test_run_command_starts_everything_and_sigterm_stops_it(tmp_path):
         assert "Staff login:" in output and "Demo accounts" in output
         assert (tmp_path / "billpay.sqlite3").exists()
         children = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split()
-        assert len(children) >= 4, children  # run.py + web + worker + beat
+        assert len(children) >= 5, children  # run.py + localstripe + web + worker + beat
+        base = re.search(r"Stripe: localstripe at (http://127\.0\.0\.1:\d+)", output).group(1)
+        assert urllib.request.urlopen(f"{base}/js.stripe.com/v3/", timeout=5).status == 200
 
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
