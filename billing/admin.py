@@ -24,7 +24,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from . import selectors, services
+from . import payments, selectors, services
 from .errors import ApplicationError
 from .models import (
     Bill,
@@ -397,10 +397,11 @@ class CustomerAccountAdmin(admin.ModelAdmin):
             "opts": self.opts,
             "original": account,
             "form": form,
-            "owed_display": format_money(owed, account.biller.currency),
-            "currency": account.biller.currency,
+            "summary_label": _("Open balance"),
+            "summary_value": format_money(owed, account.biller.currency),
+            "submit_label": _("Record payment"),
         }
-        return TemplateResponse(request, "admin/billing/customeraccount/record_payment.html", context)
+        return TemplateResponse(request, "admin/billing/money_action_form.html", context)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -861,6 +862,26 @@ class RefundInline(ReadOnlyTabularInline):
         return _money(obj.amount, obj.currency)
 
 
+
+class RefundForm(forms.Form):
+    amount = forms.CharField(label=_("Amount to refund"), max_length=32)
+    reason = forms.CharField(label=_("Reason"), max_length=500, widget=forms.Textarea(attrs={"rows": 3}))
+
+    def __init__(self, *args, payment: Payment, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.payment = payment
+        self.fields["amount"].help_text = _("In %(currency)s. At most %(refundable)s.") % {
+            "currency": payment.currency,
+            "refundable": format_money(payment.refundable, payment.currency),
+        }
+        self.fields["amount"].initial = from_minor(payment.refundable, payment.currency)
+        self.fields["reason"].help_text = _("Kept in the payment's history and sent to the payer.")
+
+    def clean_amount(self):
+        # The cap is checked again by the service under the payment's row lock; this is only the early, friendly check.
+        return _parse_staff_amount(self.cleaned_data["amount"], self.payment.currency, allow_zero=False)
+
+
 @admin.register(Payment)
 class PaymentAdmin(admin.ModelAdmin):
     list_display = (
@@ -914,6 +935,63 @@ class PaymentAdmin(admin.ModelAdmin):
         "created_at",
     )
     inlines = (PaymentAllocationInline, PaymentAttemptInline, RefundInline, HistoryInline)
+
+    def has_refund_permission(self, request) -> bool:
+        return request.user.has_perm("billing.refund_payment")
+
+    def get_urls(self):
+        info = self.opts.app_label, self.opts.model_name
+        return [
+            path(
+                "<path:object_id>/refund/",
+                self.admin_site.admin_view(self.refund_view),
+                name="%s_%s_refund" % info,
+            ),
+            *super().get_urls(),
+        ]
+
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        extra_context = {**(extra_context or {}), "can_refund": self.has_refund_permission(request)}
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def refund_view(self, request, object_id):
+        if not self.has_refund_permission(request):
+            raise PermissionDenied
+        payment = self.get_object(request, unquote(object_id))
+        if payment is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        form = RefundForm(request.POST or None, payment=payment)
+        if request.method == "POST" and form.is_valid():
+            try:
+                refund = payments.refund_create(
+                    payment=payment,
+                    amount=form.cleaned_data["amount"],
+                    reason=form.cleaned_data["reason"],
+                    actor=request.user,
+                )
+            except ApplicationError as error:
+                form.add_error(None, error.message)
+            else:
+                level = messages.SUCCESS if refund.status == Refund.Status.SUCCEEDED else messages.WARNING
+                self.message_user(
+                    request,
+                    _("Refund of %(amount)s: %(status)s.")
+                    % {"amount": format_money(refund.amount, refund.currency), "status": refund.get_status_display()},
+                    level,
+                )
+                return HttpResponseRedirect(reverse("admin:billing_payment_change", args=[payment.pk]))
+        context = {
+            **self.admin_site.each_context(request),
+            "title": _("Refund a payment"),
+            "subtitle": str(payment),
+            "opts": self.opts,
+            "original": payment,
+            "form": form,
+            "summary_label": _("Can still be refunded"),
+            "summary_value": format_money(payment.refundable, payment.currency),
+            "submit_label": _("Refund"),
+        }
+        return TemplateResponse(request, "admin/billing/money_action_form.html", context)
 
     def has_add_permission(self, request):
         return False  # offline payments are recorded from the customer account page; online ones by the payer

@@ -1,0 +1,67 @@
+from django.contrib.auth.models import Group
+from django.core import mail
+from django.core.management import call_command
+from django.urls import reverse
+
+from billing import services
+from billing.models import Bill, BillingEvent, Refund
+from tests.factories import make_bill
+
+
+def _paid_cash(account):
+    bill = make_bill(account, amounts=(5000,))
+    payment = services.payment_record_offline(account=account, amount=5000, method="cash")
+    return bill, payment
+
+
+def test_billing_admin_refunds_part_of_a_payment_and_the_bill_reopens(
+    admin_client, admin_user, account, django_capture_on_commit_callbacks
+):
+    bill, payment = _paid_cash(account)
+    url = reverse("admin:billing_payment_refund", args=[payment.pk])
+    page = admin_client.get(reverse("admin:billing_payment_change", args=[payment.pk])).content.decode()
+    assert url in page
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(url, {"amount": "12.50", "reason": "Billing error"})
+    assert response.status_code == 302
+    refund = Refund.objects.get()
+    assert (refund.amount, refund.status, refund.reason, refund.created_by) == (1250, "succeeded", "Billing error", admin_user)
+    payment.refresh_from_db()
+    bill.refresh_from_db()
+    assert payment.amount_refunded == 1250
+    assert (bill.status, bill.balance_due) == (Bill.Status.OPEN, 1250)
+    assert BillingEvent.objects.filter(kind=BillingEvent.Kind.REFUND, actor=admin_user).exists()
+    assert any("Billing error" in m.body for m in mail.outbox)
+
+
+def test_refund_over_what_is_left_is_refused_and_nothing_changes(admin_client, account):
+    _, payment = _paid_cash(account)
+    url = reverse("admin:billing_payment_refund", args=[payment.pk])
+    admin_client.post(url, {"amount": "40.00", "reason": "First"})
+    response = admin_client.post(url, {"amount": "10.01", "reason": "Second"})
+    assert response.status_code == 200
+    assert "At most" in response.content.decode()
+    payment.refresh_from_db()
+    assert payment.amount_refunded == 4000
+    assert Refund.objects.count() == 1
+
+
+def test_refund_needs_a_reason_and_a_plain_amount(admin_client, account):
+    _, payment = _paid_cash(account)
+    url = reverse("admin:billing_payment_refund", args=[payment.pk])
+    for data in ({"amount": "12,50", "reason": "x"}, {"amount": "abc", "reason": "x"}, {"amount": "5.00", "reason": ""}):
+        response = admin_client.post(url, data)
+        assert response.status_code == 200
+    assert Refund.objects.count() == 0
+
+
+def test_clerk_cannot_refund(client, django_user_model, account):
+    call_command("setup_roles", verbosity=0)
+    clerk = django_user_model.objects.create_user(email="c@example.com", password="x", is_staff=True)
+    clerk.groups.add(Group.objects.get(name="Clerk"))
+    client.force_login(clerk)
+    _, payment = _paid_cash(account)
+    assert client.post(reverse("admin:billing_payment_refund", args=[payment.pk]), {"amount": "1", "reason": "x"}).status_code == 403
+    page = client.get(reverse("admin:billing_payment_change", args=[payment.pk])).content.decode()
+    assert reverse("admin:billing_payment_refund", args=[payment.pk]) not in page
+    assert Refund.objects.count() == 0
