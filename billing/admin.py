@@ -36,6 +36,7 @@ from .models import (
     PaymentAllocation,
     PaymentAttempt,
     Refund,
+    WebhookEvent,
 )
 from .money import currency_decimals, format_money, from_minor, to_minor, validate_currency
 
@@ -1048,6 +1049,17 @@ class RefundAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description=_("amount"), ordering="amount")
     def amount_display(self, obj):
         return _money(obj.amount, obj.currency)
+
+
+@admin.register(WebhookEvent)
+class WebhookEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """What the gateway told us, stored raw before processing. An event with an error and no processed time was
+    answered 500 and will be processed again when the gateway redelivers it; the janitor settles its payment anyway."""
+
+    list_display = ("received_at", "type", "event_id", "processed_at", "error")
+    list_filter = ("type", ("processed_at", admin.EmptyFieldListFilter), "received_at")
+    search_fields = ("event_id", "type")
+    date_hierarchy = "received_at"
 
 
 @admin.register(BillingEvent)

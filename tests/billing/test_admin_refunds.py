@@ -65,3 +65,14 @@ def test_clerk_cannot_refund(client, django_user_model, account):
     page = client.get(reverse("admin:billing_payment_change", args=[payment.pk])).content.decode()
     assert reverse("admin:billing_payment_refund", args=[payment.pk]) not in page
     assert Refund.objects.count() == 0
+
+
+def test_webhook_events_are_visible_and_read_only(admin_client, db):
+    from billing.models import WebhookEvent
+
+    event = WebhookEvent.objects.create(event_id="evt_1", type="payment_intent.succeeded", payload={"id": "evt_1"})
+    listing = admin_client.get(reverse("admin:billing_webhookevent_changelist")).content.decode()
+    assert "evt_1" in listing
+    assert admin_client.get(reverse("admin:billing_webhookevent_add")).status_code == 403
+    admin_client.post(reverse("admin:billing_webhookevent_delete", args=[event.pk]), {"post": "yes"})
+    assert WebhookEvent.objects.filter(pk=event.pk).exists()
