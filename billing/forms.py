@@ -54,6 +54,7 @@ class LookupForm(AccessibleErrorsMixin, forms.Form):
         label=_("Account number"),
         max_length=40,
         help_text=_("It is printed at the top of your bill."),
+        error_messages={"required": _("Enter your account number.")},
         widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false", "autocapitalize": "characters"}),
     )
 
@@ -65,12 +66,14 @@ class LookupForm(AccessibleErrorsMixin, forms.Form):
                 label=_("Amount of your last bill"),
                 max_length=20,
                 help_text=_("The total printed on your most recent bill, for example 42.50."),
+                error_messages={"required": _("Enter the amount of your last bill.")},
                 widget=forms.TextInput(attrs={"inputmode": "decimal", "autocomplete": "off"}),
             )
         else:
             self.fields["postal_code"] = forms.CharField(
                 label=_("Postal code of the service address"),
                 max_length=20,
+                error_messages={"required": _("Enter the postal code of the service address.")},
                 widget=forms.TextInput(attrs={"autocomplete": "postal-code", "autocapitalize": "characters"}),
             )
 

@@ -1,9 +1,10 @@
 """Payer pages: home, guest lookup, pay links and the payment screen. Views parse input and call one service."""
 
+from babel.numbers import format_percent as babel_percent
 from django.contrib import messages
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_noop, ngettext
+from django.utils.translation import get_language, gettext_noop, ngettext, to_locale
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
@@ -14,6 +15,14 @@ from .models import CustomerAccount
 from .money import format_money
 from .payments import payment_quote
 from .selectors import biller_for_site
+
+
+def _format_percent(basis_points: int, *, locale: str) -> str:
+    """250 → "2.5%" in the payer's language."""
+    try:
+        return babel_percent(basis_points / 10_000, format="#,##0.##%", locale=locale)
+    except Exception:  # an unknown locale must never break a page
+        return babel_percent(basis_points / 10_000, format="#,##0.##%", locale="en")
 
 
 @require_GET
@@ -141,8 +150,12 @@ def pay_account(request):
 
     form = PaymentForm(request.POST or None, biller=biller)
     quote = None
-    if full is not None and request.method == "POST" and form.is_valid():
-        quote = _quote_for(account=account, form=form)
+    if full is not None and request.method == "POST":
+        valid = form.is_valid()
+        if "amount" in form.cleaned_data:  # check the amount now even if, say, the e-mail is missing: all errors at once
+            quote = _quote_for(account=account, form=form)
+        if not valid:
+            quote = None
 
     currency = biller.currency
     money = lambda minor: format_money(minor, currency)  # noqa: E731
@@ -169,7 +182,7 @@ def pay_account(request):
 
 def _fee_rule(biller, money) -> str:
     fixed, basis_points = biller.convenience_fee_fixed, biller.convenience_fee_basis_points
-    percent = f"{basis_points / 100:g}%"
+    percent = _format_percent(basis_points, locale=to_locale(get_language() or "en"))
     if fixed and basis_points:
         return _("A convenience fee of %(fixed)s plus %(percent)s of the amount is added to online payments.") % {
             "fixed": money(fixed),

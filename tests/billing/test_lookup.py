@@ -43,7 +43,9 @@ def granted(client) -> int | None:
 
 
 def without_csrf(html: str) -> str:
-    return re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', "", html)
+    """The page without what is random in every response anyway: the CSRF token and the CSP nonce."""
+    html = re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', "", html)
+    return re.sub(r'nonce="[^"]*"', "", html)
 
 
 # --- Finding an account ----------------------------------------------------------------------------------------------
@@ -235,3 +237,12 @@ def test_the_grant_times_out(client, postal_account, monkeypatch):
     later = time.time() + lookup.GRANT_SECONDS + 1
     monkeypatch.setattr(lookup.time, "time", lambda: later)
     assert client.get(reverse("billing:pay_account")).status_code == 302
+
+
+def test_empty_lookup_fields_say_what_to_enter_and_count_nothing(client, postal_account):
+    html = post(client, {"account_number": "", "postal_code": ""}).content.decode()
+    assert "Enter your account number." in html
+    assert "Enter the postal code of the service address." in html
+    for n in range(lookup.IP_ATTEMPT_LIMIT + 2):  # invalid forms never reach the lookup, so they use no attempts
+        post(client, {"account_number": "", "postal_code": ""})
+    assert post(client, {"account_number": "4100200", "postal_code": "92501A"}).status_code == 302

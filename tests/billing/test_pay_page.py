@@ -204,3 +204,11 @@ def test_the_screen_runs_a_fixed_number_of_queries(payer, account, count, django
     assert html.count('class="bill-row"') == count
     with django_assert_max_num_queries(4):  # the quote re-reads the bills
         html_of(payer.post(SCREEN, {"amount_choice": "full", "receipt_email": "a@b.co"}))
+
+
+def test_all_errors_are_shown_at_once(payer, account):
+    make_bill(account, amounts=(5000,))
+    html = html_of(payer.post(SCREEN, {"amount_choice": "other", "other_amount": "600", "receipt_email": ""}))
+    assert 'id="id_other_amount-error"' in html
+    assert 'id="id_receipt_email-error"' in html
+    assert 'data-testid="quote-total"' not in html
