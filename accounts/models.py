@@ -51,3 +51,38 @@ class User(AbstractUser):
 
     def get_short_name(self):
         return self.name or self.email
+
+
+class AccountLink(models.Model):
+    """A portal login's access to one of the biller's customer accounts.
+
+    Many-to-many on purpose: one payer can hold several accounts (home, rental flat), and one account can be shared by
+    several logins (a couple, a property manager). Created only through accounts.services, after the payer proved they
+    hold the account (lookup with the second factor, an enrolment invitation, or a guest payment's receipt).
+    """
+
+    class Via(models.TextChoices):
+        LOOKUP = "lookup", _("Account number and second factor")
+        INVITATION = "invitation", _("Enrolment invitation")
+        GUEST_RECEIPT = "guest_receipt", _("Receipt of a guest payment")
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="account_links", verbose_name=_("user"))
+    customer_account = models.ForeignKey(
+        "billing.CustomerAccount",
+        on_delete=models.CASCADE,
+        related_name="links",
+        verbose_name=_("customer account"),
+    )
+    created_at = models.DateTimeField(_("linked"), auto_now_add=True)
+    created_via = models.CharField(_("linked by"), max_length=16, choices=Via.choices)
+
+    class Meta:
+        verbose_name = _("account link")
+        verbose_name_plural = _("account links")
+        ordering = ["created_at", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["user", "customer_account"], name="account_link_once_per_user"),
+        ]
+
+    def __str__(self):
+        return f"{self.user} → {self.customer_account}"

@@ -1,0 +1,120 @@
+"""Selectors read. Each runs a fixed number of queries however many accounts, bills and payments a payer has."""
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from django.db.models import F, Min, Q, QuerySet, Sum, Window
+from django.db.models.functions import RowNumber
+
+from billing.models import Bill, CustomerAccount, Payment
+
+from .models import AccountLink, User
+
+# How many of each an account card on the dashboard shows; the account's own page lists them all, paginated.
+DASHBOARD_BILLS = 3
+DASHBOARD_PAYMENTS = 3
+
+
+def user_account_links(*, user: User) -> QuerySet[AccountLink]:
+    return (
+        AccountLink.objects.filter(user=user)
+        .select_related("customer_account__biller")
+        .order_by("customer_account__account_number", "pk")
+    )
+
+
+def user_account_link(*, user: User, account_id: int) -> AccountLink | None:
+    """The user's link to this customer account, or None: the caller answers 404 either way it is not theirs."""
+    return user_account_links(user=user).filter(customer_account_id=account_id).first()
+
+
+def payer_bills(*, user: User) -> QuerySet[Bill]:
+    """Every bill a payer may see: issued bills (never drafts) of accounts linked to them."""
+    return Bill.objects.filter(account__links__user=user).exclude(status=Bill.Status.DRAFT)
+
+
+def payer_bill(*, user: User, bill_id: int) -> Bill | None:
+    return payer_bills(user=user).select_related("account", "biller").filter(pk=bill_id).first()
+
+
+def account_bills(*, account: CustomerAccount) -> QuerySet[Bill]:
+    return Bill.objects.filter(account=account).exclude(status=Bill.Status.DRAFT).order_by("-due_date", "-pk")
+
+
+def account_payments(*, account: CustomerAccount) -> QuerySet[Payment]:
+    return Payment.objects.filter(account=account).order_by("-created_at", "-pk")
+
+
+@dataclass
+class AccountSummary:
+    link: AccountLink
+    balance: int = 0
+    next_due_date: dt.date | None = None
+    bills: list[Bill] = field(default_factory=list)
+    payments: list[Payment] = field(default_factory=list)
+
+    @property
+    def account(self) -> CustomerAccount:
+        return self.link.customer_account
+
+    @property
+    def currency(self) -> str:
+        return self.account.biller.currency
+
+
+def _balances(account_ids: list[int]) -> dict[int, dict]:
+    rows = (
+        Bill.objects.filter(account_id__in=account_ids, status__in=Bill.PAYABLE_STATUSES)
+        .values("account_id")
+        .annotate(
+            owed=Sum(F("total") - F("amount_paid")),
+            next_due=Min("due_date", filter=Q(amount_paid__lt=F("total"))),
+        )
+    )
+    return {row["account_id"]: row for row in rows}
+
+
+def _latest_per_account(queryset: QuerySet, *, order_by: list, per_account: int) -> QuerySet:
+    """The newest `per_account` rows of each account, in one query (a window function, not one query per account)."""
+    return (
+        queryset.annotate(rank=Window(RowNumber(), partition_by=[F("account_id")], order_by=order_by))
+        .filter(rank__lte=per_account)
+        .order_by("account_id", "rank")
+    )
+
+
+def dashboard_accounts(
+    *, user: User, bills_per_account: int = DASHBOARD_BILLS, payments_per_account: int = DASHBOARD_PAYMENTS
+) -> list[AccountSummary]:
+    """Every linked account with its balance, next due date, newest bills and newest payments. Four queries."""
+    summaries = {link.customer_account_id: AccountSummary(link=link) for link in user_account_links(user=user)}
+    if not summaries:
+        return []
+    ids = list(summaries)
+    for account_id, row in _balances(ids).items():
+        summaries[account_id].balance = row["owed"] or 0
+        summaries[account_id].next_due_date = row["next_due"]
+    bills = _latest_per_account(
+        Bill.objects.filter(account_id__in=ids).exclude(status=Bill.Status.DRAFT),
+        order_by=[F("due_date").desc(), F("pk").desc()],
+        per_account=bills_per_account,
+    )
+    for bill in bills:
+        summaries[bill.account_id].bills.append(bill)
+    payments = _latest_per_account(
+        Payment.objects.filter(account_id__in=ids),
+        order_by=[F("created_at").desc(), F("pk").desc()],
+        per_account=payments_per_account,
+    )
+    for payment in payments:
+        summaries[payment.account_id].payments.append(payment)
+    return list(summaries.values())
+
+
+def account_summary(*, link: AccountLink) -> AccountSummary:
+    """One account's balance and next due date (the account page lists bills and payments itself, paginated)."""
+    summary = AccountSummary(link=link)
+    row = _balances([link.customer_account_id]).get(link.customer_account_id)
+    if row:
+        summary.balance, summary.next_due_date = row["owed"] or 0, row["next_due"]
+    return summary

@@ -1,0 +1,105 @@
+"""Services that write: linking portal logins to the biller's customer accounts, and removing those links.
+
+A payer links an account the same way a guest finds one: the account number plus the biller's second factor, through
+billing.lookup.account_lookup. So linking has the guest lookup's protections and shares its counters: attempts per IP
+and failures per account number, and one message whether the number is unknown or the factor is wrong. Linking
+cannot become a side door for guessing account numbers.
+"""
+
+import logging
+
+from django.db import IntegrityError, transaction
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop, ngettext
+
+from billing import lookup
+from billing.errors import ApplicationError
+from billing.models import Biller, CustomerAccount
+from billing.selectors import biller_for_site
+
+from .models import AccountLink, User
+
+logger = logging.getLogger(__name__)
+
+# Word for word the guest lookup's message (billing.views.NOT_FOUND_MESSAGE), so a miss reads the same everywhere.
+NOT_FOUND_MESSAGE = gettext_noop("We couldn't find an account with those details. Check your bill and try again.")
+
+
+class AccountLinkLocked(ApplicationError):
+    """Too many attempts from this address or on this account number; nothing was tried."""
+
+    def __init__(self, retry_after: int):
+        self.retry_after = retry_after
+        minutes = lookup.LookupLocked(retry_after).minutes
+        super().__init__(
+            ngettext(
+                "Too many attempts to find an account. For your security, please wait %(minutes)d minute and try "
+                "again.",
+                "Too many attempts to find an account. For your security, please wait %(minutes)d minutes and try "
+                "again.",
+                minutes,
+            )
+            % {"minutes": minutes}
+        )
+
+
+def account_link_grant(*, user: User, account: CustomerAccount, via: str) -> tuple[AccountLink, bool]:
+    """Link `account` to `user` once ownership was proven some other way (an invitation, a guest receipt).
+
+    Returns (link, created). Linking twice is not an error: the existing link is returned.
+    """
+    if via not in AccountLink.Via.values:
+        raise ValueError(f"unknown link origin {via!r}")
+    try:
+        with transaction.atomic():
+            link, created = AccountLink.objects.get_or_create(
+                user=user, customer_account=account, defaults={"created_via": via}
+            )
+    except IntegrityError:  # a parallel request linked the same pair between our read and our insert
+        link, created = AccountLink.objects.get(user=user, customer_account=account), False
+    if created:
+        logger.info("account link %s: user %s linked account %s via %s", link.pk, user.pk, account.pk, via)
+    return link, created
+
+
+def account_link(
+    *,
+    user: User,
+    account_number: str,
+    factor: lookup.LookupFactor,
+    ip: str,
+    biller: Biller | None = None,
+) -> tuple[AccountLink, bool]:
+    """Link the account these details belong to. Raises ApplicationError (AccountLinkLocked when rate limited).
+
+    `biller` defaults to the biller this portal runs for. Returns (link, created).
+    """
+    biller = biller or biller_for_site()
+    if biller is None:
+        raise ApplicationError(_("Online accounts are not open yet."))
+    try:
+        account = lookup.account_lookup(biller=biller, account_number=account_number, factor=factor, client_ip=ip)
+    except lookup.LookupLocked as locked:
+        raise AccountLinkLocked(locked.retry_after) from None
+    except lookup.LookupFailed:
+        raise ApplicationError(_(NOT_FOUND_MESSAGE)) from None
+    return account_link_grant(user=user, account=account, via=AccountLink.Via.LOOKUP)
+
+
+def account_unlink(*, user: User, link: AccountLink) -> None:
+    """The payer removes one of their own links. The customer account, its bills and payments are untouched."""
+    if link.user_id != user.pk:
+        raise ApplicationError(_("That account is not linked to your login."))
+    account_link_remove(link=link, actor=user)
+
+
+def account_link_remove(*, link: AccountLink, actor: User | None = None) -> None:
+    """Remove a link, by its payer or by staff in the admin."""
+    logger.info(
+        "account link %s removed: user %s, account %s, by %s",
+        link.pk,
+        link.user_id,
+        link.customer_account_id,
+        actor.pk if actor else "system",
+    )
+    link.delete()

@@ -1,0 +1,165 @@
+"""The signed-in payer's pages: the dashboard, one account's bills and payments, linking and unlinking accounts.
+
+Every page needs a login with a verified e-mail address. A bill or an account that is not linked to the login answers
+404, exactly like one that does not exist, so nobody can probe for other people's bills by number.
+"""
+
+from allauth.account.decorators import verified_email_required
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import FileResponse, Http404, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.text import get_valid_filename
+from django.utils.translation import gettext as _
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from billing import lookup
+from billing.documents import bill_document_get, bill_document_html, bill_pdf_ensure
+from billing.errors import ApplicationError
+from billing.forms import LookupForm
+from billing.paylinks import biller_today
+from billing.selectors import biller_for_site
+
+from . import selectors, services
+
+BILLS_PER_PAGE = 12
+PAYMENTS_PER_PAGE = 12
+
+
+def _linked_or_404(request, account_id: int):
+    link = selectors.user_account_link(user=request.user, account_id=account_id)
+    if link is None:
+        raise Http404
+    return link
+
+
+def _private(response):
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+@never_cache
+@require_GET
+@verified_email_required
+def dashboard(request):
+    summaries = selectors.dashboard_accounts(user=request.user)
+    today = biller_today(summaries[0].account.biller) if summaries else None
+    return render(request, "accounts/dashboard.html", {"summaries": summaries, "today": today})
+
+
+@never_cache
+@require_GET
+@verified_email_required
+def account_detail(request, account_id: int):
+    link = _linked_or_404(request, account_id)
+    account = link.customer_account
+    bills = Paginator(selectors.account_bills(account=account), BILLS_PER_PAGE).get_page(request.GET.get("page"))
+    payments = Paginator(selectors.account_payments(account=account), PAYMENTS_PER_PAGE).get_page(
+        request.GET.get("payments")
+    )
+    context = {
+        "summary": selectors.account_summary(link=link),
+        "account": account,
+        "bills": bills,
+        "payments": payments,
+        "today": biller_today(account.biller),
+    }
+    return render(request, "accounts/account_detail.html", context)
+
+
+def _link_page(request, *, biller, form, error: str = "", status: int = 200):
+    return render(request, "accounts/link.html", {"biller": biller, "form": form, "link_error": error}, status=status)
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+@verified_email_required
+def account_link(request):
+    """Link a customer account with the details on its bill (the same check, and limits, as the guest lookup)."""
+    biller = biller_for_site()
+    if biller is None:
+        return _link_page(request, biller=None, form=None)
+    if request.method != "POST":
+        return _link_page(request, biller=biller, form=LookupForm(biller=biller))
+    form = LookupForm(request.POST, biller=biller)
+    if not form.is_valid():
+        return _link_page(request, biller=biller, form=form)
+    data = form.cleaned_data
+    try:
+        link, created = services.account_link(
+            user=request.user,
+            account_number=data["account_number"],
+            factor=lookup.LookupFactor(postal_code=data.get("postal_code"), last_bill_amount=data.get("last_bill_amount")),
+            ip=request.META.get("REMOTE_ADDR", ""),
+            biller=biller,
+        )
+    except ApplicationError as error:
+        # A fresh, empty form: echoing the typed number back would make a miss and a wrong factor look different.
+        status = 429 if isinstance(error, services.AccountLinkLocked) else 200
+        form = LookupForm(biller=biller).point_to_alert("link-error")
+        return _link_page(request, biller=biller, form=form, error=error.message, status=status)
+    number = link.customer_account.account_number
+    if created:
+        messages.success(request, _("Account %(number)s is now linked to your login.") % {"number": number})
+    else:
+        messages.info(request, _("Account %(number)s was already linked to your login.") % {"number": number})
+    return redirect("accounts:dashboard")
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+@verified_email_required
+def account_unlink(request, account_id: int):
+    """GET asks for confirmation; POST removes the link (never the account, its bills or its payments)."""
+    link = _linked_or_404(request, account_id)
+    if request.method == "POST":
+        services.account_unlink(user=request.user, link=link)
+        messages.success(
+            request,
+            _("Account %(number)s is no longer linked to your login.")
+            % {"number": link.customer_account.account_number},
+        )
+        return redirect("accounts:dashboard")
+    return render(request, "accounts/unlink_confirm.html", {"link": link, "account": link.customer_account})
+
+
+@never_cache
+@require_POST
+@verified_email_required
+def account_pay(request, account_id: int):
+    """"Pay now": grant this session the account's payment screen, as a guest lookup or a pay link would."""
+    link = _linked_or_404(request, account_id)
+    lookup.grant_store(request, account=link.customer_account)
+    return redirect("billing:pay_account")
+
+
+def _payer_bill_or_404(request, bill_id: int):
+    bill = selectors.payer_bill(user=request.user, bill_id=bill_id)
+    if bill is None:
+        raise Http404
+    return bill
+
+
+@require_GET
+@verified_email_required
+def bill_view(request, bill_id: int):
+    bill = _payer_bill_or_404(request, bill_id)
+    document = bill_document_get(bill=bill)
+    toolbar = {"pdf_url": reverse("accounts:bill_pdf", args=[bill.pk])}
+    return _private(HttpResponse(bill_document_html(document=document, request=request, extra={"toolbar": toolbar})))
+
+
+@require_GET
+@verified_email_required
+def bill_pdf(request, bill_id: int):
+    bill = _payer_bill_or_404(request, bill_id)
+    pdf = bill_pdf_ensure(bill=bill, actor=request.user)
+    response = FileResponse(
+        pdf.open("rb"),
+        as_attachment=True,
+        filename=get_valid_filename(f"bill-{bill.number}.pdf"),
+        content_type="application/pdf",
+    )
+    return _private(response)

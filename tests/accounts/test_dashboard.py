@@ -1,0 +1,156 @@
+"""The signed-in payer's dashboard, account pages and bill documents: only ever their own linked accounts."""
+
+import pytest
+from django.urls import reverse
+
+from accounts.models import AccountLink
+from accounts.services import account_link_grant
+from billing import lookup, services
+from billing.models import Payment
+from tests.factories import CustomerAccountFactory, make_bill
+
+pytestmark = pytest.mark.django_db
+
+# Session, user, verified e-mail, the site's biller (context processor), links, balances, bills, payments.
+DASHBOARD_QUERY_BUDGET = 8
+
+
+def linked(user, account):
+    return account_link_grant(user=user, account=account, via=AccountLink.Via.LOOKUP)[0]
+
+
+def test_dashboard_needs_a_login(client, biller):
+    response = client.get(reverse("accounts:dashboard"))
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("account_login"))
+
+
+def test_dashboard_shows_each_account_with_balance_next_due_bills_and_payments(payer_client, payer, biller):
+    first, second = CustomerAccountFactory(biller=biller), CustomerAccountFactory(biller=biller)
+    linked(payer, first)
+    linked(payer, second)
+    soon = make_bill(first, amounts=(4000,), due_in_days=5)
+    make_bill(first, amounts=(2500,), due_in_days=35)
+    paid = make_bill(second, amounts=(1000,), due_in_days=10)
+    payment = services.payment_record_offline(account=second, amount=1000, method=Payment.Method.CASH)
+    make_bill(first, amounts=(9999,), issue=False, number="DRAFT-1")  # a draft is the biller's, not the payer's yet
+
+    html = payer_client.get(reverse("accounts:dashboard")).content.decode()
+    assert f"Account {first.account_number}" in html and f"Account {second.account_number}" in html
+    assert "$65.00" in html  # first account's balance: 40.00 + 25.00
+    assert soon.number in html and paid.number in html
+    assert "DRAFT-1" not in html
+    assert payment.confirmation_number in html
+    assert "Nothing due" in html  # the second account is paid up
+    assert reverse("accounts:bill", args=[soon.pk]) in html
+    assert reverse("accounts:bill_pdf", args=[soon.pk]) in html
+    assert reverse("accounts:pay", args=[first.pk]) in html
+    assert reverse("accounts:pay", args=[second.pk]) not in html  # nothing to pay
+
+
+def test_dashboard_never_shows_someone_elses_account(payer_client, make_payer, biller):
+    theirs = CustomerAccountFactory(biller=biller)
+    linked(make_payer("other@example.com"), theirs)
+    html = payer_client.get(reverse("accounts:dashboard")).content.decode()
+    assert theirs.account_number not in html
+    assert "No accounts linked yet" in html
+
+
+def _accounts_with_history(payer, biller, count):
+    for _ in range(count):
+        account = CustomerAccountFactory(biller=biller)
+        linked(payer, account)
+        for days in (-20, 10, 40):
+            make_bill(account, amounts=(3000,), due_in_days=days)
+        services.payment_record_offline(account=account, amount=500, method=Payment.Method.CASH)
+
+
+@pytest.mark.parametrize("count", [1, 50])
+def test_dashboard_query_count_does_not_grow_with_accounts(payer_client, payer, biller, count, django_assert_max_num_queries):
+    _accounts_with_history(payer, biller, count)
+    with django_assert_max_num_queries(DASHBOARD_QUERY_BUDGET):
+        response = payer_client.get(reverse("accounts:dashboard"))
+    assert response.content.decode().count('class="card account-card"') == count
+
+
+@pytest.mark.parametrize("count", [1, 50])
+def test_account_page_query_count_does_not_grow_with_bills(payer_client, payer, biller, count, django_assert_max_num_queries):
+    account = CustomerAccountFactory(biller=biller)
+    linked(payer, account)
+    for i in range(count):
+        make_bill(account, amounts=(1000 + i,), due_in_days=i - 25)
+    # Session, user, verified e-mail, biller, link, balance, bill count + page, payment count + page.
+    with django_assert_max_num_queries(10):
+        response = payer_client.get(reverse("accounts:account", args=[account.pk]))
+    assert response.status_code == 200
+
+
+def test_account_page_paginates_bills_twelve_at_a_time(payer_client, payer, biller):
+    account = CustomerAccountFactory(biller=biller)
+    linked(payer, account)
+    bills = [make_bill(account, due_in_days=i) for i in range(14)]
+    url = reverse("accounts:account", args=[account.pk])
+    first_page = payer_client.get(url).content.decode()
+    second_page = payer_client.get(url, {"page": 2}).content.decode()
+    newest_first = sorted(bills, key=lambda b: (b.due_date, b.pk), reverse=True)
+    assert all(b.number in first_page for b in newest_first[:12])
+    assert all(b.number not in first_page for b in newest_first[12:])
+    assert all(b.number in second_page for b in newest_first[12:])
+    assert "Page 1 of 2" in first_page
+
+
+def test_another_payers_account_page_is_404(payer_client, biller):
+    assert payer_client.get(reverse("accounts:account", args=[CustomerAccountFactory(biller=biller).pk])).status_code == 404
+
+
+def test_bill_html_and_pdf_for_my_own_bill(payer_client, payer, account):
+    linked(payer, account)
+    bill = make_bill(account, amounts=(4200,))
+    page = payer_client.get(reverse("accounts:bill", args=[bill.pk]))
+    assert page.status_code == 200
+    assert bill.number in page.content.decode()
+    assert reverse("accounts:bill_pdf", args=[bill.pk]) in page.content.decode()
+    assert "no-store" in page["Cache-Control"]
+
+    pdf = payer_client.get(reverse("accounts:bill_pdf", args=[bill.pk]))
+    assert pdf.status_code == 200
+    assert pdf["Content-Type"] == "application/pdf"
+    assert b"".join(pdf.streaming_content).startswith(b"%PDF")
+
+
+def test_someone_elses_bill_and_drafts_are_404(payer_client, payer, make_payer, biller):
+    mine = CustomerAccountFactory(biller=biller)
+    linked(payer, mine)
+    theirs = CustomerAccountFactory(biller=biller)
+    linked(make_payer("other@example.com"), theirs)
+    their_bill = make_bill(theirs)
+    my_draft = make_bill(mine, issue=False)
+    for bill in (their_bill, my_draft):
+        assert payer_client.get(reverse("accounts:bill", args=[bill.pk])).status_code == 404
+        assert payer_client.get(reverse("accounts:bill_pdf", args=[bill.pk])).status_code == 404
+
+
+def test_unlinked_account_bills_disappear(payer_client, payer, account):
+    link = linked(payer, account)
+    bill = make_bill(account)
+    assert payer_client.get(reverse("accounts:bill", args=[bill.pk])).status_code == 200
+    link.delete()
+    assert payer_client.get(reverse("accounts:bill", args=[bill.pk])).status_code == 404
+
+
+def test_pay_now_opens_the_payment_screen_for_that_account(payer_client, payer, account):
+    linked(payer, account)
+    make_bill(account, amounts=(4200,))
+    response = payer_client.post(reverse("accounts:pay", args=[account.pk]))
+    assert response.status_code == 302
+    assert response["Location"] == reverse("billing:pay_account")
+    assert payer_client.session[lookup.GRANT_SESSION_KEY]["account_id"] == account.pk
+    assert payer_client.get(reverse("accounts:dashboard")).status_code == 200  # still signed in after the key rotation
+    assert payer_client.get(response["Location"]).status_code == 200
+
+
+def test_pay_now_for_someone_elses_account_is_404(payer_client, biller):
+    other = CustomerAccountFactory(biller=biller)
+    assert payer_client.post(reverse("accounts:pay", args=[other.pk])).status_code == 404
+    assert lookup.GRANT_SESSION_KEY not in payer_client.session
+    assert payer_client.get(reverse("accounts:pay", args=[other.pk])).status_code == 405
