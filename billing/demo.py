@@ -16,6 +16,7 @@ from . import services
 from .management.commands.setup_roles import CLERK
 from .models import Bill, Biller, CustomerAccount, Payment
 from .money import format_money
+from .paylinks import bill_pay_url
 
 DEMO_BILLER_SLUG = "riverside"
 DEMO_STAFF_EMAIL = "admin@billpay.localhost"
@@ -160,7 +161,12 @@ def demo_accounts(*, biller: Biller, limit: int | None = None) -> list[dict]:
                 "open_balance_minor": balance,
                 "open_balance": format_money(balance, biller.currency, "en"),
                 "open_bills": [
-                    {"number": b.number, "due_date": b.due_date.isoformat(), "balance_due_minor": b.balance_due}
+                    {
+                        "number": b.number,
+                        "due_date": b.due_date.isoformat(),
+                        "balance_due_minor": b.balance_due,
+                        "pay_link": bill_pay_url(b),
+                    }
                     for b in open_bills
                 ],
             }

@@ -21,10 +21,11 @@ from django.utils import translation
 
 from .models import Bill, BillingEvent, BillLine
 from .money import format_money
+from .paylinks import bill_pay_url  # the bill's signed pay link: stable per bill, so it can be part of the fingerprint
 from .services import event_record
 
 # Bump when the template, its CSS or the document's wording changes, so that every stored PDF is rendered again.
-BILL_DOCUMENT_VERSION = "1"
+BILL_DOCUMENT_VERSION = "2"  # 2: the "how to pay" box carries the signed pay link
 BILL_DOCUMENT_TEMPLATE = "billing/bill_document.html"
 
 # Countries that print on US Letter; everyone else gets A4.
@@ -32,16 +33,6 @@ _LETTER_COUNTRIES = frozenset({"US", "CA", "MX", "PH", "CL", "CO", "VE", "GT", "
 _COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
 _DEFAULT_BRAND = "#0b5cab"
 _WATERMARKS = {Bill.Status.DRAFT, Bill.Status.PAID, Bill.Status.VOID}
-
-
-def bill_pay_url(bill: Bill) -> str:
-    """The address printed in the bill's "How to pay" box.
-
-    The one place that decides it: the guest-pay issue swaps in a signed per-bill link here. Whatever it returns must be
-    the same on every call for an unchanged bill (no timestamps in the signature), because it is part of the
-    fingerprint; a link that changed on each call would re-render the PDF on every download.
-    """
-    return settings.SITE_URL + reverse("billing:pay")
 
 
 @dataclass(frozen=True)

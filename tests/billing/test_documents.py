@@ -317,3 +317,15 @@ def test_period_and_dates_are_on_the_bill(account):
     html = html_of(bill)
     assert "Feb. 13, 2026 to March 14, 2026" in html
     assert "March 29, 2026" in html  # due date
+
+
+def test_the_printed_pay_address_is_the_bills_signed_pay_link(account, client, settings):
+    from billing import paylinks
+
+    bill = make_bill(account)
+    url = paylinks.bill_pay_url(bill)
+    assert f'href="{url}"' in html_of(bill)
+    # The printed link opens this bill's payment screen directly, with no lookup in between.
+    response = client.get(url.removeprefix(settings.SITE_URL), follow=True)
+    assert response.status_code == 200
+    assert bill.account.account_number in response.content.decode()

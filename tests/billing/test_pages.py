@@ -69,3 +69,20 @@ def test_demo_seed_covers_every_status_and_is_idempotent(db):
     assert owing and all(r["postal_code"] and r["open_bills"] for r in owing)
     for row in owing:
         assert row["open_balance_minor"] == sum(b["balance_due_minor"] for b in row["open_bills"])
+    # Each open bill's pay link opens that bill's account directly.
+    from django.conf import settings
+    from django.test import Client
+
+    row = owing[0]
+    page = Client().get(row["open_bills"][0]["pay_link"].removeprefix(settings.SITE_URL), follow=True)
+    assert row["account_number"] in page.content.decode()
+
+
+def test_seed_demo_json_prints_only_json(db, capsys):
+    import json
+
+    from django.core.management import call_command
+
+    call_command("seed_demo", "--json")
+    rows = json.loads(capsys.readouterr().out)
+    assert rows and all(bill["pay_link"].startswith("http") for row in rows for bill in row["open_bills"])

@@ -32,8 +32,13 @@ def role_permissions() -> dict[str, set[Permission]]:
 class Command(BaseCommand):
     help = "Create or update the Clerk and Billing admin groups with their billing permissions."
 
+    def _say(self, text: str) -> None:
+        if self.verbosity:  # -v 0 is silent, e.g. under seed_demo --json, which must print only JSON
+            self.stdout.write(text)
+
     @transaction.atomic
     def handle(self, *args, **options):
+        self.verbosity = options["verbosity"]
         for name, wanted in role_permissions().items():
             group, created = Group.objects.get_or_create(name=name)
             current = set(group.permissions.all())
@@ -43,13 +48,13 @@ class Command(BaseCommand):
             if removed:
                 group.permissions.remove(*removed)
             if created:
-                self.stdout.write(f"Created group “{name}” with {len(wanted)} permissions.")
+                self._say(f"Created group “{name}” with {len(wanted)} permissions.")
             elif added or removed:
-                self.stdout.write(f"Updated group “{name}”: {len(added)} permissions added, {len(removed)} removed.")
+                self._say(f"Updated group “{name}”: {len(added)} permissions added, {len(removed)} removed.")
             else:
-                self.stdout.write(f"Group “{name}” is up to date ({len(wanted)} permissions).")
+                self._say(f"Group “{name}” is up to date ({len(wanted)} permissions).")
             if not created:
                 for perm in sorted(added, key=lambda p: p.codename):
-                    self.stdout.write(f"  + {perm.codename}")
+                    self._say(f"  + {perm.codename}")
                 for perm in sorted(removed, key=lambda p: p.codename):
-                    self.stdout.write(f"  - {perm.codename}")
+                    self._say(f"  - {perm.codename}")
