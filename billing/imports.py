@@ -710,18 +710,7 @@ def _write_chunk(*, biller, bills: list[_Bill], accounts: dict[str, _Account], a
 
     line_rows = []
     for bill, lines in zip(bill_rows, line_inputs, strict=True):
-        line_rows.extend(
-            BillLine(
-                bill=bill,
-                position=position,
-                description=line.description,
-                quantity=line.quantity,
-                unit_amount=line.unit_amount,
-                amount=line.amount,
-                tax_amount=line.tax_amount,
-            )
-            for position, line in enumerate(lines)
-        )
+        line_rows.extend(line.as_row(bill=bill, position=position) for position, line in enumerate(lines))
         common = {"bill": bill, "account_id": bill.account_id, "actor": actor}
         events.append(
             BillingEvent(

@@ -38,6 +38,18 @@ class LineInput:
             raise ApplicationError(_("A bill line needs a description."))
         return LineInput(self.description.strip(), amount, Decimal(self.quantity), unit, self.tax_amount)
 
+    def as_row(self, *, bill: Bill, position: int) -> BillLine:
+        """The unsaved BillLine for this (resolved) line, for bulk_create."""
+        return BillLine(
+            bill=bill,
+            position=position,
+            description=self.description,
+            quantity=self.quantity,
+            unit_amount=self.unit_amount,
+            amount=self.amount,
+            tax_amount=self.tax_amount,
+        )
+
 
 @dataclass(frozen=True)
 class Totals:
@@ -158,18 +170,7 @@ def bill_create(
         tax=totals.tax,
         total=totals.total,
     )
-    BillLine.objects.bulk_create(
-        BillLine(
-            bill=bill,
-            position=i,
-            description=line.description,
-            quantity=line.quantity,
-            unit_amount=line.unit_amount,
-            amount=line.amount,
-            tax_amount=line.tax_amount,
-        )
-        for i, line in enumerate(resolved)
-    )
+    BillLine.objects.bulk_create(line.as_row(bill=bill, position=i) for i, line in enumerate(resolved))
     event_record(
         kind=BillingEvent.Kind.BILL_CREATED, bill=bill, to_status=bill.status, amount=bill.total,
         currency=bill.currency, actor=actor,
