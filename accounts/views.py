@@ -91,7 +91,9 @@ def account_link(request):
         link, created = services.account_link(
             user=request.user,
             account_number=data["account_number"],
-            factor=lookup.LookupFactor(postal_code=data.get("postal_code"), last_bill_amount=data.get("last_bill_amount")),
+            factor=lookup.LookupFactor(
+                postal_code=data.get("postal_code"), last_bill_amount=data.get("last_bill_amount")
+            ),
             ip=request.META.get("REMOTE_ADDR", ""),
             biller=biller,
         )

@@ -66,7 +66,9 @@ def _accounts_with_history(payer, biller, count):
 
 
 @pytest.mark.parametrize("count", [1, 50])
-def test_dashboard_query_count_does_not_grow_with_accounts(payer_client, payer, biller, count, django_assert_max_num_queries):
+def test_dashboard_query_count_does_not_grow_with_accounts(
+    payer_client, payer, biller, count, django_assert_max_num_queries
+):
     _accounts_with_history(payer, biller, count)
     with django_assert_max_num_queries(DASHBOARD_QUERY_BUDGET):
         response = payer_client.get(reverse("accounts:dashboard"))
@@ -74,7 +76,9 @@ def test_dashboard_query_count_does_not_grow_with_accounts(payer_client, payer, 
 
 
 @pytest.mark.parametrize("count", [1, 50])
-def test_account_page_query_count_does_not_grow_with_bills(payer_client, payer, biller, count, django_assert_max_num_queries):
+def test_account_page_query_count_does_not_grow_with_bills(
+    payer_client, payer, biller, count, django_assert_max_num_queries
+):
     account = CustomerAccountFactory(biller=biller)
     linked(payer, account)
     for i in range(count):
@@ -100,7 +104,8 @@ def test_account_page_paginates_bills_twelve_at_a_time(payer_client, payer, bill
 
 
 def test_another_payers_account_page_is_404(payer_client, biller):
-    assert payer_client.get(reverse("accounts:account", args=[CustomerAccountFactory(biller=biller).pk])).status_code == 404
+    theirs = CustomerAccountFactory(biller=biller)
+    assert payer_client.get(reverse("accounts:account", args=[theirs.pk])).status_code == 404
 
 
 def test_bill_html_and_pdf_for_my_own_bill(payer_client, payer, account):

@@ -62,12 +62,18 @@ def test_a_wrong_factor_reads_exactly_like_an_unknown_account(payer_client, acco
 def test_other_accounts_are_not_linked_by_someone_elses_details(make_payer, account):
     other = make_payer("other@example.com")
     services.account_link(
-        user=other, account_number=account.account_number, factor=lookup.LookupFactor(postal_code=account.postal_code), ip="10.0.0.2"
+        user=other,
+        account_number=account.account_number,
+        factor=lookup.LookupFactor(postal_code=account.postal_code),
+        ip="10.0.0.2",
     )
     me = make_payer("me@example.com")
     with pytest.raises(ApplicationError) as error:
         services.account_link(
-            user=me, account_number=account.account_number, factor=lookup.LookupFactor(postal_code="99999"), ip="10.0.0.3"
+            user=me,
+            account_number=account.account_number,
+            factor=lookup.LookupFactor(postal_code="99999"),
+            ip="10.0.0.3",
         )
     assert error.value.message == MISS
     assert list(AccountLink.objects.values_list("user__email", flat=True)) == ["other@example.com"]
