@@ -36,6 +36,7 @@ def test_signup_verify_by_the_emailed_link_then_see_my_accounts(client, biller, 
 
     assert len(mail.outbox) == 1
     assert mail.outbox[0].to == ["new@example.com"]
+    assert mail.outbox[0].body.startswith(f"Hello from {biller.name}!")  # the biller's name, not the host's
     confirm_url = link_in(mail.outbox[0])
     page = client.get(confirm_url)
     assert page.status_code == 200

@@ -139,6 +139,10 @@ def test_sign_in_and_two_factor_pages_on_a_phone(live_server, phone, django_user
     phone.get_by_role("button", name="Sign In").click()
     phone.wait_for_load_state()
 
+    for name in ("account_email", "account_change_password"):
+        phone.goto(live_server.url + reverse(name))
+        assert_page_is_clean(phone)
+
     phone.goto(live_server.url + reverse("mfa_index"))
     assert phone.get_by_role("heading", name="Two-Factor Authentication").is_visible()
     assert phone.get_by_role("link", name="My accounts").is_visible()
