@@ -1,0 +1,516 @@
+"""Services for the notification outbox: plan reminders, enqueue event notices, sweep due rows, send one row.
+
+Life of a row:
+    planner / notice_enqueue ──> pending ──sweeper claims──> sending ──task──> sent
+                                    ^                           │
+                                    └── retry (backoff), ───────┤──> failed   (permanent error, or out of attempts)
+                                        quiet hours, reclaim    └──> skipped  (bill paid, opted out, too late)
+
+Long waits live in the row (`next_attempt_at`), never in a Celery ETA. The sweeper claims due rows with
+select_for_update(skip_locked=True), so sweepers running at once take disjoint rows; the send task starts an attempt
+with a conditional UPDATE, so a redelivered or duplicated task message finds nothing to do.
+
+Catch-up rule (beat or the workers were down):
+- Only the latest reminder step whose day has come is sent; earlier steps that never went out are recorded as skipped.
+- "Due in N days" goes out only before the due date, "due today" only on the due date, in the biller's time zone.
+- A past-due step goes out at most `catch_up_days` (NoticePolicy, default 2) after its day; after that it is skipped.
+- A new-bill notice goes out at most `catch_up_days` after the issue date.
+The same checks run again just before sending, so a row delayed by an outage or quiet hours cannot say something stale.
+"""
+
+import datetime as dt
+import logging
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from billing.errors import ApplicationError
+from billing.models import Bill
+
+from .channels import PermanentSendError, TransientSendError, channel_get, channel_names
+from .models import (
+    AccountNoticeSettings,
+    DeliveryAttempt,
+    NoticeKind,
+    NoticePolicy,
+    NoticePreference,
+    Notification,
+    SmsOptOut,
+)
+from .preferences import (
+    Policy,
+    channel_address,
+    channel_wanted,
+    outside_quiet_hours,
+    phone_normalize,
+    quiet_hours_for,
+    zone,
+)
+from .render import notification_render
+
+logger = logging.getLogger(__name__)
+Status = Notification.Status
+
+REMINDER_KINDS = frozenset({NoticeKind.DUE_UPCOMING, NoticeKind.DUE_TODAY, NoticeKind.PAST_DUE})
+BILL_KINDS = REMINDER_KINDS | {NoticeKind.BILL_ISSUED}
+
+
+def _setting(name: str, default):
+    return getattr(settings, name, default)
+
+
+def max_attempts() -> int:
+    return int(_setting("NOTIFICATIONS_MAX_ATTEMPTS", 5))
+
+
+def sending_timeout() -> dt.timedelta:
+    # Longer than the send task's hard time limit plus a queue wait, so a live worker is never reclaimed from.
+    return dt.timedelta(seconds=int(_setting("NOTIFICATIONS_SENDING_TIMEOUT_SECONDS", 600)))
+
+
+def retry_delay(attempts: int) -> dt.timedelta:
+    """Exponential: 1, 2, 4, 8 … minutes after the 1st, 2nd, 3rd … failure, at most 6 hours."""
+    base = int(_setting("NOTIFICATIONS_RETRY_BASE_SECONDS", 60))
+    return dt.timedelta(seconds=min(base * 2 ** max(attempts - 1, 0), 6 * 3600))
+
+
+def reminder_kind(step: int) -> str:
+    if step < 0:
+        return NoticeKind.DUE_UPCOMING
+    if step == 0:
+        return NoticeKind.DUE_TODAY
+    return NoticeKind.PAST_DUE
+
+
+def dedupe_key(*, kind: str, channel: str, bill=None, payment=None, refund=None, step: int | None = None) -> str:
+    if refund is not None:
+        subject = f"refund:{_pk(refund)}"
+    elif payment is not None:
+        subject = f"payment:{_pk(payment)}"
+    else:
+        subject = f"bill:{_pk(bill)}"
+    key = f"{subject}:{kind}:{channel}"
+    return key if step is None else f"{key}:{step}"
+
+
+def _pk(obj) -> int:
+    return obj if isinstance(obj, int) else obj.pk
+
+
+def schedule_steps(biller) -> list[int]:
+    steps = {s for s in (biller.reminder_schedule or []) if isinstance(s, int) and not isinstance(s, bool)}
+    return sorted(steps)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Planning
+
+
+@dataclass
+class PlanResult:
+    bills: int = 0
+    chunks: int = 0
+    rows: int = 0  # rows offered to bulk_create; existing keys are ignored by the database
+    queries_per_chunk: list[int] = field(default_factory=list)
+
+
+@dataclass
+class _ChunkPeers:
+    """What a chunk of bills needs besides the bills, loaded in one query each."""
+
+    choices: dict
+    settings_rows: dict
+    opted_out: set
+
+
+def _chunk_peers(accounts) -> _ChunkPeers:
+    account_ids = [a.pk for a in accounts]
+    choices = {
+        (account_id, kind, channel): enabled
+        for account_id, kind, channel, enabled in NoticePreference.objects.filter(account_id__in=account_ids).values_list(
+            "account_id", "kind", "channel", "enabled"
+        )
+    }
+    settings_rows = {s.account_id: s for s in AccountNoticeSettings.objects.filter(account_id__in=account_ids)}
+    phones = sorted({p for p in (phone_normalize(a.phone) for a in accounts) if p})
+    opted_out = set(SmsOptOut.objects.filter(phone__in=phones).values_list("phone", flat=True)) if phones else set()
+    return _ChunkPeers(choices=choices, settings_rows=settings_rows, opted_out=opted_out)
+
+
+def policies_load() -> dict[int, Policy]:
+    return {row.biller_id: Policy.of(row) for row in NoticePolicy.objects.all()}
+
+
+def biller_local_today(biller, now: dt.datetime) -> dt.date:
+    return now.astimezone(zone(biller.time_zone)).date()
+
+
+def step_verdict(*, step: int, due_date: dt.date, today: dt.date, latest: int, catch_up_days: int) -> str:
+    """"send" or why not, for a reminder step whose day (due_date + step) has come. The catch-up rule, in one place."""
+    day = due_date + dt.timedelta(days=step)
+    if step != latest:
+        return "a later reminder step has come"
+    if step < 0 and today >= due_date:
+        return "the due date has come"
+    if step == 0 and today != due_date:
+        return "the due date has passed"
+    if (today - day).days > catch_up_days:
+        return f"{(today - day).days} days late, more than the {catch_up_days} allowed"
+    return "send"
+
+
+def reminders_plan(
+    *, today: dt.date | None = None, now: dt.datetime | None = None, chunk_size: int = 500, count_queries: bool = False
+) -> PlanResult:
+    """Write outbox rows for every open bill's due reminder steps and new-bill notices. Safe to run any number of
+    times: the unique dedupe key makes a second run add nothing.
+
+    Walks open bills by primary key in chunks; each chunk costs the same few queries (bills, preferences, settings,
+    opt-outs, one bulk insert) whatever it holds. `today` overrides every biller's local date (tests, backfills);
+    by default each biller's own time zone decides it.
+    """
+    now = now or timezone.now()
+    policies = policies_load()
+    result = PlanResult()
+    last_pk = 0
+    while True:
+        if count_queries:
+            from django.db import connection
+            from django.test.utils import CaptureQueriesContext
+
+            capture = CaptureQueriesContext(connection)
+            capture.__enter__()
+        bills = list(
+            Bill.objects.filter(status=Bill.Status.OPEN, amount_paid__lt=F("total"), pk__gt=last_pk)
+            .select_related("account", "biller")
+            .only(
+                "pk", "due_date", "issue_date", "status", "biller_id", "account_id",
+                "biller__time_zone", "biller__reminder_schedule",
+                "account__email", "account__phone", "account__email_notices", "account__sms_notices",
+            )
+            .order_by("pk")[:chunk_size]
+        )  # fmt: skip
+        if not bills:
+            if count_queries:
+                capture.__exit__(None, None, None)
+            break
+        last_pk = bills[-1].pk
+        rows = _plan_chunk(bills=bills, today=today, now=now, policies=policies)
+        if rows:
+            # Written in one transaction so a chunk is all-or-nothing; ignore_conflicts makes re-planning a no-op.
+            with transaction.atomic():
+                Notification.objects.bulk_create(rows, ignore_conflicts=True, batch_size=_insert_batch_size())
+        result.bills += len(bills)
+        result.chunks += 1
+        result.rows += len(rows)
+        if count_queries:
+            capture.__exit__(None, None, None)
+            result.queries_per_chunk.append(len(capture.captured_queries))
+        if len(bills) < chunk_size:
+            break
+    return result
+
+
+def _insert_batch_size() -> int | None:
+    from django.db import connection
+
+    # SQLite caps the parameters of one statement; PostgreSQL takes a chunk's rows in one INSERT.
+    return 50 if connection.vendor == "sqlite" else None
+
+
+def _plan_chunk(*, bills, today, now, policies) -> list[Notification]:
+    accounts = {b.account_id: b.account for b in bills}
+    peers = _chunk_peers(list(accounts.values()))
+    rows: list[Notification] = []
+    for bill in bills:
+        biller, account = bill.biller, bill.account
+        policy = policies.get(bill.biller_id) or Policy.of(None)
+        local_today = today or biller_local_today(biller, now)
+        quiet = quiet_hours_for(policy=policy, biller=biller, settings_row=peers.settings_rows.get(account.pk))
+        def add(kind, step, verdict, send_at):
+            for channel in channel_names():
+                if not channel_wanted(
+                    account=account, kind=kind, channel=channel, policy=policy, choices=peers.choices,
+                    opted_out=peers.opted_out,
+                ):  # fmt: skip
+                    continue
+                rows.append(_row(bill=bill, kind=kind, channel=channel, step=step, verdict=verdict, send_at=send_at,
+                                 now=now, quiet=quiet))  # fmt: skip
+
+        if bill.issue_date and 0 <= (local_today - bill.issue_date).days <= policy.catch_up_days:
+            add(NoticeKind.BILL_ISSUED, None, "send", now)
+
+        steps = [s for s in schedule_steps(biller) if bill.due_date + dt.timedelta(days=s) <= local_today]
+        if not steps:
+            continue
+        latest = steps[-1]
+        send_at = _scheduled_time(local_today, policy, biller, now)
+        for step in steps:
+            verdict = step_verdict(
+                step=step, due_date=bill.due_date, today=local_today, latest=latest, catch_up_days=policy.catch_up_days
+            )
+            add(reminder_kind(step), step, verdict, send_at)
+    return rows
+
+
+def _scheduled_time(day: dt.date, policy: Policy, biller, now: dt.datetime) -> dt.datetime:
+    """The biller's send time on `day`, in its zone; now if that time has already passed."""
+    planned = dt.datetime.combine(day, policy.send_time, tzinfo=zone(biller.time_zone))
+    return max(planned, now)
+
+
+def _row(*, bill, kind, channel, step, verdict, send_at, now, quiet) -> Notification:
+    common = dict(
+        dedupe_key=dedupe_key(kind=kind, channel=channel, bill=bill, step=step),
+        biller_id=bill.biller_id, account_id=bill.account_id, bill_id=bill.pk, kind=kind, channel=channel, step=step,
+    )  # fmt: skip
+    if verdict != "send":
+        return Notification(**common, status=Status.SKIPPED, send_at=now, last_error=f"not sent: {verdict}")
+    at = outside_quiet_hours(send_at, quiet)
+    return Notification(**common, status=Status.PENDING, send_at=at, next_attempt_at=at)
+
+
+@transaction.atomic
+def notice_enqueue(
+    *, kind: str, account, bill=None, payment=None, refund=None, now: dt.datetime | None = None
+) -> list[Notification]:
+    """Outbox rows for an event notice (payment received or failed, refund issued, autopay …) on every channel the
+    account wants. Call it from the service that caused the event, after commit. Idempotent per event and channel."""
+    if bill is None and payment is None and refund is None:
+        raise ApplicationError("A notice needs a bill, a payment or a refund.")
+    now = now or timezone.now()
+    biller = account.biller
+    policy = Policy.of(NoticePolicy.objects.filter(biller_id=biller.pk).first())
+    peers = _chunk_peers([account])
+    quiet = quiet_hours_for(policy=policy, biller=biller, settings_row=peers.settings_rows.get(account.pk))
+    at = outside_quiet_hours(now, quiet)
+    rows = [
+        Notification(
+            dedupe_key=dedupe_key(kind=kind, channel=channel, bill=bill, payment=payment, refund=refund),
+            biller_id=biller.pk, account_id=account.pk, bill=bill, payment=payment, refund=refund, kind=kind,
+            channel=channel, status=Status.PENDING, send_at=at, next_attempt_at=at,
+        )  # fmt: skip
+        for channel in channel_names()
+        if channel_wanted(account=account, kind=kind, channel=channel, policy=policy, choices=peers.choices,
+                          opted_out=peers.opted_out)  # fmt: skip
+    ]
+    Notification.objects.bulk_create(rows, ignore_conflicts=True)
+    return list(Notification.objects.filter(dedupe_key__in=[r.dedupe_key for r in rows]).order_by("pk"))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Sweeping
+
+
+@dataclass
+class SweepResult:
+    reclaimed: int = 0
+    failed_lost: int = 0
+    claimed: list[int] = field(default_factory=list)
+
+
+def _check(from_status: str, to_status: str) -> None:
+    if to_status not in Notification.TRANSITIONS.get(from_status, set()):
+        raise ApplicationError(f"A notification cannot go from {from_status} to {to_status}.")
+
+
+def notifications_sweep(
+    *, now: dt.datetime | None = None, batch_size: int = 500, max_batches: int = 20, enqueue: bool = True
+) -> SweepResult:
+    """One short sweep: reclaim rows a dead worker left in sending, then claim due rows in batches and enqueue one
+    send task per row after each batch commits. Safe to run concurrently (skip_locked) and repeatedly."""
+    now = now or timezone.now()
+    result = SweepResult()
+    result.reclaimed, result.failed_lost = notifications_reclaim(now=now, batch_size=batch_size)
+    _check(Status.PENDING, Status.SENDING)
+    from .tasks import notification_send_task
+
+    for _ in range(max_batches):
+        with transaction.atomic():
+            ids = list(
+                Notification.objects.select_for_update(skip_locked=True)
+                .filter(status=Status.PENDING, next_attempt_at__lte=now)
+                .order_by("next_attempt_at", "pk")
+                .values_list("pk", flat=True)[:batch_size]
+            )
+            if not ids:
+                break
+            Notification.objects.filter(pk__in=ids, status=Status.PENDING).update(
+                status=Status.SENDING, claimed_at=now, attempt_started_at=None, updated_at=now
+            )
+            if enqueue:
+                for pk in ids:
+                    notification_send_task.delay_on_commit(pk)
+        result.claimed.extend(ids)
+        if len(ids) < batch_size:
+            break
+    return result
+
+
+def notifications_reclaim(*, now: dt.datetime, batch_size: int = 500) -> tuple[int, int]:
+    """Rows in sending for longer than the timeout: their worker died or their message was lost. A row that never
+    started goes back to pending as is; one that started counts the attempt as lost and retries (or fails)."""
+    stale = now - sending_timeout()
+    reclaimed = failed = 0
+    with transaction.atomic():
+        rows = list(
+            Notification.objects.select_for_update(skip_locked=True)
+            .filter(status=Status.SENDING, claimed_at__lt=stale)
+            .order_by("pk")[:batch_size]
+        )
+        lost = []
+        for row in rows:
+            if row.attempt_started_at is None:
+                _move(row, Status.PENDING, now=now, next_attempt_at=now, claimed_at=None)
+                reclaimed += 1
+                continue
+            lost.append(DeliveryAttempt(notification=row, number=row.attempts, outcome=DeliveryAttempt.Outcome.LOST,
+                                        error="still sending after the timeout; the worker was lost"))  # fmt: skip
+            if row.attempts >= max_attempts():
+                _move(row, Status.FAILED, now=now, claimed_at=None, next_attempt_at=None,
+                      last_error="worker lost on the last attempt")  # fmt: skip
+                failed += 1
+            else:
+                _move(row, Status.PENDING, now=now, claimed_at=None, next_attempt_at=now + retry_delay(row.attempts),
+                      last_error="worker lost; retrying")  # fmt: skip
+                reclaimed += 1
+        DeliveryAttempt.objects.bulk_create(lost)
+    return reclaimed, failed
+
+
+def _move(row: Notification, to: str, *, now: dt.datetime, guard: dict | None = None, **fields) -> bool:
+    """Change one row's status if the map allows it and the row is still as we saw it. False if it moved meanwhile."""
+    _check(row.status, to)
+    updated = Notification.objects.filter(pk=row.pk, status=row.status, **(guard or {})).update(
+        status=to, updated_at=now, **fields
+    )
+    if updated:
+        row.status = to
+        for name, value in fields.items():
+            setattr(row, name, value)
+    return bool(updated)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Sending
+
+
+def _skip_reason(row: Notification, now: dt.datetime) -> str:
+    """Why a claimed row must not go out after all, or "". Re-checked at send time because time passed since planning."""
+    account, biller = row.account, row.biller
+    policy = Policy.of(NoticePolicy.objects.filter(biller_id=biller.pk).first())
+    if row.kind in BILL_KINDS and row.bill_id:
+        bill = row.bill
+        if bill.status in (Bill.Status.VOID, Bill.Status.DRAFT):
+            return f"bill is {bill.status}"
+        if row.kind in REMINDER_KINDS and (bill.status != Bill.Status.OPEN or bill.balance_due <= 0):
+            return "bill no longer owes anything" if bill.balance_due <= 0 else f"bill is {bill.status}"
+        today = biller_local_today(biller, now)
+        if row.kind == NoticeKind.DUE_UPCOMING and today >= bill.due_date:
+            return "the due date has come"
+        if row.kind == NoticeKind.DUE_TODAY and today != bill.due_date:
+            return "the due date has passed"
+        if row.kind == NoticeKind.PAST_DUE and row.step is not None:
+            late = (today - bill.due_date - dt.timedelta(days=row.step)).days
+            if late > policy.catch_up_days:
+                return f"{late} days late, more than the {policy.catch_up_days} allowed"
+    peers = _chunk_peers([account])
+    if not channel_wanted(
+        account=account, kind=row.kind, channel=row.channel, policy=policy, choices=peers.choices,
+        opted_out=peers.opted_out,
+    ):  # fmt: skip
+        if row.channel == "sms" and channel_address(account, "sms") in peers.opted_out:
+            return "the number replied STOP"
+        return "the account no longer wants this notice on this channel"
+    return ""
+
+
+def _quiet_until(row: Notification, now: dt.datetime) -> dt.datetime | None:
+    policy = Policy.of(NoticePolicy.objects.filter(biller_id=row.biller_id).first())
+    settings_row = AccountNoticeSettings.objects.filter(account_id=row.account_id).first()
+    quiet = quiet_hours_for(policy=policy, biller=row.biller, settings_row=settings_row)
+    return quiet.end_if_inside(now) if quiet else None
+
+
+def notification_send(*, notification_id: int, now: dt.datetime | None = None) -> str:
+    """Send one claimed row. Returns the row's resulting status, or "noop" when there was nothing to do (the row is
+    not in sending, or another delivery of the same task already started this claim)."""
+    now = now or timezone.now()
+    # Start the attempt: exactly one caller wins this conditional update per claim.
+    started = Notification.objects.filter(
+        pk=notification_id, status=Status.SENDING, attempt_started_at__isnull=True
+    ).update(attempt_started_at=now, updated_at=now)
+    if not started:
+        return "noop"
+    row = Notification.objects.select_related("account", "biller", "bill", "payment", "refund__payment").get(
+        pk=notification_id
+    )
+    guard = {"attempt_started_at": row.attempt_started_at}
+
+    reason = _skip_reason(row, now)
+    if reason:
+        _move(row, Status.SKIPPED, now=now, guard=guard, last_error=f"not sent: {reason}", next_attempt_at=None)
+        return row.status
+    quiet_end = _quiet_until(row, now)
+    if quiet_end is not None:
+        _move(row, Status.PENDING, now=now, guard=guard, next_attempt_at=quiet_end, claimed_at=None,
+              attempt_started_at=None, last_error="")  # fmt: skip
+        return row.status
+
+    address = channel_address(row.account, row.channel)
+    number = row.attempts + 1
+    try:
+        message = notification_render(row, to=address, now=now)
+        provider_id = channel_get(row.channel).send(message)
+    except TransientSendError as exc:
+        return _attempt_failed(row, now=now, guard=guard, number=number, error=str(exc), permanent=False)
+    except PermanentSendError as exc:
+        return _attempt_failed(row, now=now, guard=guard, number=number, error=str(exc), permanent=True)
+    except Exception as exc:  # a bug in a template or a backend: retried, and visible in the admin
+        logger.exception("notification %s failed unexpectedly", row.pk)
+        return _attempt_failed(row, now=now, guard=guard, number=number, error=f"{type(exc).__name__}: {exc}",
+                               permanent=False)  # fmt: skip
+
+    with transaction.atomic():
+        DeliveryAttempt.objects.create(notification=row, number=number, outcome=DeliveryAttempt.Outcome.SENT,
+                                       provider_id=provider_id)  # fmt: skip
+        moved = _move(row, Status.SENT, now=now, guard=guard, attempts=number, provider_id=provider_id, sent_at=now,
+                      recipient=address, language=row.account.language, last_error="", next_attempt_at=None)  # fmt: skip
+    if not moved:
+        logger.warning("notification %s was sent but changed meanwhile (reclaimed?)", row.pk)
+    return row.status
+
+
+def _attempt_failed(row, *, now, guard, number: int, error: str, permanent: bool) -> str:
+    outcome = DeliveryAttempt.Outcome.PERMANENT if permanent else DeliveryAttempt.Outcome.TRANSIENT
+    error = error[:2000]
+    with transaction.atomic():
+        DeliveryAttempt.objects.create(notification=row, number=number, outcome=outcome, error=error)
+        if permanent or number >= max_attempts():
+            suffix = "" if permanent else f" (gave up after {number} attempts)"
+            _move(row, Status.FAILED, now=now, guard=guard, attempts=number, last_error=error + suffix,
+                  next_attempt_at=None, recipient=channel_address(row.account, row.channel))  # fmt: skip
+        else:
+            _move(row, Status.PENDING, now=now, guard=guard, attempts=number, last_error=error, claimed_at=None,
+                  attempt_started_at=None, next_attempt_at=now + retry_delay(number))  # fmt: skip
+    return row.status
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# SMS opt-out
+
+
+def sms_opt_out_record(*, phone: str, source: str = "sms_stop", keyword: str = "") -> SmsOptOut | None:
+    number = phone_normalize(phone)
+    if not number:
+        return None
+    opt_out, _created = SmsOptOut.objects.get_or_create(phone=number, defaults={"source": source, "keyword": keyword})
+    return opt_out
+
+
+def sms_opt_in_record(*, phone: str) -> bool:
+    deleted, _ = SmsOptOut.objects.filter(phone=phone_normalize(phone)).delete()
+    return bool(deleted)
