@@ -24,6 +24,8 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from accounts.admin import CustomerAccountLinkInline
+
 from . import payments, selectors, services
 from .errors import ApplicationError
 from .models import (
@@ -314,7 +316,7 @@ class CustomerAccountAdmin(admin.ModelAdmin):
     list_filter = ("biller", "email_notices", "sms_notices")
     search_fields = ("account_number", "holder_name", "email", "postal_code")
     readonly_fields = ("balance", "import_batch", "created_at", "updated_at")
-    inlines = (AccountBillsInline,)
+    inlines = (AccountBillsInline, CustomerAccountLinkInline)
     fieldsets = (
         (None, {"fields": ("biller", "account_number", "holder_name", "balance")}),
         (

@@ -88,7 +88,7 @@ AUTHENTICATION_BACKENDS = [
     "allauth.account.auth_backends.AuthenticationBackend",  # payers
 ]
 LOGIN_URL = "account_login"
-LOGIN_REDIRECT_URL = "/"
+LOGIN_REDIRECT_URL = "/me/"
 
 # Payer sign-in (django-allauth): e-mail is the identifier, verified before first sign-in; a one-time code by e-mail
 # works instead of a password; optional TOTP two-factor with recovery codes. allauth's rate limits and enumeration
