@@ -7,16 +7,15 @@ Every page needs a login with a verified e-mail address. A bill or an account th
 from allauth.account.decorators import verified_email_required
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.http import FileResponse, Http404, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.text import get_valid_filename
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from billing import lookup
-from billing.documents import bill_document_get, bill_document_html, bill_pdf_ensure
+from billing.documents import bill_document_get, bill_document_html, bill_pdf_response
 from billing.errors import ApplicationError
 from billing.forms import LookupForm
 from billing.paylinks import biller_today
@@ -156,12 +155,4 @@ def bill_view(request, bill_id: int):
 @require_GET
 @verified_email_required
 def bill_pdf(request, bill_id: int):
-    bill = _payer_bill_or_404(request, bill_id)
-    pdf = bill_pdf_ensure(bill=bill, actor=request.user)
-    response = FileResponse(
-        pdf.open("rb"),
-        as_attachment=True,
-        filename=get_valid_filename(f"bill-{bill.number}.pdf"),
-        content_type="application/pdf",
-    )
-    return _private(response)
+    return bill_pdf_response(bill=_payer_bill_or_404(request, bill_id), actor=request.user)

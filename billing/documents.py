@@ -12,11 +12,12 @@ from dataclasses import dataclass
 
 from babel.numbers import format_decimal
 from django.conf import settings
+from django.http import FileResponse
+from django.utils.text import get_valid_filename
 from django.core.files.base import ContentFile
 from django.db import transaction
 from django.db.models.fields.files import FieldFile
 from django.template.loader import render_to_string
-from django.urls import reverse
 from django.utils import translation
 
 from .models import Bill, BillingEvent, BillLine
@@ -226,3 +227,16 @@ def bill_pdf_ensure(*, bill: Bill, actor=None) -> FieldFile:
     document.bill.pdf = new_name
     document.bill.pdf_fingerprint = fingerprint
     return document.bill.pdf
+
+
+def bill_pdf_response(*, bill: Bill, actor=None) -> FileResponse:
+    """The bill's stored PDF (rendered first if needed) as a private download. Callers check access first."""
+    pdf = bill_pdf_ensure(bill=bill, actor=actor)
+    response = FileResponse(
+        pdf.open("rb"),
+        as_attachment=True,
+        filename=get_valid_filename(f"bill-{bill.number}.pdf"),
+        content_type="application/pdf",
+    )
+    response["Cache-Control"] = "private, no-store"
+    return response

@@ -4,13 +4,12 @@ from functools import wraps
 
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import PermissionDenied
-from django.http import FileResponse, Http404, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
 from django.urls import reverse
-from django.utils.text import get_valid_filename
 from django.views.decorators.http import require_GET
 
-from .documents import bill_document_get, bill_document_html, bill_pdf_ensure
+from .documents import bill_document_get, bill_document_html, bill_pdf_response
 from .models import Bill
 
 
@@ -46,12 +45,4 @@ def bill_print(request, pk: int):
 @staff_permission_required("billing.view_bill")
 def bill_pdf(request, pk: int):
     bill = get_object_or_404(Bill.objects.only("pk", "number"), pk=pk)
-    pdf = bill_pdf_ensure(bill=bill, actor=request.user)
-    response = FileResponse(
-        pdf.open("rb"),
-        as_attachment=True,
-        filename=get_valid_filename(f"bill-{bill.number}.pdf"),
-        content_type="application/pdf",
-    )
-    response["Cache-Control"] = "private, no-store"
-    return response
+    return bill_pdf_response(bill=bill, actor=request.user)

@@ -2,7 +2,6 @@ import datetime as dt
 import re
 
 import pytest
-from django.urls import reverse
 
 from billing import lookup, services
 from billing.models import Bill, BillLine
