@@ -362,7 +362,11 @@ def _latest_charge(intent: dict) -> dict | str | None:
 
 
 def _card(payment_method: Any) -> dict:
-    return (payment_method.get("card") or {}) if isinstance(payment_method, dict) else {}
+    if not isinstance(payment_method, dict):
+        return {}
+    if payment_method.get("object") == "card":  # a legacy Card (card_...) used as the payment method: flat fields
+        return payment_method
+    return payment_method.get("card") or {}
 
 
 def _intent_result(obj: Any) -> IntentResult:

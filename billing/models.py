@@ -350,6 +350,9 @@ class Payment(models.Model):
     gateway_payment_id = models.CharField(max_length=255, null=True, blank=True, unique=True, editable=False)
     idempotency_key = models.CharField(max_length=100, null=True, blank=True, unique=True, editable=False)
     received_at = models.DateTimeField(_("received"), null=True, blank=True)
+    # Set under the payment's row lock when the receipt e-mail went out, so the webhook and the payer's return,
+    # which both record a success, send it once.
+    receipt_sent_at = models.DateTimeField(_("receipt e-mailed"), null=True, blank=True, editable=False)
     recorded_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
@@ -394,6 +397,31 @@ class Payment(models.Model):
 
     def can_transition_to(self, status) -> bool:
         return status in self.TRANSITIONS.get(self.status, set())
+
+
+class GuestEnrollmentRequest(models.Model):
+    """A guest payer asked, before or right after paying, for paperless bills and/or autopay.
+
+    Only the choice is recorded here: nothing is enrolled until the payer confirms through the link that the
+    payer-accounts flow e-mails (it sets `consumed_at`). One per payment; a later tick on the receipt adds to it."""
+
+    payment = models.OneToOneField(Payment, on_delete=models.CASCADE, related_name="enrollment_request")
+    account = models.ForeignKey(CustomerAccount, on_delete=models.CASCADE, related_name="enrollment_requests")
+    email = models.EmailField(_("e-mail"))
+    paperless = models.BooleanField(_("paperless bills"), default=False)
+    autopay = models.BooleanField(_("autopay"), default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    consumed_at = models.DateTimeField(_("confirmed"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("guest enrolment request")
+        verbose_name_plural = _("guest enrolment requests")
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["consumed_at", "created_at"])]
+
+    def __str__(self):
+        return f"{self.email} ({self.payment})"
 
 
 class PaymentAllocation(models.Model):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +24,15 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from .errors import ApplicationError
-from .gateway import GatewayError, GatewayUnavailable, IntentResult, IntentStatus, PaymentDeclined, get_gateway
+from .gateway import (
+    GatewayError,
+    GatewayUnavailable,
+    IntentResult,
+    IntentStatus,
+    PaymentDeclined,
+    decline_classify,
+    get_gateway,
+)
 from .models import Bill, BillingEvent, CustomerAccount, Payment, PaymentAllocation, PaymentAttempt, Refund
 from .money import format_money, percent_of, validate_currency
 from .services import _bill_move, confirmation_number_new, event_record, payment_apply
@@ -311,6 +320,12 @@ def _payment_succeed(*, payment: Payment, intent: IntentResult, source: str) -> 
     payment.payment_method_summary = _card_summary(intent) or payment.payment_method_summary
     payment.save(update_fields=["received_at", "payment_method_summary", "updated_at"])
     _payment_move(payment=payment, to=Payment.Status.SUCCEEDED, message=source)
+    # The receipt e-mail and the payer's enrolment choices follow the one recorded success, after commit. The
+    # receipt service is idempotent on its own (receipt_sent_at under the row lock), whichever path got here first.
+    from .receipts import payment_after_success  # imported here: receipts renders documents and reads payments
+
+    payment_pk = payment.pk
+    transaction.on_commit(lambda: payment_after_success(payment_id=payment_pk))
 
     # The bills may have been paid some other way (at the counter, a second payer) since the quote. Apply only what
     # is owed now, under the bill locks, and give the rest back: a bill is never overpaid.
@@ -564,6 +579,118 @@ def _intent_replace(*, payment: Payment, intent: IntentResult, quote: Quote, cho
     payment.save(update_fields=["gateway_payment_id", "updated_at"])
     _payment_move(payment=payment, to=Payment.Status.PENDING, message="payer tries again with a new intent")
     return _intent_create(payment=payment, quote=quote, choices=choices)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Confirming with the card the payer entered
+#
+# stripe.js turns the card into a payment method id in the browser (card data never reaches us); the server confirms
+# the intent with that id. One path for real Stripe and localstripe, whose stand-in stripe.js cannot confirm an
+# intent itself; stripe.js only handles 3-D Secure when the intent asks for it (requires_action).
+
+
+@dataclass(frozen=True)
+class ConfirmOutcome:
+    """What the payment page does next. `status`: succeeded, processing, requires_action (run 3-D Secure with
+    `client_secret`), declined (show `payer_message`, let the payer try another card) or failed."""
+
+    payment: Payment
+    status: str
+    client_secret: str | None = None
+    payer_message: str = ""
+
+
+_PAYMENT_METHOD_ID = re.compile(r"^(pm|card|src)_[A-Za-z0-9_]{1,200}$")
+
+
+def _confirm_outcome(payment: Payment, intent: IntentResult | None, declined_message: str = "") -> ConfirmOutcome:
+    if payment.status == Payment.Status.SUCCEEDED:
+        return ConfirmOutcome(payment, "succeeded")
+    if payment.status == Payment.Status.PROCESSING:
+        return ConfirmOutcome(payment, "processing")
+    if payment.status == Payment.Status.REQUIRES_ACTION and intent is not None:
+        return ConfirmOutcome(payment, "requires_action", client_secret=intent.client_secret)
+    if payment.status == Payment.Status.FAILED:
+        if not declined_message and intent is not None:
+            declined_message = str(decline_classify(intent.error_code, intent.decline_code).payer_message)
+        return ConfirmOutcome(
+            payment, "declined", payer_message=declined_message or str(decline_classify(None).payer_message)
+        )
+    if payment.status == Payment.Status.CANCELED:
+        return ConfirmOutcome(
+            payment, "failed", payer_message=_("This payment was cancelled. Please start again; nothing was charged.")
+        )
+    return ConfirmOutcome(payment, "pending")
+
+
+def payment_confirm(*, account_id: int, payment_intent_id: str, payment_method_id: str | None = None) -> ConfirmOutcome:
+    """Confirm the account's in-flight payment with the payment method stripe.js created, or, without one, only
+    record where the intent stands (after 3-D Secure in the page).
+
+    Under the account and payment locks, so a double click confirms once: a second call finds the payment no longer
+    pending and reports its state. An intent that is not this account's current one (a stale tab, a replaced intent)
+    raises ApplicationError and nothing is sent to the gateway."""
+    if payment_method_id is not None and not _PAYMENT_METHOD_ID.match(payment_method_id):
+        raise ApplicationError(_("Please check the card details and try again."))
+    error: GatewayError | None = None
+    with transaction.atomic():
+        _lock_account(account_id)
+        payment = (
+            Payment.objects.select_for_update()
+            .filter(account_id=account_id, gateway_payment_id=payment_intent_id, channel__in=Payment.ONLINE_CHANNELS)
+            .first()
+        )
+        if not payment_intent_id or payment is None:
+            raise ApplicationError(
+                _("This payment page is out of date, so nothing was charged. Please reload the page and try again.")
+            )
+        if payment.status in FINAL_STATUSES:
+            return _confirm_outcome(payment, None)
+        if payment.status != Payment.Status.PENDING or payment_method_id is None:
+            try:
+                intent = _retrieve(payment, source="page")
+            except GatewayError as exc:
+                error = exc
+            else:
+                _payment_sync(payment=payment, intent=intent, source="page")
+                return _confirm_outcome(payment, intent)
+        else:
+            gateway = get_gateway()
+            try:
+                intent = _gateway_call(
+                    payment=payment, kind=PaymentAttempt.Kind.CONFIRM, amount=payment.total_charged,
+                    key_from_attempt=True,
+                    call=lambda k: gateway.confirm_payment_intent(
+                        payment.gateway_payment_id, payment_method=payment_method_id, idempotency_key=k
+                    ),
+                )  # fmt: skip
+            except PaymentDeclined as declined:
+                message = str(declined.payer_message)
+                try:
+                    intent = _retrieve(payment, source="page")
+                except GatewayError:
+                    # The decline itself is certain; the next start asks the gateway again.
+                    _payment_move(payment=payment, to=Payment.Status.FAILED, message=f"declined: {declined.code}")
+                    return _confirm_outcome(payment, None, message)
+                _payment_sync(payment=payment, intent=intent, source="page")
+                if payment.status == Payment.Status.PENDING:  # an intent that kept no error: still a decline
+                    _payment_move(payment=payment, to=Payment.Status.FAILED, message=f"declined: {declined.code}")
+                return _confirm_outcome(payment, intent, message)
+            except GatewayError as exc:
+                error = exc
+            else:
+                if intent.status == IntentStatus.SUCCEEDED and not intent.card_last4:
+                    # The confirm answer names the payment method without its card; the receipt wants "Visa •••• 4242".
+                    try:
+                        intent = _retrieve(payment, source="page")
+                    except GatewayError:
+                        pass  # the summary is a nicety; the success is certain
+                _payment_sync(payment=payment, intent=intent, source="page")
+                return _confirm_outcome(payment, intent)
+    logger.warning("payment confirm for intent %s failed: %s", payment_intent_id, error)
+    raise ApplicationError(
+        _("We could not reach the payment service. Please try again in a moment; you will not be charged twice.")
+    )
 
 
 # --------------------------------------------------------------------------------------------------------------------

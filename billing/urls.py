@@ -9,6 +9,12 @@ urlpatterns = [
     path("pay/", views.pay_lookup, name="pay"),
     path("pay/account/", views.pay_account, name="pay_account"),
     path("pay/b/<str:token>/", views.pay_link, name="pay_link"),
+    path("pay/account/start/", views.pay_start, name="pay_start"),
+    path("pay/account/confirm/", views.pay_confirm, name="pay_confirm"),
+    path("pay/return/", views.pay_return, name="pay_return"),
+    path("pay/receipt/<str:confirmation_number>/", views.pay_receipt, name="pay_receipt"),
+    path("pay/receipt/<str:confirmation_number>/pdf/", views.pay_receipt_pdf, name="pay_receipt_pdf"),
+    path("pay/receipt/<str:confirmation_number>/enrol/", views.pay_receipt_enrol, name="pay_receipt_enrol"),
     path("staff/bills/<int:pk>/print/", staff_views.bill_print, name="staff_bill_print"),
     path("staff/bills/<int:pk>/pdf/", staff_views.bill_pdf, name="staff_bill_pdf"),
 ]

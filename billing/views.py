@@ -1,19 +1,23 @@
 """Payer pages: home, guest lookup, pay links and the payment screen. Views parse input and call one service."""
 
 from babel.numbers import format_percent as babel_percent
+from django.conf import settings
 from django.contrib import messages
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.utils.translation import get_language, gettext_noop, ngettext, to_locale
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
-from . import lookup, paylinks
+from . import lookup, paylinks, receipts
 from .errors import ApplicationError
-from .forms import LookupForm, PaymentForm
-from .models import CustomerAccount
+from .forms import GuestEnrollmentForm, LookupForm, PaymentForm
+from .gateway import GatewayError
+from .models import CustomerAccount, Payment
 from .money import format_money
-from .payments import payment_quote
+from .payments import payment_confirm, payment_quote, payment_record_result, payment_start
 from .selectors import biller_for_site
 
 
@@ -176,8 +180,205 @@ def pay_account(request):
         "limits": _limits(biller, full, money) if full else "",
         "quote": _quote_rows(quote, money) if quote else None,
         "quote_total": money(quote.total) if quote else "",
+        "pay_config": _pay_config(quote) if full is not None else None,
+        "stripe_js_url": settings.STRIPE_JS_URL,
     }
     return render(request, "billing/pay_account.html", context)
+
+
+def _pay_config(quote) -> dict:
+    """What pay.js needs, as inline JSON (json_script: data, not code, so the CSP allows it). No secrets: the
+    client secret of an intent is only ever sent in answer to the payer's own "Pay" POST."""
+    return {
+        "publishableKey": settings.STRIPE_PUBLISHABLE_KEY,
+        "startUrl": reverse("billing:pay_start"),
+        "confirmUrl": reverse("billing:pay_confirm"),
+        "returnUrl": reverse("billing:pay_return"),
+        "quoteTotal": quote.total if quote else None,
+        "messages": {
+            "working": _("Processing your payment. Please don't close this page."),
+            "authenticating": _("Your bank wants to confirm it's you. Follow the steps in the window that opens."),
+            "paid": _("Payment received. Opening your receipt…"),
+            "checkCard": _("Please check the card details and try again."),
+            "network": _(
+                "We couldn't reach our server. Check your connection and try again; you will not be charged twice."
+            ),
+            "changed": _("The amount changed. Press “Update the total” to see what will be charged, then pay."),
+            "unavailable": _("Card payment is not available right now. Nothing was charged. Please try again later."),
+        },
+    }
+
+
+# --- Paying: start, confirm, return -----------------------------------------------------------------------------------
+
+
+def _json_error(message: str, *, status: int, **extra) -> JsonResponse:
+    return JsonResponse({"error": str(message), **extra}, status=status)
+
+
+def _granted_account(request) -> CustomerAccount | None:
+    account_id = lookup.granted_account_id(request)
+    return CustomerAccount.objects.select_related("biller").filter(pk=account_id).first() if account_id else None
+
+
+_SESSION_EXPIRED = gettext_noop(
+    "For your security, your session timed out and nothing was charged. Please find your account again."
+)
+
+
+@never_cache
+@require_http_methods(["POST"])
+def pay_start(request):
+    """The payer pressed Pay: re-read their choices, re-quote on the server and start (or reuse) the account's one
+    online payment. Answers JSON with the intent's client secret and the total the server will charge. Any amount
+    or total the browser sends beside the choices is ignored."""
+    account = _granted_account(request)
+    if account is None:
+        return _json_error(_(_SESSION_EXPIRED), status=403, redirect=reverse("billing:pay"))
+    form = PaymentForm(request.POST, biller=account.biller)
+    if not form.is_valid():
+        errors = [str(e) for field_errors in form.errors.values() for e in field_errors]
+        return _json_error(" ".join(errors), status=400, reload=True)
+    data = form.cleaned_data
+    try:
+        payment, client_secret = payment_start(
+            account=account,
+            payer_email=data["receipt_email"],
+            channel=Payment.Channel.GUEST_WEB,
+            amount=data["amount"],
+            tip_percent=data.get("tip_percent") or None,
+            save_card_requested=data.get("autopay", False),
+            paperless_requested=data.get("paperless", False),
+        )
+    except ApplicationError as error:
+        return _json_error(error.message, status=409)
+    receipts.session_remember(request, payment)
+    return JsonResponse(
+        {
+            "paymentIntent": payment.gateway_payment_id,
+            "clientSecret": client_secret,
+            "total": payment.total_charged,
+            "totalDisplay": format_money(payment.total_charged, payment.currency),
+        }
+    )
+
+
+@never_cache
+@require_http_methods(["POST"])
+def pay_confirm(request):
+    """Confirm the payment with the payment method id stripe.js made from the card (never the card itself), or
+    with no id, report where it stands after 3-D Secure. Answers JSON: status, and a message for a decline."""
+    account_id = lookup.granted_account_id(request)
+    if account_id is None:
+        return _json_error(_(_SESSION_EXPIRED), status=403, redirect=reverse("billing:pay"))
+    intent_id = request.POST.get("payment_intent", "")
+    method_id = request.POST.get("payment_method") or None
+    try:
+        outcome = payment_confirm(account_id=account_id, payment_intent_id=intent_id, payment_method_id=method_id)
+    except ApplicationError as error:
+        return _json_error(error.message, status=409)
+    answer = {"status": outcome.status, "message": outcome.payer_message}
+    if outcome.status == "requires_action":
+        answer["clientSecret"] = outcome.client_secret
+    if outcome.status in ("succeeded", "processing"):
+        answer["next"] = f"{reverse('billing:pay_return')}?payment_intent={intent_id}"
+    return JsonResponse(answer)
+
+
+@never_cache
+@require_GET
+def pay_return(request):
+    """Where the page goes after paying (and where Stripe sends a payer back from a redirect-based check): record
+    the result, the same way the webhook does, then show the receipt. Both paths meet in payment_record_result, so a
+    payment is recorded once whichever comes first."""
+    intent_id = request.GET.get("payment_intent", "")
+    payment = Payment.objects.filter(gateway_payment_id=intent_id).first() if intent_id else None
+    if payment is None or not receipts.session_may_see(request, payment.confirmation_number):
+        raise Http404("no such payment in this session")
+    try:
+        payment_record_result(payment_intent_id=intent_id, source="return")
+    except GatewayError:
+        pass  # the webhook or the janitor will record it; the receipt page says it is being confirmed
+    payment.refresh_from_db()
+    if payment.status == Payment.Status.FAILED:
+        messages.error(request, _("Your card was declined. Nothing was charged. Please try another card."))
+        return redirect("billing:pay_account")
+    return redirect("billing:pay_receipt", confirmation_number=payment.confirmation_number)
+
+
+# --- The receipt ------------------------------------------------------------------------------------------------------
+
+
+def _receipt_payment(request, confirmation_number: str) -> Payment:
+    """The payment, if this session made it. A valid signed key from the receipt e-mail lets this session in too.
+    Anything else is a 404, the same for a number that exists and one that does not."""
+    key = request.GET.get("key")
+    if key and receipts.receipt_token_valid(key, confirmation_number=confirmation_number):
+        payment = Payment.objects.filter(confirmation_number=confirmation_number).first()
+        if payment is not None:
+            receipts.session_remember(request, payment)
+    if not receipts.session_may_see(request, confirmation_number):
+        raise Http404("not this session's receipt")
+    payment = (
+        Payment.objects.select_related("account", "biller")
+        .filter(confirmation_number=confirmation_number, channel__in=Payment.ONLINE_CHANNELS)
+        .first()
+    )
+    if payment is None:
+        raise Http404("no such payment")
+    return payment
+
+
+@never_cache
+@require_GET
+def pay_receipt(request, confirmation_number: str):
+    payment = _receipt_payment(request, confirmation_number)
+    if request.GET.get("key"):
+        return redirect("billing:pay_receipt", confirmation_number=confirmation_number)  # keep the key out of history
+    context = receipts.receipt_context(payment)
+    enrollment = getattr(payment, "enrollment_request", None) if context["succeeded"] else None
+    context |= {
+        "enrollment": enrollment,
+        "enrol_form": GuestEnrollmentForm(initial={"email": payment.payer_email or payment.account.email})
+        if context["succeeded"] and not (enrollment and enrollment.paperless)
+        else None,
+        "in_flight": payment.status in Payment.IN_FLIGHT_STATUSES,
+    }
+    return render(request, "billing/receipt.html", context)
+
+
+@never_cache
+@require_GET
+def pay_receipt_pdf(request, confirmation_number: str):
+    payment = _receipt_payment(request, confirmation_number)
+    if payment.status != Payment.Status.SUCCEEDED:
+        raise Http404("no receipt for an unfinished payment")
+    response = HttpResponse(receipts.receipt_pdf(payment), content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="receipt-{payment.confirmation_number}.pdf"'
+    return response
+
+
+@never_cache
+@require_http_methods(["POST"])
+def pay_receipt_enrol(request, confirmation_number: str):
+    """The enrolment offer on the receipt: paperless bills with one tick and an e-mail address."""
+    payment = _receipt_payment(request, confirmation_number)
+    if payment.status != Payment.Status.SUCCEEDED:
+        raise Http404("no offer for an unfinished payment")
+    form = GuestEnrollmentForm(request.POST)
+    if not form.is_valid():
+        context = receipts.receipt_context(payment) | {
+            "enrollment": getattr(payment, "enrollment_request", None),
+            "enrol_form": form,
+            "in_flight": False,
+        }
+        return render(request, "billing/receipt.html", context, status=400)
+    receipts.guest_enrollment_record(payment=payment, email=form.cleaned_data["email"], paperless=True)
+    messages.success(
+        request,
+        _("Thank you. We'll e-mail you a link to confirm paperless bills. Nothing changes until you confirm."),
+    )
+    return redirect("billing:pay_receipt", confirmation_number=confirmation_number)
 
 
 def _fee_rule(biller, money) -> str:

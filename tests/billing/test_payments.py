@@ -290,7 +290,10 @@ class TestRecordResult:
         assert (first.amount_paid, second.amount_paid, second.status) == (3000, 4000, "paid")
         refund = payment.refunds.get()
         assert (refund.status, refund.amount, refund.idempotency_key) == ("succeeded", 3000, f"refund-{refund.pk}")
-        assert len(mailoutbox) == 1 and mailoutbox[0].to == ["payer@example.com"]
+        # The refund notice, beside the receipt e-mail every succeeded payment gets.
+        notices = [m for m in mailoutbox if "refund on payment" in m.subject]
+        assert len(notices) == 1 and notices[0].to == ["payer@example.com"]
+        assert len(mailoutbox) == 2
 
     def test_start_after_an_unrecorded_success_records_it(self, stripe_settings, localstripe, account):
         make_bill(account, amounts=(5000,))

@@ -1,0 +1,181 @@
+"""Receipts for online payments: the page's data, the PDF, the e-mail (sent once), signed receipt links, and the
+enrolment choices a guest payer makes around paying.
+
+A receipt is shown only to the browser session that made the payment, or to whoever holds the signed link from the
+receipt e-mail. Confirmation numbers are random, but they are never enough on their own: they are read out on the
+phone and printed, so they are not secrets.
+"""
+
+from __future__ import annotations
+
+import logging
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.core import signing
+from django.core.mail import EmailMultiAlternatives
+from django.db import transaction
+from django.template.loader import render_to_string
+from django.urls import reverse
+from django.utils import timezone, translation
+
+from .documents import pdf_from_html
+from .models import GuestEnrollmentRequest, Payment, PaymentAllocation
+from .money import format_money
+
+logger = logging.getLogger(__name__)
+
+RECEIPT_SALT = "billpay.receipt"
+RECEIPT_LINK_MAX_AGE = 180 * 24 * 3600  # the link in the receipt e-mail works for about six months
+SESSION_KEY = "billpay_receipts"  # confirmation numbers of the payments this browser session made
+SESSION_LIMIT = 20
+
+
+# --- Who may see a receipt -------------------------------------------------------------------------------------------
+
+
+def receipt_token(payment: Payment) -> str:
+    return signing.TimestampSigner(salt=RECEIPT_SALT).sign(payment.confirmation_number)
+
+
+def receipt_token_valid(token: str, *, confirmation_number: str, max_age: int = RECEIPT_LINK_MAX_AGE) -> bool:
+    try:
+        signed = signing.TimestampSigner(salt=RECEIPT_SALT).unsign(token or "", max_age=max_age)
+    except signing.BadSignature:  # includes SignatureExpired
+        return False
+    return signed == confirmation_number
+
+
+def receipt_url(payment: Payment) -> str:
+    """The absolute, signed address of the receipt, for the e-mail."""
+    path = reverse("billing:pay_receipt", kwargs={"confirmation_number": payment.confirmation_number})
+    return f"{settings.SITE_URL}{path}?key={receipt_token(payment)}"
+
+
+def session_remember(request, payment: Payment) -> None:
+    numbers = [n for n in request.session.get(SESSION_KEY, []) if n != payment.confirmation_number]
+    request.session[SESSION_KEY] = ([payment.confirmation_number] + numbers)[:SESSION_LIMIT]
+
+
+def session_may_see(request, confirmation_number: str) -> bool:
+    return confirmation_number in request.session.get(SESSION_KEY, [])
+
+
+# --- What a receipt shows -------------------------------------------------------------------------------------------
+
+
+def _biller_zone(biller) -> ZoneInfo:
+    try:
+        return ZoneInfo(biller.time_zone)
+    except (ValueError, KeyError):
+        return ZoneInfo("UTC")
+
+
+def receipt_context(payment: Payment) -> dict:
+    """Everything a receipt shows, formatted, in the active language."""
+    biller = payment.biller
+    money = lambda minor: format_money(minor, payment.currency)  # noqa: E731
+    allocations = PaymentAllocation.objects.filter(payment=payment).select_related("bill").order_by("bill__due_date")
+    when = payment.received_at or payment.created_at
+    rows = [(translation.gettext("Paid towards your bills"), money(payment.amount))]
+    rows.append((translation.gettext("Convenience fee"), money(payment.fee_amount)))
+    if payment.tip_amount:
+        rows.append((translation.gettext("Tip"), money(payment.tip_amount)))
+    return {
+        "payment": payment,
+        "biller": biller,
+        "account": payment.account,
+        "confirmation_number": payment.confirmation_number,
+        "rows": rows,
+        "total": money(payment.total_charged),
+        "refunded": money(payment.amount_refunded) if payment.amount_refunded else "",
+        "bills_paid": [
+            {"number": a.bill.number, "due_date": a.bill.due_date, "amount": money(a.amount - a.amount_reversed)}
+            for a in allocations
+        ],
+        "card": payment.payment_method_summary,
+        "paid_at": timezone.localtime(when, _biller_zone(biller)),
+        "succeeded": payment.status == Payment.Status.SUCCEEDED,
+    }
+
+
+def receipt_pdf(payment: Payment) -> bytes:
+    """The receipt as a PDF, rendered on demand (it is small and never changes after the payment, except for a
+    refund, which it then shows)."""
+    with translation.override(payment.account.language or settings.LANGUAGE_CODE):
+        context = receipt_context(payment) | {
+            "lang": translation.get_language(),
+            "dir": "rtl" if translation.get_language_bidi() else "ltr",
+        }
+        html = render_to_string("billing/receipt_document.html", context)
+    return pdf_from_html(html)
+
+
+# --- The e-mail -----------------------------------------------------------------------------------------------------
+
+
+def receipt_send(*, payment_id: int) -> bool:
+    """E-mail the receipt once. Returns False when it was sent before, the payment did not succeed, or there is
+    nobody to send it to.
+
+    The check and the mark happen under the payment's row lock with the send in between: a second caller waits,
+    then sees receipt_sent_at. If sending fails the mark is rolled back, so a later call tries again."""
+    with transaction.atomic():
+        payment = Payment.objects.select_for_update().select_related("account__biller").get(pk=payment_id)
+        if payment.receipt_sent_at is not None or payment.status != Payment.Status.SUCCEEDED:
+            return False
+        recipient = payment.payer_email or payment.account.email
+        if not recipient:
+            return False
+        with translation.override(payment.account.language or settings.LANGUAGE_CODE):
+            context = receipt_context(payment) | {"receipt_url": receipt_url(payment)}
+            subject = render_to_string("billing/email/receipt_subject.txt", context).strip()
+            text = render_to_string("billing/email/receipt.txt", context)
+            html = render_to_string("billing/email/receipt.html", context)
+        message = EmailMultiAlternatives(subject, text, None, [recipient])
+        message.attach_alternative(html, "text/html")
+        message.send()
+        payment.receipt_sent_at = timezone.now()
+        payment.save(update_fields=["receipt_sent_at", "updated_at"])
+    return True
+
+
+# --- Enrolment choices ------------------------------------------------------------------------------------------------
+
+
+def guest_enrollment_record(
+    *, payment: Payment, email: str, paperless: bool = False, autopay: bool = False
+) -> GuestEnrollmentRequest | None:
+    """Record what a guest asked for (paperless bills, autopay with the card they paid with). Adds to an earlier
+    request for the same payment, never takes a choice back. Nothing is enrolled here: the payer confirms through
+    the link the payer-accounts flow e-mails, which marks the request consumed."""
+    if not (paperless or autopay):
+        return None
+    with transaction.atomic():
+        locked = Payment.objects.select_for_update().get(pk=payment.pk)
+        request, created = GuestEnrollmentRequest.objects.get_or_create(
+            payment=locked,
+            defaults={"account_id": locked.account_id, "email": email, "paperless": paperless, "autopay": autopay},
+        )
+        if not created:
+            request.paperless = request.paperless or paperless
+            request.autopay = request.autopay or autopay
+            request.email = email or request.email
+            request.save(update_fields=["paperless", "autopay", "email", "updated_at"])
+    return request
+
+
+def payment_after_success(*, payment_id: int) -> None:
+    """Run after a success is committed (whichever path recorded it): keep the payer's enrolment ticks from the
+    payment page, then send the receipt. Errors are logged, never raised into the webhook or the payer's request."""
+    try:
+        payment = Payment.objects.select_related("account").get(pk=payment_id)
+        email = payment.payer_email or payment.account.email
+        if email and (payment.paperless_requested or payment.save_card_requested):
+            guest_enrollment_record(
+                payment=payment, email=email, paperless=payment.paperless_requested,
+                autopay=payment.save_card_requested,
+            )  # fmt: skip
+        receipt_send(payment_id=payment_id)
+    except Exception:
+        logger.exception("payment %s: receipt or enrolment after success failed", payment_id)
