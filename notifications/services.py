@@ -200,6 +200,13 @@ def reminders_plan(
         last_pk = bills[-1].pk
         rows = _plan_chunk(bills=bills, today=today, now=now, policies=policies)
         if rows:
+            # Most runs find most rows already written: drop those here (one read) rather than have the database
+            # reject each one. The unique key still settles a race with a concurrent planner.
+            existing = set(
+                Notification.objects.filter(bill_id__in=[b.pk for b in bills]).values_list("dedupe_key", flat=True)
+            )
+            rows = [r for r in rows if r.dedupe_key not in existing]
+        if rows:
             # Written in one transaction so a chunk is all-or-nothing; ignore_conflicts makes re-planning a no-op.
             with transaction.atomic():
                 Notification.objects.bulk_create(rows, ignore_conflicts=True, batch_size=_insert_batch_size())
