@@ -195,7 +195,12 @@
             return answer;
           }
           say(text.authenticating);
-          return stripe.confirmCardPayment(answer.clientSecret).then(function () {
+          // The server confirmed the intent; stripe.js only runs the bank's check. Current stripe.js calls that
+          // handleNextAction; localstripe's stand-in (and older stripe.js) does it in confirmCardPayment.
+          var authenticate = typeof stripe.handleNextAction === "function"
+            ? stripe.handleNextAction({ clientSecret: answer.clientSecret })
+            : stripe.confirmCardPayment(answer.clientSecret);
+          return Promise.resolve(authenticate).then(function () {
             // Whatever the bank said, ask our server: it records the intent's state and answers with the next step.
             return post(config.confirmUrl, fields({ payment_intent: intentId }));
           });
