@@ -34,6 +34,7 @@ from .models import (
     BillLine,
     Biller,
     CustomerAccount,
+    GuestEnrollmentRequest,
     Payment,
     PaymentAllocation,
     PaymentAttempt,
@@ -1051,6 +1052,17 @@ class RefundAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description=_("amount"), ordering="amount")
     def amount_display(self, obj):
         return _money(obj.amount, obj.currency)
+
+
+@admin.register(GuestEnrollmentRequest)
+class GuestEnrollmentRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Paperless/autopay choices guests made around a payment; confirmed (consumed) through the e-mailed link."""
+
+    list_display = ("created_at", "email", "account", "payment", "paperless", "autopay", "consumed_at")
+    list_select_related = ("account", "payment")
+    list_filter = ("paperless", "autopay", ("consumed_at", admin.EmptyFieldListFilter))
+    search_fields = ("email", "account__account_number", "payment__confirmation_number")
+    date_hierarchy = "created_at"
 
 
 @admin.register(WebhookEvent)

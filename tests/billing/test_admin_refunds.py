@@ -76,3 +76,13 @@ def test_webhook_events_are_visible_and_read_only(admin_client, db):
     assert admin_client.get(reverse("admin:billing_webhookevent_add")).status_code == 403
     admin_client.post(reverse("admin:billing_webhookevent_delete", args=[event.pk]), {"post": "yes"})
     assert WebhookEvent.objects.filter(pk=event.pk).exists()
+
+
+def test_guest_enrolment_requests_are_listed_read_only(admin_client, account):
+    from billing.models import GuestEnrollmentRequest
+
+    _, payment = _paid_cash(account)
+    GuestEnrollmentRequest.objects.create(payment=payment, account=account, email="g@example.com", paperless=True)
+    listing = admin_client.get(reverse("admin:billing_guestenrollmentrequest_changelist")).content.decode()
+    assert "g@example.com" in listing
+    assert admin_client.get(reverse("admin:billing_guestenrollmentrequest_add")).status_code == 403
