@@ -3,7 +3,7 @@ from django.utils.translation import gettext_lazy as _
 
 
 class NotificationsConfig(AppConfig):
-    """Reminders and notices on several channels. Its models and tasks arrive with the reminders issue."""
+    """Reminders and notices on several channels: the outbox, its planner and sweepers (docs/notifications.md)."""
 
     name = "notifications"
     verbose_name = _("Notifications")
