@@ -86,3 +86,155 @@ class AccountLink(models.Model):
 
     def __str__(self):
         return f"{self.user} → {self.customer_account}"
+
+
+class InvitationKind(models.TextChoices):
+    """What an enrolment invitation enrols the customer in."""
+
+    JOIN = "join", _("the online portal")
+    PAPERLESS = "paperless", _("paperless bills")
+    AUTOPAY = "autopay", _("autopay")
+
+
+class InvitationBatch(models.Model):
+    """One "send invitations" request by staff: picked customer accounts, or every account of an imported file.
+
+    A Celery task walks the accounts by primary key (keyset) and moves `cursor` past each account in the same
+    transaction that records its outcome, so a task delivered twice, or resumed after a crash, never mails an account
+    twice. The counters are the progress staff watch; the Invitation rows pointing here are the per-recipient results.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Waiting for a worker")
+        RUNNING = "running", _("Sending")
+        DONE = "done", _("Finished")
+
+    TRANSITIONS = {
+        Status.PENDING: {Status.RUNNING, Status.DONE},
+        Status.RUNNING: {Status.DONE},
+        Status.DONE: set(),
+    }
+
+    kind = models.CharField(_("invitation to"), max_length=16, choices=InvitationKind.choices)
+    import_batch = models.ForeignKey(
+        "billing.ImportBatch",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="invitation_batches",
+        verbose_name=_("imported file"),
+    )
+    # Accounts picked on the customer-account list (sorted ids). Empty when the batch is a whole imported file.
+    account_ids = models.JSONField(_("picked accounts"), default=list, blank=True, editable=False)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
+    total = models.PositiveIntegerField(_("accounts"), default=0)
+    processed = models.PositiveIntegerField(_("processed"), default=0)
+    sent = models.PositiveIntegerField(_("sent"), default=0)
+    skipped_no_email = models.PositiveIntegerField(_("no e-mail on file"), default=0)
+    skipped_already_invited = models.PositiveIntegerField(_("already invited (link still valid)"), default=0)
+    failed = models.PositiveIntegerField(_("bounced"), default=0)
+    cursor = models.BigIntegerField(_("last account processed"), default=0, editable=False)
+    created_by = models.ForeignKey(
+        User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", verbose_name=_("sent by")
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("invitation batch")
+        verbose_name_plural = _("invitation batches")
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self):
+        return f"#{self.pk} · {self.get_kind_display()} · {self.get_status_display()}"
+
+    @property
+    def percent_done(self) -> int:
+        if not self.total:
+            return 100 if self.status == self.Status.DONE else 0
+        return min(100, round(100 * self.processed / self.total))
+
+
+class Invitation(models.Model):
+    """An e-mailed, single-use, expiring link that enrols one customer account: in the portal (join), in paperless
+    bills, or in autopay.
+
+    Only the SHA-256 of the link's token is stored; the token itself exists in the e-mail and nowhere else, so a copy
+    of the database opens nothing. Status changes go only through accounts.invitations, which checks TRANSITIONS.
+    """
+
+    Kind = InvitationKind
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Being sent")
+        SENT = "sent", _("Sent")
+        USED = "used", _("Used")
+        BOUNCED = "bounced", _("Bounced")
+        NO_EMAIL = "no_email", _("No e-mail on file")
+        EXPIRED = "expired", _("Expired")
+        REVOKED = "revoked", _("Revoked")
+
+    TRANSITIONS = {
+        Status.PENDING: {Status.SENT, Status.BOUNCED, Status.NO_EMAIL, Status.REVOKED},
+        Status.SENT: {Status.USED, Status.EXPIRED, Status.REVOKED},
+        Status.USED: set(),
+        Status.BOUNCED: set(),
+        Status.NO_EMAIL: set(),
+        Status.EXPIRED: set(),
+        Status.REVOKED: set(),
+    }
+    LIVE_STATUSES = (Status.PENDING, Status.SENT)
+
+    customer_account = models.ForeignKey(
+        "billing.CustomerAccount",
+        on_delete=models.CASCADE,
+        related_name="invitations",
+        verbose_name=_("customer account"),
+    )
+    kind = models.CharField(_("invitation to"), max_length=16, choices=Kind.choices)
+    email = models.EmailField(_("sent to"), blank=True)
+    token_hash = models.CharField(_("SHA-256 of the link token"), max_length=64, unique=True, editable=False)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
+    error = models.CharField(_("delivery error"), max_length=300, blank=True)
+    batch = models.ForeignKey(
+        InvitationBatch,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="invitations",
+        verbose_name=_("batch"),
+    )
+    created_by = models.ForeignKey(
+        User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", verbose_name=_("sent by")
+    )
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    sent_at = models.DateTimeField(_("sent"), null=True, blank=True)
+    expires_at = models.DateTimeField(_("expires"))
+    used_at = models.DateTimeField(_("used"), null=True, blank=True)
+    used_by = models.ForeignKey(
+        User, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", verbose_name=_("used by")
+    )
+
+    class Meta:
+        verbose_name = _("invitation")
+        verbose_name_plural = _("invitations")
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            # At most one live link per account and kind: a re-send revokes the old link first, and two staff
+            # sending at once cannot both mail the same customer.
+            models.UniqueConstraint(
+                fields=["customer_account", "kind"],
+                condition=models.Q(status__in=["pending", "sent"]),
+                name="invitation_one_live_per_account_kind",
+            ),
+            # A batch mails each of its accounts at most once, whatever happens to its task.
+            models.UniqueConstraint(fields=["batch", "customer_account"], name="invitation_once_per_batch"),
+        ]
+        indexes = [models.Index(fields=["status", "expires_at"])]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} · {self.customer_account_id} · {self.get_status_display()}"
+
+    def can_transition_to(self, status) -> bool:
+        return status in self.TRANSITIONS.get(self.status, set())
+

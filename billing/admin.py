@@ -24,7 +24,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
-from accounts.admin import CustomerAccountLinkInline
+from accounts.admin import CustomerAccountLinkInline, invitation_send_action
 
 from . import payments, selectors, services
 from .errors import ApplicationError
@@ -318,6 +318,7 @@ class CustomerAccountAdmin(admin.ModelAdmin):
     search_fields = ("account_number", "holder_name", "email", "postal_code")
     readonly_fields = ("balance", "import_batch", "created_at", "updated_at")
     inlines = (AccountBillsInline, CustomerAccountLinkInline)
+    actions = (invitation_send_action,)
     fieldsets = (
         (None, {"fields": ("biller", "account_number", "holder_name", "balance")}),
         (
