@@ -1104,3 +1104,6 @@ class BillingEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 # Bill imports have their own admin module (another part of the staff side); load it when it is there.
 if importlib.util.find_spec("billing.admin_imports") is not None:
     importlib.import_module("billing.admin_imports")
+
+
+from . import admin_enrollments  # noqa: E402, F401  (saved cards, paperless, autopay; the paper-bills export)

@@ -409,6 +409,17 @@ def _payment_method_result(obj: Any) -> PaymentMethodResult:
     )
 
 
+def _setup_intent_result(obj: Any) -> SetupIntentResult:
+    data = _plain(obj)
+    return SetupIntentResult(
+        id=data["id"],
+        status=data["status"],
+        client_secret=data.get("client_secret"),
+        customer_id=_id_of(data.get("customer")),
+        payment_method_id=_id_of(data.get("payment_method")),
+    )
+
+
 # --------------------------------------------------------------------------------------------------------------------
 # The gateway
 
@@ -446,6 +457,8 @@ class PaymentGateway(Protocol):
 
     def create_setup_intent(self, *, customer: str, idempotency_key: str,
                             metadata: dict | None = None) -> SetupIntentResult: ...  # fmt: skip
+
+    def retrieve_setup_intent(self, setup_intent_id: str) -> SetupIntentResult: ...
 
     def attach_payment_method(self, payment_method: str, *, customer: str) -> PaymentMethodResult: ...
 
@@ -648,14 +661,13 @@ class StripeGateway:
             options=self._options(idempotency_key),
         )  # fmt: skip
         logger.info("stripe setup intent created: %s", setup.id)
-        data = _plain(setup)
-        return SetupIntentResult(
-            id=data["id"],
-            status=data["status"],
-            client_secret=data.get("client_secret"),
-            customer_id=_id_of(data.get("customer")),
-            payment_method_id=_id_of(data.get("payment_method")),
-        )
+        return _setup_intent_result(setup)
+
+    def retrieve_setup_intent(self, setup_intent_id: str) -> SetupIntentResult:
+        """Read a SetupIntent after stripe.js confirmed it: its status, customer and payment method are what we trust
+        (localstripe does not attach the method to the customer; the caller attaches it)."""
+        setup = self._call("setup_intents.retrieve", self._client.v1.setup_intents.retrieve, setup_intent_id)
+        return _setup_intent_result(setup)
 
     # Refunds
 

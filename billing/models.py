@@ -567,3 +567,271 @@ class WebhookEvent(models.Model):
 
     def __str__(self):
         return f"{self.type} {self.event_id}"
+
+
+# --- Saved payment methods, paperless e-bills and autopay (billing/enrollments.py holds their services) -------------
+
+
+class GatewayCustomer(models.Model):
+    """The gateway's customer object for one portal login: saved cards are attached to it."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="gateway_customer", verbose_name=_("user")
+    )
+    gateway_customer_id = models.CharField(_("gateway customer id"), max_length=255, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("gateway customer")
+        verbose_name_plural = _("gateway customers")
+
+    def __str__(self):
+        return self.gateway_customer_id
+
+
+class PaymentMethod(models.Model):
+    """A card a payer saved to their login. Only the gateway's id and what we show (brand, last 4, expiry) are kept.
+
+    One default per login (exactly one while any card is saved: the services keep that), at most one backup, which is
+    what a failed charge on the default falls back to. Removed cards stay as history with `removed_at`."""
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="payment_methods", verbose_name=_("user")
+    )
+    gateway_customer_id = models.CharField(_("gateway customer id"), max_length=255)
+    gateway_payment_method_id = models.CharField(_("gateway payment method id"), max_length=255, unique=True)
+    brand = models.CharField(_("brand"), max_length=32, blank=True)
+    last4 = models.CharField(_("last 4 digits"), max_length=4, blank=True)
+    exp_month = models.PositiveSmallIntegerField(_("expiry month"), null=True, blank=True)
+    exp_year = models.PositiveSmallIntegerField(_("expiry year"), null=True, blank=True)
+    is_default = models.BooleanField(_("default"), default=False)
+    is_backup = models.BooleanField(_("backup"), default=False)
+    created_at = models.DateTimeField(_("saved"), auto_now_add=True)
+    removed_at = models.DateTimeField(_("removed"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("saved payment method")
+        verbose_name_plural = _("saved payment methods")
+        ordering = ["-is_default", "-is_backup", "-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["user"], condition=Q(is_default=True), name="one_default_payment_method_per_user"
+            ),
+            models.UniqueConstraint(
+                fields=["user"], condition=Q(is_backup=True), name="one_backup_payment_method_per_user"
+            ),
+            models.CheckConstraint(
+                condition=~(Q(is_default=True) & Q(is_backup=True)), name="payment_method_default_is_not_backup"
+            ),
+            models.CheckConstraint(
+                condition=Q(removed_at__isnull=True) | (Q(is_default=False) & Q(is_backup=False)),
+                name="removed_payment_method_has_no_role",
+            ),
+        ]
+
+    def __str__(self):
+        return self.summary
+
+    @property
+    def summary(self) -> str:
+        brand = (self.brand or _("Card")).title() if self.brand else str(_("Card"))
+        if self.exp_month and self.exp_year:
+            return _("%(brand)s ending %(last4)s, expires %(month)02d/%(year)d") % {
+                "brand": brand, "last4": self.last4, "month": self.exp_month, "year": self.exp_year,
+            }  # fmt: skip
+        return _("%(brand)s ending %(last4)s") % {"brand": brand, "last4": self.last4}
+
+    def is_expired(self, today) -> bool:
+        if not (self.exp_month and self.exp_year):
+            return False
+        return (self.exp_year, self.exp_month) < (today.year, today.month)
+
+
+class PaperlessEnrollment(models.Model):
+    """A customer account's bills go by e-mail instead of paper. Cancelling keeps the row (consent is evidence)."""
+
+    class Via(models.TextChoices):
+        PORTAL = "portal", _("Payer portal")
+        GUEST_RECEIPT = "guest_receipt", _("Receipt of a guest payment")
+        INVITATION = "invitation", _("Enrolment invitation")
+
+    account = models.ForeignKey(
+        CustomerAccount, on_delete=models.CASCADE, related_name="paperless_enrollments", verbose_name=_("account")
+    )
+    email = models.EmailField(_("bills go to"))
+    consent_text = models.TextField(_("consent shown"))
+    consented_at = models.DateTimeField(_("consented"))
+    ip = models.GenericIPAddressField(_("IP address"), null=True, blank=True)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        verbose_name=_("login"),
+    )  # fmt: skip
+    via = models.CharField(_("enrolled through"), max_length=16, choices=Via.choices)
+    cancelled_at = models.DateTimeField(_("back to paper"), null=True, blank=True)
+    cancelled_ip = models.GenericIPAddressField(_("IP address of the cancellation"), null=True, blank=True)
+    cancelled_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        verbose_name=_("cancelled by"),
+    )  # fmt: skip
+
+    class Meta:
+        verbose_name = _("paperless enrolment")
+        verbose_name_plural = _("paperless enrolments")
+        ordering = ["-consented_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account"], condition=Q(cancelled_at__isnull=True), name="one_active_paperless_per_account"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.account} → {self.email}"
+
+    @property
+    def is_active(self) -> bool:
+        return self.cancelled_at is None
+
+
+class AutopayEnrollment(models.Model):
+    """A payer's standing authorisation (mandate) to charge a saved card for each new bill of one account."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", _("On")
+        PAUSED = "paused", _("Paused")
+        SUSPENDED = "suspended", _("Suspended")  # the system stopped it (e.g. the card kept failing)
+        CANCELLED = "cancelled", _("Cancelled")
+
+    TRANSITIONS = {
+        Status.ACTIVE: {Status.PAUSED, Status.SUSPENDED, Status.CANCELLED},
+        Status.PAUSED: {Status.ACTIVE, Status.CANCELLED},
+        Status.SUSPENDED: {Status.ACTIVE, Status.CANCELLED},
+        Status.CANCELLED: set(),
+    }
+    CURRENT_STATUSES = (Status.ACTIVE, Status.PAUSED, Status.SUSPENDED)
+
+    class ChargeRule(models.TextChoices):
+        ON_DUE_DATE = "on_due_date", _("On the due date")
+        DAYS_BEFORE = "days_before", _("Some days before the due date")
+
+    MAX_DAYS_BEFORE = 20
+
+    account = models.ForeignKey(
+        CustomerAccount, on_delete=models.CASCADE, related_name="autopay_enrollments", verbose_name=_("account")
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="autopay_enrollments",
+        verbose_name=_("enrolled by"),
+    )  # fmt: skip
+    payment_method = models.ForeignKey(
+        PaymentMethod, on_delete=models.PROTECT, related_name="autopay_enrollments", verbose_name=_("card")
+    )
+    charge_rule = models.CharField(_("when to charge"), max_length=16, choices=ChargeRule.choices)
+    days_before = models.PositiveSmallIntegerField(_("days before the due date"), null=True, blank=True)
+    max_amount = models.BigIntegerField(_("maximum per bill (minor units)"), null=True, blank=True)
+    currency = models.CharField(_("currency"), max_length=3)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.ACTIVE)
+    # The mandate: what the payer agreed to, when, from where, with which card.
+    consent_text = models.TextField(_("consent shown"))
+    consented_at = models.DateTimeField(_("consented"))
+    ip = models.GenericIPAddressField(_("IP address"), null=True, blank=True)
+    payment_method_summary = models.CharField(_("card at consent"), max_length=200)
+    status_changed_at = models.DateTimeField(_("status changed"), null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("autopay enrolment")
+        verbose_name_plural = _("autopay enrolments")
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account"],
+                # CURRENT_STATUSES, spelled out: Meta cannot see the class attributes.
+                condition=Q(status__in=["active", "paused", "suspended"]),
+                name="one_current_autopay_per_account",
+            ),
+            models.CheckConstraint(
+                condition=(Q(charge_rule="on_due_date") & Q(days_before__isnull=True))
+                | (Q(charge_rule="days_before") & Q(days_before__gte=1) & Q(days_before__lte=20)),
+                name="autopay_days_before_matches_rule",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_amount__isnull=True) | Q(max_amount__gt=0), name="autopay_max_amount_positive"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.account} ({self.get_status_display()})"
+
+    def can_transition_to(self, status) -> bool:
+        return status in self.TRANSITIONS.get(self.status, set())
+
+    def charge_date(self, due_date):
+        if self.charge_rule == self.ChargeRule.DAYS_BEFORE:
+            return due_date - timedelta(days=self.days_before or 0)
+        return due_date
+
+
+class EnrollmentEvent(models.Model):
+    """Append-only history of saved cards, paperless and autopay changes: who, when, from where."""
+
+    class Kind(models.TextChoices):
+        CARD_ADDED = "card_added", _("Card saved")
+        CARD_REMOVED = "card_removed", _("Card removed")
+        CARD_ROLE = "card_role", _("Default or backup card changed")
+        PAPERLESS_ON = "paperless_on", _("Paperless bills on")
+        PAPERLESS_OFF = "paperless_off", _("Back to paper bills")
+        AUTOPAY_ENROLLED = "autopay_enrolled", _("Autopay enrolled")
+        AUTOPAY_STATUS = "autopay_status", _("Autopay status changed")
+
+    kind = models.CharField(_("what"), max_length=32, choices=Kind.choices)
+    account = models.ForeignKey(
+        CustomerAccount, on_delete=models.CASCADE, null=True, blank=True, related_name="enrollment_events"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        verbose_name=_("who"),
+    )  # fmt: skip
+    autopay = models.ForeignKey(
+        AutopayEnrollment, on_delete=models.CASCADE, null=True, blank=True, related_name="events"
+    )
+    from_status = models.CharField(_("from"), max_length=16, blank=True)
+    to_status = models.CharField(_("to"), max_length=16, blank=True)
+    message = models.CharField(_("details"), max_length=500, blank=True)
+    ip = models.GenericIPAddressField(_("IP address"), null=True, blank=True)
+    created_at = models.DateTimeField(_("when"), auto_now_add=True, db_index=True)
+
+    class Meta:
+        verbose_name = _("enrolment event")
+        verbose_name_plural = _("enrolment history")
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self):
+        return self.get_kind_display()
+
+
+class GuestEnrollmentLink(models.Model):
+    """A single-use, expiring link e-mailed to a guest who asked for paperless or autopay on a payment.
+
+    Only a SHA-256 of the token is stored; the token itself exists only in the e-mail."""
+
+    class Purpose(models.TextChoices):
+        PAPERLESS = "paperless", _("Paperless bills")
+        AUTOPAY = "autopay", _("Autopay with the card just used")
+
+    request = models.ForeignKey(GuestEnrollmentRequest, on_delete=models.CASCADE, related_name="links")
+    purpose = models.CharField(_("purpose"), max_length=16, choices=Purpose.choices)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    expires_at = models.DateTimeField(_("expires"))
+    used_at = models.DateTimeField(_("used"), null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("guest enrolment link")
+        verbose_name_plural = _("guest enrolment links")
+        constraints = [
+            models.UniqueConstraint(fields=["request", "purpose"], name="one_guest_link_per_purpose"),
+        ]
+
+    def __str__(self):
+        return f"{self.get_purpose_display()} ({self.request})"

@@ -1,0 +1,413 @@
+"""Saved cards, paperless and autopay services (billing/enrollments.py), against localstripe where a card is involved."""
+
+import datetime as dt
+import re
+
+import pytest
+import stripe
+from allauth.account.models import EmailAddress
+from django.conf import settings
+from django.core import mail
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.models import AccountLink
+from accounts.services import account_link_grant
+from billing import enrollments, receipts
+from billing.errors import ApplicationError
+from billing.gateway import get_gateway
+from billing.models import (
+    AutopayEnrollment,
+    EnrollmentEvent,
+    GuestEnrollmentLink,
+    GuestEnrollmentRequest,
+    PaperlessEnrollment,
+    Payment,
+    PaymentMethod,
+)
+from billing.services import confirmation_number_new
+from tests import stripe_support
+from tests.factories import CustomerAccountFactory, make_bill
+
+pytestmark = pytest.mark.django_db
+
+CONSENT = "I agree (as shown in the test)."
+
+
+def make_user(django_user_model, email="payer@example.com"):
+    user = django_user_model.objects.create_user(email=email, password="A-payer-Passw0rd!")
+    EmailAddress.objects.create(user=user, email=email, verified=True, primary=True)
+    return user
+
+
+@pytest.fixture
+def user(django_user_model):
+    return make_user(django_user_model)
+
+
+def _stripe():
+    return stripe.StripeClient(
+        stripe_support.SECRET_KEY, base_addresses={"api": settings.STRIPE_API_BASE}, max_network_retries=0
+    )
+
+
+def confirm_setup_in_browser_stand_in(client_secret: str, number: str = "4242424242424242", exp_year: int = 2034):
+    """What stripe.confirmCardSetup does in the browser: confirm the SetupIntent with the card. Returns its id."""
+    setup_id = client_secret.split("_secret_")[0]
+    card = {"number": number, "exp_month": "12", "exp_year": str(exp_year), "cvc": "123"}
+    _stripe().v1.setup_intents.confirm(setup_id, params={"payment_method_data": {"type": "card", "card": card}})
+    return setup_id
+
+
+def save_card(user, number="4242424242424242", exp_year=2034) -> PaymentMethod:
+    secret = enrollments.payment_method_setup_start(user=user)
+    setup_id = confirm_setup_in_browser_stand_in(secret, number, exp_year)
+    return enrollments.payment_method_save_from_setup(user=user, setup_intent_id=setup_id, ip="203.0.113.5")
+
+
+def gateway_pm(method: PaymentMethod) -> dict:
+    return _stripe().v1.payment_methods.retrieve(method.gateway_payment_method_id).to_dict()
+
+
+def linked(user, account):
+    account_link_grant(user=user, account=account, via=AccountLink.Via.LOOKUP)
+    return account
+
+
+# --- Saved cards -------------------------------------------------------------------------------------------------------
+
+
+def test_a_card_confirmed_through_a_setup_intent_is_attached_and_saved(stripe_settings, user):
+    method = save_card(user)
+    assert (method.brand, method.last4, method.exp_month, method.exp_year) == ("visa", "4242", 12, 2034)
+    assert method.is_default and not method.is_backup
+    customer = user.gateway_customer.gateway_customer_id
+    assert method.gateway_customer_id == customer
+    assert gateway_pm(method)["customer"] == customer  # localstripe did not attach it: we did
+    assert "Visa ending 4242, expires 12/2034" == method.summary
+    assert EnrollmentEvent.objects.filter(kind=EnrollmentEvent.Kind.CARD_ADDED, user=user).count() == 1
+
+
+def test_a_setup_intent_of_another_login_is_refused(stripe_settings, user, django_user_model):
+    other = make_user(django_user_model, "other@example.com")
+    setup_id = confirm_setup_in_browser_stand_in(enrollments.payment_method_setup_start(user=other))
+    enrollments.gateway_customer_get_or_create(user=user)
+    with pytest.raises(ApplicationError):
+        enrollments.payment_method_save_from_setup(user=user, setup_intent_id=setup_id)
+    assert not PaymentMethod.objects.exists()
+
+
+def test_an_unconfirmed_setup_intent_saves_nothing(stripe_settings, user):
+    secret = enrollments.payment_method_setup_start(user=user)
+    with pytest.raises(ApplicationError):
+        enrollments.payment_method_save_from_setup(user=user, setup_intent_id=secret.split("_secret_")[0])
+    assert not PaymentMethod.objects.exists()
+
+
+def test_a_card_declined_at_setup_is_not_saved(stripe_settings, user):
+    secret = enrollments.payment_method_setup_start(user=user)
+    with pytest.raises(stripe.CardError):
+        confirm_setup_in_browser_stand_in(secret, number="4000000000000002")
+    with pytest.raises(ApplicationError):
+        enrollments.payment_method_save_from_setup(user=user, setup_intent_id=secret.split("_secret_")[0])
+    assert not PaymentMethod.objects.exists()
+
+
+def test_one_default_and_one_backup_and_swapping_them(stripe_settings, user):
+    first, second, third = save_card(user), save_card(user, "5555555555554444"), save_card(user, "4000056655665556")
+    assert [m.is_default for m in (first, second, third)] == [True, False, False]
+
+    enrollments.payment_method_make_backup(user=user, payment_method=second)
+    enrollments.payment_method_make_backup(user=user, payment_method=third)  # the backup moves, never two
+    roles = {m.pk: (m.is_default, m.is_backup) for m in PaymentMethod.objects.all()}
+    assert roles == {first.pk: (True, False), second.pk: (False, False), third.pk: (False, True)}
+
+    enrollments.payment_method_make_default(user=user, payment_method=third)  # the backup promoted: a swap
+    roles = {m.pk: (m.is_default, m.is_backup) for m in PaymentMethod.objects.all()}
+    assert roles == {first.pk: (False, True), second.pk: (False, False), third.pk: (True, False)}
+
+    with pytest.raises(ApplicationError):
+        enrollments.payment_method_make_backup(user=user, payment_method=third)  # the default cannot be the backup
+
+
+def test_the_database_refuses_two_defaults_or_two_backups(stripe_settings, user):
+    first, second = save_card(user), save_card(user, "5555555555554444")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        PaymentMethod.objects.filter(pk=second.pk).update(is_default=True)
+    PaymentMethod.objects.filter(pk=second.pk).update(is_backup=True)
+    third = save_card(user, "4000056655665556")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        PaymentMethod.objects.filter(pk=third.pk).update(is_backup=True)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        PaymentMethod.objects.filter(pk=first.pk).update(is_backup=True)  # default and backup at once
+
+
+def test_removing_detaches_and_the_backup_becomes_default(stripe_settings, user):
+    first, second = save_card(user), save_card(user, "5555555555554444")
+    enrollments.payment_method_make_backup(user=user, payment_method=second)
+    enrollments.payment_method_remove(user=user, payment_method=first)
+    first.refresh_from_db()
+    second.refresh_from_db()
+    assert first.removed_at is not None and not first.is_default
+    assert gateway_pm(first)["customer"] is None
+    assert second.is_default and not second.is_backup
+    assert list(enrollments.user_payment_methods(user=user)) == [second]
+
+
+def test_someone_elses_card_cannot_be_changed(stripe_settings, user, django_user_model):
+    other = make_user(django_user_model, "other@example.com")
+    theirs = save_card(other)
+    for action in (enrollments.payment_method_make_default, enrollments.payment_method_make_backup):
+        enrollments.gateway_customer_get_or_create(user=user)
+        with pytest.raises(ApplicationError):
+            action(user=user, payment_method=theirs)
+    with pytest.raises(ApplicationError):
+        enrollments.payment_method_remove(user=user, payment_method=theirs)
+    assert gateway_pm(theirs)["customer"] == other.gateway_customer.gateway_customer_id
+
+
+# --- Paperless ----------------------------------------------------------------------------------------------------------
+
+
+def test_paperless_enrol_and_cancel_keep_consent_and_ip(account, user):
+    enrollment = enrollments.paperless_enroll(
+        account=account, email="bills@example.com", consent_text=CONSENT, ip="198.51.100.7",
+        via=PaperlessEnrollment.Via.PORTAL, user=user,
+    )  # fmt: skip
+    assert (enrollment.consent_text, enrollment.ip, enrollment.user) == (CONSENT, "198.51.100.7", user)
+    assert enrollment.consented_at is not None and enrollment.is_active
+    same = enrollments.paperless_enroll(
+        account=account, email="Bills@example.com", consent_text=CONSENT, ip="198.51.100.8",
+        via=PaperlessEnrollment.Via.PORTAL,
+    )  # fmt: skip
+    assert same.pk == enrollment.pk  # the same address: nothing new to consent to
+
+    ended = enrollments.paperless_cancel(account=account, ip="198.51.100.9", user=user)
+    assert ended.pk == enrollment.pk and ended.cancelled_ip == "198.51.100.9" and ended.cancelled_by == user
+    assert enrollments.paperless_current(account=account) is None
+    assert enrollments.paperless_cancel(account=account, ip=None) is None
+
+
+def test_paperless_to_a_new_address_keeps_the_old_consent_on_record(account):
+    old = enrollments.paperless_enroll(
+        account=account, email="a@example.com", consent_text=CONSENT, ip=None, via=PaperlessEnrollment.Via.INVITATION
+    )
+    new = enrollments.paperless_enroll(
+        account=account, email="b@example.com", consent_text=CONSENT, ip=None, via=PaperlessEnrollment.Via.PORTAL
+    )
+    old.refresh_from_db()
+    assert old.cancelled_at is not None and new.is_active and new.email == "b@example.com"
+    with pytest.raises(IntegrityError), transaction.atomic():
+        PaperlessEnrollment.objects.filter(pk=old.pk).update(cancelled_at=None)  # one active per account
+
+
+def test_paper_bill_accounts(biller):
+    paper = CustomerAccountFactory(biller=biller)
+    make_bill(paper)
+    emailed = CustomerAccountFactory(biller=biller)
+    make_bill(emailed)
+    enrollments.paperless_enroll(
+        account=emailed, email="x@example.com", consent_text=CONSENT, ip=None, via=PaperlessEnrollment.Via.PORTAL
+    )
+    CustomerAccountFactory(biller=biller)  # no open bill
+    draft_only = CustomerAccountFactory(biller=biller)
+    make_bill(draft_only, issue=False)
+    went_back = CustomerAccountFactory(biller=biller)
+    make_bill(went_back)
+    enrollments.paperless_enroll(
+        account=went_back, email="y@example.com", consent_text=CONSENT, ip=None, via=PaperlessEnrollment.Via.PORTAL
+    )
+    enrollments.paperless_cancel(account=went_back, ip=None)
+    assert list(enrollments.paper_bill_accounts()) == sorted([paper, went_back], key=lambda a: a.account_number)
+
+
+# --- Autopay ------------------------------------------------------------------------------------------------------------
+
+
+def enrol(account, user, method, **kwargs):
+    values = {"charge_rule": AutopayEnrollment.ChargeRule.ON_DUE_DATE, "consent_text": CONSENT, "ip": "192.0.2.1"}
+    return enrollments.autopay_enroll(account=account, user=user, payment_method=method, **(values | kwargs))
+
+
+def test_autopay_keeps_the_mandate(stripe_settings, account, user):
+    linked(user, account)
+    method = save_card(user)
+    enrollment = enrol(account, user, method, charge_rule="days_before", days_before=3, max_amount=10000)
+    assert enrollment.status == AutopayEnrollment.Status.ACTIVE
+    assert (enrollment.consent_text, enrollment.ip) == (CONSENT, "192.0.2.1")
+    assert enrollment.payment_method_summary == "Visa ending 4242, expires 12/2034"
+    assert (enrollment.days_before, enrollment.max_amount, enrollment.currency) == (3, 10000, "USD")
+
+
+def test_autopay_transitions_and_illegal_ones(stripe_settings, account, user):
+    linked(user, account)
+    enrollment = enrol(account, user, save_card(user))
+    enrollment = enrollments.autopay_pause(enrollment=enrollment, user=user)
+    assert enrollment.status == "paused"
+    with pytest.raises(ApplicationError):
+        enrollments.autopay_pause(enrollment=enrollment, user=user)  # paused → paused
+    with pytest.raises(ApplicationError):
+        enrollments.autopay_transition(enrollment=enrollment, to_status="suspended")  # only an active one suspends
+    enrollment = enrollments.autopay_resume(enrollment=enrollment, user=user)
+    enrollment = enrollments.autopay_transition(enrollment=enrollment, to_status="suspended")
+    enrollment = enrollments.autopay_cancel(enrollment=enrollment, user=user)
+    for status in ("active", "paused", "suspended"):
+        with pytest.raises(ApplicationError):
+            enrollments.autopay_transition(enrollment=enrollment, to_status=status)
+    enrollment.refresh_from_db()
+    assert enrollment.status == "cancelled"
+    moves = list(
+        EnrollmentEvent.objects.filter(autopay=enrollment, kind=EnrollmentEvent.Kind.AUTOPAY_STATUS)
+        .order_by("pk")
+        .values_list("from_status", "to_status")
+    )
+    assert moves == [("active", "paused"), ("paused", "active"), ("active", "suspended"), ("suspended", "cancelled")]
+
+
+def test_one_current_autopay_per_account(stripe_settings, account, user, django_user_model):
+    partner = make_user(django_user_model, "partner@example.com")
+    linked(user, account)
+    linked(partner, account)
+    first = enrol(account, user, save_card(user))
+    enrollments.autopay_pause(enrollment=first)
+    with pytest.raises(ApplicationError):
+        enrol(account, partner, save_card(partner))  # a paused enrolment still holds the account
+    second = enrol(account, partner, partner.payment_methods.get(), replace=True)
+    first.refresh_from_db()
+    assert first.status == "cancelled" and second.status == "active"
+    with pytest.raises(IntegrityError), transaction.atomic():
+        AutopayEnrollment.objects.filter(pk=first.pk).update(status="paused")
+
+
+def test_autopay_rules_are_checked(stripe_settings, account, user, django_user_model):
+    method = save_card(user)
+    with pytest.raises(ApplicationError, match="not linked"):
+        enrol(account, user, method)
+    linked(user, account)
+    with pytest.raises(ApplicationError):
+        enrol(account, user, method, charge_rule="days_before", days_before=None)
+    with pytest.raises(ApplicationError):
+        enrol(account, user, method, charge_rule="days_before", days_before=21)
+    with pytest.raises(ApplicationError):
+        enrol(account, user, method, max_amount=0)
+    other = make_user(django_user_model, "other@example.com")
+    with pytest.raises(ApplicationError):
+        enrol(account, user, save_card(other))  # not their card
+    assert not AutopayEnrollment.objects.exists()
+
+
+def test_a_card_that_pays_autopay_cannot_be_removed(stripe_settings, account, user):
+    linked(user, account)
+    method = save_card(user)
+    enrollment = enrol(account, user, method)
+    with pytest.raises(ApplicationError, match=account.account_number):
+        enrollments.payment_method_remove(user=user, payment_method=method)
+    enrollments.autopay_cancel(enrollment=enrollment)
+    enrollments.payment_method_remove(user=user, payment_method=method)
+
+
+def test_upcoming_charge_under_the_rule_and_the_maximum(stripe_settings, account, user):
+    linked(user, account)
+    today = dt.date.today()
+    make_bill(account, amounts=(9000,), due_in_days=-3)  # overdue: the payer's to pay by hand
+    bill = make_bill(account, amounts=(12000,), due_in_days=10)
+    make_bill(account, amounts=(3000,), due_in_days=40)
+    enrollment = enrol(account, user, save_card(user), charge_rule="days_before", days_before=4, max_amount=15000)
+
+    upcoming = enrollments.autopay_upcoming(account=account, today=today)
+    assert (upcoming.bill, upcoming.charge_on, upcoming.amount) == (bill, today + dt.timedelta(days=6), 12000)
+    assert not upcoming.above_max and upcoming.amount_display == "$120.00"
+
+    enrollment = enrol(account, user, enrollment.payment_method, max_amount=10000, replace=True)
+    upcoming = enrollments.autopay_upcoming(account=account, today=today)
+    assert upcoming.above_max and upcoming.charge_on == bill.due_date
+
+    enrollments.autopay_pause(enrollment=enrollment)
+    assert enrollments.autopay_upcoming(account=account, today=today) is None
+
+
+# --- From a guest payment's receipt -------------------------------------------------------------------------------------
+
+
+def guest_card_payment(account, email="guest@example.com") -> Payment:
+    """A guest payment that really went through localstripe with a card."""
+    make_bill(account, amounts=(5000,))
+    gateway = get_gateway()
+    intent = gateway.create_payment_intent(amount=5000, currency="usd", idempotency_key=f"test-{account.pk}")
+    intent = gateway.confirm_payment_intent(
+        intent.id, idempotency_key=f"test-{account.pk}:c", payment_method="pm_card_visa"
+    )
+    assert intent.succeeded
+    return Payment.objects.create(
+        biller=account.biller, account=account, confirmation_number=confirmation_number_new(),
+        channel=Payment.Channel.GUEST_WEB, method=Payment.Method.CARD, status=Payment.Status.SUCCEEDED,
+        currency="USD", amount=5000, payer_email=email, gateway_payment_id=intent.id,
+        payment_method_summary="Visa •••• 4242", received_at=timezone.now(), save_card_requested=True,
+    )  # fmt: skip
+
+
+def link_token(body: str, kind: str) -> str:
+    return re.search(rf"/me/enrol/{kind}/([^/\s]+)/", body).group(1)
+
+
+def test_guest_links_are_sent_once_per_choice_and_only_a_hash_is_kept(account, mailoutbox):
+    payment = Payment.objects.create(
+        biller=account.biller, account=account, confirmation_number=confirmation_number_new(),
+        channel=Payment.Channel.GUEST_WEB, method=Payment.Method.CARD, status=Payment.Status.SUCCEEDED,
+        currency="USD", amount=5000, payer_email="guest@example.com", received_at=timezone.now(),
+    )  # fmt: skip
+    request = receipts.guest_enrollment_record(payment=payment, email="guest@example.com", paperless=True)
+    assert enrollments.guest_enrollment_links_send(enrollment_request_id=request.pk) == ["paperless"]
+    assert enrollments.guest_enrollment_links_send(enrollment_request_id=request.pk) == []
+    receipts.guest_enrollment_record(payment=payment, email="guest@example.com", autopay=True)
+    assert enrollments.guest_enrollment_links_send(enrollment_request_id=request.pk) == ["autopay"]
+    assert [m.to for m in mail.outbox] == [["guest@example.com"], ["guest@example.com"]]
+    token = link_token(mail.outbox[0].body, "paperless")
+    raw = token.split(":")[0]
+    assert len(raw) >= 43  # 32 random bytes, base64
+    assert not GuestEnrollmentLink.objects.filter(token_hash__contains=raw).exists()
+    assert GuestEnrollmentLink.objects.get(purpose="paperless").token_hash == enrollments._token_hash(raw)
+
+
+def test_guest_paperless_link_enrols_once_and_expires(account, mailoutbox, client):
+    payment = Payment.objects.create(
+        biller=account.biller, account=account, confirmation_number=confirmation_number_new(),
+        channel=Payment.Channel.GUEST_WEB, method=Payment.Method.CARD, status=Payment.Status.SUCCEEDED,
+        currency="USD", amount=5000, payer_email="guest@example.com", received_at=timezone.now(),
+    )  # fmt: skip
+    request = receipts.guest_enrollment_record(payment=payment, email="guest@example.com", paperless=True)
+    enrollments.guest_enrollment_links_send(enrollment_request_id=request.pk)
+    token = link_token(mail.outbox[0].body, "paperless")
+
+    enrollment = enrollments.guest_paperless_confirm(token=token, ip="203.0.113.9")
+    assert (enrollment.email, enrollment.via, enrollment.ip) == ("guest@example.com", "guest_receipt", "203.0.113.9")
+    assert account.account_number in enrollment.consent_text
+    request.refresh_from_db()
+    assert request.consumed_at is not None
+    with pytest.raises(ApplicationError):
+        enrollments.guest_paperless_confirm(token=token, ip=None)  # single use
+    with pytest.raises(ApplicationError):
+        enrollments.guest_paperless_confirm(token=token[:-2] + "xx", ip=None)  # tampered
+
+    GuestEnrollmentLink.objects.update(used_at=None, expires_at=timezone.now() - dt.timedelta(seconds=1))
+    with pytest.raises(ApplicationError):
+        enrollments.guest_paperless_confirm(token=token, ip=None)  # expired
+
+
+def test_guest_autopay_saves_the_card_from_the_payment_and_links_the_account(stripe_settings, account, mailoutbox):
+    payment = guest_card_payment(account)
+    request = receipts.guest_enrollment_record(payment=payment, email="guest@example.com", autopay=True)
+    enrollments.guest_enrollment_links_send(enrollment_request_id=request.pk)
+    token = link_token(mail.outbox[0].body, "autopay")
+
+    user = enrollments.guest_login_create(email="guest@example.com", password=None)
+    assert not user.has_usable_password()  # signs in by e-mailed code
+    assert EmailAddress.objects.get(user=user).verified
+    method = enrollments.guest_autopay_complete(token=token, user=user, ip="203.0.113.10")
+    assert (method.user, method.last4, method.is_default) == (user, "4242", True)
+    assert gateway_pm(method)["customer"] == user.gateway_customer.gateway_customer_id
+    assert AccountLink.objects.get(user=user, customer_account=account).created_via == "guest_receipt"
+    assert GuestEnrollmentRequest.objects.get(pk=request.pk).consumed_at is not None
+    with pytest.raises(ApplicationError):
+        enrollments.guest_autopay_complete(token=token, user=user, ip=None)
+    assert not AutopayEnrollment.objects.exists()  # turned on only when the payer accepts the mandate
