@@ -133,4 +133,3 @@ class SmsChannel:
         from .sms import sms_backend_get
 
         return sms_backend_get().send_sms(to=message.to, body=message.text, reference=message.reference)
-

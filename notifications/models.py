@@ -40,11 +40,11 @@ class NoticePolicy(models.Model):
         _("channels allowed per notice kind"),
         default=dict,
         blank=True,
-        help_text=_('For example {"bill_issued": ["email"], "past_due": ["email", "sms"]}. Empty allows every channel.'),
+        help_text=_(
+            'For example {"bill_issued": ["email"], "past_due": ["email", "sms"]}. Empty allows every channel.'
+        ),
     )
-    send_time = models.TimeField(
-        _("scheduled reminders go out at (biller's local time)"), default=dt.time(9, 0)
-    )
+    send_time = models.TimeField(_("scheduled reminders go out at (biller's local time)"), default=dt.time(9, 0))
     quiet_hours_start = models.TimeField(_("quiet hours start"), null=True, blank=True)
     quiet_hours_end = models.TimeField(_("quiet hours end"), null=True, blank=True)
     catch_up_days = models.PositiveSmallIntegerField(
@@ -64,9 +64,7 @@ class NoticePolicy(models.Model):
 class AccountNoticeSettings(models.Model):
     """A payer's quiet hours and time zone, overriding the biller's. Optional: most accounts have none."""
 
-    account = models.OneToOneField(
-        "billing.CustomerAccount", on_delete=models.CASCADE, related_name="notice_settings"
-    )
+    account = models.OneToOneField("billing.CustomerAccount", on_delete=models.CASCADE, related_name="notice_settings")
     quiet_hours_start = models.TimeField(_("quiet hours start"), null=True, blank=True)
     quiet_hours_end = models.TimeField(_("quiet hours end"), null=True, blank=True)
     time_zone = models.CharField(_("time zone"), max_length=64, blank=True, help_text=_("Empty: the biller's."))

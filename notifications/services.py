@@ -130,9 +130,9 @@ def _chunk_peers(accounts) -> _ChunkPeers:
     account_ids = [a.pk for a in accounts]
     choices = {
         (account_id, kind, channel): enabled
-        for account_id, kind, channel, enabled in NoticePreference.objects.filter(account_id__in=account_ids).values_list(
-            "account_id", "kind", "channel", "enabled"
-        )
+        for account_id, kind, channel, enabled in NoticePreference.objects.filter(
+            account_id__in=account_ids
+        ).values_list("account_id", "kind", "channel", "enabled")
     }
     settings_rows = {s.account_id: s for s in AccountNoticeSettings.objects.filter(account_id__in=account_ids)}
     phones = sorted({p for p in (phone_normalize(a.phone) for a in accounts) if p})
@@ -149,7 +149,7 @@ def biller_local_today(biller, now: dt.datetime) -> dt.date:
 
 
 def step_verdict(*, step: int, due_date: dt.date, today: dt.date, latest: int, catch_up_days: int) -> str:
-    """"send" or why not, for a reminder step whose day (due_date + step) has come. The catch-up rule, in one place."""
+    """ "send" or why not, for a reminder step whose day (due_date + step) has come. The catch-up rule, in one place."""
     day = due_date + dt.timedelta(days=step)
     if step != latest:
         return "a later reminder step has come"
@@ -169,7 +169,7 @@ def reminders_plan(
     times: the unique dedupe key makes a second run add nothing.
 
     Walks open bills by primary key in chunks; each chunk costs the same few queries (bills, preferences, settings,
-    opt-outs, one bulk insert) whatever it holds. `today` overrides every biller's local date (tests, backfills);
+    opt-outs, keys already written, one bulk insert) however many bills there are in all. `today` overrides every biller's local date (tests, backfills);
     by default each biller's own time zone decides it.
     """
     now = now or timezone.now()
@@ -224,8 +224,9 @@ def reminders_plan(
 def _insert_batch_size() -> int | None:
     from django.db import connection
 
-    # SQLite caps the parameters of one statement; PostgreSQL takes a chunk's rows in one INSERT.
-    return 50 if connection.vendor == "sqlite" else None
+    # SQLite: Django splits by SQLite's parameter limit (999). PostgreSQL: a chunk's rows in one INSERT, up to 2,000
+    # rows (34,000 parameters, under the protocol's 65,535).
+    return None if connection.vendor == "sqlite" else 2000
 
 
 def _plan_chunk(*, bills, today, now, policies) -> list[Notification]:
@@ -237,6 +238,7 @@ def _plan_chunk(*, bills, today, now, policies) -> list[Notification]:
         policy = policies.get(bill.biller_id) or Policy.of(None)
         local_today = today or biller_local_today(biller, now)
         quiet = quiet_hours_for(policy=policy, biller=biller, settings_row=peers.settings_rows.get(account.pk))
+
         def add(kind, step, verdict, send_at):
             for channel in channel_names():
                 if not channel_wanted(
@@ -297,12 +299,21 @@ def notice_enqueue(
     rows = [
         Notification(
             dedupe_key=dedupe_key(kind=kind, channel=channel, bill=bill, payment=payment, refund=refund),
-            biller_id=biller.pk, account_id=account.pk, bill=bill, payment=payment, refund=refund, kind=kind,
-            channel=channel, status=Status.PENDING, send_at=at, next_attempt_at=at,
+            biller_id=biller.pk,
+            account_id=account.pk,
+            bill=bill,
+            payment=payment,
+            refund=refund,
+            kind=kind,
+            channel=channel,
+            status=Status.PENDING,
+            send_at=at,
+            next_attempt_at=at,
         )  # fmt: skip
         for channel in channel_names()
-        if channel_wanted(account=account, kind=kind, channel=channel, policy=policy, choices=peers.choices,
-                          opted_out=peers.opted_out)  # fmt: skip
+        if channel_wanted(
+            account=account, kind=kind, channel=channel, policy=policy, choices=peers.choices, opted_out=peers.opted_out
+        )  # fmt: skip
     ]
     Notification.objects.bulk_create(rows, ignore_conflicts=True)
     return list(Notification.objects.filter(dedupe_key__in=[r.dedupe_key for r in rows]).order_by("pk"))

@@ -65,7 +65,9 @@ class LocmemBackend:
     def send_sms(self, *, to: str, body: str, reference: str = "") -> str:
         provider_id = f"locmem-{uuid.uuid4().hex}"
         with _outbox_lock:
-            outbox.append(SmsRecord(to=to, body=body, sender=sms_sender(), provider_id=provider_id, reference=reference))
+            outbox.append(
+                SmsRecord(to=to, body=body, sender=sms_sender(), provider_id=provider_id, reference=reference)
+            )
         return provider_id
 
 
@@ -116,9 +118,7 @@ class TwilioBackend:
 
         if not (self.account_sid and self.auth_token):
             raise PermanentSendError("TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are not set")
-        return Client(
-            self.account_sid, self.auth_token, http_client=_twilio_http_client(self.api_base, self.timeout)
-        )
+        return Client(self.account_sid, self.auth_token, http_client=_twilio_http_client(self.api_base, self.timeout))
 
     def send_sms(self, *, to: str, body: str, reference: str = "") -> str:
         import requests

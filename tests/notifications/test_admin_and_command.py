@@ -27,7 +27,10 @@ def test_the_admin_lists_and_searches_the_outbox_read_only(client, superuser, te
     row = Notification.objects.get(channel="sms", step=0)
     detail = client.get(reverse("admin:notifications_notification_change", args=[row.pk]))
     assert detail.status_code == 200 and b'name="_save"' not in detail.content
-    assert client.post(reverse("admin:notifications_notification_delete", args=[row.pk]), {"post": "yes"}).status_code == 403
+    assert (
+        client.post(reverse("admin:notifications_notification_delete", args=[row.pk]), {"post": "yes"}).status_code
+        == 403
+    )
     assert client.get(reverse("admin:notifications_notification_add")).status_code == 403
 
 

@@ -179,7 +179,9 @@ class TwilioStub(BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = self.rfile.read(int(self.headers["Content-Length"])).decode()
-        type(self).requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "form": parse_qs(body)})
+        type(self).requests.append(
+            {"path": self.path, "auth": self.headers.get("Authorization"), "form": parse_qs(body)}
+        )
         payload = self.reply_body or {
             "sid": "SM" + "a" * 32, "status": "queued", "to": parse_qs(body)["To"][0], "body": parse_qs(body)["Body"][0],
         }  # fmt: skip

@@ -229,9 +229,11 @@ def test_an_event_notice_is_written_once_per_channel(texting_account, sms_locmem
     first = services.notice_enqueue(kind="payment_received", account=texting_account, payment=payment, now=at(DUE, 9))
     again = services.notice_enqueue(kind="payment_received", account=texting_account, payment=payment, now=at(DUE, 10))
     # Receipts are e-mail only by default: SMS is for the urgent kinds unless the payer asks for more.
-    assert [n.dedupe_key for n in first] == [f"payment:{payment.pk}:payment_received:email"] == [
-        n.dedupe_key for n in again
-    ]
+    assert (
+        [n.dedupe_key for n in first]
+        == [f"payment:{payment.pk}:payment_received:email"]
+        == [n.dedupe_key for n in again]
+    )
     assert list(sweep_and_send(at(DUE, 10)).values()) == ["sent"]
     assert mail.outbox[0].subject == "Payment received: $50.00"
     assert payment.confirmation_number in mail.outbox[0].body

@@ -107,7 +107,9 @@ def sent_emails(folder) -> list[str]:
     for path in Path(folder).glob("*.log"):
         for chunk in path.read_bytes().split(b"-" * 79):
             if chunk.strip():
-                keys.append(email.message_from_bytes(chunk.strip(), policy=email.policy.default)["X-Billpay-Notification"])
+                keys.append(
+                    email.message_from_bytes(chunk.strip(), policy=email.policy.default)["X-Billpay-Notification"]
+                )
     return keys
 
 

@@ -19,7 +19,9 @@ class Command(BaseCommand):
         now = timezone.now()
         if plan:
             result = reminders_plan(now=now)
-            self.stdout.write(f"planned: {result.bills} open bills in {result.chunks} chunks, {result.rows} rows offered")
+            self.stdout.write(
+                f"planned: {result.bills} open bills in {result.chunks} chunks, {result.rows} rows offered"
+            )
         for row in notification_counts():
             self.stdout.write(f"{row['status']:>8} {row['channel']:<6} {row['rows']}")
         due = notifications_due(now=now).select_related("account")
