@@ -7,6 +7,19 @@ from tests.factories import BillerFactory, CustomerAccountFactory
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
+@pytest.fixture(autouse=True)
+def default_language():
+    """Each test starts in the default language. The test client runs LocaleMiddleware in the test's own thread,
+    and it leaves the request's language active afterwards; without this, one Spanish request makes later tests
+    see Spanish messages."""
+    from django.conf import settings
+    from django.utils import translation
+
+    translation.activate(settings.LANGUAGE_CODE)
+    yield
+    translation.deactivate()
+
+
 @pytest.fixture
 def biller(db):
     return BillerFactory()
