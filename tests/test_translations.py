@@ -46,6 +46,15 @@ REFUND_SUBJECT = {"ar": "استرداد على الدفعة", "fa": "بازپر�
 PAYMENT_RECEIVED = {"ar": "تم استلام الدفعة", "fa": "پرداخت دریافت شد", "es": "Pago recibido"}
 
 
+@pytest.fixture(autouse=True)
+def _no_language_leaks_into_later_tests():
+    """LocaleMiddleware activates the request's language for the whole thread and nothing resets it after the
+    response. Without this, the last Accept-Language request here would leave Spanish active for the tests that run
+    after this file (pytest-django runs the non-database tests last) and their English assertions would fail."""
+    yield
+    translation.deactivate()
+
+
 # --- Pages ---------------------------------------------------------------------------------------------------------
 
 
