@@ -92,7 +92,8 @@ def test_sign_up_verify_link_two_accounts_and_see_them(live_server, phone):
         phone.screenshot(path=f"{SCREENSHOTS}/dashboard.png", full_page=True)
 
     phone.get_by_role("link", name=f"All bills and payments for account {home.account_number}").click()
-    assert phone.get_by_role("heading", name="Bills").is_visible()
+    assert phone.get_by_role("heading", name="Bills", exact=True).is_visible()
+    assert phone.get_by_role("heading", name="Paperless bills").is_visible()
     assert_page_is_clean(phone)
     phone.get_by_role("link", name="Unlink this account from your login").click()
     assert_page_is_clean(phone)
