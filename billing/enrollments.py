@@ -152,6 +152,9 @@ def payment_method_attach(*, user, gateway_payment_method_id: str, ip: str | Non
         raise ApplicationError(_("We couldn't save that card. Please try again later.")) from error
     with transaction.atomic():
         _lock_customer(user)
+        saved = PaymentMethod.objects.filter(gateway_payment_method_id=method.id).first()
+        if saved is not None:  # a second tab saved it while we were at the gateway (we waited on the lock)
+            return saved
         has_default = PaymentMethod.objects.filter(user=user, is_default=True).exists()
         saved = PaymentMethod.objects.create(
             user=user,

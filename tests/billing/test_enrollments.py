@@ -411,3 +411,37 @@ def test_guest_autopay_saves_the_card_from_the_payment_and_links_the_account(str
     with pytest.raises(ApplicationError):
         enrollments.guest_autopay_complete(token=token, user=user, ip=None)
     assert not AutopayEnrollment.objects.exists()  # turned on only when the payer accepts the mandate
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_first_cards_saved_at_once_make_exactly_one_default(require_postgres, stripe_settings, django_user_model):
+    """Two tabs each save a first card at the same moment: the lock on the login's gateway customer row makes one
+    of them the default and the other a plain saved card (without it, both would see "no default yet")."""
+    import threading
+
+    from django.db import connection
+
+    user = make_user(django_user_model)
+    ids = []
+    for number in ("4242424242424242", "5555555555554444"):
+        secret = enrollments.payment_method_setup_start(user=user)
+        setup_id = confirm_setup_in_browser_stand_in(secret, number)
+        ids.append(get_gateway().retrieve_setup_intent(setup_id).payment_method_id)
+    barrier, errors = threading.Barrier(2), []
+
+    def save(pm_id):
+        try:
+            barrier.wait()
+            enrollments.payment_method_attach(user=user, gateway_payment_method_id=pm_id)
+        except Exception as error:  # pragma: no cover - reported below
+            errors.append(error)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=save, args=(pm_id,)) for pm_id in ids]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert sorted(PaymentMethod.objects.filter(user=user).values_list("is_default", flat=True)) == [False, True]
