@@ -247,7 +247,7 @@ def invitation_issue(
     if kind not in InvitationKind.values:
         raise ValueError(f"unknown invitation kind {kind!r}")
     now = now or timezone.now()
-    account = CustomerAccount.objects.select_for_update().select_related("biller").get(pk=account.pk)
+    account = CustomerAccount.objects.select_for_update(of=("self",)).select_related("biller").get(pk=account.pk)
     email = (account.email or "").strip()
     for live in Invitation.objects.select_for_update().filter(
         customer_account=account, kind=kind, status__in=Invitation.LIVE_STATUSES
@@ -364,7 +364,7 @@ def invitation_batch_run(*, batch_id: int, limit: int = RUN_LIMIT, now: dt.datet
 
 def _batch_handle_one(*, batch_id: int, account_id: int, now: dt.datetime | None) -> None:
     with transaction.atomic():
-        batch = InvitationBatch.objects.select_for_update().select_related("created_by").get(pk=batch_id)
+        batch = InvitationBatch.objects.select_for_update().get(pk=batch_id)
         if batch.cursor >= account_id:  # another delivery of the task handled it
             return
         account = CustomerAccount.objects.filter(pk=account_id).first()
@@ -405,7 +405,9 @@ def _batch_finish(*, batch_id: int) -> None:
 
 
 def _lock_usable(invitation: Invitation, *, kinds: tuple[str, ...], now: dt.datetime | None) -> Invitation:
-    locked = Invitation.objects.select_for_update().select_related("customer_account__biller").get(pk=invitation.pk)
+    locked = (
+        Invitation.objects.select_for_update(of=("self",)).select_related("customer_account__biller").get(pk=invitation.pk)
+    )
     if not invitation_usable(locked, now=now) or locked.kind not in kinds:
         raise ApplicationError(_("This link has already been used or has expired."))
     return locked

@@ -490,3 +490,41 @@ def test_the_send_action_needs_the_permission(account, client, django_user_model
     )  # fmt: skip
     assert response.status_code == 403
     assert not InvitationBatch.objects.exists()
+
+
+@pytest.mark.postgres
+def test_two_deliveries_of_the_batch_task_at_once_mail_each_account_once(require_postgres, transactional_db, staff):
+    """Real threads on PostgreSQL: the batch's row lock and cursor make the second worker skip what the first sent."""
+    import threading
+
+    from django.db import connections
+
+    from tests.factories import BillerFactory
+
+    biller = BillerFactory()
+    accounts = [CustomerAccountFactory(biller=biller) for _ in range(12)]
+    batch = invitations.invitation_batch_start(
+        kind="join", created_by=staff, accounts=CustomerAccount.objects.filter(pk__in=[a.pk for a in accounts])
+    )
+    mail.outbox = []
+    start = threading.Barrier(2)
+    errors = []
+
+    def deliver():
+        try:
+            start.wait()
+            invitation_batch_send_task(batch.pk)
+        except Exception as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+        finally:
+            connections.close_all()
+
+    workers = [threading.Thread(target=deliver) for _ in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(30)
+    assert not errors
+    batch.refresh_from_db()
+    assert (batch.status, batch.processed, batch.sent) == ("done", 12, 12)
+    assert sorted(m.to[0] for m in mail.outbox) == sorted(a.email for a in accounts)
