@@ -335,7 +335,7 @@ def autopay_enroll(
     if not AccountLink.objects.filter(user=user, customer_account=account).exists():
         raise ApplicationError(_("That account is not linked to your login."))
     with transaction.atomic():
-        account = CustomerAccount.objects.select_for_update().select_related("biller").get(pk=account.pk)
+        account = CustomerAccount.objects.select_for_update(of=("self",)).select_related("biller").get(pk=account.pk)
         _lock_customer(user)
         method = _own_saved_method(user, payment_method)
         if method.is_expired(timezone.localdate()):
@@ -386,7 +386,7 @@ def autopay_transition(
     """The one way an enrolment changes status; an illegal move raises ApplicationError and changes nothing."""
     with transaction.atomic():
         locked = (
-            AutopayEnrollment.objects.select_for_update()
+            AutopayEnrollment.objects.select_for_update(of=("self",))
             .select_related("account", "payment_method")
             .get(pk=enrollment.pk)
         )
@@ -424,7 +424,7 @@ def guest_enrollment_links_send(*, enrollment_request_id: int) -> list[str]:
     after every tick on the receipt: a choice already sent is not sent twice. Returns the purposes sent."""
     with transaction.atomic():
         request = (
-            GuestEnrollmentRequest.objects.select_for_update()
+            GuestEnrollmentRequest.objects.select_for_update(of=("self",))
             .select_related("account__biller", "payment")
             .get(pk=enrollment_request_id)
         )

@@ -121,7 +121,7 @@ def receipt_send(*, payment_id: int) -> bool:
     The check and the mark happen under the payment's row lock with the send in between: a second caller waits,
     then sees receipt_sent_at. If sending fails the mark is rolled back, so a later call tries again."""
     with transaction.atomic():
-        payment = Payment.objects.select_for_update().select_related("account__biller").get(pk=payment_id)
+        payment = Payment.objects.select_for_update(of=("self",)).select_related("account__biller").get(pk=payment_id)
         if payment.receipt_sent_at is not None or payment.status != Payment.Status.SUCCEEDED:
             return False
         recipient = payment.payer_email or payment.account.email

@@ -93,7 +93,7 @@ def event_record(
 
 
 def _bill_locked(bill: Bill) -> Bill:
-    return Bill.objects.select_for_update().select_related("account", "biller").get(pk=bill.pk)
+    return Bill.objects.select_for_update(of=("self",)).select_related("account", "biller").get(pk=bill.pk)
 
 
 def _bill_move(*, bill: Bill, to: str, actor=None, message: str = "") -> Bill:
