@@ -538,6 +538,9 @@ def _intent_create(*, payment: Payment, quote: Quote, choices: dict):
                 },
                 description=f"{payment.account.biller.name} {payment.account.account_number}",
                 receipt_email=payment.payer_email or None,
+                # Real Stripe lets a card be attached to a customer afterwards (for autopay) only if the intent said
+                # so up front; the gateway sends this to real Stripe only (localstripe rejects it).
+                setup_future_usage="off_session" if payment.save_card_requested else None,
             ),
         )  # fmt: skip
     except GatewayError:

@@ -19,6 +19,7 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
 
+from . import enrollments
 from .documents import pdf_from_html
 from .models import GuestEnrollmentRequest, Payment, PaymentAllocation
 from .money import format_money
@@ -162,6 +163,8 @@ def guest_enrollment_record(
             request.autopay = request.autopay or autopay
             request.email = email or request.email
             request.save(update_fields=["paperless", "autopay", "email", "updated_at"])
+        # E-mail the confirmation links once this is committed (safe to repeat: only choices without a link yet).
+        transaction.on_commit(lambda: enrollments.guest_enrollment_links_send(enrollment_request_id=request.pk))
     return request
 
 

@@ -133,11 +133,6 @@ def test_someone_elses_card_is_404(stripe_settings, fresh_client, make_payer):
     assert "4242" not in fresh_client.get(reverse("accounts:payment_methods")).content.decode()
 
 
-@pytest.mark.xfail(
-    not getattr(settings, "ACCOUNT_REAUTHENTICATION_REQUIRED", False),
-    reason="needs ACCOUNT_REAUTHENTICATION_REQUIRED = True in config/settings/base.py (asked for)",
-    strict=True,
-)
 def test_a_stale_session_reauthenticates_before_changing_the_login_email(fresh_client, payer):
     make_stale(fresh_client)
     response = fresh_client.post(reverse("account_email"), {"action_add": "", "email": "new@example.com"})

@@ -114,3 +114,18 @@ def test_concurrent_senders_send_one_receipt(require_postgres, account):
         thread.join(timeout=30)
     assert sorted(results) == [False] * 5 + [True]
     assert len(mail.outbox) == 1
+
+
+def test_recording_a_guest_enrolment_emails_its_confirmation_link(account, django_capture_on_commit_callbacks):
+    from django.core import mail
+
+    from billing import receipts, services
+    from tests.factories import make_bill
+
+    make_bill(account, amounts=(1000,))
+    payment = services.payment_record_offline(account=account, amount=1000, method="cash")
+    mail.outbox = []
+    with django_capture_on_commit_callbacks(execute=True):
+        receipts.guest_enrollment_record(payment=payment, email="guest@example.com", paperless=True)
+    assert [m.to for m in mail.outbox] == [["guest@example.com"]]
+    assert "paperless" in mail.outbox[0].body.lower()
