@@ -117,10 +117,7 @@ def test_concurrent_senders_send_one_receipt(require_postgres, account):
 
 
 def test_recording_a_guest_enrolment_emails_its_confirmation_link(account, django_capture_on_commit_callbacks):
-    from django.core import mail
-
-    from billing import receipts, services
-    from tests.factories import make_bill
+    from billing import services
 
     make_bill(account, amounts=(1000,))
     payment = services.payment_record_offline(account=account, amount=1000, method="cash")
