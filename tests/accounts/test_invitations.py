@@ -143,6 +143,20 @@ def test_join_without_a_login_signs_up_with_the_invited_address_and_needs_no_ver
     assert len(mailoutbox) == 1  # the invitation only: no verification e-mail to wait for
 
 
+def test_join_with_an_existing_login_signs_in_and_links(account, make_payer, mailoutbox):
+    payer = make_payer(account.email)
+    _invitation, token = _issue(account)
+    client = Client()
+    page = client.get(_path(token))
+    continue_url = reverse("accounts:invitation_continue")
+    assert f'href="{reverse("account_login")}?next={continue_url}"'.encode() in page.content
+    signed_in = client.post(reverse("account_login"), {"login": account.email, "password": PASSWORD,
+                                                       "next": continue_url})  # fmt: skip
+    assert signed_in.status_code == 302 and signed_in["Location"] == continue_url
+    assert client.get(continue_url)["Location"] == reverse("accounts:dashboard")
+    assert AccountLink.objects.filter(user=payer, customer_account=account).exists()
+
+
 def test_signing_up_from_a_forwarded_link_with_another_address_verifies_that_address_and_never_takes_the_invited_one(
     staff_client, account, mailoutbox, django_user_model
 ):
@@ -369,6 +383,8 @@ def test_inviting_an_imported_file_counts_sent_bounced_and_no_email(
     assert (batch.status, batch.total, batch.processed, batch.import_batch) == ("pending", 4, 0, import_batch)
     page = staff_client.get(reverse("admin:accounts_invitationbatch_change", args=[batch.pk]))
     assert b'http-equiv="refresh"' in page.content  # the progress page refreshes itself while it runs
+    assert staff_client.get(reverse("admin:accounts_invitationbatch_add")).status_code == 200
+    assert staff_client.get(reverse("admin:accounts_invitationbatch_changelist")).status_code == 200
 
     invitation_batch_send_task(batch.pk)
     batch.refresh_from_db()
@@ -387,6 +403,8 @@ def test_inviting_an_imported_file_counts_sent_bounced_and_no_email(
     content = page.content.decode()
     assert 'http-equiv="refresh"' not in content
     assert "4 / 4 (100%)" in content and "550 5.1.1 mailbox unavailable" in content and "No e-mail on file" in content
+    listing = staff_client.get(reverse("admin:accounts_invitation_changelist"), {"batch__id__exact": batch.pk})
+    assert listing.status_code == 200 and REFUSED in listing.content.decode()
 
 
 def test_a_batch_runs_in_slices_and_a_repeated_delivery_sends_nothing_twice(imported, staff, mailoutbox):
