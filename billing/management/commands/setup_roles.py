@@ -12,15 +12,25 @@ from django.db import transaction
 CLERK = "Clerk"
 BILLING_ADMIN = "Billing admin"
 
-# Beyond looking at everything, a clerk takes cash and cheques at the counter. Issuing, voiding, refunding and
-# importing change what payers owe, so they belong to billing administrators.
+# Beyond looking at everything, a clerk takes cash and cheques at the counter. Issuing, voiding, refunding,
+# importing and inviting customers change what payers owe or receive, so they belong to billing administrators.
 CLERK_EXTRA = ("record_offline_payment",)
+
+
+# The apps whose models staff work with. Portal logins themselves (accounts.User) stay with superusers.
+STAFF_APPS = ("billing", "accounts", "notifications")
+EXCLUDED_MODELS = {("accounts", "user")}
 
 
 def billing_permissions():
     # Permissions are normally created after migrate; make sure the custom ones exist even on a fresh database.
-    create_permissions(apps.get_app_config("billing"), verbosity=0)
-    return Permission.objects.filter(content_type__app_label="billing").select_related("content_type")
+    for label in STAFF_APPS:
+        create_permissions(apps.get_app_config(label), verbosity=0)
+    return [
+        p
+        for p in Permission.objects.filter(content_type__app_label__in=STAFF_APPS).select_related("content_type")
+        if (p.content_type.app_label, p.content_type.model) not in EXCLUDED_MODELS
+    ]
 
 
 def role_permissions() -> dict[str, set[Permission]]:
@@ -30,7 +40,7 @@ def role_permissions() -> dict[str, set[Permission]]:
 
 
 class Command(BaseCommand):
-    help = "Create or update the Clerk and Billing admin groups with their billing permissions."
+    help = "Create or update the Clerk and Billing admin groups with their permissions on billing, portal links, invitations and notifications."
 
     def _say(self, text: str) -> None:
         if self.verbosity:  # -v 0 is silent, e.g. under seed_demo --json, which must print only JSON
