@@ -534,14 +534,16 @@ def guest_autopay(request, token: str):
 # tampered, used, expired, revoked) gets the same page with the same status.
 
 
-def _no_referrer(response):
+def _private_page(response):
+    # The token is in this page's address: never cache it. The site-wide "same-origin" Referrer-Policy already keeps
+    # the address from other sites; "no-referrer" here would make browsers post this page's forms with "Origin: null",
+    # which Django's CSRF check (rightly) refuses.
     response["Cache-Control"] = "private, no-store"
-    response["Referrer-Policy"] = "no-referrer"  # the token is in this page's address
     return response
 
 
 def _invitation_invalid(request, *, token: str = "", status: int = 404):
-    return _no_referrer(render(request, "accounts/invitation_invalid.html", {"token": token}, status=status))
+    return _private_page(render(request, "accounts/invitation_invalid.html", {"token": token}, status=status))
 
 
 def _invitation_done(request, invitation, link):
@@ -579,20 +581,20 @@ def invitation_open(request, token: str):
                 )
             except ApplicationError:
                 return _invitation_invalid(request, token=token)
-            return _no_referrer(render(request, "accounts/invitation_paperless_done.html", {"invitation": invitation}))
+            return _private_page(render(request, "accounts/invitation_paperless_done.html", {"invitation": invitation}))
         context = {
             "invitation": invitation,
             "account": account,
             "token": token,
             "consent_text": invitations.paperless_consent_text(invitation=invitation),
         }
-        return _no_referrer(render(request, "accounts/invitation_paperless.html", context))
+        return _private_page(render(request, "accounts/invitation_paperless.html", context))
     # Join and autopay: remember the invitation in this browser's session, then sign in (or up) and finish.
     request.session[invitations.SESSION_KEY] = invitation.pk
     if request.user.is_authenticated:
         return redirect("accounts:invitation_continue")
     context = {"invitation": invitation, "account": account, "next": reverse("accounts:invitation_continue")}
-    return _no_referrer(render(request, "accounts/invitation_join.html", context))
+    return _private_page(render(request, "accounts/invitation_join.html", context))
 
 
 @never_cache
@@ -650,7 +652,7 @@ def invitation_renew(request):
     try:
         invitations.invitation_renew(token=token, ip=request.META.get("REMOTE_ADDR", ""))
     except invitations.InvitationRenewLocked as locked:
-        return _no_referrer(
+        return _private_page(
             render(request, "accounts/invitation_invalid.html", {"renew_error": locked.message}, status=429)
         )
-    return _no_referrer(render(request, "accounts/invitation_invalid.html", {"renewed": True}))
+    return _private_page(render(request, "accounts/invitation_invalid.html", {"renewed": True}))
