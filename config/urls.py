@@ -13,6 +13,7 @@ urlpatterns = [
     path("me/", include("accounts.urls")),
     path("i18n/", include("django.conf.urls.i18n")),
     path("jsi18n/", JavaScriptCatalog.as_view(), name="javascript-catalog"),
+    path("notifications/", include("notifications.urls")),
     path("", include("billing.urls")),
 ]
 

@@ -180,6 +180,17 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 5 * 60,
         "options": {"expires": 4 * 60},
     },
+    # Reminders: plan outbox rows hourly (idempotent by unique key); sweep due rows every minute.
+    "reminders-plan": {
+        "task": "notifications.tasks.reminders_plan_task",
+        "schedule": 60 * 60,
+        "options": {"expires": 50 * 60},
+    },
+    "notifications-sweep": {
+        "task": "notifications.tasks.notifications_sweep_task",
+        "schedule": 60,
+        "options": {"expires": 50},
+    },
 }
 
 SESSION_COOKIE_HTTPONLY = True
@@ -240,3 +251,13 @@ CONTENT_SECURITY_POLICY = {
         "object-src": [NONE],
     },
 }
+
+# Text messages. SMS_BACKEND: console (default), file (one file per message under SMS_FILE_PATH), locmem (tests),
+# or twilio. TWILIO_API_BASE is a setting so tests can point the real SDK at a local stub of Twilio's API.
+SMS_BACKEND = env("SMS_BACKEND", default="console")
+SMS_FILE_PATH = env("SMS_FILE_PATH", default=str(VAR_DIR / "sms"))
+TWILIO_ACCOUNT_SID = env("TWILIO_ACCOUNT_SID", default="")
+TWILIO_AUTH_TOKEN = env("TWILIO_AUTH_TOKEN", default="")
+TWILIO_FROM_NUMBER = env("TWILIO_FROM_NUMBER", default="")
+TWILIO_MESSAGING_SERVICE_SID = env("TWILIO_MESSAGING_SERVICE_SID", default="")
+TWILIO_API_BASE = env("TWILIO_API_BASE", default="https://api.twilio.com").rstrip("/")

@@ -1,5 +1,7 @@
 """Production: every secret comes from the environment with no default, and `manage.py check --deploy` passes."""
 
+from django.core.exceptions import ImproperlyConfigured
+
 from .base import *  # noqa: F403
 from .base import DATABASES, env
 
@@ -31,3 +33,10 @@ MIDDLEWARE = [MIDDLEWARE[0], "whitenoise.middleware.WhiteNoiseMiddleware", *MIDD
 STRIPE_SECRET_KEY = env("STRIPE_SECRET_KEY")
 STRIPE_PUBLISHABLE_KEY = env("STRIPE_PUBLISHABLE_KEY")
 STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET")
+
+# Text messages through Twilio need its credentials, with no defaults.
+if env("SMS_BACKEND", default="console") == "twilio":
+    TWILIO_ACCOUNT_SID = env("TWILIO_ACCOUNT_SID")
+    TWILIO_AUTH_TOKEN = env("TWILIO_AUTH_TOKEN")
+    if not (env("TWILIO_FROM_NUMBER", default="") or env("TWILIO_MESSAGING_SERVICE_SID", default="")):
+        raise ImproperlyConfigured("Set TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID for SMS_BACKEND=twilio.")

@@ -17,3 +17,4 @@ PRIVATE_STORAGE_ROOT = env("PRIVATE_STORAGE_ROOT", default=str(BASE_DIR / "var" 
 CELERY_TASK_ALWAYS_EAGER = False
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 STRIPE_MAX_NETWORK_RETRIES = 0
+SMS_BACKEND = "locmem"

@@ -262,7 +262,6 @@ def _signed_post(client, settings, form: dict, *, token="test-auth-token"):
     return client.post(path, form, HTTP_X_TWILIO_SIGNATURE=signature)
 
 
-@pytest.mark.urls("tests.notifications.urls")
 @pytest.mark.django_db
 def test_stop_and_start_replies_through_the_signed_webhook(client, settings, texting_account):
     settings.TWILIO_AUTH_TOKEN = "test-auth-token"
@@ -278,7 +277,6 @@ def test_stop_and_start_replies_through_the_signed_webhook(client, settings, tex
     assert not SmsOptOut.objects.exists()
 
 
-@pytest.mark.urls("tests.notifications.urls")
 @pytest.mark.django_db
 def test_an_unsigned_or_forged_webhook_is_refused(client, settings):
     settings.TWILIO_AUTH_TOKEN = "test-auth-token"
