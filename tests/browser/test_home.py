@@ -1,4 +1,5 @@
 import pytest
+from playwright.sync_api import expect
 
 from tests.browser.conftest import axe_serious_violations, has_horizontal_overflow
 from tests.factories import BillerFactory
@@ -19,7 +20,7 @@ def test_home_on_a_phone_is_usable_and_accessible(live_server, phone):
     phone.keyboard.press("Tab")
     assert phone.evaluate("document.activeElement.className") == "skip-link"
     pay.click()
-    assert phone.get_by_role("heading", name="Pay a bill").is_visible()
+    expect(phone.get_by_role("heading", name="Pay a bill")).to_be_visible()
     assert axe_serious_violations(phone) == []
     assert phone.csp_violations == []
 

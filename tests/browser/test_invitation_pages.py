@@ -4,6 +4,7 @@ import re
 
 import pytest
 from django.core import mail
+from playwright.sync_api import expect
 
 from accounts.invitations import invitation_issue
 from accounts.models import InvitationKind
@@ -42,5 +43,5 @@ def test_used_link_offers_a_fresh_one_on_a_phone(live_server, phone, settings):
     invitation_issue(account=account, kind=InvitationKind.JOIN)
     link = _link_in_last_mail()
     phone.goto(link.replace("/invite/", "/invite/x"))  # tampered
-    assert phone.get_by_role("button", name=re.compile("new link", re.I)).is_visible()
+    expect(phone.get_by_role("button", name=re.compile("new link", re.I))).to_be_visible()
     assert_clean(phone)

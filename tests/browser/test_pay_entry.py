@@ -3,6 +3,7 @@
 import pytest
 from django.core.cache import cache
 from django.urls import reverse
+from playwright.sync_api import expect
 
 from billing import paylinks
 from billing.demo import demo_accounts, demo_seed
@@ -31,7 +32,7 @@ def test_a_payer_looks_up_a_demo_account_and_sees_the_balance(live_server, phone
     row = next(r for r in rows if len(r["open_bills"]) >= 2)  # the seed has accounts with an overdue and an open bill
     phone.goto(live_server.url + "/")
     phone.get_by_role("link", name="Pay a bill").click()
-    assert phone.get_by_role("heading", name="Pay a bill").is_visible()
+    expect(phone.get_by_role("heading", name="Pay a bill")).to_be_visible()
     assert_page_is_clean(phone)
 
     # A wrong postal code first: the message is shown and tied to the form.
@@ -46,10 +47,10 @@ def test_a_payer_looks_up_a_demo_account_and_sees_the_balance(live_server, phone
     phone.get_by_label("Postal code of the service address").fill(row["postal_code"].lower())
     phone.get_by_role("button", name="Find my account").click()
     phone.wait_for_url(live_server.url + reverse("billing:pay_account"))
-    assert phone.get_by_role("heading", name="Pay your bill").is_visible()
+    expect(phone.get_by_role("heading", name="Pay your bill")).to_be_visible()
     assert phone.get_by_test_id("balance").inner_text() == row["open_balance"]
     for bill in row["open_bills"]:
-        assert phone.get_by_text(f"Bill {bill['number']}").is_visible()
+        expect(phone.get_by_text(f"Bill {bill['number']}")).to_be_visible()
     assert row["holder_name"] not in phone.content()
     assert_page_is_clean(phone)
 
@@ -57,8 +58,8 @@ def test_a_payer_looks_up_a_demo_account_and_sees_the_balance(live_server, phone
     phone.get_by_label("E-mail for your receipt").fill("payer@example.com")
     phone.get_by_role("button", name="Continue").click()
     assert phone.get_by_test_id("quote-total").inner_text() == row["open_balance"]
-    assert phone.get_by_label("Send my future bills by e-mail (paperless)").is_visible()
-    assert phone.locator("#card-element").is_visible()
+    expect(phone.get_by_label("Send my future bills by e-mail (paperless)")).to_be_visible()
+    expect(phone.locator("#card-element")).to_be_visible()
     assert_page_is_clean(phone)
 
 
@@ -70,7 +71,7 @@ def test_a_payer_opens_the_pay_link_from_an_e_bill(live_server, phone, demo, set
     phone.goto(paylinks.bill_pay_url(bill))
     phone.wait_for_url(live_server.url + reverse("billing:pay_account"))
     assert phone.get_by_test_id("balance").inner_text() == row["open_balance"]
-    assert phone.get_by_text(f"Bill {bill.number}").is_visible()
+    expect(phone.get_by_text(f"Bill {bill.number}")).to_be_visible()
     assert_page_is_clean(phone)
     # Keyboard users see where they are: the focused control is outlined.
     phone.get_by_label("Another amount").focus()
@@ -81,6 +82,6 @@ def test_a_payer_opens_the_pay_link_from_an_e_bill(live_server, phone, demo, set
 
 def test_a_broken_pay_link_explains_and_offers_the_lookup(live_server, phone, demo):
     phone.goto(live_server.url + "/pay/b/WzEsMV0:forged/")
-    assert phone.get_by_role("heading", name="This payment link doesn't work").is_visible()
-    assert phone.get_by_label("Account number").is_visible()
+    expect(phone.get_by_role("heading", name="This payment link doesn't work")).to_be_visible()
+    expect(phone.get_by_label("Account number")).to_be_visible()
     assert_page_is_clean(phone)

@@ -10,6 +10,7 @@ import pytest
 from django.core import mail
 from django.core.cache import cache
 from django.urls import reverse
+from playwright.sync_api import expect
 
 from tests.browser.conftest import axe_serious_violations, has_horizontal_overflow
 from tests.factories import BillerFactory, CustomerAccountFactory, make_bill
@@ -41,8 +42,8 @@ def test_sign_up_verify_link_two_accounts_and_see_them(live_server, phone):
     make_bill(flat, amounts=(1999,), due_in_days=12)
 
     phone.goto(live_server.url + reverse("account_login"))
-    assert phone.get_by_role("heading", name="Sign In").is_visible()
-    assert phone.get_by_role("link", name="Send me a sign-in code").is_visible()
+    expect(phone.get_by_role("heading", name="Sign In")).to_be_visible()
+    expect(phone.get_by_role("link", name="Send me a sign-in code")).to_be_visible()
     assert_page_is_clean(phone)
     if SCREENSHOTS:
         phone.screenshot(path=f"{SCREENSHOTS}/login.png", full_page=True)
@@ -69,9 +70,8 @@ def test_sign_up_verify_link_two_accounts_and_see_them(live_server, phone):
         phone.get_by_label("Password").fill(PASSWORD)
         phone.get_by_role("button", name="Sign In").click()
         phone.wait_for_url(re.compile(r".*/me/$"))
-    assert phone.get_by_role("heading", name="My accounts").is_visible()
-    assert phone.get_by_text("No accounts linked yet").is_visible()
-
+    expect(phone.get_by_role("heading", name="My accounts")).to_be_visible()
+    expect(phone.get_by_text("No accounts linked yet")).to_be_visible()
     for account in (home, flat):
         phone.get_by_role("link", name="Link an account").click()
         assert_page_is_clean(phone)
@@ -80,20 +80,20 @@ def test_sign_up_verify_link_two_accounts_and_see_them(live_server, phone):
         phone.get_by_role("button", name="Link account").click()
         phone.wait_for_url(live_server.url + reverse("accounts:dashboard"))
 
-    assert phone.get_by_role("heading", name=f"Account {home.account_number}").is_visible()
-    assert phone.get_by_role("heading", name=f"Account {flat.account_number}").is_visible()
-    assert phone.get_by_text("$42.50").first.is_visible()
-    assert phone.get_by_text("$19.99").first.is_visible()
+    expect(phone.get_by_role("heading", name=f"Account {home.account_number}")).to_be_visible()
+    expect(phone.get_by_role("heading", name=f"Account {flat.account_number}")).to_be_visible()
+    expect(phone.get_by_text("$42.50").first).to_be_visible()
+    expect(phone.get_by_text("$19.99").first).to_be_visible()
     pay = phone.get_by_role("button", name="Pay now").first
     assert pay.bounding_box()["height"] >= 44
     assert_page_is_clean_after_its_message(phone)
-    assert phone.get_by_role("heading", name=f"Account {flat.account_number}").is_visible()
+    expect(phone.get_by_role("heading", name=f"Account {flat.account_number}")).to_be_visible()
     if SCREENSHOTS:
         phone.screenshot(path=f"{SCREENSHOTS}/dashboard.png", full_page=True)
 
     phone.get_by_role("link", name=f"All bills and payments for account {home.account_number}").click()
-    assert phone.get_by_role("heading", name="Bills", exact=True).is_visible()
-    assert phone.get_by_role("heading", name="Paperless bills").is_visible()
+    expect(phone.get_by_role("heading", name="Bills", exact=True)).to_be_visible()
+    expect(phone.get_by_role("heading", name="Paperless bills")).to_be_visible()
     assert_page_is_clean(phone)
     phone.get_by_role("link", name="Unlink this account from your login").click()
     assert_page_is_clean(phone)
@@ -130,7 +130,7 @@ def test_sign_in_and_two_factor_pages_on_a_phone(live_server, phone, django_user
     phone.get_by_label("Email").fill(user.email)
     phone.get_by_label("Password").fill("not-the-password")
     phone.get_by_role("button", name="Sign In").click()
-    assert phone.get_by_role("alert").is_visible()
+    expect(phone.get_by_role("alert")).to_be_visible()
     assert_page_is_clean(phone)
     phone.get_by_label("Password").fill(PASSWORD)
     phone.get_by_role("button", name="Sign In").click()
@@ -141,8 +141,8 @@ def test_sign_in_and_two_factor_pages_on_a_phone(live_server, phone, django_user
         assert_page_is_clean(phone)
 
     phone.goto(live_server.url + reverse("mfa_index"))
-    assert phone.get_by_role("heading", name="Two-Factor Authentication").is_visible()
-    assert phone.get_by_role("link", name="← My accounts").is_visible()
+    expect(phone.get_by_role("heading", name="Two-Factor Authentication")).to_be_visible()
+    expect(phone.get_by_role("link", name="← My accounts")).to_be_visible()
     assert_page_is_clean(phone)
     phone.goto(live_server.url + reverse("mfa_activate_totp"))
     assert reverse("account_reauthenticate") in phone.url
@@ -150,7 +150,7 @@ def test_sign_in_and_two_factor_pages_on_a_phone(live_server, phone, django_user
     phone.get_by_label("Password").fill(PASSWORD)
     phone.get_by_role("button", name="Confirm").click()
     phone.wait_for_url(live_server.url + reverse("mfa_activate_totp"))
-    assert phone.get_by_label("Authenticator secret").is_visible()
+    expect(phone.get_by_label("Authenticator secret")).to_be_visible()
     assert_page_is_clean(phone)
     if SCREENSHOTS:
         phone.screenshot(path=f"{SCREENSHOTS}/totp.png", full_page=True)

@@ -16,6 +16,7 @@ from django.core import mail
 from django.core.cache import cache
 from django.urls import reverse
 from django.utils import translation
+from playwright.sync_api import expect
 
 from accounts.models import AccountLink
 from accounts.services import account_link_grant
@@ -60,12 +61,12 @@ def test_save_a_card_turn_on_autopay_and_paperless_then_pause(live_server, phone
     phone.get_by_label("Password").fill(PASSWORD)
     phone.get_by_role("button", name="Sign In").click()
     phone.wait_for_url(re.compile(r".*/me/$"))
-    assert phone.get_by_test_id("enrolment-status").get_by_text("Off").is_visible()
+    expect(phone.get_by_test_id("enrolment-status").get_by_text("Off")).to_be_visible()
     assert_page_is_clean(phone)
 
     # Saved cards → Add a card: a fresh password first (the sign-in alone is not a recent reauthentication).
     phone.get_by_role("link", name="Saved cards").click()
-    assert phone.get_by_role("heading", name="No saved cards").is_visible()
+    expect(phone.get_by_role("heading", name="No saved cards")).to_be_visible()
     assert_page_is_clean(phone)
     phone.get_by_role("link", name="Add a card").click()
     phone.wait_for_url(re.compile(r".*/reauthenticate/.*"))
@@ -79,7 +80,7 @@ def test_save_a_card_turn_on_autopay_and_paperless_then_pause(live_server, phone
     enter_card(phone, "4242424242424242")
     phone.get_by_role("button", name="Save card").click()
     phone.wait_for_url(live_server.url + reverse("accounts:payment_methods"))
-    assert phone.get_by_test_id("saved-card").get_by_text("Visa ending 4242, expires 12/2034").is_visible()
+    expect(phone.get_by_test_id("saved-card").get_by_text("Visa ending 4242, expires 12/2034")).to_be_visible()
     assert_page_is_clean(phone)
     method = PaymentMethod.objects.get(user=user)
     assert method.is_default and method.last4 == "4242"
@@ -95,7 +96,7 @@ def test_save_a_card_turn_on_autopay_and_paperless_then_pause(live_server, phone
     phone.get_by_label("I agree to the autopay authorisation above.").check()
     phone.get_by_role("button", name="Turn on autopay").click()
     phone.wait_for_url(live_server.url + reverse("accounts:autopay", args=[account.pk]))
-    assert phone.get_by_test_id("autopay-status").get_by_text("On").is_visible()
+    expect(phone.get_by_test_id("autopay-status").get_by_text("On")).to_be_visible()
     assert "$42.50 on" in phone.get_by_test_id("autopay-next").inner_text()
     assert_page_is_clean(phone)
 
@@ -104,7 +105,7 @@ def test_save_a_card_turn_on_autopay_and_paperless_then_pause(live_server, phone
     phone.get_by_label("Send my bills by e-mail instead of paper").check()
     phone.get_by_role("button", name="Save").click()
     phone.wait_for_url(re.compile(r".*#paperless$"))
-    assert phone.get_by_text("E-mail to dana@example.com").first.is_visible()
+    expect(phone.get_by_text("E-mail to dana@example.com").first).to_be_visible()
     assert_page_is_clean(phone)
     assert PaperlessEnrollment.objects.get(account=account).ip == "127.0.0.1"
 
@@ -112,7 +113,7 @@ def test_save_a_card_turn_on_autopay_and_paperless_then_pause(live_server, phone
     phone.goto(live_server.url + reverse("accounts:autopay", args=[account.pk]))
     phone.get_by_role("button", name="Pause autopay").click()
     phone.wait_for_url(live_server.url + reverse("accounts:autopay", args=[account.pk]))
-    assert phone.get_by_test_id("autopay-status").get_by_text("Paused").is_visible()
+    expect(phone.get_by_test_id("autopay-status").get_by_text("Paused")).to_be_visible()
     assert_page_is_clean(phone)
     assert AutopayEnrollment.objects.get(account=account).status == "paused"
 
@@ -136,7 +137,7 @@ def test_guest_receipt_autopay_with_the_card_just_used(live_server, phone, strip
     token = link_token(mail.outbox[-1].body, "autopay")
 
     phone.goto(live_server.url + reverse("accounts:guest_autopay", args=[token]))
-    assert phone.get_by_text("guest@example.com").is_visible()
+    expect(phone.get_by_text("guest@example.com")).to_be_visible()
     assert_page_is_clean(phone)
     phone.get_by_role("button", name="Create my login and save the card").click()  # no password: codes by e-mail
     phone.wait_for_url(re.compile(r".*/autopay/\?card=\d+$"))
@@ -148,7 +149,7 @@ def test_guest_receipt_autopay_with_the_card_just_used(live_server, phone, strip
     phone.get_by_label("I agree to the autopay authorisation above.").check()
     phone.get_by_role("button", name="Turn on autopay").click()
     phone.wait_for_url(live_server.url + reverse("accounts:autopay", args=[account.pk]))
-    assert phone.get_by_test_id("autopay-status").get_by_text("On").is_visible()
+    expect(phone.get_by_test_id("autopay-status").get_by_text("On")).to_be_visible()
     assert_page_is_clean(phone)
     enrollment = AutopayEnrollment.objects.get(account=account)
     assert enrollment.payment_method == method and enrollment.user.email == "guest@example.com"
