@@ -15,12 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from django.conf import settings
-from django.core.mail import send_mail
 from django.db import transaction
 from django.db.models import Sum
-from django.template.loader import render_to_string
-from django.utils import timezone, translation
+from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from .errors import ApplicationError
@@ -320,8 +317,9 @@ def _payment_succeed(*, payment: Payment, intent: IntentResult, source: str) -> 
     payment.payment_method_summary = _card_summary(intent) or payment.payment_method_summary
     payment.save(update_fields=["received_at", "payment_method_summary", "updated_at"])
     _payment_move(payment=payment, to=Payment.Status.SUCCEEDED, message=source)
-    # The receipt e-mail and the payer's enrolment choices follow the one recorded success, after commit. The
-    # receipt service is idempotent on its own (receipt_sent_at under the row lock), whichever path got here first.
+    # The receipt notice (payment_received, through the notifications outbox) and the payer's enrolment choices
+    # follow the one recorded success, after commit. Raised once whichever path got here first (one conditional
+    # UPDATE of receipt_sent_at, and one outbox row per payment, kind and channel).
     from .receipts import payment_after_success  # imported here: receipts renders documents and reads payments
 
     payment_pk = payment.pk
@@ -872,22 +870,13 @@ def _allocations_reverse(*, payment: Payment, amount: int, reason: str, actor) -
 
 
 def refund_notice_send(*, refund_id: int) -> bool:
-    """E-mail the payer a plain notice of a refund. Returns False when there is nobody to tell."""
+    """Raise the refund_issued notice (amount and reason; the e-mail goes to the payer's address) through the
+    notifications outbox and have it sent now. Once per refund and channel. False when there is nobody to tell."""
+    from notifications.models import NoticeKind
+    from notifications.services import notice_enqueue, notices_dispatch
+
     refund = Refund.objects.select_related("payment__account__biller").get(pk=refund_id)
     payment = refund.payment
-    account = payment.account
-    recipient = payment.payer_email or account.email
-    if not recipient:
-        return False
-    with translation.override(account.language or settings.LANGUAGE_CODE):
-        context = {
-            "refund": refund,
-            "payment": payment,
-            "account": account,
-            "biller": account.biller,
-            "amount": format_money(refund.amount, refund.currency),
-        }
-        subject = render_to_string("billing/email/refund_notice_subject.txt", context).strip()
-        body = render_to_string("billing/email/refund_notice.txt", context)
-    send_mail(subject, body, None, [recipient])
-    return True
+    rows = notice_enqueue(kind=NoticeKind.REFUND_ISSUED, account=payment.account, payment=payment, refund=refund)
+    notices_dispatch(notification_ids=[row.pk for row in rows])
+    return bool(rows)

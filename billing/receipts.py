@@ -1,4 +1,4 @@
-"""Receipts for online payments: the page's data, the PDF, the e-mail (sent once), signed receipt links, and the
+"""Receipts for online payments: the page's data, the PDF, the receipt notice (raised once), signed receipt links, and the
 enrolment choices a guest payer makes around paying.
 
 A receipt is shown only to the browser session that made the payment, or to whoever holds the signed link from the
@@ -13,7 +13,6 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core import signing
-from django.core.mail import EmailMultiAlternatives
 from django.db import transaction
 from django.template.loader import render_to_string
 from django.urls import reverse
@@ -112,33 +111,37 @@ def receipt_pdf(payment: Payment) -> bytes:
     return pdf_from_html(html)
 
 
-# --- The e-mail -----------------------------------------------------------------------------------------------------
+# --- The receipt notice ----------------------------------------------------------------------------------------------
 
 
 def receipt_send(*, payment_id: int) -> bool:
-    """E-mail the receipt once. Returns False when it was sent before, the payment did not succeed, or there is
-    nobody to send it to.
+    """Raise the payment_received notice once, through the notifications outbox, and have it sent now. Returns False
+    when it was raised before, the payment did not succeed, or there is nobody to tell.
 
-    The check and the mark happen under the payment's row lock with the send in between: a second caller waits,
-    then sees receipt_sent_at. If sending fails the mark is rolled back, so a later call tries again."""
+    The e-mail (notifications/templates/notifications/payment_received/) carries the receipt: amounts, fee, tip,
+    total, bills paid, card and the signed receipt link; it goes to Payment.payer_email when the payer typed one.
+    Sent once: the outbox allows one row per payment, kind and channel and sends each row once, so callers racing
+    here (webhook, return, janitor) may all enqueue; receipt_sent_at ("notice raised at", set by one conditional
+    UPDATE) picks the one that hands the rows to a worker. No lock is held while the rows are written: recording a
+    success locks the account then the payment, and the rows' foreign keys touch both."""
+    from notifications.models import NoticeKind
+    from notifications.services import notice_enqueue, notices_dispatch
+
+    payment = Payment.objects.select_related("account__biller").get(pk=payment_id)
+    if payment.receipt_sent_at is not None or payment.status != Payment.Status.SUCCEEDED:
+        return False
+    rows = notice_enqueue(kind=NoticeKind.PAYMENT_RECEIVED, account=payment.account, payment=payment)
+    if not rows:
+        return False
     with transaction.atomic():
-        payment = Payment.objects.select_for_update(of=("self",)).select_related("account__biller").get(pk=payment_id)
-        if payment.receipt_sent_at is not None or payment.status != Payment.Status.SUCCEEDED:
-            return False
-        recipient = payment.payer_email or payment.account.email
-        if not recipient:
-            return False
-        with translation.override(payment.account.language or settings.LANGUAGE_CODE):
-            context = receipt_context(payment) | {"receipt_url": receipt_url(payment)}
-            subject = render_to_string("billing/email/receipt_subject.txt", context).strip()
-            text = render_to_string("billing/email/receipt.txt", context)
-            html = render_to_string("billing/email/receipt.html", context)
-        message = EmailMultiAlternatives(subject, text, None, [recipient])
-        message.attach_alternative(html, "text/html")
-        message.send()
-        payment.receipt_sent_at = timezone.now()
-        payment.save(update_fields=["receipt_sent_at", "updated_at"])
-    return True
+        now = timezone.now()
+        marked = Payment.objects.filter(pk=payment_id, receipt_sent_at__isnull=True).update(
+            receipt_sent_at=now, updated_at=now
+        )
+        if marked:
+            # Claimed and handed to a worker once this commits; if the broker is down the beat sweeper sends them.
+            notices_dispatch(notification_ids=[row.pk for row in rows])
+    return bool(marked)
 
 
 # --- Enrolment choices ------------------------------------------------------------------------------------------------

@@ -81,12 +81,23 @@ def channel_address(account, channel: str) -> str:
     return ""
 
 
-def channel_wanted(*, account, kind: str, channel: str, policy: Policy, choices: dict, opted_out: set) -> bool:
+def notice_address(account, channel: str, payment=None) -> str:
+    """Where a notice goes. The e-mail about a payment or a refund goes to the address the payer typed when paying
+    (Payment.payer_email: a guest payer need not be the account holder); everything else to the account's address."""
+    if channel == ChannelName.EMAIL and payment is not None and (payment.payer_email or "").strip():
+        return payment.payer_email.strip()
+    return channel_address(account, channel)
+
+
+def channel_wanted(
+    *, account, kind: str, channel: str, policy: Policy, choices: dict, opted_out: set, payment=None
+) -> bool:
     """Should this account get this kind on this channel? `choices` maps (account_id, kind, channel) to the explicit
-    choice; `opted_out` is the set of normalized phone numbers that said STOP."""
+    choice; `opted_out` is the set of normalized phone numbers that said STOP. `payment` (for payment and refund
+    notices): an address the payer typed is the e-mail recipient, and asks for the e-mail by default."""
     if not policy.allows(kind, channel):
         return False
-    address = channel_address(account, channel)
+    address = notice_address(account, channel, payment)
     if not address:
         return False
     if channel == ChannelName.SMS and address in opted_out:
@@ -95,7 +106,7 @@ def channel_wanted(*, account, kind: str, channel: str, policy: Policy, choices:
     if explicit is not None:
         return explicit
     if channel == ChannelName.EMAIL:
-        return bool(account.email_notices)
+        return bool(account.email_notices) or address != channel_address(account, channel)
     if channel == ChannelName.SMS:
         return bool(account.sms_notices) and kind in SMS_DEFAULT_KINDS
     return False  # a new channel is opt-in until it says otherwise

@@ -44,6 +44,7 @@ from .preferences import (
     Policy,
     channel_address,
     channel_wanted,
+    notice_address,
     outside_quiet_hours,
     phone_normalize,
     quiet_hours_for,
@@ -292,10 +293,12 @@ def notice_enqueue(
         raise ApplicationError("A notice needs a bill, a payment or a refund.")
     now = now or timezone.now()
     biller = account.biller
+    paid_with = payment if payment is not None else getattr(refund, "payment", None)  # its payer_email, if any
     policy = Policy.of(NoticePolicy.objects.filter(biller_id=biller.pk).first())
     peers = _chunk_peers([account])
     quiet = quiet_hours_for(policy=policy, biller=biller, settings_row=peers.settings_rows.get(account.pk))
     at = outside_quiet_hours(now, quiet)
+    wanted = {"policy": policy, "choices": peers.choices, "opted_out": peers.opted_out, "payment": paid_with}
     rows = [
         Notification(
             dedupe_key=dedupe_key(kind=kind, channel=channel, bill=bill, payment=payment, refund=refund),
@@ -311,12 +314,46 @@ def notice_enqueue(
             next_attempt_at=at,
         )  # fmt: skip
         for channel in channel_names()
-        if channel_wanted(
-            account=account, kind=kind, channel=channel, policy=policy, choices=peers.choices, opted_out=peers.opted_out
-        )  # fmt: skip
+        if channel_wanted(account=account, kind=kind, channel=channel, **wanted)
     ]
     Notification.objects.bulk_create(rows, ignore_conflicts=True)
     return list(Notification.objects.filter(dedupe_key__in=[r.dedupe_key for r in rows]).order_by("pk"))
+
+
+def notices_dispatch(*, notification_ids, now: dt.datetime | None = None) -> list[int]:
+    """Send event notices now rather than at the next sweep (a receipt should not wait a minute): claim those of the
+    given rows that are due, as the sweeper does (a row held by quiet hours keeps waiting), and enqueue one send task
+    per row after commit. A row already claimed or sent is left alone, so calling this twice sends nothing twice. If
+    the broker refuses a message the row goes straight back to pending and the next sweep sends it."""
+    now = now or timezone.now()
+    _check(Status.PENDING, Status.SENDING)
+    with transaction.atomic():
+        ids = list(
+            Notification.objects.select_for_update(skip_locked=True)
+            .filter(pk__in=list(notification_ids), status=Status.PENDING, next_attempt_at__lte=now)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        if ids:
+            Notification.objects.filter(pk__in=ids, status=Status.PENDING).update(
+                status=Status.SENDING, claimed_at=now, attempt_started_at=None, updated_at=now
+            )
+            transaction.on_commit(lambda: _enqueue_or_release(ids))
+    return ids
+
+
+def _enqueue_or_release(ids: list[int]) -> None:
+    from .tasks import notification_send_task
+
+    for pk in ids:
+        try:
+            notification_send_task.delay(pk)
+        except Exception:  # the broker is down: leave the row to the sweeper instead of the sending timeout
+            logger.exception("notification %s: send task not enqueued; the sweeper will send it", pk)
+            now = timezone.now()
+            Notification.objects.filter(pk=pk, status=Status.SENDING, attempt_started_at__isnull=True).update(
+                status=Status.PENDING, claimed_at=None, next_attempt_at=now, updated_at=now
+            )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -416,6 +453,13 @@ def _move(row: Notification, to: str, *, now: dt.datetime, guard: dict | None = 
 # Sending
 
 
+def _payment_of(row: Notification):
+    """The payment a payment or refund notice is about (its payer_email is the e-mail recipient), else None."""
+    if row.payment_id:
+        return row.payment
+    return row.refund.payment if row.refund_id else None
+
+
 def _skip_reason(row: Notification, now: dt.datetime) -> str:
     """Why a claimed row must not go out after all, or "". Re-checked at send time because time passed since planning."""
     account, biller = row.account, row.biller
@@ -438,7 +482,7 @@ def _skip_reason(row: Notification, now: dt.datetime) -> str:
     peers = _chunk_peers([account])
     if not channel_wanted(
         account=account, kind=row.kind, channel=row.channel, policy=policy, choices=peers.choices,
-        opted_out=peers.opted_out,
+        opted_out=peers.opted_out, payment=_payment_of(row),
     ):  # fmt: skip
         if row.channel == "sms" and channel_address(account, "sms") in peers.opted_out:
             return "the number replied STOP"
@@ -478,7 +522,7 @@ def notification_send(*, notification_id: int, now: dt.datetime | None = None) -
               attempt_started_at=None, last_error="")  # fmt: skip
         return row.status
 
-    address = channel_address(row.account, row.channel)
+    address = notice_address(row.account, row.channel, _payment_of(row))
     number = row.attempts + 1
     try:
         message = notification_render(row, to=address, now=now)
@@ -510,7 +554,7 @@ def _attempt_failed(row, *, now, guard, number: int, error: str, permanent: bool
         if permanent or number >= max_attempts():
             suffix = "" if permanent else f" (gave up after {number} attempts)"
             _move(row, Status.FAILED, now=now, guard=guard, attempts=number, last_error=error + suffix,
-                  next_attempt_at=None, recipient=channel_address(row.account, row.channel))  # fmt: skip
+                  next_attempt_at=None, recipient=notice_address(row.account, row.channel, _payment_of(row)))  # fmt: skip
         else:
             _move(row, Status.PENDING, now=now, guard=guard, attempts=number, last_error=error, claimed_at=None,
                   attempt_started_at=None, next_attempt_at=now + retry_delay(number))  # fmt: skip

@@ -12,8 +12,10 @@ from django.urls import reverse
 from billing import lookup
 from billing.models import GuestEnrollmentRequest, Payment
 from billing.receipts import receipt_token
+from notifications.models import Notification
 from tests import stripe_support
 from tests.factories import CustomerAccountFactory, make_bill
+from tests.notice_sending import celery_eager, receipt_emails  # noqa: F401
 
 START = "/pay/account/start/"
 CONFIRM = "/pay/account/confirm/"
@@ -34,7 +36,7 @@ def payer(client, account):
 
 @pytest.fixture
 def on_commit(django_capture_on_commit_callbacks):
-    """Run on_commit callbacks (the receipt e-mail) as a real commit would."""
+    """Run on_commit callbacks (the receipt notice) as a real commit would."""
     return lambda: django_capture_on_commit_callbacks(execute=True)
 
 
@@ -76,6 +78,7 @@ def confirm(client, intent_id, payment_method=None):
     return response.status_code, response.json()
 
 
+@pytest.mark.usefixtures("celery_eager")
 def test_quote_start_confirm_return_receipt(stripe_settings, localstripe, payer, account, mailoutbox, on_commit):
     account.biller.convenience_fee_fixed = 150
     account.biller.save()
@@ -106,7 +109,7 @@ def test_quote_start_confirm_return_receipt(stripe_settings, localstripe, payer,
     assert account.biller.support_email in html
     assert "Get your bills by e-mail (paperless)" in html
 
-    receipts = [m for m in mailoutbox if "receipt" in m.subject]
+    receipts = receipt_emails(mailoutbox)  # the payment_received notice, sent through the outbox
     assert len(receipts) == 1 and receipts[0].to == ["payer@example.com"]
     assert payment.confirmation_number in receipts[0].body
     assert receipts[0].alternatives and receipts[0].alternatives[0][1] == "text/html"
@@ -192,6 +195,7 @@ def test_failed_3d_secure_is_a_plain_decline(stripe_settings, localstripe, payer
     assert "could not verify this payment with your bank" in answer["message"]
 
 
+@pytest.mark.usefixtures("celery_eager")
 def test_receipt_email_sent_once_when_webhook_and_return_both_record(
     stripe_settings, localstripe, payer, account, client, mailoutbox, on_commit
 ):
@@ -221,7 +225,9 @@ def test_receipt_email_sent_once_when_webhook_and_return_both_record(
         payer.get(f"/pay/return/?payment_intent={intent_id}")
     payment = Payment.objects.get()
     assert payment.status == "succeeded" and payment.receipt_sent_at is not None
-    assert len([m for m in mailoutbox if "receipt" in m.subject]) == 1
+    assert len(receipt_emails(mailoutbox)) == 1
+    sent = Notification.objects.filter(payment=payment, kind="payment_received", channel="email", status="sent")
+    assert sent.count() == 1
 
 
 def test_receipt_is_not_reachable_from_another_session(stripe_settings, localstripe, payer, account, on_commit):

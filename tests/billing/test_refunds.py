@@ -8,6 +8,7 @@ from billing.payments import payment_record_result, payment_start, refund_create
 from tests import stripe_support
 from tests.billing.test_payments import confirm
 from tests.factories import make_bill
+from tests.notice_sending import celery_eager, refund_emails  # noqa: F401
 
 
 @pytest.fixture
@@ -28,6 +29,7 @@ def refunds_at_gateway(localstripe):
     return stripe_support.list_objects(localstripe, "/v1/refunds", api_key=stripe_support.SECRET_KEY)
 
 
+@pytest.mark.usefixtures("celery_eager")
 def test_cap_partial_then_rest_then_refused(
     paid, localstripe, staff_user, django_capture_on_commit_callbacks, mailoutbox
 ):
@@ -48,6 +50,7 @@ def test_cap_partial_then_rest_then_refused(
     assert (older.status, older.amount_paid) == ("open", 2500)
     assert len(mailoutbox) == 1
     assert mailoutbox[0].to == ["payer@example.com"] and "$25.00" in mailoutbox[0].body
+    assert "Meter misread" in mailoutbox[0].body and refund_emails(mailoutbox) == mailoutbox
     assert payment.events.filter(kind="refund", actor=staff_user, bill__isnull=True).count() == 1
     assert sorted(payment.events.filter(kind="refund", bill__isnull=False).values_list("amount", flat=True)) == [500, 2000]
 
@@ -77,6 +80,7 @@ def test_amount_and_reason_required(paid, staff_user):
             refund_create(payment=payment, amount=amount, reason=reason, actor=staff_user)
 
 
+@pytest.mark.usefixtures("celery_eager")
 def test_gateway_failure_leaves_refund_failed_and_nothing_changed(paid, stripe_settings, staff_user, mailoutbox):
     payment, older, newer = paid
     stripe_settings.STRIPE_API_BASE = "http://127.0.0.1:9"
