@@ -7,6 +7,8 @@ from django.db.models import F, Min, Q, QuerySet, Sum, Window
 from django.db.models.functions import RowNumber
 
 from billing.models import Bill, CustomerAccount, Payment
+from notifications.models import ChannelName, NoticeKind, NoticePolicy, NoticePreference, SmsOptOut
+from notifications.preferences import Policy, channel_address, channel_wanted, phone_normalize
 
 from .models import AccountLink, User
 
@@ -118,3 +120,34 @@ def account_summary(*, link: AccountLink) -> AccountSummary:
     if row:
         summary.balance, summary.next_due_date = row["owed"] or 0, row["next_due"]
     return summary
+
+
+@dataclass(frozen=True)
+class NoticeChoice:
+    kind: str
+    kind_label: str
+    channel: str
+    channel_label: str
+    allowed: bool  # the biller sends this kind on this channel, and we have an address for it
+    enabled: bool  # what will happen now: the payer's explicit choice, else the default
+
+
+def notice_choices(*, account) -> tuple[list[NoticeChoice], dict]:
+    """The payer's notice grid for one account (kinds × channels), with what is allowed and what is on. Fixed queries."""
+    policy = Policy.of(NoticePolicy.objects.filter(biller_id=account.biller_id).first())
+    choices = {
+        (account.pk, p.kind, p.channel): p.enabled for p in NoticePreference.objects.filter(account=account)
+    }
+    phone = phone_normalize(account.phone)
+    opted_out = set(SmsOptOut.objects.filter(phone=phone).values_list("phone", flat=True)) if phone else set()
+    grid = []
+    for kind in NoticeKind:
+        for channel in ChannelName:
+            allowed = policy.allows(kind, channel) and bool(channel_address(account, channel))
+            allowed = allowed and not (channel == ChannelName.SMS and phone in opted_out)
+            enabled = allowed and channel_wanted(
+                account=account, kind=kind, channel=channel, policy=policy, choices=choices, opted_out=opted_out
+            )
+            grid.append(NoticeChoice(kind, kind.label, channel, channel.label, allowed, enabled))
+    facts = {"email": account.email, "phone": account.phone, "sms_stopped": bool(phone and phone in opted_out)}
+    return grid, facts

@@ -17,7 +17,10 @@ from billing.errors import ApplicationError
 from billing.models import Biller, CustomerAccount
 from billing.selectors import biller_for_site
 
+from notifications.models import NoticePreference
+
 from .models import AccountLink, User
+from .selectors import notice_choices
 
 logger = logging.getLogger(__name__)
 
@@ -103,3 +106,27 @@ def account_link_remove(*, link: AccountLink, actor: User | None = None) -> None
         actor.pk if actor else "system",
     )
     link.delete()
+
+
+@transaction.atomic
+def notice_choices_save(*, user: User, account: CustomerAccount, enabled: set[tuple[str, str]]) -> int:
+    """Store the payer's choice for every kind and channel the biller allows for this account: ticked pairs on,
+    the rest off. Explicit rows, so a later change of defaults never overrides what the payer chose."""
+    if not AccountLink.objects.filter(user=user, customer_account=account).exists():
+        raise ApplicationError(_("This account is not linked to your login."))
+    grid, _facts = notice_choices(account=account)
+    allowed = [(c.kind, c.channel) for c in grid if c.allowed]
+    existing = {(p.kind, p.channel): p for p in NoticePreference.objects.select_for_update().filter(account=account)}
+    changed = 0
+    for kind, channel in allowed:
+        want = (kind, channel) in enabled
+        row = existing.get((kind, channel))
+        if row is None:
+            NoticePreference.objects.create(account=account, kind=kind, channel=channel, enabled=want)
+            changed += 1
+        elif row.enabled != want:
+            row.enabled = want
+            row.save(update_fields=["enabled", "updated_at"])
+            changed += 1
+    logger.info("notice choices for account %s: %s changed by user %s", account.pk, changed, user.pk)
+    return changed

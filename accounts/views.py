@@ -88,6 +88,27 @@ def account_detail(request, account_id: int):
     return render(request, "accounts/account_detail.html", context)
 
 
+@never_cache
+@require_http_methods(["GET", "POST"])
+@verified_email_required
+def notice_choices(request, account_id: int):
+    """Which notices this account gets, on which channel: one tick per kind and channel the biller sends."""
+    link = _linked_or_404(request, account_id)
+    account = link.customer_account
+    if request.method == "POST":
+        ticked = {tuple(value.split(":", 1)) for value in request.POST.getlist("notice") if ":" in value}
+        services.notice_choices_save(user=request.user, account=account, enabled=ticked)
+        messages.success(request, _("Your notice choices are saved."))
+        return redirect("accounts:notices", account_id=account.pk)
+    grid, facts = selectors.notice_choices(account=account)
+    channels = sorted({(c.channel, c.channel_label) for c in grid}, key=lambda pair: pair[0])
+    rows = {}
+    for choice in grid:
+        rows.setdefault((choice.kind, choice.kind_label), []).append(choice)
+    context = {"account": account, "rows": rows, "channels": channels, "facts": facts}
+    return render(request, "accounts/notices.html", context)
+
+
 def _link_page(request, *, biller, form, error: str = "", status: int = 200):
     return render(request, "accounts/link.html", {"biller": biller, "form": form, "link_error": error}, status=status)
 
