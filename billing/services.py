@@ -10,6 +10,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from .autopay import autopay_stop_for_paid_bills
 from .errors import ApplicationError
 from .models import Bill, BillingEvent, BillLine, Biller, CustomerAccount, Payment, PaymentAllocation
 from .money import format_money, multiply, validate_currency
@@ -251,6 +252,7 @@ def payment_apply(*, payment: Payment, actor=None) -> list[PaymentAllocation]:
         if bill.balance_due == 0:
             _bill_move(bill=bill, to=Bill.Status.PAID, actor=actor, message=payment.confirmation_number)
     PaymentAllocation.objects.bulk_create(allocations)
+    autopay_stop_for_paid_bills(bills=bills)  # a bill paid any way stops its waiting autopay charges at once
     return allocations
 
 

@@ -103,6 +103,9 @@ def notification_context(notification: Notification, *, now=None) -> dict:
         context["payment_amount"] = format_money(payment.total_charged, payment.currency)
     if notification.refund_id:
         context["refund_amount"] = format_money(notification.refund.amount, notification.refund.currency)
+    from billing.autopay import autopay_notice_context  # hook: autopay's amount, card, decline reason, retry date
+
+    context.update(autopay_notice_context(notification))
     return context
 
 
