@@ -41,6 +41,7 @@ from .models import (
     SmsOptOut,
 )
 from .preferences import (
+    TRANSACTIONAL_KINDS,
     Policy,
     channel_address,
     channel_wanted,
@@ -297,7 +298,7 @@ def notice_enqueue(
     policy = Policy.of(NoticePolicy.objects.filter(biller_id=biller.pk).first())
     peers = _chunk_peers([account])
     quiet = quiet_hours_for(policy=policy, biller=biller, settings_row=peers.settings_rows.get(account.pk))
-    at = outside_quiet_hours(now, quiet)
+    at = now if kind in TRANSACTIONAL_KINDS else outside_quiet_hours(now, quiet)
     wanted = {"policy": policy, "choices": peers.choices, "opted_out": peers.opted_out, "payment": paid_with}
     rows = [
         Notification(
@@ -491,6 +492,8 @@ def _skip_reason(row: Notification, now: dt.datetime) -> str:
 
 
 def _quiet_until(row: Notification, now: dt.datetime) -> dt.datetime | None:
+    if row.kind in TRANSACTIONAL_KINDS:
+        return None
     policy = Policy.of(NoticePolicy.objects.filter(biller_id=row.biller_id).first())
     settings_row = AccountNoticeSettings.objects.filter(account_id=row.account_id).first()
     quiet = quiet_hours_for(policy=policy, biller=row.biller, settings_row=settings_row)

@@ -196,6 +196,18 @@ def test_quiet_hours_defer_a_send_to_their_end(texting_account, biller, sms_locm
     assert sorted(sweep_and_send(at(DUE, 12)).values()) == ["sent", "sent"]
 
 
+def test_a_receipt_is_not_held_back_by_quiet_hours(texting_account, biller, sms_locmem):
+    biller.time_zone = "America/New_York"
+    biller.save()
+    NoticePolicy.objects.create(biller=biller, quiet_hours_start=dt.time(21, 0), quiet_hours_end=dt.time(8, 0))
+    issued_bill(texting_account, due=day(30))
+    payment = billing_services.payment_record_offline(account=texting_account, amount=100, method="cash")
+    # 22:30 in New York: the payer just paid, so the receipt goes now, not at 08:00.
+    rows = services.notice_enqueue(kind="payment_received", account=texting_account, payment=payment, now=at(DUE, 2, 30))
+    assert rows and {r.next_attempt_at for r in rows} == {at(DUE, 2, 30)}
+    assert set(sweep_and_send(at(DUE, 2, 31)).values()) == {"sent"}
+
+
 def test_quiet_hours_checked_again_at_send_time(account):
     AccountNoticeSettings.objects.create(
         account=account, quiet_hours_start=dt.time(22, 0), quiet_hours_end=dt.time(7, 30), time_zone="Europe/Madrid"
