@@ -191,6 +191,9 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 60,
         "options": {"expires": 50},
     },
+    # Autopay: plan one charge row per due bill hourly; claim due rows (first tries and retries) every minute.
+    "autopay-plan": {"task": "billing.tasks.autopay_plan_task", "schedule": 60 * 60, "options": {"expires": 50 * 60}},
+    "autopay-sweep": {"task": "billing.tasks.autopay_sweep_task", "schedule": 60, "options": {"expires": 50}},
 }
 
 SESSION_COOKIE_HTTPONLY = True
