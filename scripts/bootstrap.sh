@@ -14,7 +14,21 @@ find_python() {
   return 1
 }
 
+# WeasyPrint (bill and receipt PDFs) needs the Pango text library from the system. Install it when missing and we can.
+ensure_pango() {
+  if ldconfig -p 2>/dev/null | grep -q 'libpango-1.0.so.0'; then
+    return 0
+  fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "Installing the Pango library for PDF rendering ..."
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libpango-1.0-0 libpangoft2-1.0-0 >/dev/null
+  else
+    echo "WeasyPrint needs the Pango library (Debian: apt-get install libpango-1.0-0 libpangoft2-1.0-0)." >&2
+  fi
+}
+
 bootstrap_venv() {
+  ensure_pango
   local requirements="$1"
   local py
   py=$(find_python)
