@@ -27,27 +27,13 @@ from django.utils import timezone
 from billing import autopay
 from billing.models import AutopayCharge, AutopayChargeEvent, Bill, Payment, PaymentAttempt
 from tests import stripe_support
-from tests.conftest import IN_CI
 from tests.factories import CustomerAccountFactory, make_bill
+from tests.worker_support import database_url as worker_database_url
+from tests.worker_support import unavailable
 
 from .test_autopay_runs import autopay_payer, intents
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _unavailable(reason: str):
-    if IN_CI:
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
-def _database_url(settings_dict) -> str:
-    user = settings_dict.get("USER") or ""
-    password = settings_dict.get("PASSWORD") or ""
-    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
-    host = settings_dict.get("HOST") or "127.0.0.1"
-    port = settings_dict.get("PORT") or 5432
-    return f"postgres://{auth}{host}:{port}/{settings_dict['NAME']}"
 
 
 class Worker:
@@ -88,9 +74,9 @@ class Worker:
 @pytest.fixture
 def worker_env(transactional_db, stripe_settings, localstripe, tmp_path):
     if not settings.REDIS_URL:
-        _unavailable("needs REDIS_URL (CI sets it): the kill test runs a real Celery worker on Redis")
+        unavailable("needs REDIS_URL (CI sets it): the kill test runs a real Celery worker on Redis")
     if connection.vendor != "postgresql":
-        _unavailable("needs PostgreSQL: set DATABASE_URL=postgres://… so the worker process shares the test DB")
+        unavailable("needs PostgreSQL: set DATABASE_URL=postgres://… so the worker process shares the test DB")
     from config.celery_app import app
 
     try:
@@ -98,11 +84,11 @@ def worker_env(transactional_db, stripe_settings, localstripe, tmp_path):
             conn.ensure_connection(max_retries=1, timeout=3)
             conn.default_channel.queue_purge(app.conf.task_default_queue)
     except Exception as exc:  # noqa: BLE001 - any failure to reach the broker means the same thing here
-        _unavailable(f"Redis at REDIS_URL is unreachable: {exc}")
+        unavailable(f"Redis at REDIS_URL is unreachable: {exc}")
     return {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "tests.billing.autopay_worker_settings",
-        "DATABASE_URL": _database_url(connection.settings_dict),
+        "DATABASE_URL": worker_database_url(connection.settings_dict),
         "REDIS_URL": settings.REDIS_URL,
         "STRIPE_API_BASE": localstripe,
         "STRIPE_SECRET_KEY": stripe_support.SECRET_KEY,

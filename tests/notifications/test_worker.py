@@ -25,27 +25,13 @@ from django.utils import timezone
 from notifications import sms
 from notifications.models import NoticePolicy, Notification
 from notifications.services import notifications_sweep, reminders_plan
-from tests.conftest import IN_CI
 from tests.factories import BillerFactory, CustomerAccountFactory
+from tests.worker_support import database_url as worker_database_url
+from tests.worker_support import unavailable
 
 from .conftest import issued_bill
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _unavailable(reason: str):
-    if IN_CI:
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
-def _database_url(settings_dict) -> str:
-    user = settings_dict.get("USER") or ""
-    password = settings_dict.get("PASSWORD") or ""
-    auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
-    host = settings_dict.get("HOST") or "127.0.0.1"
-    port = settings_dict.get("PORT") or 5432
-    return f"postgres://{auth}{host}:{port}/{settings_dict['NAME']}"
 
 
 @pytest.fixture(scope="module")
@@ -53,11 +39,11 @@ def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory):
     """A `celery -A config worker --pool solo` process on REDIS_URL, using the test database. Yields the folders its
     e-mail and SMS backends write to."""
     if not settings.REDIS_URL:
-        _unavailable("needs REDIS_URL (CI sets it): the worker test runs a real Celery worker on Redis")
+        unavailable("needs REDIS_URL (CI sets it): the worker test runs a real Celery worker on Redis")
     with django_db_blocker.unblock():
         if connection.vendor != "postgresql":
-            _unavailable("needs PostgreSQL: set DATABASE_URL=postgres://… so the worker process shares the test DB")
-        database_url = _database_url(connection.settings_dict)
+            unavailable("needs PostgreSQL: set DATABASE_URL=postgres://… so the worker process shares the test DB")
+        database_url = worker_database_url(connection.settings_dict)
     from config.celery_app import app
 
     try:
@@ -66,7 +52,7 @@ def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory):
             # Only this module's messages: drop anything an earlier test published to the queue.
             conn.default_channel.queue_purge(app.conf.task_default_queue)
     except Exception as exc:  # noqa: BLE001 - any failure to reach the broker means the same thing here
-        _unavailable(f"Redis at REDIS_URL is unreachable: {exc}")
+        unavailable(f"Redis at REDIS_URL is unreachable: {exc}")
 
     email_dir, sms_dir = tmp_path_factory.mktemp("worker-email"), tmp_path_factory.mktemp("worker-sms")
     log_path = tmp_path_factory.mktemp("worker-log") / "worker.log"
