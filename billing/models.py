@@ -16,6 +16,18 @@ from .money import format_money
 from .storage import private_storage
 
 
+def default_reminder_schedule() -> list[int]:
+    return [-5, 0, 3, 10]  # days from the due date: five before, on the day, three and ten after
+
+
+def default_retry_schedule() -> list[int]:
+    return [1, 3, 5, 7]  # days after a failed autopay charge
+
+
+def default_tip_presets() -> list[int]:
+    return [15, 20, 25]  # percent; shown only when the biller turns tips on
+
+
 class Biller(models.Model):
     class LookupFactor(models.TextChoices):
         POSTAL_CODE = "postal_code", _("Postal code of the service address")
@@ -56,18 +68,18 @@ class Biller(models.Model):
         _("convenience fee, percent in basis points"), default=0, help_text=_("250 means 2.5%.")
     )
     tips_enabled = models.BooleanField(_("offer tip presets"), default=False)
-    tip_presets = models.JSONField(_("tip presets (percent)"), default=list, blank=True)
+    tip_presets = models.JSONField(_("tip presets (percent)"), default=default_tip_presets, blank=True)
     pay_link_valid_days = models.PositiveIntegerField(
         _("pay links stay valid this many days after the due date"), default=60
     )
     reminder_schedule = models.JSONField(
         _("reminder schedule (days from due date)"),
-        default=list,
+        default=default_reminder_schedule,
         blank=True,
         help_text=_("For example [-5, 0, 3, 10]: five days before, on the day, three and ten days after."),
     )
     retry_schedule = models.JSONField(
-        _("failed-charge retry schedule (days after the failure)"), default=list, blank=True
+        _("failed-charge retry schedule (days after the failure)"), default=default_retry_schedule, blank=True
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -82,20 +94,6 @@ class Biller(models.Model):
                 name="biller_maximum_at_least_minimum",
             ),
         ]
-
-    DEFAULT_REMINDER_SCHEDULE = [-5, 0, 3, 10]
-    DEFAULT_RETRY_SCHEDULE = [1, 3, 5, 7]
-    DEFAULT_TIP_PRESETS = [15, 20, 25]
-
-    def save(self, *args, **kwargs):
-        # Sensible defaults for the JSON policies; a callable default cannot be per-field-documented as clearly.
-        if not self.reminder_schedule:
-            self.reminder_schedule = list(self.DEFAULT_REMINDER_SCHEDULE)
-        if not self.retry_schedule:
-            self.retry_schedule = list(self.DEFAULT_RETRY_SCHEDULE)
-        if not self.tip_presets:
-            self.tip_presets = list(self.DEFAULT_TIP_PRESETS)
-        super().save(*args, **kwargs)
 
     def __str__(self):
         return self.name

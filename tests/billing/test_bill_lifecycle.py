@@ -140,3 +140,15 @@ def test_duplicate_bill_number_is_a_clear_error(account):
 def test_zero_bill_is_issued_straight_to_paid(account):
     bill = make_bill(account, amounts=(0,))
     assert bill.status == Bill.Status.PAID
+
+
+def test_a_new_biller_gets_sensible_policy_defaults(db):
+    from billing.models import Biller
+
+    biller = Biller.objects.create(name="Lakeside Gas", slug="lakeside")
+    assert biller.reminder_schedule == [-5, 0, 3, 10]
+    assert biller.retry_schedule == [1, 3, 5, 7]
+    assert biller.tip_presets == [15, 20, 25] and biller.tips_enabled is False
+    # Each biller gets its own list (a shared mutable default would leak one biller's edit into the next).
+    biller.reminder_schedule.append(30)
+    assert Biller(name="Other", slug="other").reminder_schedule == [-5, 0, 3, 10]
