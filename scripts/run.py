@@ -60,6 +60,8 @@ def main() -> int:
     manage("migrate", "--noinput", "-v", "0")
     manage("setup_roles", "-v", "0")
     seeded = manage("seed_demo", capture=True)
+    # Beat runs the hourly planner first an hour after it starts; plan reminders now so the demo has them at once.
+    manage("notifications_due", "--plan", capture=True)
 
     celery = [PY, "-m", "celery", "-A", "config"]
     commands = {
