@@ -26,6 +26,7 @@ urlpatterns += [
     path("cards/save/", views.payment_method_save, name="payment_method_save"),
     path("cards/<int:method_id>/default/", views.payment_method_default, name="payment_method_default"),
     path("cards/<int:method_id>/backup/", views.payment_method_backup, name="payment_method_backup"),
+    path("cards/no-backup/", views.payment_method_no_backup, name="payment_method_no_backup"),
     path("cards/<int:method_id>/remove/", views.payment_method_remove, name="payment_method_remove"),
     path("accounts/<int:account_id>/autopay/", views.autopay, name="autopay"),
     path("accounts/<int:account_id>/autopay/pause/", views.autopay_pause, name="autopay_pause"),

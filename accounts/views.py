@@ -328,6 +328,16 @@ def payment_method_backup(request, method_id: int):
 @require_POST
 @verified_email_required
 @reauthentication_required
+def payment_method_no_backup(request):
+    enrollments.payment_method_clear_backup(user=request.user, ip=_ip(request))
+    messages.success(request, _("You have no backup card now. If a charge on your default card fails, we will tell you."))
+    return redirect("accounts:payment_methods")
+
+
+@never_cache
+@require_POST
+@verified_email_required
+@reauthentication_required
 def payment_method_remove(request, method_id: int):
     return _method_action(request, method_id, enrollments.payment_method_remove, _("%(card)s was removed."))
 
