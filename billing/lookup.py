@@ -175,7 +175,3 @@ def granted_account_id(request) -> int | None:
         return int(grant["account_id"])
     except (KeyError, TypeError, ValueError):
         return None
-
-
-def grant_clear(request) -> None:
-    request.session.pop(GRANT_SESSION_KEY, None)

@@ -1,7 +1,7 @@
 """Selectors read. They never write, and each returns a fixed number of queries however much data there is."""
 
 from django.conf import settings
-from django.db.models import F, Q, QuerySet, Sum
+from django.db.models import F, QuerySet, Sum
 
 from .models import Bill, Biller, CustomerAccount
 
@@ -22,9 +22,3 @@ def account_payable_bills(*, account: CustomerAccount) -> QuerySet[Bill]:
 def account_balance(*, account: CustomerAccount) -> int:
     totals = account_payable_bills(account=account).aggregate(owed=Sum(F("total") - F("amount_paid")))
     return totals["owed"] or 0
-
-
-def bills_overdue(*, today) -> QuerySet[Bill]:
-    return Bill.objects.filter(status__in=Bill.PAYABLE_STATUSES, due_date__lt=today).filter(
-        Q(amount_paid__lt=F("total"))
-    )
