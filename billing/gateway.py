@@ -451,7 +451,7 @@ class PaymentGateway(Protocol):
     def update_payment_intent_amount(self, intent_id: str, *, amount: int, idempotency_key: str) -> IntentResult: ...
 
     def confirm_payment_intent(self, intent_id: str, *, idempotency_key: str, payment_method: str | None = None,
-                               off_session: bool = False) -> IntentResult: ...  # fmt: skip
+                               off_session: bool = False, customer: str | None = None) -> IntentResult: ...  # fmt: skip
 
     def cancel_payment_intent(self, intent_id: str, *, idempotency_key: str | None = None) -> IntentResult: ...
 
@@ -619,14 +619,22 @@ class StripeGateway:
         return _intent_result(intent)
 
     def confirm_payment_intent(
-        self, intent_id: str, *, idempotency_key: str, payment_method: str | None = None, off_session: bool = False
+        self,
+        intent_id: str,
+        *,
+        idempotency_key: str,
+        payment_method: str | None = None,
+        off_session: bool = False,
+        customer: str | None = None,
     ) -> IntentResult:
         """Confirm server-side. A new `payment_method` is set by an update first: localstripe answers 500 to
-        confirm(payment_method=...), and the two calls mean the same thing on real Stripe."""
+        confirm(payment_method=...), and the two calls mean the same thing on real Stripe. A saved card belongs to
+        a gateway customer, which the intent must name too (`customer`)."""
         if payment_method:
+            update = {"payment_method": payment_method, **({"customer": customer} if customer else {})}
             self._call(
                 "payment_intents.update", self._client.v1.payment_intents.update, intent_id,
-                params={"payment_method": payment_method}, options=self._options(f"{idempotency_key}:pm"),
+                params=update, options=self._options(f"{idempotency_key}:pm"),
                 payment_intent_id=intent_id,
             )  # fmt: skip
         params = self._params(off_session=True if off_session else None)

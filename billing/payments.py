@@ -624,7 +624,9 @@ def _confirm_outcome(payment: Payment, intent: IntentResult | None, declined_mes
     return ConfirmOutcome(payment, "pending")
 
 
-def payment_confirm(*, account_id: int, payment_intent_id: str, payment_method_id: str | None = None) -> ConfirmOutcome:
+def payment_confirm(
+    *, account_id: int, payment_intent_id: str, payment_method_id: str | None = None, customer_id: str | None = None
+) -> ConfirmOutcome:
     """Confirm the account's in-flight payment with the payment method stripe.js created, or, without one, only
     record where the intent stands (after 3-D Secure in the page).
 
@@ -662,7 +664,8 @@ def payment_confirm(*, account_id: int, payment_intent_id: str, payment_method_i
                     payment=payment, kind=PaymentAttempt.Kind.CONFIRM, amount=payment.total_charged,
                     key_from_attempt=True,
                     call=lambda k: gateway.confirm_payment_intent(
-                        payment.gateway_payment_id, payment_method=payment_method_id, idempotency_key=k
+                        payment.gateway_payment_id, payment_method=payment_method_id, idempotency_key=k,
+                        customer=customer_id,
                     ),
                 )  # fmt: skip
             except PaymentDeclined as declined:

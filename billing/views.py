@@ -6,12 +6,14 @@ from django.contrib import messages
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils.translation import gettext as _
 from django.utils.translation import get_language, gettext_noop, ngettext, to_locale
+from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
-from . import lookup, paylinks, receipts
+from accounts.models import AccountLink
+
+from . import enrollments, lookup, paylinks, receipts
 from .errors import ApplicationError
 from .forms import GuestEnrollmentForm, LookupForm, PaymentForm
 from .gateway import GatewayError
@@ -182,8 +184,20 @@ def pay_account(request):
         "quote_total": money(quote.total) if quote else "",
         "pay_config": _pay_config(quote) if full is not None else None,
         "stripe_js_url": settings.STRIPE_JS_URL,
+        "saved_cards": _saved_cards(request, account),
     }
     return render(request, "billing/pay_account.html", context)
+
+
+def _payer_of(request, account: CustomerAccount) -> bool:
+    """A signed-in payer who linked this account (paying from the dashboard), not a guest."""
+    return request.user.is_authenticated and AccountLink.objects.filter(
+        user=request.user, customer_account=account
+    ).exists()
+
+
+def _saved_cards(request, account: CustomerAccount) -> list:
+    return list(enrollments.user_payment_methods(user=request.user)) if _payer_of(request, account) else []
 
 
 def _pay_config(quote) -> dict:
@@ -244,7 +258,7 @@ def pay_start(request):
         payment, client_secret = payment_start(
             account=account,
             payer_email=data["receipt_email"],
-            channel=Payment.Channel.GUEST_WEB,
+            channel=Payment.Channel.PORTAL if _payer_of(request, account) else Payment.Channel.GUEST_WEB,
             amount=data["amount"],
             tip_percent=data.get("tip_percent") or None,
             save_card_requested=data.get("autopay", False),
@@ -273,8 +287,21 @@ def pay_confirm(request):
         return _json_error(_(_SESSION_EXPIRED), status=403, redirect=reverse("billing:pay"))
     intent_id = request.POST.get("payment_intent", "")
     method_id = request.POST.get("payment_method") or None
+    customer_id = None
+    if request.POST.get("saved_card"):
+        # Only a card saved by this login, identified by our own row: a guest (or another login) cannot name one.
+        saved = (
+            enrollments.user_payment_methods(user=request.user).filter(pk=request.POST["saved_card"]).first()
+            if request.user.is_authenticated and request.POST["saved_card"].isdigit()
+            else None
+        )
+        if saved is None:
+            return _json_error(_("That saved card is not available. Please choose another card."), status=409)
+        method_id, customer_id = saved.gateway_payment_method_id, saved.gateway_customer_id
     try:
-        outcome = payment_confirm(account_id=account_id, payment_intent_id=intent_id, payment_method_id=method_id)
+        outcome = payment_confirm(
+            account_id=account_id, payment_intent_id=intent_id, payment_method_id=method_id, customer_id=customer_id
+        )
     except ApplicationError as error:
         return _json_error(error.message, status=409)
     answer = {"status": outcome.status, "message": outcome.payer_message}

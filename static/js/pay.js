@@ -185,11 +185,16 @@
         }
         intentId = started.paymentIntent;
         var email = (form.querySelector("[name=receipt_email]") || {}).value || "";
-        return paymentMethodId(email).then(function (method) {
+        // A saved card (signed-in payers) is named by our own row id; otherwise stripe.js makes an id for the new card.
+        var saved = form.querySelector("[name=saved_card]:checked");
+        var chosen = saved && saved.value ? Promise.resolve({ saved: saved.value }) : paymentMethodId(email);
+        return chosen.then(function (method) {
           if (method.error !== undefined) {
             throw { payer: payerMessage(method.error) };
           }
-          return post(config.confirmUrl, fields({ payment_intent: intentId, payment_method: method.id }));
+          var choice = method.saved ? { saved_card: method.saved } : { payment_method: method.id };
+          choice.payment_intent = intentId;
+          return post(config.confirmUrl, fields(choice));
         }).then(function (answer) {
           if (answer.status !== "requires_action") {
             return answer;
