@@ -21,8 +21,8 @@ from playwright.sync_api import expect
 from accounts.models import AccountLink
 from accounts.services import account_link_grant
 from billing import enrollments, receipts
-from billing.models import AutopayEnrollment, PaperlessEnrollment, PaymentMethod
-from tests.billing.test_enrollments import guest_card_payment, link_token
+from billing.models import AutopayEnrollment, PaperlessEnrollment, Payment, PaymentMethod
+from tests.billing.test_enrollments import guest_card_payment, link_token, save_card
 from tests.browser.conftest import axe_serious_violations, has_horizontal_overflow
 from tests.factories import BillerFactory, CustomerAccountFactory, make_bill
 
@@ -153,3 +153,31 @@ def test_guest_receipt_autopay_with_the_card_just_used(live_server, phone, strip
     assert_page_is_clean(phone)
     enrollment = AutopayEnrollment.objects.get(account=account)
     assert enrollment.payment_method == method and enrollment.user.email == "guest@example.com"
+
+
+def test_pay_from_the_dashboard_with_a_saved_card(live_server, phone, stripe_live, django_user_model):
+    cache.clear()
+    account = CustomerAccountFactory(biller=BillerFactory(), holder_name="Dana Example")
+    make_bill(account, amounts=(4250,), due_in_days=9)
+    user = django_user_model.objects.create_user(email="dana@example.com", password=PASSWORD)
+    EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)
+    account_link_grant(user=user, account=account, via=AccountLink.Via.LOOKUP)
+    save_card(user)
+
+    phone.goto(live_server.url + reverse("account_login"))
+    phone.get_by_label("Email").fill(user.email)
+    phone.get_by_label("Password").fill(PASSWORD)
+    phone.get_by_role("button", name="Sign In").click()
+    phone.wait_for_url(re.compile(r".*/me/$"))
+    phone.get_by_role("button", name="Pay now").click()
+    phone.wait_for_url(live_server.url + reverse("billing:pay_account"))
+    saved = phone.get_by_label("Visa ending 4242, expires 12/2034")
+    expect(saved).to_be_checked()
+    assert_page_is_clean(phone)
+    phone.get_by_label("E-mail for your receipt").fill(user.email)
+    phone.get_by_role("button", name="Continue").click()
+    phone.get_by_role("button", name="Pay $42.50").click()
+    phone.wait_for_url(re.compile(r".*/pay/receipt/.*"), timeout=20_000)
+    payment = Payment.objects.get()
+    assert (payment.status, payment.channel, payment.amount) == ("succeeded", "portal", 4250)
+    assert_page_is_clean(phone)
