@@ -593,7 +593,8 @@ def _intent_replace(*, payment: Payment, intent: IntentResult, quote: Quote, cho
 @dataclass(frozen=True)
 class ConfirmOutcome:
     """What the payment page does next. `status`: succeeded, processing, requires_action (run 3-D Secure with
-    `client_secret`), declined (show `payer_message`, let the payer try another card) or failed."""
+    `client_secret`), declined (show `payer_message`, let the payer try another card), balance_changed (nothing was
+    charged because less is owed now than was quoted: show `payer_message`, offer to reload) or failed."""
 
     payment: Payment
     status: str
@@ -624,6 +625,32 @@ def _confirm_outcome(payment: Payment, intent: IntentResult | None, declined_mes
     return ConfirmOutcome(payment, "pending")
 
 
+def _owed_locked(account_id: int) -> int:
+    """What the account owes now, with its payable bills locked (after the account and payment locks, by pk), so no
+    other payment can lower it between this check and the confirm."""
+    bills = Bill.objects.select_for_update().filter(account_id=account_id, status__in=Bill.PAYABLE_STATUSES)
+    return sum(max(bill.balance_due, 0) for bill in bills.order_by("pk"))
+
+
+def _payment_cancel_balance_changed(*, payment: Payment, owed: int) -> ConfirmOutcome:
+    """The bills were paid down (autopay, the counter, another payer) after the payer's quote: charging it now would
+    only be refunded. Cancel the unconfirmed intent, so a stale page cannot charge it either, and say so."""
+    gateway = get_gateway()
+    _gateway_call(
+        payment=payment, kind=PaymentAttempt.Kind.CANCEL, amount=payment.total_charged, key_from_attempt=True,
+        call=lambda k: gateway.cancel_payment_intent(payment.gateway_payment_id, idempotency_key=k),
+    )  # fmt: skip
+    _payment_move(
+        payment=payment, to=Payment.Status.CANCELED,
+        message=f"balance changed: {owed} owed now, {payment.amount} quoted; intent canceled, nothing charged",
+    )  # fmt: skip
+    return ConfirmOutcome(
+        payment, "balance_changed",
+        payer_message=_("The balance on this account changed while this page was open, so nothing was charged. "
+                        "Please reload the page to see what is owed now."),
+    )  # fmt: skip
+
+
 def payment_confirm(
     *, account_id: int, payment_intent_id: str, payment_method_id: str | None = None, customer_id: str | None = None
 ) -> ConfirmOutcome:
@@ -632,7 +659,12 @@ def payment_confirm(
 
     Under the account and payment locks, so a double click confirms once: a second call finds the payment no longer
     pending and reports its state. An intent that is not this account's current one (a stale tab, a replaced intent)
-    raises ApplicationError and nothing is sent to the gateway."""
+    raises ApplicationError and nothing is sent to the gateway.
+
+    What is owed is checked again under the locks right before the confirm, as autopay does: if the bills were paid
+    down since the quote (autopay charged while the page was open) below the payment's amount, the intent is canceled
+    and nothing is charged ("balance_changed"). A balance that went up is charged as quoted: that is the amount the
+    payer saw and agreed to, and it pays part of what is owed now."""
     if payment_method_id is not None and not _PAYMENT_METHOD_ID.match(payment_method_id):
         raise ApplicationError(_("Please check the card details and try again."))
     error: GatewayError | None = None
@@ -657,6 +689,11 @@ def payment_confirm(
             else:
                 _payment_sync(payment=payment, intent=intent, source="page")
                 return _confirm_outcome(payment, intent)
+        elif payment.amount > (owed := _owed_locked(account_id)):
+            try:
+                return _payment_cancel_balance_changed(payment=payment, owed=owed)
+            except GatewayError as exc:
+                error = exc  # the intent stays open but unconfirmed, so nothing is charged; the payer tries again
         else:
             gateway = get_gateway()
             try:

@@ -219,6 +219,7 @@ def _pay_config(quote) -> dict:
             ),
             "changed": _("The amount changed. Press “Update the total” to see what will be charged, then pay."),
             "unavailable": _("Card payment is not available right now. Nothing was charged. Please try again later."),
+            "reload": _("Reload the page"),
         },
     }
 

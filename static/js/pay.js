@@ -146,11 +146,35 @@
     });
   }
 
+  function offerReload() {
+    if (!errorBox) {
+      return;
+    }
+    var reload = document.createElement("button");
+    reload.type = "button";
+    reload.className = "button";
+    reload.textContent = text.reload;
+    reload.addEventListener("click", function () {
+      window.location.reload();
+    });
+    errorBox.appendChild(document.createTextNode(" "));
+    errorBox.appendChild(reload);
+    reload.focus();
+  }
+
   function finish(answer, intentId) {
     if (answer.status === "succeeded" || answer.status === "processing") {
       say(text.paid);
       window.location.assign(answer.next || config.returnUrl + "?payment_intent=" + encodeURIComponent(intentId));
       return true;
+    }
+    if (answer.status === "balance_changed") {
+      // Less is owed now than this page quoted (autopay or another payment came in): nothing was charged, and this
+      // page's total is out of date, so Pay stays off until the payer reloads.
+      stale = true;
+      fail(answer.message);
+      offerReload();
+      return false;
     }
     if (answer.error || answer.status === "declined" || answer.status === "failed") {
       fail(answer.error || answer.message || text.checkCard);
