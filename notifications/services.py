@@ -366,6 +366,7 @@ class SweepResult:
     reclaimed: int = 0
     failed_lost: int = 0
     claimed: list[int] = field(default_factory=list)
+    requeued: list[int] = field(default_factory=list)
 
 
 def _check(from_status: str, to_status: str) -> None:
@@ -376,11 +377,13 @@ def _check(from_status: str, to_status: str) -> None:
 def notifications_sweep(
     *, now: dt.datetime | None = None, batch_size: int = 500, max_batches: int = 20, enqueue: bool = True
 ) -> SweepResult:
-    """One short sweep: reclaim rows a dead worker left in sending, then claim due rows in batches and enqueue one
-    send task per row after each batch commits. Safe to run concurrently (skip_locked) and repeatedly."""
+    """One short sweep: reclaim rows a dead worker left in sending, enqueue again claimed rows no worker started
+    (a lost message), then claim due rows in batches and enqueue one send task per row after each batch commits. Safe
+    to run concurrently (skip_locked) and repeatedly."""
     now = now or timezone.now()
     result = SweepResult()
     result.reclaimed, result.failed_lost = notifications_reclaim(now=now, batch_size=batch_size)
+    result.requeued = notifications_requeue_unstarted(now=now, batch_size=batch_size, enqueue=enqueue)
     _check(Status.PENDING, Status.SENDING)
     from .tasks import notification_send_task
 
@@ -404,6 +407,33 @@ def notifications_sweep(
         if len(ids) < batch_size:
             break
     return result
+
+
+def notifications_requeue_unstarted(*, now: dt.datetime, batch_size: int = 500, enqueue: bool = True) -> list[int]:
+    """Rows claimed more than NOTIFICATIONS_UNSTARTED_TIMEOUT_SECONDS ago that no worker has started: their task
+    message was lost (a Redis flush, a purged queue) or still waits behind others. Enqueue each again and restart its
+    claim's clock, instead of leaving it to the long sending timeout. Never sent twice: the worker starts a row with a
+    conditional UPDATE (sending, not started), so the first message to arrive sends and any other finds it started."""
+    from .tasks import notification_send_task
+
+    unstarted_since = now - dt.timedelta(seconds=settings.NOTIFICATIONS_UNSTARTED_TIMEOUT_SECONDS)
+    with transaction.atomic():
+        ids = list(
+            Notification.objects.select_for_update(skip_locked=True)
+            .filter(status=Status.SENDING, attempt_started_at__isnull=True, claimed_at__lt=unstarted_since)
+            .order_by("pk")
+            .values_list("pk", flat=True)[:batch_size]
+        )
+        if ids:
+            # Not a status change: the row stays claimed (sending), with a fresh message.
+            Notification.objects.filter(pk__in=ids, status=Status.SENDING, attempt_started_at__isnull=True).update(
+                claimed_at=now, updated_at=now
+            )
+            logger.warning("notifications %s: claimed but never started; their send tasks are enqueued again", ids)
+            if enqueue:
+                for pk in ids:
+                    notification_send_task.delay_on_commit(pk)
+    return ids
 
 
 def notifications_reclaim(*, now: dt.datetime, batch_size: int = 500) -> tuple[int, int]:

@@ -196,6 +196,13 @@ CELERY_BEAT_SCHEDULE = {
     "autopay-sweep": {"task": "billing.tasks.autopay_sweep_task", "schedule": 60, "options": {"expires": 50}},
 }
 
+# A claimed outbox row or autopay charge that no worker has started this long after its claim lost its task message
+# (a Redis flush, a purged queue) or still waits in the queue: the minute sweeper enqueues it again. A worker starts
+# a row with a conditional UPDATE, so a second message for it does nothing. Rows a worker started keep the long
+# NOTIFICATIONS_SENDING_TIMEOUT_SECONDS / AUTOPAY_CHARGING_TIMEOUT_SECONDS: they may be mid-send or mid-charge.
+NOTIFICATIONS_UNSTARTED_TIMEOUT_SECONDS = env.int("NOTIFICATIONS_UNSTARTED_TIMEOUT_SECONDS", default=60)
+AUTOPAY_UNSTARTED_TIMEOUT_SECONDS = env.int("AUTOPAY_UNSTARTED_TIMEOUT_SECONDS", default=60)
+
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False
 X_FRAME_OPTIONS = "DENY"
