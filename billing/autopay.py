@@ -312,11 +312,13 @@ def _expiring_cards(enrollment: AutopayEnrollment, today: dt.date) -> list[Payme
 class SweepResult:
     reclaimed: list[int] = field(default_factory=list)
     claimed: list[int] = field(default_factory=list)
+    requeued: list[int] = field(default_factory=list)
 
 
 def autopay_sweep(*, now: dt.datetime | None = None, batch_size: int = 100, enqueue: bool = True) -> SweepResult:
-    """Reclaim rows a dead worker left charging, then claim due rows (skip_locked: concurrent sweeps take disjoint
-    rows), mark them charging and enqueue one `autopay_charge_task` each after commit."""
+    """Reclaim rows a dead worker left charging, enqueue again claimed rows no worker started (a lost message), then
+    claim due rows (skip_locked: concurrent sweeps take disjoint rows), mark them charging and enqueue one
+    `autopay_charge_task` each after commit."""
     from .tasks import autopay_charge_task
 
     now = now or timezone.now()
@@ -338,6 +340,29 @@ def autopay_sweep(*, now: dt.datetime | None = None, batch_size: int = 100, enqu
             if enqueue:
                 autopay_charge_task.delay_on_commit(charge.pk)
             result.reclaimed.append(charge.pk)
+    with transaction.atomic():
+        # Claimed AUTOPAY_UNSTARTED_TIMEOUT_SECONDS ago and no worker started it: the message was lost (a Redis flush,
+        # a purged queue) or still waits in the queue. Enqueue it again now rather than after the charging timeout.
+        # A row a worker started is left to that timeout: it may be mid-charge. Never run twice: autopay_charge starts
+        # with a conditional UPDATE (charging, not started), so a second message finds it started and does nothing.
+        unstarted = list(
+            AutopayCharge.objects.select_for_update(skip_locked=True)
+            .filter(
+                status=Status.CHARGING, started_at__isnull=True,
+                claimed_at__lt=now - dt.timedelta(seconds=settings.AUTOPAY_UNSTARTED_TIMEOUT_SECONDS),
+            )
+            .order_by("pk")[:batch_size]
+        )  # fmt: skip
+        for charge in unstarted:
+            charge.claimed_at = now
+            charge.save(update_fields=["claimed_at", "updated_at"])
+            AutopayChargeEvent.objects.create(
+                charge=charge, from_status=Status.CHARGING, to_status=Status.CHARGING,
+                message="claimed but no worker started it: the message was lost; enqueued again",
+            )  # fmt: skip
+            if enqueue:
+                autopay_charge_task.delay_on_commit(charge.pk)
+            result.requeued.append(charge.pk)
     with transaction.atomic():
         due = list(
             AutopayCharge.objects.select_for_update(skip_locked=True)

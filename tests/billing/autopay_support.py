@@ -142,4 +142,4 @@ class Driver:
 
     def run(self, days: float = 1) -> list[str]:
         result = self.sweep(days)
-        return [self.charge(pk) for pk in result.reclaimed + result.claimed]
+        return [self.charge(pk) for pk in result.reclaimed + result.requeued + result.claimed]
