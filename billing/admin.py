@@ -1046,15 +1046,40 @@ class PaymentAttemptAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 @admin.register(Refund)
 class RefundAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("created_at", "payment", "amount_display", "status", "reason", "created_by")
+    """Refunds as history. One pending confirmation (the gateway's answer was lost) is settled only through
+    `refund_settle`: it asks the gateway first and sends again, with the same key, only if the refund is not there."""
+
+    list_display = ("created_at", "payment", "kind", "amount_display", "status", "reason", "created_by",
+                    "gateway_refund_id")  # fmt: skip
     list_select_related = ("payment", "created_by")
-    list_filter = ("status", "created_at")
+    list_filter = ("status", "kind", "created_at")
     search_fields = ("payment__confirmation_number", "gateway_refund_id", "reason", "payment__account__account_number")
     date_hierarchy = "created_at"
+    actions = ("settle_with_gateway",)
+
+    def has_refund_permission(self, request) -> bool:
+        return request.user.has_perm("billing.refund_payment")
 
     @admin.display(description=_("amount"), ordering="amount")
     def amount_display(self, obj):
         return _money(obj.amount, obj.currency)
+
+    @admin.action(description=_("Check with the gateway / retry"), permissions=["refund"])
+    def settle_with_gateway(self, request, queryset):
+        for refund in queryset.filter(status__in=Refund.HELD_STATUSES).order_by("pk"):
+            try:
+                refund = payments.refund_settle(refund=refund, actor=request.user)
+            except ApplicationError as error:
+                self.message_user(request, f"{refund.payment}: {error.message}", messages.ERROR)
+                continue
+            level = messages.SUCCESS if refund.status == Refund.Status.SUCCEEDED else messages.WARNING
+            self.message_user(
+                request,
+                _("Refund of %(amount)s on %(payment)s: %(status)s.")
+                % {"amount": format_money(refund.amount, refund.currency), "payment": refund.payment,
+                   "status": refund.get_status_display()},  # fmt: skip
+                level,
+            )
 
 
 @admin.register(GuestEnrollmentRequest)
