@@ -34,6 +34,7 @@ from .models import (
     BillLine,
     Biller,
     CustomerAccount,
+    Dispute,
     GuestEnrollmentRequest,
     Payment,
     PaymentAllocation,
@@ -870,6 +871,16 @@ class RefundInline(ReadOnlyTabularInline):
 
 
 
+class DisputeInline(ReadOnlyTabularInline):
+    model = Dispute
+    fields = ("gateway_dispute_id", "status", "funds", "amount_display", "reason", "evidence_due_by", "updated_at")
+    readonly_fields = fields
+
+    @admin.display(description=_("amount"))
+    def amount_display(self, obj):
+        return _money(obj.amount, obj.currency)
+
+
 class RefundForm(forms.Form):
     amount = forms.CharField(label=_("Amount to refund"), max_length=32)
     reason = forms.CharField(label=_("Reason"), max_length=500, widget=forms.Textarea(attrs={"rows": 3}))
@@ -901,10 +912,11 @@ class PaymentAdmin(admin.ModelAdmin):
         "fee_display",
         "tip_display",
         "refunded_display",
+        "disputed",
         "received_at",
     )
     list_select_related = ("account", "biller")
-    list_filter = ("status", "channel", "method", "biller", "received_at")
+    list_filter = ("status", "disputed", "channel", "method", "biller", "received_at")
     search_fields = (
         "confirmation_number",
         "reference",
@@ -919,7 +931,8 @@ class PaymentAdmin(admin.ModelAdmin):
         (None, {"fields": ("confirmation_number", "biller", "account_link", "status", "channel", "method")}),
         (
             _("Money"),
-            {"fields": ("amount_display", "fee_display", "tip_display", "total_display", "refunded_display")},
+            {"fields": ("amount_display", "fee_display", "tip_display", "total_display", "refunded_display", "disputed",
+                        "disputed_display")},
         ),
         (_("Details"), {"fields": ("reference", "payer_email", "received_at", "recorded_by", "created_at")}),
     )
@@ -935,13 +948,15 @@ class PaymentAdmin(admin.ModelAdmin):
         "tip_display",
         "total_display",
         "refunded_display",
+        "disputed",
+        "disputed_display",
         "reference",
         "payer_email",
         "received_at",
         "recorded_by",
         "created_at",
     )
-    inlines = (PaymentAllocationInline, PaymentAttemptInline, RefundInline, HistoryInline)
+    inlines = (PaymentAllocationInline, PaymentAttemptInline, RefundInline, DisputeInline, HistoryInline)
 
     def has_refund_permission(self, request) -> bool:
         return request.user.has_perm("billing.refund_payment")
@@ -1030,6 +1045,10 @@ class PaymentAdmin(admin.ModelAdmin):
     def refunded_display(self, obj):
         return _money(obj.amount_refunded, obj.currency)
 
+    @admin.display(description=_("withdrawn by disputes"))
+    def disputed_display(self, obj):
+        return _money(obj.amount_disputed, obj.currency)
+
 
 @admin.register(PaymentAttempt)
 class PaymentAttemptAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
@@ -1046,10 +1065,52 @@ class PaymentAttemptAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 @admin.register(Refund)
 class RefundAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("created_at", "payment", "amount_display", "status", "reason", "created_by")
+    """Refunds as history. One pending confirmation (the gateway's answer was lost) is settled only through
+    `refund_settle`: it asks the gateway first and sends again, with the same key, only if the refund is not there."""
+
+    list_display = ("created_at", "payment", "kind", "amount_display", "status", "reason", "created_by",
+                    "gateway_refund_id")  # fmt: skip
     list_select_related = ("payment", "created_by")
-    list_filter = ("status", "created_at")
+    list_filter = ("status", "kind", "created_at")
     search_fields = ("payment__confirmation_number", "gateway_refund_id", "reason", "payment__account__account_number")
+    date_hierarchy = "created_at"
+    actions = ("settle_with_gateway",)
+
+    def has_refund_permission(self, request) -> bool:
+        return request.user.has_perm("billing.refund_payment")
+
+    @admin.display(description=_("amount"), ordering="amount")
+    def amount_display(self, obj):
+        return _money(obj.amount, obj.currency)
+
+    @admin.action(description=_("Check with the gateway / retry"), permissions=["refund"])
+    def settle_with_gateway(self, request, queryset):
+        for refund in queryset.filter(status__in=Refund.HELD_STATUSES).order_by("pk"):
+            try:
+                refund = payments.refund_settle(refund=refund, actor=request.user)
+            except ApplicationError as error:
+                self.message_user(request, f"{refund.payment}: {error.message}", messages.ERROR)
+                continue
+            level = messages.SUCCESS if refund.status == Refund.Status.SUCCEEDED else messages.WARNING
+            self.message_user(
+                request,
+                _("Refund of %(amount)s on %(payment)s: %(status)s.")
+                % {"amount": format_money(refund.amount, refund.currency), "payment": refund.payment,
+                   "status": refund.get_status_display()},  # fmt: skip
+                level,
+            )
+
+
+@admin.register(Dispute)
+class DisputeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Chargebacks as the gateway's signed events reported them (billing/disputes.py). Read-only: the gateway decides."""
+
+    list_display = ("created_at", "payment", "gateway_dispute_id", "status", "funds", "amount_display", "reason",
+                    "evidence_due_by")  # fmt: skip
+    list_select_related = ("payment",)
+    list_filter = ("status", "funds", "reason", "created_at")
+    search_fields = ("gateway_dispute_id", "gateway_charge_id", "payment__confirmation_number",
+                     "payment__account__account_number")  # fmt: skip
     date_hierarchy = "created_at"
 
     @admin.display(description=_("amount"), ordering="amount")
@@ -1073,7 +1134,7 @@ class WebhookEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """What the gateway told us, stored raw before processing. An event with an error and no processed time was
     answered 500 and will be processed again when the gateway redelivers it; the janitor settles its payment anyway."""
 
-    list_display = ("received_at", "type", "event_id", "processed_at", "error")
+    list_display = ("received_at", "type", "event_id", "livemode", "api_version", "processed_at", "error")
     list_filter = ("type", ("processed_at", admin.EmptyFieldListFilter), "received_at")
     search_fields = ("event_id", "type")
     date_hierarchy = "received_at"

@@ -123,6 +123,7 @@ class RefundResult:
     currency: str
     payment_intent_id: str | None = None
     charge_id: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,7 @@ class WebhookEvent:
     data: dict[str, Any]  # data.object as plain JSON-like data
     livemode: bool = False
     created: int | None = None
+    api_version: str | None = None
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -396,6 +398,19 @@ def _intent_result(obj: Any) -> IntentResult:
     )
 
 
+def _refund_result(obj: Any, *, payment_intent: str | None = None) -> RefundResult:
+    data = _plain(obj)
+    return RefundResult(
+        id=data["id"],
+        status=data.get("status") or "",
+        amount=int(data["amount"]),
+        currency=data["currency"],
+        payment_intent_id=_id_of(data.get("payment_intent")) or payment_intent,
+        charge_id=_id_of(data.get("charge")),
+        metadata=dict(data.get("metadata") or {}),
+    )
+
+
 def _payment_method_result(obj: Any) -> PaymentMethodResult:
     pm = _plain(obj)
     card = _card(pm)
@@ -466,6 +481,8 @@ class PaymentGateway(Protocol):
 
     def create_refund(self, *, payment_intent: str, amount: int, idempotency_key: str,
                       metadata: dict | None = None) -> RefundResult: ...  # fmt: skip
+
+    def list_refunds(self, *, payment_intent: str) -> list[RefundResult]: ...
 
     def construct_webhook_event(self, payload: bytes | str, sig_header: str | None) -> WebhookEvent: ...
 
@@ -691,16 +708,21 @@ class StripeGateway:
             "refunds.create", self._client.v1.refunds.create, params=params, options=self._options(idempotency_key),
             payment_intent_id=payment_intent,
         )  # fmt: skip
-        data = _plain(refund)
-        logger.info("stripe refund created: %s intent=%s status=%s", data["id"], payment_intent, data.get("status"))
-        return RefundResult(
-            id=data["id"],
-            status=data.get("status") or "",
-            amount=int(data["amount"]),
-            currency=data["currency"],
-            payment_intent_id=_id_of(data.get("payment_intent")) or payment_intent,
-            charge_id=_id_of(data.get("charge")),
-        )
+        result = _refund_result(refund, payment_intent=payment_intent)
+        logger.info("stripe refund created: %s intent=%s status=%s", result.id, payment_intent, result.status)
+        return result
+
+    def list_refunds(self, *, payment_intent: str) -> list[RefundResult]:
+        """Every refund of the intent's charge, made by us or anyone else (the dashboard): what settles a refund
+        whose answer was lost, and what records refunds made outside Billpay."""
+        page = self._call(
+            "refunds.list", self._client.v1.refunds.list, params={"payment_intent": payment_intent, "limit": 100},
+            payment_intent_id=payment_intent,
+        )  # fmt: skip
+        try:
+            return [_refund_result(refund, payment_intent=payment_intent) for refund in page.auto_paging_iter()]
+        except stripe.StripeError as exc:  # a later page failed
+            raise _translate(exc, operation="refunds.list", payment_intent_id=payment_intent) from exc
 
     # Webhooks
 
@@ -722,6 +744,7 @@ class StripeGateway:
             data=obj,
             livemode=bool(data.get("livemode")),
             created=data.get("created"),
+            api_version=data.get("api_version"),
         )
 
 

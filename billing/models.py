@@ -337,6 +337,9 @@ class Payment(models.Model):
     fee_amount = models.BigIntegerField(_("convenience fee"), default=0)
     tip_amount = models.BigIntegerField(_("tip"), default=0)
     amount_refunded = models.BigIntegerField(_("amount refunded"), default=0)
+    # Taken back by chargebacks and not (yet) reinstated. Refunds plus this never exceed what was charged.
+    amount_disputed = models.BigIntegerField(_("withdrawn by disputes"), default=0)
+    disputed = models.BooleanField(_("disputed"), default=False, help_text=_("The payer's bank opened a dispute."))
     reference = models.CharField(_("reference"), max_length=100, blank=True, help_text=_("Cheque number or receipt."))
     payer_email = models.EmailField(_("receipt e-mail"), blank=True)
     payment_method_summary = models.CharField(
@@ -370,8 +373,11 @@ class Payment(models.Model):
             models.CheckConstraint(condition=Q(fee_amount__gte=0), name="payment_fee_nonnegative"),
             models.CheckConstraint(condition=Q(tip_amount__gte=0), name="payment_tip_nonnegative"),
             models.CheckConstraint(condition=Q(amount_refunded__gte=0), name="payment_refunded_nonnegative"),
+            models.CheckConstraint(condition=Q(amount_disputed__gte=0), name="payment_disputed_nonnegative"),
             models.CheckConstraint(
-                condition=Q(amount_refunded__lte=F("amount") + F("fee_amount") + F("tip_amount")),
+                condition=Q(
+                    amount_refunded__lte=F("amount") + F("fee_amount") + F("tip_amount") - F("amount_disputed")
+                ),
                 name="payment_refund_capped",
             ),
             models.UniqueConstraint(
@@ -391,7 +397,9 @@ class Payment(models.Model):
 
     @property
     def refundable(self) -> int:
-        return self.total_charged - self.amount_refunded if self.status == self.Status.SUCCEEDED else 0
+        if self.status != self.Status.SUCCEEDED:
+            return 0
+        return self.total_charged - self.amount_refunded - self.amount_disputed
 
     def can_transition_to(self, status) -> bool:
         return status in self.TRANSITIONS.get(self.status, set())
@@ -483,10 +491,29 @@ class PaymentAttempt(models.Model):
 class Refund(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending", _("Pending")
+        # The gateway was asked but its answer was lost (a timeout, a dropped connection): the money may have moved.
+        # It still counts against the cap; billing/payments.py `refund_settle` asks the gateway before any retry.
+        UNKNOWN = "unknown", _("Pending confirmation")
         SUCCEEDED = "succeeded", _("Succeeded")
         FAILED = "failed", _("Failed")
 
+    # The one place that says which status changes are allowed (billing/payments.py `_refund_move` checks it).
+    TRANSITIONS = {
+        Status.PENDING: {Status.SUCCEEDED, Status.FAILED, Status.UNKNOWN},
+        Status.UNKNOWN: {Status.SUCCEEDED, Status.FAILED},
+        Status.SUCCEEDED: set(),
+        Status.FAILED: set(),
+    }
+    # Money that is out, or may be out: these count against what can still be refunded.
+    HELD_STATUSES = (Status.PENDING, Status.UNKNOWN)
+
+    class Kind(models.TextChoices):
+        STAFF = "staff", _("Made by staff")
+        EXCESS = "excess", _("Excess returned automatically")
+        EXTERNAL = "external", _("Made at the gateway (outside Billpay)")
+
     payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices, default=Kind.STAFF)
     amount = models.BigIntegerField(_("amount"))
     currency = models.CharField(_("currency"), max_length=3)
     reason = models.CharField(_("reason"), max_length=500)
@@ -504,6 +531,88 @@ class Refund(models.Model):
         ordering = ["-created_at"]
         constraints = [models.CheckConstraint(condition=Q(amount__gt=0), name="refund_amount_positive")]
 
+    def __str__(self):
+        return f"{format_money(self.amount, self.currency)} ({self.get_status_display()})"
+
+    def can_transition_to(self, status) -> bool:
+        return status in self.TRANSITIONS.get(self.status, set())
+
+
+class Dispute(models.Model):
+    """A chargeback: the payer's bank took (or may take) the money back. Recorded from the gateway's signed dispute
+    events only (billing/disputes.py); keyed on the gateway's dispute id, so repeats and reordering change nothing."""
+
+    class Status(models.TextChoices):
+        # Stripe's dispute statuses.
+        WARNING_NEEDS_RESPONSE = "warning_needs_response", _("Inquiry: needs a response")
+        WARNING_UNDER_REVIEW = "warning_under_review", _("Inquiry: under review")
+        WARNING_CLOSED = "warning_closed", _("Inquiry closed")
+        NEEDS_RESPONSE = "needs_response", _("Needs a response")
+        UNDER_REVIEW = "under_review", _("Under review")
+        WON = "won", _("Won")
+        LOST = "lost", _("Lost")
+
+    TRANSITIONS = {
+        Status.WARNING_NEEDS_RESPONSE: {
+            Status.WARNING_UNDER_REVIEW, Status.WARNING_CLOSED, Status.NEEDS_RESPONSE, Status.UNDER_REVIEW,
+            Status.WON, Status.LOST,
+        },
+        Status.WARNING_UNDER_REVIEW: {Status.WARNING_CLOSED, Status.NEEDS_RESPONSE, Status.UNDER_REVIEW, Status.WON,
+                                      Status.LOST},
+        Status.WARNING_CLOSED: set(),
+        Status.NEEDS_RESPONSE: {Status.UNDER_REVIEW, Status.WON, Status.LOST},
+        Status.UNDER_REVIEW: {Status.WON, Status.LOST},
+        Status.WON: set(),
+        Status.LOST: set(),
+    }  # fmt: skip
+    OPEN_STATUSES = (
+        Status.WARNING_NEEDS_RESPONSE, Status.WARNING_UNDER_REVIEW, Status.NEEDS_RESPONSE, Status.UNDER_REVIEW,
+    )  # fmt: skip
+
+    class Funds(models.TextChoices):
+        # Only ever moves forward, so a late "withdrawn" after "reinstated" changes nothing.
+        NONE = "none", _("Not withdrawn")
+        WITHDRAWN = "withdrawn", _("Withdrawn from our balance")
+        REINSTATED = "reinstated", _("Reinstated")
+
+    FUNDS_ORDER = (Funds.NONE, Funds.WITHDRAWN, Funds.REINSTATED)
+
+    payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="disputes", verbose_name=_("payment"))
+    gateway_dispute_id = models.CharField(_("gateway dispute id"), max_length=255, unique=True)
+    gateway_charge_id = models.CharField(_("gateway charge id"), max_length=255, blank=True)
+    amount = models.BigIntegerField(_("amount disputed"))
+    currency = models.CharField(_("currency"), max_length=3)
+    reason = models.CharField(_("reason"), max_length=64, blank=True)
+    status = models.CharField(_("status"), max_length=32, choices=Status.choices)
+    funds = models.CharField(_("funds"), max_length=16, choices=Funds.choices, default=Funds.NONE)
+    # What the withdrawal took off the payment (and of that, off the bills); a reinstatement gives back exactly this.
+    amount_withdrawn = models.BigIntegerField(_("withdrawn from the payment"), default=0)
+    amount_reversed_on_bills = models.BigIntegerField(_("taken off the bills"), default=0)
+    evidence_due_by = models.DateTimeField(_("evidence due by"), null=True, blank=True)
+    # `created` of the newest gateway event applied: an older event arriving later never moves the status back.
+    last_event_created = models.BigIntegerField(_("newest event applied (unix time)"), default=0)
+    created_at = models.DateTimeField(_("opened"), auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("dispute")
+        verbose_name_plural = _("disputes")
+        ordering = ["-created_at", "-pk"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gte=0), name="dispute_amount_nonnegative"),
+            models.CheckConstraint(
+                condition=Q(amount_withdrawn__gte=0) & Q(amount_reversed_on_bills__gte=0)
+                & Q(amount_reversed_on_bills__lte=F("amount_withdrawn")),
+                name="dispute_withdrawn_amounts_ordered",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.gateway_dispute_id} ({self.get_status_display()})"
+
+    def can_transition_to(self, status) -> bool:
+        return status in self.TRANSITIONS.get(self.status, set())
+
 
 class BillingEvent(models.Model):
     """Append-only history of every status change and money action: who, when, what."""
@@ -515,6 +624,8 @@ class BillingEvent(models.Model):
         PAYMENT_STATUS = "payment_status", _("Payment status changed")
         PAYMENT_APPLIED = "payment_applied", _("Payment applied to bill")
         REFUND = "refund", _("Refund")
+        REFUND_STATUS = "refund_status", _("Refund status changed")
+        DISPUTE = "dispute", _("Dispute")
         PDF_RENDERED = "pdf_rendered", _("PDF rendered")
         IMPORTED = "imported", _("Imported")
 
@@ -553,7 +664,12 @@ class WebhookEvent(models.Model):
 
     event_id = models.CharField(_("event id"), max_length=255, unique=True)
     type = models.CharField(_("type"), max_length=100)
-    payload = models.JSONField(_("payload"))
+    payload = models.JSONField(_("payload"))  # data.object, for reading; `body` is what was signed
+    body = models.TextField(_("raw body"), blank=True)
+    signature = models.CharField(_("Stripe-Signature header"), max_length=1000, blank=True)
+    livemode = models.BooleanField(_("live mode"), default=False)
+    created = models.BigIntegerField(_("created at the gateway (unix time)"), null=True, blank=True)
+    api_version = models.CharField(_("API version"), max_length=32, blank=True)
     received_at = models.DateTimeField(_("received"), auto_now_add=True)
     processed_at = models.DateTimeField(_("processed"), null=True, blank=True)
     error = models.TextField(_("error"), blank=True)

@@ -13,9 +13,10 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from .disputes import DISPUTE_EVENTS, dispute_record
 from .gateway import GatewayUnavailable, InvalidWebhook, get_gateway
 from .models import WebhookEvent
-from .payments import payment_record_result
+from .payments import payment_record_result, payment_refunds_sync
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,15 @@ PAYMENT_INTENT_EVENTS = frozenset(
     }
 )
 
+# Events that say a payment's refunds changed, also when made outside Billpay (Stripe's dashboard). The gateway's list
+# of the intent's refunds is what gets recorded, so their order does not matter.
+REFUND_EVENTS = frozenset({"charge.refunded", "charge.refund.updated", "refund.created", "refund.updated", "refund.failed"})
+
+
+def _intent_id(obj: dict) -> str | None:
+    intent = obj.get("payment_intent")
+    return intent.get("id") if isinstance(intent, dict) else intent or None
+
 
 @csrf_exempt
 @require_POST
@@ -42,7 +52,13 @@ def stripe_webhook(request):
 
     try:
         with transaction.atomic():
-            stored = WebhookEvent.objects.create(event_id=event.id, type=event.type, payload=event.data)
+            stored = WebhookEvent.objects.create(
+                event_id=event.id, type=event.type, payload=event.data,
+                # The whole delivery as signed, so it can be verified and replayed later.
+                body=request.body.decode("utf-8", errors="replace"),
+                signature=(request.headers.get("Stripe-Signature") or "")[:1000],
+                livemode=event.livemode, created=event.created, api_version=(event.api_version or "")[:32],
+            )  # fmt: skip
     except IntegrityError:
         stored = WebhookEvent.objects.filter(event_id=event.id).first()
         if stored is None or stored.processed_at is not None:
@@ -57,8 +73,13 @@ def stripe_webhook(request):
         try:
             # The service is atomic itself: on an error its writes are undone, but the gateway attempt it recorded
             # before a GatewayUnavailable is kept.
+            source = f"webhook {event.id}"
             if event.type in PAYMENT_INTENT_EVENTS and event.object_id:
-                payment_record_result(payment_intent_id=event.object_id, source=f"webhook {event.id}")
+                payment_record_result(payment_intent_id=event.object_id, source=source)
+            elif event.type in REFUND_EVENTS and _intent_id(event.data):
+                payment_refunds_sync(payment_intent_id=_intent_id(event.data), source=source)
+            elif event.type in DISPUTE_EVENTS and event.object_id:
+                dispute_record(event_type=event.type, data=event.data, event_created=event.created, source=source)
         except GatewayUnavailable as exc:
             error = f"gateway unavailable: {exc}"
         except Exception as exc:  # stored on the event for staff; the delivery is answered 500 so Stripe retries

@@ -7,6 +7,7 @@ from django.urls import reverse
 from billing import services
 from billing.models import Bill, BillingEvent, Refund
 from tests.factories import make_bill
+from tests.billing.test_refunds import paid  # noqa: F401 - a fixture
 from tests.notice_sending import celery_eager, refund_emails  # noqa: F401
 
 
@@ -89,3 +90,33 @@ def test_guest_enrolment_requests_are_listed_read_only(admin_client, account):
     listing = admin_client.get(reverse("admin:billing_guestenrollmentrequest_changelist")).content.decode()
     assert "g@example.com" in listing
     assert admin_client.get(reverse("admin:billing_guestenrollmentrequest_add")).status_code == 403
+
+
+@pytest.mark.usefixtures("celery_eager")
+def test_unknown_refund_is_pending_confirmation_for_staff_and_the_action_settles_it_once(
+    admin_client, paid, localstripe, monkeypatch, django_capture_on_commit_callbacks
+):
+    """The gateway made the refund but its answer was lost: the form never says nothing was refunded, the list says
+    "Pending confirmation", and "Check with the gateway / retry" finds it at the gateway instead of paying again."""
+    from tests.billing.test_refunds import LostAnswer, refunds_at_gateway
+
+    payment, _older, _newer = paid
+    LostAnswer(monkeypatch)
+    response = admin_client.post(
+        reverse("admin:billing_payment_refund", args=[payment.pk]), {"amount": "10.00", "reason": "Meter misread"}
+    )
+    page = response.content.decode()
+    assert response.status_code == 200 and "pending confirmation" in page and "Nothing was refunded" not in page
+    refund = Refund.objects.get()
+    listing = admin_client.get(reverse("admin:billing_refund_changelist")).content.decode()
+    assert "Pending confirmation" in listing and "Check with the gateway / retry" in listing
+
+    with django_capture_on_commit_callbacks(execute=True):
+        admin_client.post(
+            reverse("admin:billing_refund_changelist"),
+            {"action": "settle_with_gateway", "_selected_action": [refund.pk]},
+        )
+    refund.refresh_from_db()
+    payment.refresh_from_db()
+    assert refund.status == "succeeded" and payment.amount_refunded == 1000
+    assert [r["amount"] for r in refunds_at_gateway(localstripe)] == [1000]

@@ -113,3 +113,25 @@ def test_failure_delivery_marks_failed(client, stripe_settings, webhook_receiver
     payment.refresh_from_db()
     assert payment.status == "failed"
     assert payment.attempts.filter(outcome="declined").exists()
+
+
+def stripe_event(event_id, event_type, obj, *, created=1_767_000_000, api_version="2024-06-20"):
+    """A delivery in Stripe's event shape, signed with the endpoint's secret. localstripe never sends charge.refunded
+    or dispute events, so the tests deliver them themselves."""
+    body = json.dumps(
+        {
+            "id": event_id, "object": "event", "api_version": api_version, "created": created, "livemode": False,
+            "pending_webhooks": 1, "request": {"id": None, "idempotency_key": None}, "type": event_type,
+            "data": {"object": obj},
+        }
+    ).encode()  # fmt: skip
+    return body, stripe_support.sign_webhook_payload(body, stripe_support.WEBHOOK_SECRET)
+
+
+def test_the_whole_raw_event_is_stored(client, stripe_settings, db):
+    body, signature = stripe_event("evt_raw", "customer.created", {"id": "cus_9", "object": "customer"})
+    assert post(client, body, signature).status_code == 200
+    stored = WebhookEvent.objects.get()
+    assert stored.body == body.decode() and stored.signature == signature
+    assert (stored.livemode, stored.created, stored.api_version) == (False, 1_767_000_000, "2024-06-20")
+    assert json.loads(stored.body)["data"]["object"] == {"id": "cus_9", "object": "customer"}
