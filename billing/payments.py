@@ -975,6 +975,10 @@ def _refund_settle_locked(*, payment: Payment, refund: Refund, source: str, acto
     )  # fmt: skip
 
 
+# A pending refund younger than this may still be in its own refund_create's gateway call (made outside the locks).
+REFUND_IN_FLIGHT_FOR = timedelta(minutes=15)
+
+
 def refund_settle(*, refund: Refund, actor=None, source: str = "staff") -> Refund:
     """Settle a refund whose outcome we do not know ("pending confirmation"): staff's "Check with the gateway /
     retry" and the janitor both come here. Under the account and payment locks, so two of them never both send it.
@@ -985,6 +989,11 @@ def refund_settle(*, refund: Refund, actor=None, source: str = "staff") -> Refun
         _lock_account(payment_row["account_id"])
         payment = Payment.objects.select_for_update().get(pk=refund.payment_id)
         refund = Refund.objects.select_for_update().get(pk=refund.pk)
+        if refund.status == Refund.Status.PENDING and refund.created_at > timezone.now() - REFUND_IN_FLIGHT_FOR:
+            # Its own refund_create may still be waiting for the gateway: listing now would not find it yet, and
+            # sending it again would pay twice. The janitor takes it once this has passed.
+            raise ApplicationError(_("This refund is still being sent to the payment service. Check again in a few "
+                                     "minutes."))
         if refund.status in Refund.HELD_STATUSES and payment.gateway_payment_id:
             try:
                 _refund_settle_locked(payment=payment, refund=refund, source=source, actor=actor)
@@ -998,10 +1007,10 @@ def refund_settle(*, refund: Refund, actor=None, source: str = "staff") -> Refun
     return refund
 
 
-def refunds_reconcile(*, older_than_minutes: int = 15, batch_size: int = 500) -> dict[str, int]:
+def refunds_reconcile(*, batch_size: int = 500) -> dict[str, int]:
     """The janitor's part for refunds: settle every unknown refund, and pending ones left by a crash between the
-    gateway call and recording it (older than `older_than_minutes`). Accounts another worker holds are skipped."""
-    stale = timezone.now() - timedelta(minutes=older_than_minutes)
+    gateway call and recording it (older than REFUND_IN_FLIGHT_FOR). Accounts another worker holds are skipped."""
+    stale = timezone.now() - REFUND_IN_FLIGHT_FOR
     candidates = list(
         Refund.objects.filter(
             Q(status=Refund.Status.UNKNOWN) | Q(status=Refund.Status.PENDING, created_at__lt=stale),

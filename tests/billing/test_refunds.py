@@ -211,3 +211,17 @@ def test_excess_refund_with_a_lost_answer_is_settled_without_touching_the_bills(
     assert refund.status == "succeeded" and payment.amount_refunded == 3000
     assert (second.status, second.amount_paid) == ("paid", 4000)  # the excess was never on a bill
     assert [r["amount"] for r in refunds_at_gateway(localstripe)] == [3000]
+
+
+def test_a_refund_still_in_flight_is_not_settled_by_staff(paid, localstripe, staff_user):
+    """A pending refund younger than REFUND_IN_FLIGHT_FOR may still be in its own refund_create's gateway call, which
+    runs outside the locks: listing would not find it yet, and sending it again would pay twice."""
+    from billing.payments import _refund_row, refund_settle
+
+    payment, _older, _newer = paid
+    refund = _refund_row(payment=payment, amount=1000, reason="in flight", actor=staff_user)
+    with pytest.raises(ApplicationError, match="still being sent"):
+        refund_settle(refund=refund, actor=staff_user)
+    refund.refresh_from_db()
+    assert refund.status == "pending"
+    assert refunds_at_gateway(localstripe) == []
