@@ -174,7 +174,8 @@ def _funds_reinstate(*, payment: Payment, dispute: Dispute, source: str) -> None
 def _staff_notify(*, payment: Payment, dispute: Dispute) -> None:
     """E-mail the biller's staff (its support address; the site admins when it has none), after commit."""
     dispute_pk = dispute.pk
-    transaction.on_commit(lambda: dispute_notice_send(dispute_id=dispute_pk))
+    # robust: the dispute is recorded whatever the mail server says; a failure is logged, not raised at the webhook.
+    transaction.on_commit(lambda: dispute_notice_send(dispute_id=dispute_pk), robust=True)
 
 
 def dispute_notice_send(*, dispute_id: int) -> None:
