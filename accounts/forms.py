@@ -91,7 +91,8 @@ class PaperlessForm(AccessibleErrorsMixin, forms.Form):
 
 
 class GuestSignupForm(AccessibleErrorsMixin, forms.Form):
-    """The one short step from a guest's autopay link: the e-mail is the one the link was sent to."""
+    """The one short step from a guest's autopay link: the e-mail is the one the link was sent to, and the code that
+    was e-mailed there proves the visitor reads that mailbox."""
 
     password = forms.CharField(
         label=_("Choose a password (optional)"),
@@ -101,9 +102,18 @@ class GuestSignupForm(AccessibleErrorsMixin, forms.Form):
         widget=forms.PasswordInput(attrs={"autocomplete": "new-password"}),
     )
 
-    def __init__(self, *args, email="", **kwargs):
+    code = forms.CharField(
+        label=_("Code from the e-mail"),
+        max_length=12,
+        widget=forms.TextInput(attrs={"autocomplete": "one-time-code", "inputmode": "numeric"}),
+    )
+
+    def __init__(self, *args, email="", signed_in=False, **kwargs):
         super().__init__(*args, **kwargs)
         self.email = email
+        self.order_fields(["code", "password"])
+        if signed_in:  # the login exists already: only the code is asked for
+            del self.fields["password"]
 
     def clean_password(self):
         password = self.cleaned_data.get("password") or ""

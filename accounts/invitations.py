@@ -23,11 +23,11 @@ Decisions, in one place:
 - Nothing is consumed on GET: mail scanners open links. Paperless is one POST, no login needed (it can only send the
   account's bills by e-mail to the address the invitation went to). Join and autopay need a login; the link then
   adds exactly one AccountLink. It never changes a login's e-mail address or payment methods.
-- Join does not require the signed-in login's e-mail to match the invited address: accounts are meant to be shared
-  (a couple, a property manager), and the payer may already have a login under another address. When they match,
-  linking happens without another click; when they differ, the payer confirms on a page that says which login gets
-  the account. Signing up with exactly the invited address skips the verification e-mail, since the link itself
-  proved that mailbox; any other address is verified as usual.
+- A forwarded link grants nothing by itself. When the signed-in login holds the invited address, verified, the
+  account is linked without another click. A login of any other address (accounts are shared: a couple, a property
+  manager) must pass the same protected lookup as /me/link/ (account number plus the biller's second factor, same
+  limits, same message for every miss) before the invited account is linked. Signing up from the link verifies the
+  address like any sign-up (allauth's e-mail): opening the link proves nothing about who opened it.
 """
 
 from __future__ import annotations
@@ -415,12 +415,35 @@ def _lock_usable(invitation: Invitation, *, kinds: tuple[str, ...], now: dt.date
 
 @transaction.atomic
 def invitation_accept_link(*, invitation: Invitation, user: User, now: dt.datetime | None = None) -> AccountLink:
-    """A join or autopay link: link the invited account to this login (only that), and use the link up."""
+    """A join or autopay link opened by a login that holds the invited address, verified: link the invited account
+    to it (only that), and use the link up. Any other login must pass the lookup (invitation_accept_by_lookup):
+    holding a forwarded link is not enough."""
     locked = _lock_usable(invitation, kinds=(InvitationKind.JOIN, InvitationKind.AUTOPAY), now=now)
-    link, _created = account_link_grant(user=user, account=locked.customer_account, via=AccountLink.Via.INVITATION)
+    if not invitation_email_matches(invitation=locked, user=user):
+        raise ApplicationError(_("This invitation was sent to another e-mail address."))
+    link, _created = account_link_grant(user=user, account=locked.customer_account, via=AccountLink.Via.INVITED_EMAIL)
     _transition(locked, Invitation.Status.USED, used_at=now or timezone.now(), used_by=user)
-    if locked.email.lower() != user.email.lower():
-        logger.info("invitation %s sent to another address was used by user %s", locked.pk, user.pk)
+    return link
+
+
+def invitation_accept_by_lookup(
+    *, invitation: Invitation, user: User, account_number: str, factor, ip: str, now: dt.datetime | None = None
+) -> AccountLink:
+    """A join or autopay link opened by a login of another address: link the invited account only after the same
+    protected lookup as /me/link/ (its rate limits, and one message whether the number is unknown, the factor is
+    wrong or the details are another account's). Raises ApplicationError (AccountLinkLocked when rate limited)."""
+    from .services import NOT_FOUND_MESSAGE, account_link_lookup
+
+    account = account_link_lookup(
+        account_number=account_number, factor=factor, ip=ip, biller=invitation.customer_account.biller
+    )
+    if account.pk != invitation.customer_account_id:
+        raise ApplicationError(_(NOT_FOUND_MESSAGE))
+    with transaction.atomic():
+        locked = _lock_usable(invitation, kinds=(InvitationKind.JOIN, InvitationKind.AUTOPAY), now=now)
+        link, _created = account_link_grant(user=user, account=locked.customer_account, via=AccountLink.Via.LOOKUP)
+        _transition(locked, Invitation.Status.USED, used_at=now or timezone.now(), used_by=user)
+    logger.info("invitation %s sent to another address was used by user %s after the lookup", locked.pk, user.pk)
     return link
 
 

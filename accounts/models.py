@@ -63,8 +63,14 @@ class AccountLink(models.Model):
 
     class Via(models.TextChoices):
         LOOKUP = "lookup", _("Account number and second factor")
-        INVITATION = "invitation", _("Enrolment invitation")
-        GUEST_RECEIPT = "guest_receipt", _("Receipt of a guest payment")
+        INVITED_EMAIL = "invited_email", _("Enrolment invitation to the login's verified address")
+        GUEST_CODE = "guest_code", _("Guest payment's link, address proven by an e-mailed code")
+        # Made before links had to prove the address: a forwarded e-mail was enough, so they are not trusted.
+        INVITATION = "invitation", _("Enrolment invitation (address not proven)")
+        GUEST_RECEIPT = "guest_receipt", _("Receipt of a guest payment (address not proven)")
+
+    # Origins that show the login holds the account: only these let a saved card pay the account.
+    VERIFIED_VIA = (Via.LOOKUP, Via.INVITED_EMAIL, Via.GUEST_CODE)
 
     user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="account_links", verbose_name=_("user"))
     customer_account = models.ForeignKey(
@@ -86,6 +92,10 @@ class AccountLink(models.Model):
 
     def __str__(self):
         return f"{self.user} → {self.customer_account}"
+
+    @property
+    def via_verified(self) -> bool:
+        return self.created_via in self.VERIFIED_VIA
 
 
 class InvitationKind(models.TextChoices):

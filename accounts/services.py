@@ -49,7 +49,8 @@ class AccountLinkLocked(ApplicationError):
 def account_link_grant(*, user: User, account: CustomerAccount, via: str) -> tuple[AccountLink, bool]:
     """Link `account` to `user` once ownership was proven some other way (an invitation, a guest receipt).
 
-    Returns (link, created). Linking twice is not an error: the existing link is returned.
+    Returns (link, created). Linking twice is not an error: the existing link is returned, its origin raised to
+    `via` when `via` is verified and the old origin was not (the payer has now proven what the old link never did).
     """
     if via not in AccountLink.Via.values:
         raise ValueError(f"unknown link origin {via!r}")
@@ -62,7 +63,27 @@ def account_link_grant(*, user: User, account: CustomerAccount, via: str) -> tup
         link, created = AccountLink.objects.get(user=user, customer_account=account), False
     if created:
         logger.info("account link %s: user %s linked account %s via %s", link.pk, user.pk, account.pk, via)
+    elif via in AccountLink.VERIFIED_VIA and not link.via_verified:
+        AccountLink.objects.filter(pk=link.pk).update(created_via=via)
+        logger.info("account link %s: origin %s raised to %s", link.pk, link.created_via, via)
+        link.created_via = via
     return link, created
+
+
+def account_link_lookup(
+    *, account_number: str, factor: lookup.LookupFactor, ip: str, biller: Biller | None = None
+) -> CustomerAccount:
+    """The account these bill details belong to, through the guest lookup (its limits, its one message for a miss).
+    Raises ApplicationError (AccountLinkLocked when rate limited). Links nothing."""
+    biller = biller or biller_for_site()
+    if biller is None:
+        raise ApplicationError(_("Online accounts are not open yet."))
+    try:
+        return lookup.account_lookup(biller=biller, account_number=account_number, factor=factor, client_ip=ip)
+    except lookup.LookupLocked as locked:
+        raise AccountLinkLocked(locked.retry_after) from None
+    except lookup.LookupFailed:
+        raise ApplicationError(_(NOT_FOUND_MESSAGE)) from None
 
 
 def account_link(
@@ -77,15 +98,7 @@ def account_link(
 
     `biller` defaults to the biller this portal runs for. Returns (link, created).
     """
-    biller = biller or biller_for_site()
-    if biller is None:
-        raise ApplicationError(_("Online accounts are not open yet."))
-    try:
-        account = lookup.account_lookup(biller=biller, account_number=account_number, factor=factor, client_ip=ip)
-    except lookup.LookupLocked as locked:
-        raise AccountLinkLocked(locked.retry_after) from None
-    except lookup.LookupFailed:
-        raise ApplicationError(_(NOT_FOUND_MESSAGE)) from None
+    account = account_link_lookup(account_number=account_number, factor=factor, ip=ip, biller=biller)
     return account_link_grant(user=user, account=account, via=AccountLink.Via.LOOKUP)
 
 

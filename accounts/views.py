@@ -512,11 +512,15 @@ def guest_paperless(request, token: str):
     return render(request, "accounts/guest_paperless.html", context)
 
 
+GUEST_CODE_SESSION_KEY = "billpay_guest_code_sent"  # links (pk) this browser asked a code for: show the code form
+
+
 @never_cache
 @require_http_methods(["GET", "POST"])
 def guest_autopay(request, token: str):
-    """The card from a guest payment, saved to a login made in one step (or to the payer's existing login), the
-    account linked; then the autopay form with that card chosen."""
+    """The card from a guest payment, saved to a login of the address the link went to, and the account linked;
+    then the autopay form with that card chosen. The link alone gets nothing: the visitor asks for a one-time code,
+    which goes to that address, and brings it back (a forwarded link's holder never sees it)."""
     try:
         link = enrollments.guest_link_get(token=token, purpose=GuestEnrollmentLink.Purpose.AUTOPAY)
     except ApplicationError as error:
@@ -524,35 +528,47 @@ def guest_autopay(request, token: str):
     email = link.request.email
     account = link.request.account
     user = request.user if request.user.is_authenticated else None
-    if user is not None and user.email.lower() != email.lower():
-        user = None  # signed in as someone else: the card goes only to the login of the address the link went to
+    signed_in_as_other = user is not None and not enrollments.guest_link_holder_ok(link=link, user=user)
     existing = user is None and get_user_model().objects.filter(email__iexact=email).exists()
-    form = GuestSignupForm(request.POST or None, email=email)
+    action = request.POST.get("action", "") if request.method == "POST" else ""
+    form = GuestSignupForm(request.POST if action == "finish" else None, email=email, signed_in=user is not None)
+    sent = link.pk in request.session.get(GUEST_CODE_SESSION_KEY, [])
     context = {
-        "account": account, "email": email, "form": form, "user_matches": user is not None, "existing": existing,
+        "account": account, "email": email, "form": form,
+        "user_matches": user is not None and not signed_in_as_other, "existing": existing, "code_sent": sent,
         "card": link.request.payment.payment_method_summary,
         "login_url": f"{reverse('account_login')}?next={request.path}",
-        "signed_in_as_other": request.user.is_authenticated and user is None,
+        "signed_in_as_other": signed_in_as_other,
     }  # fmt: skip
-    if request.method != "POST" or existing or context["signed_in_as_other"]:
+    if action not in ("send", "finish") or existing or signed_in_as_other:
         return render(request, "accounts/guest_autopay.html", context)
-    if user is None:
-        if not form.is_valid():
-            return render(request, "accounts/guest_autopay.html", context, status=400)
+    if action == "send":
         try:
-            user = enrollments.guest_login_create(email=email, password=form.cleaned_data["password"] or None)
+            enrollments.guest_link_code_send(link=link)
         except ApplicationError as error:
-            form.add_error(None, error.message)
-            return render(request, "accounts/guest_autopay.html", context, status=400)
-        auth_login(request, user, backend="allauth.account.auth_backends.AuthenticationBackend")
-        # The payer proved the inbox (the link) and chose the password this minute: that is a fresh sign-in, so
-        # the autopay form that follows does not ask for the password again.
-        record_authentication(request, user, method="guest_link", reauthenticated=True)
+            messages.error(request, error.message)
+        else:
+            request.session[GUEST_CODE_SESSION_KEY] = [link.pk] + [
+                pk for pk in request.session.get(GUEST_CODE_SESSION_KEY, []) if pk != link.pk
+            ][:9]
+            messages.success(request, _("We e-mailed a code to %(email)s.") % {"email": email})
+        return redirect(request.path)
+    context["code_sent"] = True
+    if not form.is_valid():
+        return render(request, "accounts/guest_autopay.html", context, status=400)
     try:
-        method = enrollments.guest_autopay_complete(token=token, user=user, ip=_ip(request))
+        user, method, created = enrollments.guest_autopay_complete(
+            token=token, code=form.cleaned_data["code"], user=user,
+            password=form.cleaned_data.get("password") or None, ip=_ip(request),
+        )  # fmt: skip
     except ApplicationError as error:
-        messages.error(request, error.message)
-        return redirect("accounts:payment_methods")
+        form.add_error(None, error.message)
+        return render(request, "accounts/guest_autopay.html", context, status=400)
+    if created:
+        auth_login(request, user, backend="allauth.account.auth_backends.AuthenticationBackend")
+        # The payer brought back the code e-mailed to the address a minute ago: recorded as allauth's own
+        # login-by-code records it, so the autopay form that follows need not ask again.
+        record_authentication(request, user, method="code", email=email)
     messages.success(request, _("Card saved to your login: %(card)s. Now choose how autopay works.") % {
         "card": method.summary
     })  # fmt: skip
@@ -628,51 +644,66 @@ def invitation_open(request, token: str):
     return _private_page(render(request, "accounts/invitation_join.html", context))
 
 
+def _invitation_lookup_page(request, invitation, *, form, error: str = "", status: int = 200):
+    context = {
+        "invitation": invitation,
+        "account": invitation.customer_account,
+        "invited_email": invitations.masked_email(invitation.email),
+        "form": form,
+        "link_error": error,
+    }
+    return _private_page(render(request, "accounts/invitation_confirm.html", context, status=status))
+
+
 @never_cache
 @require_http_methods(["GET", "POST"])
 @verified_email_required
 def invitation_continue(request):
-    """After signing in: link the invited account. At once when the login holds the invited address; after one
-    confirming click when it does not, so nobody links an account to the wrong login by accident."""
+    """After signing in: link the invited account. At once when the login holds the invited address (verified);
+    otherwise only after the protected lookup (account number and second factor), as on /me/link/, because a
+    forwarded link proves nothing about who holds it."""
     invitation = invitations.invitation_get_by_pk(pk=request.session.get(invitations.SESSION_KEY))
     if invitation is None:
         request.session.pop(invitations.SESSION_KEY, None)
         return _invitation_invalid(request)
-    matches = invitations.invitation_email_matches(invitation=invitation, user=request.user)
-    if request.method == "POST" or matches:
+    if invitations.invitation_email_matches(invitation=invitation, user=request.user):
         try:
             link = invitations.invitation_accept_link(invitation=invitation, user=request.user)
         except ApplicationError:
             return _invitation_invalid(request)
         return _invitation_done(request, invitation, link)
-    context = {
-        "invitation": invitation,
-        "account": invitation.customer_account,
-        "invited_email": invitations.masked_email(invitation.email),
-    }
-    return render(request, "accounts/invitation_confirm.html", context)
+    biller = invitation.customer_account.biller
+    if request.method != "POST":
+        return _invitation_lookup_page(request, invitation, form=LookupForm(biller=biller))
+    form = LookupForm(request.POST, biller=biller)
+    if not form.is_valid():
+        return _invitation_lookup_page(request, invitation, form=form)
+    data = form.cleaned_data
+    try:
+        link = invitations.invitation_accept_by_lookup(
+            invitation=invitation, user=request.user, account_number=data["account_number"],
+            factor=lookup.LookupFactor(postal_code=data.get("postal_code"), last_bill_amount=data.get("last_bill_amount")),
+            ip=request.META.get("REMOTE_ADDR", ""),
+        )  # fmt: skip
+    except ApplicationError as error:
+        # A fresh, empty form, as on /me/link/: a miss and a wrong factor must look the same.
+        status = 429 if isinstance(error, services.AccountLinkLocked) else 200
+        form = LookupForm(biller=biller).point_to_alert("link-error")
+        return _invitation_lookup_page(request, invitation, form=form, error=error.message, status=status)
+    return _invitation_done(request, invitation, link)
 
 
 @never_cache
 @require_POST
 def invitation_signup(request):
-    """Create a login from the invitation page. With exactly the invited address, the address counts as verified
-    (the payer opened a link sent to it), so there is no verification e-mail to wait for; with any other address,
-    allauth verifies it as usual. allauth does the rest (validation, rate limits, signing in, `next`)."""
-    from allauth.account.adapter import get_adapter
+    """Create a login from the invitation page. The address is verified as for any sign-up (allauth's e-mail), even
+    the invited one: whoever opened the link may have had it forwarded. allauth does the rest (validation, rate
+    limits, the verification e-mail, signing in, `next`)."""
     from allauth.account.views import signup
 
-    invitation = invitations.invitation_get_by_pk(pk=request.session.get(invitations.SESSION_KEY))
-    if invitation is None:
+    if invitations.invitation_get_by_pk(pk=request.session.get(invitations.SESSION_KEY)) is None:
         return _invitation_invalid(request)
-    if request.POST.get("email", "").strip().lower() == invitation.email.lower():
-        get_adapter(request).stash_verified_email(request, invitation.email)
-    response = signup(request)
-    # allauth takes the stashed address only when a login is created. If the form had errors it is still here:
-    # drop it, so a second try with another address cannot carry the invited one along.
-    if request.session.get("account_verified_email"):
-        request.session["account_verified_email"] = None
-    return response
+    return signup(request)
 
 
 @never_cache

@@ -8,7 +8,9 @@
   constraints on `PaymentMethod` are the backstop.
 - Paperless and autopay are per customer account; their consent is stored as it was shown, with the time and IP.
 - A guest who asked for paperless or autopay on a payment gets e-mailed single-use links (`GuestEnrollmentLink`):
-  a 256-bit random token, signed with a timestamp, of which only a SHA-256 is stored.
+  a 256-bit random token, signed with a timestamp, of which only a SHA-256 is stored. The autopay link never saves
+  a card or makes a login on its own: a one-time code e-mailed to the guest's address must come back first, and the
+  card then pays only accounts its login reached through the lookup or a proven link (`payment_method_may_pay`).
 
 Card charges by autopay are a later issue; `autopay_upcoming` tells the payer (and the reminders) what would happen.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
 import logging
 import secrets
 from dataclasses import dataclass
@@ -30,7 +33,9 @@ from django.db.models.functions import RowNumber
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
+from django.utils.crypto import salted_hmac
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from .errors import ApplicationError
 from .gateway import GatewayError, PaymentDeclined, get_gateway
@@ -51,6 +56,12 @@ logger = logging.getLogger(__name__)
 
 GUEST_LINK_SALT = "billpay.guest-enrolment"
 GUEST_LINK_VALID = dt.timedelta(days=7)
+# The one-time code that proves the mailbox before an autopay link saves a card.
+GUEST_CODE_SALT = "billpay.guest-code"
+GUEST_CODE_DIGITS = 6
+GUEST_CODE_VALID = dt.timedelta(minutes=10)
+GUEST_CODE_MAX_ATTEMPTS = 5  # wrong tries per code: 5 in a million
+GUEST_CODE_MAX_SENDS = 5  # codes per link
 
 
 # --- Consent texts: stored exactly as the payer saw them ------------------------------------------------------------
@@ -135,9 +146,12 @@ def payment_method_save_from_setup(*, user, setup_intent_id: str, ip: str | None
     return payment_method_attach(user=user, gateway_payment_method_id=setup.payment_method_id, ip=ip)
 
 
-def payment_method_attach(*, user, gateway_payment_method_id: str, ip: str | None = None) -> PaymentMethod:
+def payment_method_attach(
+    *, user, gateway_payment_method_id: str, ip: str | None = None, saved_from_account: CustomerAccount | None = None
+) -> PaymentMethod:
     """Attach a gateway payment method to the login's customer and save it. The first card becomes the default.
-    Saving the same card twice returns the saved one."""
+    Saving the same card twice returns the saved one. `saved_from_account`: the account whose guest payment the
+    card comes from (kept on the card as its history)."""
     saved = PaymentMethod.objects.filter(gateway_payment_method_id=gateway_payment_method_id).first()
     if saved is not None:
         if saved.user_id != user.pk or saved.removed_at is not None:
@@ -165,9 +179,27 @@ def payment_method_attach(*, user, gateway_payment_method_id: str, ip: str | Non
             exp_month=method.exp_month,
             exp_year=method.exp_year,
             is_default=not has_default,
+            saved_from_account=saved_from_account,
         )
         _event(EnrollmentEvent.Kind.CARD_ADDED, user=user, message=saved.summary, ip=ip)
     return saved
+
+
+SAVED_CARD_NEEDS_LOOKUP = gettext_lazy(
+    "To pay this account with a saved card, link it again with the account number and the details from a bill."
+)
+
+
+def payment_method_may_pay(*, user, account) -> bool:
+    """Whether `user`'s saved cards may pay `account`: only when the login reached the account through the
+    protected lookup or a link whose address it proved (AccountLink.VERIFIED_VIA). A link made before links had to
+    prove the address may have come from a forwarded e-mail, so a card, above all one saved from a guest payment,
+    never pays through it."""
+    from accounts.models import AccountLink  # accounts imports billing; a module-level import would be circular
+
+    return AccountLink.objects.filter(
+        user=user, customer_account=account, created_via__in=AccountLink.VERIFIED_VIA
+    ).exists()
 
 
 def _own_saved_method(user, payment_method: PaymentMethod) -> PaymentMethod:
@@ -334,6 +366,8 @@ def autopay_enroll(
 
     if not AccountLink.objects.filter(user=user, customer_account=account).exists():
         raise ApplicationError(_("That account is not linked to your login."))
+    if not payment_method_may_pay(user=user, account=account):
+        raise ApplicationError(str(SAVED_CARD_NEEDS_LOOKUP))
     with transaction.atomic():
         account = CustomerAccount.objects.select_for_update(of=("self",)).select_related("biller").get(pk=account.pk)
         _lock_customer(user)
@@ -517,15 +551,92 @@ def guest_paperless_confirm(*, token: str, ip: str | None) -> PaperlessEnrollmen
         )  # fmt: skip
 
 
-def guest_autopay_complete(*, token: str, user, ip: str | None) -> PaymentMethod:
-    """The guest followed the autopay link and now has a login: save the card they paid with to it (read from the
-    payment's intent at the gateway, attached to the login's customer) and link the account. Autopay itself is
-    turned on by the payer on the next page, where they see and accept the mandate."""
+def _code_hash(link_pk: int, code: str) -> str:
+    # Keyed with SECRET_KEY and bound to the link: a six-digit code's plain SHA-256 would be a table lookup away.
+    return salted_hmac(GUEST_CODE_SALT, f"{link_pk}:{code}").hexdigest()
+
+
+def guest_link_code_send(*, link: GuestEnrollmentLink) -> None:
+    """E-mail a fresh one-time code to the address the link was sent to. Whoever holds a forwarded link can ask,
+    but the code goes only to that mailbox. A new code replaces the last one; a link gets GUEST_CODE_MAX_SENDS."""
+    with transaction.atomic():
+        locked = (
+            GuestEnrollmentLink.objects.select_for_update(of=("self",))
+            .select_related("request__account__biller")
+            .get(pk=link.pk)
+        )
+        if locked.used_at is not None or locked.expires_at <= timezone.now():
+            raise ApplicationError(_("This link was already used."))
+        if locked.codes_sent >= GUEST_CODE_MAX_SENDS:
+            raise ApplicationError(
+                _("We have sent the most codes we can for this link. Sign up on the site and add your card there.")
+            )
+        code = f"{secrets.randbelow(10**GUEST_CODE_DIGITS):0{GUEST_CODE_DIGITS}d}"
+        locked.code_hash = _code_hash(locked.pk, code)
+        locked.code_expires_at = timezone.now() + GUEST_CODE_VALID
+        locked.code_attempts = 0
+        locked.codes_sent += 1
+        locked.save(update_fields=["code_hash", "code_expires_at", "code_attempts", "codes_sent"])
+        account = locked.request.account
+        with translation.override(account.language or settings.LANGUAGE_CODE):
+            context = {"biller": account.biller, "code": code, "minutes": int(GUEST_CODE_VALID.total_seconds() // 60)}
+            subject = render_to_string("accounts/email/guest_code_subject.txt", context).strip()
+            body = render_to_string("accounts/email/guest_code.txt", context)
+        # Under the row lock and inside the transaction: if sending fails, the code rolls back with it.
+        send_mail(subject, body, None, [locked.request.email])
+
+
+def guest_link_code_check(*, link: GuestEnrollmentLink, code: str) -> None:
+    """Use up the link's current code: right, unexpired, and fewer than GUEST_CODE_MAX_ATTEMPTS wrong tries.
+    Raises ApplicationError otherwise (the wrong try is counted, committed before raising)."""
+    code = "".join((code or "").split())
+    with transaction.atomic():
+        locked = GuestEnrollmentLink.objects.select_for_update().get(pk=link.pk)
+        usable = (
+            bool(locked.code_hash)
+            and locked.code_expires_at is not None
+            and locked.code_expires_at > timezone.now()
+            and locked.code_attempts < GUEST_CODE_MAX_ATTEMPTS
+        )
+        right = usable and hmac.compare_digest(locked.code_hash, _code_hash(locked.pk, code))
+        if right:  # single use
+            locked.code_hash, locked.code_expires_at = "", None
+            locked.save(update_fields=["code_hash", "code_expires_at"])
+        elif usable:
+            locked.code_attempts += 1
+            locked.save(update_fields=["code_attempts"])
+    if not right:
+        raise ApplicationError(_("That code is wrong or has expired. Ask for a new code and try again."))
+
+
+def guest_link_holder_ok(*, link: GuestEnrollmentLink, user) -> bool:
+    """Whether this login may take what the link offers: it holds the address the link went to, verified."""
+    from allauth.account.models import EmailAddress
+
+    return EmailAddress.objects.filter(user=user, email__iexact=link.request.email, verified=True).exists()
+
+
+def guest_autopay_complete(
+    *, token: str, code: str, user=None, password: str | None = None, ip: str | None
+) -> tuple[object, PaymentMethod, bool]:
+    """The guest followed the autopay link and proved the mailbox with the code it was sent: save the card they
+    paid with (read from the payment's intent at the gateway, attached to the login's customer) and link the account.
+
+    `user` is the signed-in login, which must hold the link's address verified; None makes a login for that address
+    (verified: the code proved the mailbox just now). Returns (login, card, login_created). The link alone, or the
+    link and a login of another address, gets nothing. Autopay itself is turned on by the payer on the next page,
+    where they see and accept the mandate."""
     from accounts.models import AccountLink
     from accounts.services import account_link_grant
+    from django.contrib.auth import get_user_model
 
     link = guest_link_get(token=token, purpose=GuestEnrollmentLink.Purpose.AUTOPAY)
-    payment = link.request.payment
+    request = link.request
+    if user is not None and not guest_link_holder_ok(link=link, user=user):
+        raise ApplicationError(_("This link was sent to another e-mail address. Nothing was saved to your login."))
+    if user is None and get_user_model().objects.filter(email__iexact=request.email).exists():
+        raise ApplicationError(_("There is already a login with this e-mail address. Please sign in."))
+    payment = request.payment
     if not payment.gateway_payment_id:
         raise ApplicationError(_("We couldn't find the card from that payment. Please add a card instead."))
     try:
@@ -536,16 +647,22 @@ def guest_autopay_complete(*, token: str, user, ip: str | None) -> PaymentMethod
         ) from error
     if not intent.succeeded or not intent.payment_method_id:
         raise ApplicationError(_("We couldn't find the card from that payment. Please add a card instead."))
-    method = payment_method_attach(user=user, gateway_payment_method_id=intent.payment_method_id, ip=ip)
+    guest_link_code_check(link=link, code=code)
+    created = user is None
+    if created:
+        user = _guest_login_create(email=request.email, password=password)
+    method = payment_method_attach(
+        user=user, gateway_payment_method_id=intent.payment_method_id, ip=ip, saved_from_account=request.account
+    )
     with transaction.atomic():
         _guest_link_use(link)
-        account_link_grant(user=user, account=link.request.account, via=AccountLink.Via.GUEST_RECEIPT)
-    return method
+        account_link_grant(user=user, account=request.account, via=AccountLink.Via.GUEST_CODE)
+    return user, method, created
 
 
-def guest_login_create(*, email: str, password: str | None):
-    """A login for a guest who followed an e-mailed link: the link proved the address, so it is verified. Without a
-    password the payer signs in with a code sent by e-mail."""
+def _guest_login_create(*, email: str, password: str | None):
+    """A login for a guest who just proved the mailbox with a code: so the address is verified. Without a password
+    the payer signs in with a code sent by e-mail. Only guest_autopay_complete calls this, after the code."""
     from allauth.account.models import EmailAddress
     from django.contrib.auth import get_user_model
 

@@ -722,6 +722,15 @@ class PaymentMethod(models.Model):
     is_backup = models.BooleanField(_("backup"), default=False)
     created_at = models.DateTimeField(_("saved"), auto_now_add=True)
     removed_at = models.DateTimeField(_("removed"), null=True, blank=True)
+    # Set when the card came from a guest payment on this account (the receipt's autopay link), not typed in here.
+    saved_from_account = models.ForeignKey(
+        "CustomerAccount",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("saved from a payment on account"),
+    )
 
     class Meta:
         verbose_name = _("saved payment method")
@@ -939,6 +948,12 @@ class GuestEnrollmentLink(models.Model):
     expires_at = models.DateTimeField(_("expires"))
     used_at = models.DateTimeField(_("used"), null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # The one-time code that proves the mailbox before the autopay link saves a card (the link alone never does).
+    # Only a keyed hash is kept; each new code replaces the last and resets its attempts.
+    code_hash = models.CharField(max_length=64, blank=True, editable=False)
+    code_expires_at = models.DateTimeField(_("code expires"), null=True, blank=True)
+    code_attempts = models.PositiveSmallIntegerField(_("wrong codes"), default=0)
+    codes_sent = models.PositiveSmallIntegerField(_("codes sent"), default=0)
 
     class Meta:
         verbose_name = _("guest enrolment link")

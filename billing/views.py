@@ -197,7 +197,9 @@ def _payer_of(request, account: CustomerAccount) -> bool:
 
 
 def _saved_cards(request, account: CustomerAccount) -> list:
-    return list(enrollments.user_payment_methods(user=request.user)) if _payer_of(request, account) else []
+    if not (request.user.is_authenticated and enrollments.payment_method_may_pay(user=request.user, account=account)):
+        return []
+    return list(enrollments.user_payment_methods(user=request.user))
 
 
 def _pay_config(quote) -> dict:
@@ -298,6 +300,9 @@ def pay_confirm(request):
         )
         if saved is None:
             return _json_error(_("That saved card is not available. Please choose another card."), status=409)
+        # A saved card pays only accounts its login reached through the lookup or a proven link.
+        if not enrollments.payment_method_may_pay(user=request.user, account=account_id):
+            return _json_error(str(enrollments.SAVED_CARD_NEEDS_LOOKUP), status=409)
         method_id, customer_id = saved.gateway_payment_method_id, saved.gateway_customer_id
     try:
         outcome = payment_confirm(

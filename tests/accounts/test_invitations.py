@@ -20,6 +20,7 @@ from django.utils import timezone
 from accounts import invitations
 from accounts.models import AccountLink, Invitation, InvitationBatch, InvitationKind
 from accounts.tasks import invitation_batch_send_task
+from billing.errors import ApplicationError
 from billing.models import CustomerAccount, ImportBatch
 from tests.factories import CustomerAccountFactory
 
@@ -110,7 +111,7 @@ def test_join_invitation_from_admin_links_the_account_of_a_signed_in_payer(
     done = client.get(opened["Location"])  # the invited address is the login's own: no further click
     assert done.status_code == 302 and done["Location"] == reverse("accounts:dashboard")
     link = AccountLink.objects.get(user=payer, customer_account=account)
-    assert link.created_via == AccountLink.Via.INVITATION
+    assert link.created_via == AccountLink.Via.INVITED_EMAIL
     invitation = Invitation.objects.get()
     assert (invitation.status, invitation.used_by) == (Invitation.Status.USED, payer)
     # Single use: the same link again is the invalid-link page.
@@ -118,9 +119,12 @@ def test_join_invitation_from_admin_links_the_account_of_a_signed_in_payer(
     assert again.status_code == 404 and b"Send me a new link" in again.content
 
 
-def test_join_without_a_login_signs_up_with_the_invited_address_and_needs_no_verification_email(
+def test_join_without_a_login_signs_up_with_the_invited_address_and_verifies_it_by_e_mail_before_linking(
     staff_client, account, mailoutbox
 ):
+    """Issue 8, item 3: signing up with the invited address used to mark it verified on the link alone, so whoever
+    held a forwarded link got a login under the invited address with the account on it. Now allauth verifies the
+    address like any sign-up, and the account is linked once the confirmed login comes back."""
     batch = _send_from_admin(staff_client, [account], InvitationKind.JOIN)
     assert batch.sent == 1
     token = _token_in(mailoutbox[0])
@@ -130,17 +134,28 @@ def test_join_without_a_login_signs_up_with_the_invited_address_and_needs_no_ver
     assert f'value="{account.email}"'.encode() in page.content  # sign-up prefilled with the invited address
     assert page["Referrer-Policy"] == "same-origin"  # the token never reaches another site in a Referer
 
+    continue_url = reverse("accounts:invitation_continue")
     response = client.post(
         reverse("accounts:invitation_signup"),
-        {"email": account.email, "password1": PASSWORD, "password2": PASSWORD,
-         "next": reverse("accounts:invitation_continue")},
+        {"email": account.email, "password1": PASSWORD, "password2": PASSWORD, "next": continue_url},
     )  # fmt: skip
-    assert response.status_code == 302 and response["Location"] == reverse("accounts:invitation_continue")
-    assert client.get(response["Location"])["Location"] == reverse("accounts:dashboard")
+    assert response.status_code == 302 and response["Location"] != continue_url  # "check your e-mail"
     address = EmailAddress.objects.get(email=account.email)
+    assert not address.verified
+    assert not AccountLink.objects.exists()
+    assert len(mailoutbox) == 2 and mailoutbox[1].to == [account.email]  # allauth's confirmation e-mail
+
+    confirm_url = re.search(r"https?://[^/\s]+(/accounts/confirm-email/[^\s]+)", mailoutbox[1].body).group(1)
+    assert client.post(confirm_url).status_code == 302
+    signed_in = client.post(reverse("account_login"), {"login": account.email, "password": PASSWORD})
+    assert signed_in.status_code == 302
+    reopened = client.get(_path(token))  # the link still works: the account is linked now, with no further click
+    assert reopened["Location"] == continue_url
+    assert client.get(continue_url)["Location"] == reverse("accounts:dashboard")
+    address.refresh_from_db()
     assert address.verified and address.primary
-    assert AccountLink.objects.filter(user=address.user, customer_account=account).exists()
-    assert len(mailoutbox) == 1  # the invitation only: no verification e-mail to wait for
+    link = AccountLink.objects.get(user=address.user, customer_account=account)
+    assert link.created_via == AccountLink.Via.INVITED_EMAIL
 
 
 def test_join_with_an_existing_login_signs_in_and_links(account, make_payer, mailoutbox):
@@ -285,28 +300,55 @@ def test_new_link_requests_are_rate_limited(account, client, mailoutbox):
     assert len(mailoutbox) == 2
 
 
-def test_a_forwarded_join_link_links_only_that_account_and_changes_nothing_else_of_the_login(
+def test_a_forwarded_join_link_links_nothing_until_the_lookup_passes_and_changes_nothing_else_of_the_login(
     account, make_payer, mailoutbox
 ):
+    """Issue 8, item 3. This test used to assert that one confirming click linked the invited account to any login
+    that opened the link: a forwarded link gave a stranger the account's bills. Now a login of another address must
+    pass the protected lookup (account number and second factor, same limits, same message for every miss)."""
     invitation, token = _issue(account)
     other = make_payer("someone.else@example.com")
     client = Client()
     client.force_login(other)
     client.get(_path(token))
-    confirm = client.get(reverse("accounts:invitation_continue"))
-    assert confirm.status_code == 200  # addresses differ: the payer confirms which login gets the account
-    assert b"someone.else@example.com" in confirm.content
-    assert account.email.encode() not in confirm.content  # the invited address is shown masked
+    continue_url = reverse("accounts:invitation_continue")
+    confirm = client.get(continue_url)
+    assert confirm.status_code == 200
+    page = confirm.content.decode()
+    assert "someone.else@example.com" in page and 'name="account_number"' in page and 'name="postal_code"' in page
+    assert account.email not in page  # the invited address is shown masked
     assert not AccountLink.objects.exists()
 
-    linked = client.post(reverse("accounts:invitation_continue"))
+    assert client.post(continue_url).status_code == 200  # the old one-click confirmation
+    wrong = client.post(continue_url, {"account_number": account.account_number, "postal_code": "00000"})
+    elsewhere = CustomerAccountFactory(biller=account.biller)
+    another = client.post(
+        continue_url, {"account_number": elsewhere.account_number, "postal_code": elsewhere.postal_code}
+    )
+    miss = "We couldn&#x27;t find an account with those details."
+    assert miss in wrong.content.decode() and miss in another.content.decode()
+    assert not AccountLink.objects.exists()
+    invitation.refresh_from_db()
+    assert invitation.status == Invitation.Status.SENT  # still there for the invited person
+
+    linked = client.post(continue_url, {"account_number": account.account_number, "postal_code": account.postal_code})
     assert linked.status_code == 302
-    assert list(AccountLink.objects.values_list("user", "customer_account")) == [(other.pk, account.pk)]
+    assert list(AccountLink.objects.values_list("user", "customer_account", "created_via")) == [
+        (other.pk, account.pk, AccountLink.Via.LOOKUP)
+    ]
     other.refresh_from_db()
     assert other.email == "someone.else@example.com"
     assert list(EmailAddress.objects.filter(user=other).values_list("email", flat=True)) == [
         "someone.else@example.com"
     ]
+
+
+def test_a_login_holding_the_invited_address_unverified_must_pass_the_lookup(account, make_payer, mailoutbox):
+    _invitation, token = _issue(account)
+    unverified = make_payer(account.email, verified=False)
+    with pytest.raises(ApplicationError):
+        invitations.invitation_accept_link(invitation=invitations.invitation_get(token=token), user=unverified)
+    assert not AccountLink.objects.exists()
 
 
 def test_a_paperless_link_sends_bills_only_to_the_invited_address_whoever_opens_it(account, make_payer, mailoutbox):

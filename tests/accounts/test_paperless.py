@@ -3,6 +3,7 @@ and the links e-mailed to a guest who asked for paperless or autopay on a paymen
 
 import csv
 import io
+import re
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -137,21 +138,30 @@ def guest_autopay_url(account) -> str:
     return reverse("accounts:guest_autopay", args=[link_token(mail.outbox[-1].body, "autopay")])
 
 
-def test_guest_autopay_one_step_login_saves_the_card_and_opens_the_autopay_form(
+def code_from_outbox() -> str:
+    message = mail.outbox[-1]
+    assert message.to == ["guest@example.com"]  # only ever the address the link went to
+    return re.search(r"Your code is (\d{6})\.", message.body).group(1)
+
+
+def test_guest_autopay_asks_for_a_code_sent_to_the_guest_then_makes_the_login_and_opens_the_autopay_form(
     stripe_settings, client, account, mailoutbox
 ):
     url = guest_autopay_url(account)
     page = client.get(url).content.decode()
-    assert "guest@example.com" in page and "Create my login and save the card" in page
+    assert "guest@example.com" in page and "E-mail me a code" in page
+    assert client.post(url, {"action": "send"}).status_code == 302
+    page = client.get(url).content.decode()
+    assert "Code from the e-mail" in page and "Create my login and save the card" in page
 
-    response = client.post(url, {"password": ""})  # sign in by e-mailed code from now on
+    response = client.post(url, {"action": "finish", "code": code_from_outbox(), "password": ""})
     user = get_user_model().objects.get(email="guest@example.com")
     method = PaymentMethod.objects.get(user=user)
     assert response.status_code == 302
     assert response["Location"] == f"{reverse('accounts:autopay', args=[account.pk])}?card={method.pk}"
-    assert user.account_links.get().created_via == "guest_receipt"
+    assert user.account_links.get().created_via == "guest_code"
 
-    form = client.get(response["Location"])
+    form = client.get(response["Location"])  # signed in by the code just now: no password asked again
     assert form.status_code == 200
     assert f'value="{method.pk}"' in form.content.decode()
     enrol = client.post(
@@ -163,11 +173,26 @@ def test_guest_autopay_one_step_login_saves_the_card_and_opens_the_autopay_form(
     assert client.get(url).status_code == 410  # the link was used
 
 
+def test_a_forwarded_guest_autopay_link_alone_makes_no_login_and_saves_no_card(
+    stripe_settings, client, account, mailoutbox
+):
+    """Issue 8, item 1: whoever holds the link (forwarded, leaked) used to get a verified login under the guest's
+    address with the guest's card on it."""
+    url = guest_autopay_url(account)
+    for data in ({"password": ""}, {"password": "A-new-Passw0rd!"}, {"action": "finish", "code": "000000"}):
+        client.post(url, data)
+    assert not get_user_model().objects.filter(email="guest@example.com").exists()
+    assert not PaymentMethod.objects.exists()
+    assert "_auth_user_id" not in client.session
+
+
 def test_guest_autopay_with_a_password_and_a_weak_one_refused(stripe_settings, client, account, mailoutbox):
     url = guest_autopay_url(account)
-    assert client.post(url, {"password": "123"}).status_code == 400
+    client.post(url, {"action": "send"})
+    code = code_from_outbox()
+    assert client.post(url, {"action": "finish", "code": code, "password": "123"}).status_code == 400
     assert not get_user_model().objects.filter(email="guest@example.com").exists()
-    assert client.post(url, {"password": "A-new-Passw0rd!"}).status_code == 302
+    assert client.post(url, {"action": "finish", "code": code, "password": "A-new-Passw0rd!"}).status_code == 302
     assert get_user_model().objects.get(email="guest@example.com").check_password("A-new-Passw0rd!")
 
 
@@ -182,5 +207,21 @@ def test_guest_autopay_for_an_existing_login_asks_to_sign_in_first(
     assert not PaymentMethod.objects.exists()  # nobody signs in by knowing only the link
 
     client.force_login(user)
-    assert client.post(url).status_code == 302
+    client.post(url, {"action": "finish"})
+    assert not PaymentMethod.objects.exists()  # signed in, but the mailbox is proven only by the code
+    client.post(url, {"action": "send"})
+    assert client.post(url, {"action": "finish", "code": code_from_outbox()}).status_code == 302
     assert PaymentMethod.objects.get().user == user
+
+
+def test_a_stranger_signed_in_with_a_forwarded_guest_autopay_link_gets_nothing(
+    stripe_settings, client, account, mailoutbox, make_payer
+):
+    url = guest_autopay_url(account)
+    client.force_login(make_payer("stranger@example.com"))
+    page = client.get(url).content.decode()
+    assert "You are signed in with another e-mail address" in page and "E-mail me a code" not in page
+    sent = len(mail.outbox)
+    client.post(url, {"action": "send"})
+    client.post(url, {"action": "finish", "code": "000000"})
+    assert len(mail.outbox) == sent and not PaymentMethod.objects.exists()

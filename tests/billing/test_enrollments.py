@@ -1,12 +1,14 @@
 """Saved cards, paperless and autopay services (billing/enrollments.py), against localstripe where a card is involved."""
 
 import datetime as dt
+import hashlib
 import re
 
 import pytest
 import stripe
 from allauth.account.models import EmailAddress
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core import mail
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -394,23 +396,103 @@ def test_guest_paperless_link_enrols_once_and_expires(account, mailoutbox, clien
         enrollments.guest_paperless_confirm(token=token, ip=None)  # expired
 
 
-def test_guest_autopay_saves_the_card_from_the_payment_and_links_the_account(stripe_settings, account, mailoutbox):
-    payment = guest_card_payment(account)
-    request = receipts.guest_enrollment_record(payment=payment, email="guest@example.com", autopay=True)
+def guest_autopay_token(account, email="guest@example.com") -> tuple[str, GuestEnrollmentRequest]:
+    payment = guest_card_payment(account, email=email)
+    request = receipts.guest_enrollment_record(payment=payment, email=email, autopay=True)
     enrollments.guest_enrollment_links_send(enrollment_request_id=request.pk)
-    token = link_token(mail.outbox[0].body, "autopay")
+    return link_token(mail.outbox[-1].body, "autopay"), request
 
-    user = enrollments.guest_login_create(email="guest@example.com", password=None)
-    assert not user.has_usable_password()  # signs in by e-mailed code
-    assert EmailAddress.objects.get(user=user).verified
-    method = enrollments.guest_autopay_complete(token=token, user=user, ip="203.0.113.10")
-    assert (method.user, method.last4, method.is_default) == (user, "4242", True)
+
+def sent_code(link: GuestEnrollmentLink) -> str:
+    """Ask for a code as the page does and read it from the e-mail that went to the guest's address."""
+    enrollments.guest_link_code_send(link=link)
+    message = mail.outbox[-1]
+    assert message.to == [link.request.email]
+    return re.search(r"Your code is (\d{6})\.", message.body).group(1)
+
+
+def test_guest_autopay_needs_the_code_sent_to_the_guest_then_saves_the_card_and_links_the_account(
+    stripe_settings, account, mailoutbox
+):
+    token, request = guest_autopay_token(account)
+    link = GuestEnrollmentLink.objects.get(purpose="autopay")
+    with pytest.raises(ApplicationError):  # the link alone: no code asked for yet
+        enrollments.guest_autopay_complete(token=token, code="", user=None, ip=None)
+    code = sent_code(link)
+    link.refresh_from_db()
+    assert code not in link.code_hash and link.code_hash != hashlib.sha256(code.encode()).hexdigest()  # keyed
+    wrong = f"{(int(code) + 1) % 1_000_000:06d}"
+    with pytest.raises(ApplicationError):
+        enrollments.guest_autopay_complete(token=token, code=wrong, user=None, ip=None)
+    link.refresh_from_db()
+    assert link.code_attempts == 1
+    assert not get_user_model().objects.exists() and not PaymentMethod.objects.exists()
+
+    user, method, created = enrollments.guest_autopay_complete(token=token, code=code, user=None, ip="203.0.113.10")
+    assert created and user.email == "guest@example.com" and not user.has_usable_password()
+    assert EmailAddress.objects.get(user=user).verified  # the code proved the mailbox
+    assert (method.user, method.last4, method.is_default, method.saved_from_account) == (user, "4242", True, account)
     assert gateway_pm(method)["customer"] == user.gateway_customer.gateway_customer_id
-    assert AccountLink.objects.get(user=user, customer_account=account).created_via == "guest_receipt"
+    assert AccountLink.objects.get(user=user, customer_account=account).created_via == "guest_code"
     assert GuestEnrollmentRequest.objects.get(pk=request.pk).consumed_at is not None
     with pytest.raises(ApplicationError):
-        enrollments.guest_autopay_complete(token=token, user=user, ip=None)
+        enrollments.guest_autopay_complete(token=token, code=code, user=user, ip=None)  # single use
     assert not AutopayEnrollment.objects.exists()  # turned on only when the payer accepts the mandate
+
+
+def test_a_guest_code_is_single_use_expires_and_allows_few_wrong_tries(stripe_settings, account, mailoutbox):
+    token, _request = guest_autopay_token(account)
+    link = GuestEnrollmentLink.objects.get(purpose="autopay")
+    code = sent_code(link)
+    for _ in range(enrollments.GUEST_CODE_MAX_ATTEMPTS):
+        with pytest.raises(ApplicationError):
+            enrollments.guest_link_code_check(link=link, code="not-it")
+    with pytest.raises(ApplicationError):  # the right code, after too many wrong ones
+        enrollments.guest_link_code_check(link=link, code=code)
+
+    code = sent_code(link)  # a new code starts again
+    GuestEnrollmentLink.objects.filter(pk=link.pk).update(code_expires_at=timezone.now() - dt.timedelta(seconds=1))
+    with pytest.raises(ApplicationError):
+        enrollments.guest_link_code_check(link=link, code=code)
+
+    code = sent_code(link)
+    enrollments.guest_link_code_check(link=link, code=code)
+    with pytest.raises(ApplicationError):
+        enrollments.guest_link_code_check(link=link, code=code)
+    for _ in range(enrollments.GUEST_CODE_MAX_SENDS - 3):
+        sent_code(link)
+    with pytest.raises(ApplicationError):
+        enrollments.guest_link_code_send(link=link)
+
+
+def test_a_login_of_another_address_gets_nothing_from_a_forwarded_autopay_link_even_with_a_code(
+    stripe_settings, account, mailoutbox, django_user_model
+):
+    token, _request = guest_autopay_token(account)
+    stranger = make_user(django_user_model, email="stranger@example.com")
+    code = sent_code(GuestEnrollmentLink.objects.get(purpose="autopay"))
+    with pytest.raises(ApplicationError):
+        enrollments.guest_autopay_complete(token=token, code=code, user=stranger, ip=None)
+    assert not PaymentMethod.objects.exists() and not AccountLink.objects.exists()
+
+
+def test_a_saved_card_pays_only_accounts_reached_through_the_lookup_or_a_proven_link(
+    stripe_settings, account, user, django_user_model
+):
+    from accounts.services import account_link_grant
+
+    card = save_card(user)
+    old = CustomerAccountFactory(biller=account.biller)
+    account_link_grant(user=user, account=old, via=AccountLink.Via.GUEST_RECEIPT)  # made before links proved anything
+    assert not enrollments.payment_method_may_pay(user=user, account=old)
+    with pytest.raises(ApplicationError):
+        enrollments.autopay_enroll(
+            account=old, user=user, payment_method=card, charge_rule="on_due_date", consent_text=CONSENT
+        )
+    assert not AutopayEnrollment.objects.exists()
+    account_link_grant(user=user, account=old, via=AccountLink.Via.LOOKUP)  # the lookup raises the link's origin
+    assert enrollments.payment_method_may_pay(user=user, account=old)
+    enrollments.autopay_enroll(account=old, user=user, payment_method=card, charge_rule="on_due_date", consent_text=CONSENT)
 
 
 @pytest.mark.django_db(transaction=True)

@@ -63,3 +63,27 @@ def test_a_new_card_still_works_for_a_signed_in_payer(stripe_settings, localstri
     status, answer = confirm(client, started["paymentIntent"], card_token(localstripe, "4242424242424242")["card"]["id"])
     assert answer["status"] == "succeeded"
     assert Payment.objects.get().channel == "portal"
+
+
+def test_a_saved_card_does_not_pay_an_account_linked_without_proof(
+    stripe_settings, localstripe, client, django_user_model, account
+):
+    """Issue 8, item 1: a login that got an account through a link that proved nothing (a forwarded receipt or
+    invitation link, before the fix) cannot pay it with a saved card; the lookup makes the link trustworthy."""
+    user = django_user_model.objects.create_user(email="dana@example.com", password="pw-Dana-12345")
+    account_link_grant(user=user, account=account, via=AccountLink.Via.GUEST_RECEIPT)
+    client.force_login(user)
+    grant(client, account)
+    make_bill(account, amounts=(4200,))
+    card = save_card(user)
+    assert 'name="saved_card"' not in client.get(reverse("billing:pay_account")).content.decode()
+    status, started = start(client)
+    assert status == 200
+    response = client.post(reverse("billing:pay_confirm"), {"payment_intent": started["paymentIntent"], "saved_card": card.pk})
+    assert response.status_code == 409
+    payment = Payment.objects.get()
+    assert payment.status == "pending" and not payment.attempts.filter(kind="confirm").exists()
+
+    account_link_grant(user=user, account=account, via=AccountLink.Via.LOOKUP)
+    response = client.post(reverse("billing:pay_confirm"), {"payment_intent": started["paymentIntent"], "saved_card": card.pk})
+    assert response.status_code == 200 and response.json()["status"] == "succeeded"

@@ -2,8 +2,9 @@
 
 1. A signed-in payer confirms their password, saves a card (4242…) through the Card Element, turns on autopay and
    paperless bills, then pauses autopay.
-2. A guest who ticked autopay on a card payment follows the e-mailed link, makes a login in one step and turns on
-   autopay with the card they paid with.
+2. A guest who ticked autopay on a card payment follows the e-mailed link, proves the mailbox with an e-mailed code,
+   makes a login in one step and turns on autopay with the card they paid with. Someone the link was forwarded to
+   gets nothing.
 
 Every page is axe-clean, does not scroll sideways and logs no Content-Security-Policy violation.
 """
@@ -136,9 +137,37 @@ def test_guest_receipt_autopay_with_the_card_just_used(live_server, phone, strip
     enrollments.guest_enrollment_links_send(enrollment_request_id=request.pk)
     token = link_token(mail.outbox[-1].body, "autopay")
 
-    phone.goto(live_server.url + reverse("accounts:guest_autopay", args=[token]))
-    expect(phone.get_by_text("guest@example.com")).to_be_visible()
+    url = live_server.url + reverse("accounts:guest_autopay", args=[token])
+
+    # Someone the e-mail was forwarded to opens the link on their own phone: they can ask for a code, but it goes to
+    # the guest's mailbox, and without it they get no login and no card.
+    stranger_context = phone.context.browser.new_context(
+        viewport={"width": 360, "height": 740}, device_scale_factor=2, is_mobile=True
+    )
+    stranger = stranger_context.new_page()
+    stranger.csp_violations = []
+    stranger.goto(url)
+    expect(stranger.get_by_text("guest@example.com").first).to_be_visible()
+    stranger.get_by_role("button", name="E-mail me a code").click()
+    expect(stranger.get_by_label("Code from the e-mail")).to_be_visible()
+    assert mail.outbox[-1].to == ["guest@example.com"]
+    stranger.get_by_label("Code from the e-mail").fill("000000")
+    stranger.get_by_role("button", name="Create my login and save the card").click()
+    expect(stranger.get_by_role("alert")).to_contain_text("That code is wrong or has expired")
+    assert_page_is_clean(stranger)
+    stranger_context.close()
+    assert not PaymentMethod.objects.exists()
+    assert not EmailAddress.objects.filter(email="guest@example.com").exists()
+
+    # The guest, who reads the mailbox, finishes with the newest code.
+    phone.goto(url)
+    expect(phone.get_by_text("guest@example.com").first).to_be_visible()
     assert_page_is_clean(phone)
+    phone.get_by_role("button", name="E-mail me a code").click()
+    expect(phone.get_by_label("Code from the e-mail")).to_be_visible()
+    assert_page_is_clean(phone)
+    code = re.search(r"Your code is (\d{6})\.", mail.outbox[-1].body).group(1)
+    phone.get_by_label("Code from the e-mail").fill(code)
     phone.get_by_role("button", name="Create my login and save the card").click()  # no password: codes by e-mail
     phone.wait_for_url(re.compile(r".*/autopay/\?card=\d+$"))
     method = PaymentMethod.objects.get(user__email="guest@example.com")
