@@ -11,7 +11,7 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from tests.factories import make_bill
-from tests.staff_support import staff_login, totp_code
+from tests.staff_support import totp_code
 
 PASSWORD = "pw-Staff-Secret-123"
 ADMIN = reverse("admin:index")
@@ -128,7 +128,8 @@ def test_staff_sessions_expire_sooner_than_payers(client, make_staff, make_payer
     assert settings.STAFF_SESSION_COOKIE_AGE < settings.SESSION_COOKIE_AGE
     staff = make_staff()
     secret = enrol(staff)
-    client.post(f"{reverse('account_login')}?next={ADMIN}", {"login": staff.email, "password": PASSWORD, "remember": "on"})
+    login = {"login": staff.email, "password": PASSWORD, "remember": "on"}
+    client.post(f"{reverse('account_login')}?next={ADMIN}", login)
     response = client.post(reverse("mfa_authenticate"), {"code": totp_code(secret)})
     assert response.cookies[settings.SESSION_COOKIE_NAME]["max-age"] == 4 * 60 * 60
     assert client.session.get_expiry_age() == 4 * 60 * 60
