@@ -1,7 +1,23 @@
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 from django.utils.translation import gettext_lazy as _
 
 
 class AccountsConfig(AppConfig):
+    default = True  # this module also holds the admin's config; "accounts" in INSTALLED_APPS means this one
     name = "accounts"
     verbose_name = _("Portal users")
+
+    def ready(self):
+        from django.contrib.auth.signals import user_logged_in
+
+        from .staff import staff_session_shorten
+
+        user_logged_in.connect(staff_session_shorten, dispatch_uid="accounts.staff_session_shorten")
+
+
+class StaffAdminConfig(admin_apps.AdminConfig):
+    """django.contrib.admin with our site as admin.site: allauth sign-in and a second factor for every staff login."""
+
+    default = False
+    default_site = "accounts.admin_site.StaffAdminSite"

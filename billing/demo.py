@@ -7,6 +7,8 @@ import datetime as dt
 import random
 from dataclasses import dataclass
 
+from accounts.staff import staff_has_totp, staff_totp_enrol, staff_totp_secret
+from allauth.mfa.totp.internal.auth import format_hotp_value, hotp_value
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
@@ -22,6 +24,7 @@ DEMO_BILLER_SLUG = "riverside"
 DEMO_STAFF_EMAIL = "admin@billpay.localhost"
 DEMO_CLERK_EMAIL = "clerk@billpay.localhost"
 DEMO_STAFF_PASSWORD = "billpay-demo-admin"  # local demo only; production never runs the seed
+DEMO_STAFF_EMAILS = (DEMO_STAFF_EMAIL, DEMO_CLERK_EMAIL)
 DEMO_ACCOUNT_COUNT = 36
 
 FIRST = ["Amira", "Ben", "Carmen", "Dariush", "Elena", "Farid", "Grace", "Hassan", "Ines", "Jonah", "Kaveh", "Lina"]
@@ -87,6 +90,11 @@ def demo_seed(*, today: dt.date | None = None) -> SeedResult:
             email=DEMO_CLERK_EMAIL, password=DEMO_STAFF_PASSWORD, name="Demo clerk", is_staff=True
         )
         clerk.groups.add(*Group.objects.filter(name=CLERK))
+    # Every staff login needs a second factor, the demo's too: a TOTP secret, printed by seed_demo for an
+    # authenticator app (or `manage.py demo_totp_code` prints the current code).
+    for staff in User.objects.filter(email__in=DEMO_STAFF_EMAILS).order_by("pk"):
+        if not staff_has_totp(user=staff):
+            staff_totp_enrol(user=staff)
 
     accounts_created = bills_created = 0
     for i in range(DEMO_ACCOUNT_COUNT):
@@ -138,6 +146,20 @@ def demo_seed(*, today: dt.date | None = None) -> SeedResult:
             elif state == "uncollectible":
                 services.bill_mark_uncollectible(bill=bill, reason="Account in collections")
     return SeedResult(biller=biller, accounts_created=accounts_created, bills_created=bills_created)
+
+
+def demo_staff_totp_secrets() -> dict[str, str]:
+    """E-mail → TOTP secret of each demo staff login, for the printed instructions of the local run."""
+    users = get_user_model().objects.filter(email__in=DEMO_STAFF_EMAILS).order_by("pk")
+    return {user.email: secret for user in users if (secret := staff_totp_secret(user=user))}
+
+
+def demo_totp_code(*, email: str) -> str:
+    """The current code of a demo staff login's authenticator, as an app would show it (local demo only)."""
+    if email not in DEMO_STAFF_EMAILS:
+        raise ValueError(email)
+    secret = demo_staff_totp_secrets()[email]
+    return format_hotp_value(hotp_value(secret, int(timezone.now().timestamp()) // 30))
 
 
 def demo_accounts(*, biller: Biller, limit: int | None = None) -> list[dict]:

@@ -4,14 +4,12 @@ Every form ties its errors to its fields: a field with an error gets aria-invali
 at the error text (rendered as <p id="<field id>-error">), so screen readers read the error with the field.
 """
 
-import re
-
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from .errors import ApplicationError
 from .models import Biller
-from .money import currency_decimals, to_minor
+from .money import parse_amount  # noqa: F401  (accounts/forms.py imports it from here)
 
 
 class AccessibleErrorsMixin:
@@ -34,17 +32,6 @@ class AccessibleErrorsMixin:
                 if name in self.described_by:
                     described.append(self.described_by[name])
                 field.widget.attrs["aria-describedby"] = " ".join(described)
-
-
-def parse_amount(value: str, currency: str) -> int:
-    """A typed amount ("$42.50", "42,50", "1,042.50") as integer minor units. Raises ApplicationError."""
-    text = re.sub(r"[^\d.,]", "", value or "")
-    if not text or not re.search(r"\d", text):
-        raise ApplicationError(_("Enter an amount, for example 42.50."))
-    places = currency_decimals(currency)
-    if "." not in text and text.count(",") == 1 and places and len(text.rsplit(",", 1)[1]) == places:
-        text = text.replace(",", ".")  # a decimal comma, as in "42,50"
-    return to_minor(text, currency, strict=True)
 
 
 class LookupForm(AccessibleErrorsMixin, forms.Form):

@@ -7,7 +7,18 @@ currency itself (ISO 4217 via babel): KWD, BHD and OMR have 3, JPY has 0, most o
 import re
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
-from babel.numbers import format_currency, get_currency_precision, list_currencies
+from babel import Locale
+from babel.numbers import (
+    NumberFormatError,
+    format_currency,
+    format_decimal,
+    get_currency_precision,
+    get_currency_symbol,
+    get_decimal_symbol,
+    get_group_symbol,
+    list_currencies,
+    parse_decimal,
+)
 from django.utils.translation import get_language, to_locale
 from django.utils.translation import gettext as _
 
@@ -58,6 +69,83 @@ def to_minor(value, currency: str, *, strict: bool = False) -> int:
             % {"value": value, "places": places, "currency": currency}
         )
     return int(rounded.scaleb(places))
+
+
+# Typed amounts. Arabic-Indic (٠-٩) and Persian (۰-۹) digits are digits; the Arabic decimal separator (٫) and
+# thousands separator (٬), which Persian uses too, mean only that, so they are read the same in every language.
+_NATIVE_DIGIT_SETS = {"arab": "٠١٢٣٤٥٦٧٨٩", "arabext": "۰۱۲۳۴۵۶۷۸۹"}
+_NATIVE_DIGITS = str.maketrans("".join(_NATIVE_DIGIT_SETS.values()), "0123456789" * len(_NATIVE_DIGIT_SETS))
+_ARABIC_DECIMAL, _ARABIC_GROUP = "\u066b", "\u066c"
+# Direction marks and isolates come along when a right-to-left number is copied; they are not part of it.
+_BIDI_MARKS = dict.fromkeys(map(ord, "\u200e\u200f\u061c\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"))
+_SIGNS = frozenset("+-\u2212\u2012\u2013\ufe63\uff0b\uff0d")
+
+
+def _currency_marks(currency: str, locale: str) -> list[str]:
+    """What may stand before or after a typed amount: the bill's own currency code and symbols, never another's."""
+    marks = {currency}
+    for where in (locale, "en"):
+        try:
+            marks.add(get_currency_symbol(currency, locale=where).translate(_BIDI_MARKS).strip())
+        except Exception:  # an unknown locale must never break a form
+            continue
+    return sorted((m for m in marks if m), key=len, reverse=True)
+
+
+def amount_example(currency: str, locale: str | None = None) -> str:
+    """42.50 as this language writes it (۴۲٫۵۰ in Persian, 42,50 in Spanish), with the currency's decimals."""
+    locale = locale or to_locale(get_language() or "en")
+    places = currency_decimals(currency)
+    pattern = "0." + "0" * places if places else "0"
+    example = format_decimal(Decimal("42.50"), format=pattern, locale=locale, numbering_system="default")
+    # babel gives the native separators but Latin digits; write the native digits too where the language uses them.
+    native = _NATIVE_DIGIT_SETS.get(Locale.parse(locale).default_numbering_system)
+    return example.translate(str.maketrans("0123456789", native)) if native else example
+
+
+def parse_amount(value: str, currency: str, *, locale: str | None = None) -> int:
+    """An amount a person typed, read the way the active language writes numbers, as integer minor units.
+
+    "1,042.50" in English, "1.042,50" in Spanish, "١٬٠٤٢٫٥٠" or "۱٬۰۴۲٫۵۰" in Arabic or Persian. The bill's own
+    currency sign or code may stand around it. Signs, exponents, fractions, other characters, separators in the wrong
+    places, another currency's sign and more decimals than the currency has are refused with a message: an amount that
+    could be read two ways is never guessed. Raises ApplicationError.
+    """
+    locale = locale or to_locale(get_language() or "en")
+    places = currency_decimals(currency)
+    example = amount_example(currency, locale)
+    text = (value or "").translate(_BIDI_MARKS).strip()
+    for mark in _currency_marks(currency, locale):
+        if text.startswith(mark):
+            text = text[len(mark):].strip()
+        elif text.endswith(mark):
+            text = text[: -len(mark)].strip()
+    if not text:
+        raise ApplicationError(_("Enter an amount, for example %(example)s.") % {"example": example})
+    if any(ch in _SIGNS for ch in text):
+        raise ApplicationError(_("Enter the amount without a plus or minus sign."))
+    decimal_symbol = get_decimal_symbol(locale, numbering_system="latn")
+    group_symbol = get_group_symbol(locale, numbering_system="latn")
+    text = text.translate(_NATIVE_DIGITS).replace(_ARABIC_DECIMAL, decimal_symbol).replace(_ARABIC_GROUP, group_symbol)
+    not_an_amount = ApplicationError(
+        _("“%(value)s” is not an amount. Type it like %(example)s.") % {"value": value.strip(), "example": example}
+    )
+    # Only ASCII digits and this language's two separators; babel then checks where the separators stand.
+    allowed = f"[0-9{re.escape(group_symbol + decimal_symbol)}]+"
+    if not re.fullmatch(allowed, text) or not re.search("[0-9]", text):
+        raise not_an_amount
+    try:
+        amount = parse_decimal(text, locale=locale, strict=True, numbering_system="latn")
+        whole = amount.quantize(Decimal(1).scaleb(-places))
+    except (NumberFormatError, InvalidOperation):  # InvalidOperation: more digits than any bill has
+        raise not_an_amount from None
+    if amount != whole:
+        if not places:
+            raise ApplicationError(_("%(currency)s amounts have no decimals.") % {"currency": currency})
+        raise ApplicationError(
+            _("%(currency)s amounts have at most %(places)s decimal places.") % {"currency": currency, "places": places}
+        )
+    return to_minor(amount, currency, strict=True)
 
 
 def from_minor(minor: int, currency: str) -> Decimal:

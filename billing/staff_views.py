@@ -2,7 +2,7 @@
 
 from functools import wraps
 
-from django.contrib.admin.views.decorators import staff_member_required
+from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404
@@ -14,7 +14,8 @@ from .models import Bill
 
 
 def staff_permission_required(perm: str):
-    """Not staff (or inactive): off to the admin login. Staff without the permission: 403, not a login loop."""
+    """Not staff (or inactive), or no second factor this session: off to the admin login, as for any admin page.
+    Staff without the permission: 403, not a login loop."""
 
     def decorator(view):
         @wraps(view)
@@ -23,7 +24,7 @@ def staff_permission_required(perm: str):
                 raise PermissionDenied
             return view(request, *args, **kwargs)
 
-        return staff_member_required(wrapped)
+        return admin.site.admin_view(wrapped)
 
     return decorator
 

@@ -47,3 +47,11 @@ def require_postgres(db):
         if IN_CI:
             pytest.fail(message)
         pytest.skip(message)
+
+
+@pytest.fixture
+def admin_client(client, admin_user):
+    """pytest-django's admin_client, signed in the way staff must be: a TOTP authenticator, passed this session."""
+    from tests.staff_support import staff_login
+
+    return staff_login(client, admin_user)

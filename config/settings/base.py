@@ -33,7 +33,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "accounts.apps.StaffAdminConfig",  # django.contrib.admin, signed in through allauth with a second factor
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -84,8 +84,8 @@ TEMPLATES = [
 
 AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = [
-    "django.contrib.auth.backends.ModelBackend",  # the staff admin
-    "allauth.account.auth_backends.AuthenticationBackend",  # payers
+    "django.contrib.auth.backends.ModelBackend",  # permissions (and management commands)
+    "allauth.account.auth_backends.AuthenticationBackend",  # every sign-in: payers and staff
 ]
 LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "/me/"
@@ -105,6 +105,9 @@ ACCOUNT_REAUTHENTICATION_TIMEOUT = 300
 ACCOUNT_REAUTHENTICATION_REQUIRED = True  # changing the login e-mail asks for the password again
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = env("MFA_TOTP_ISSUER", default="Billpay")
+# Staff sign in to /admin/ through allauth too (accounts/admin_site.py), with TOTP required for every staff login.
+# A staff session holds refund powers, so it ends sooner than a payer's (SESSION_COOKIE_AGE, two weeks).
+STAFF_SESSION_COOKIE_AGE = env.int("STAFF_SESSION_COOKIE_AGE", default=8 * 60 * 60)
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -23,6 +23,7 @@ from accounts.tasks import invitation_batch_send_task
 from billing.errors import ApplicationError
 from billing.models import CustomerAccount, ImportBatch
 from tests.factories import CustomerAccountFactory
+from tests.staff_support import staff_login
 
 from .conftest import PASSWORD
 
@@ -49,7 +50,7 @@ def staff(db, django_user_model):
 @pytest.fixture
 def staff_client(staff):
     client = Client()
-    client.force_login(staff)
+    staff_login(client, staff)
     return client
 
 
@@ -540,7 +541,7 @@ def test_the_send_action_needs_the_permission(account, client, django_user_model
     from django.contrib.auth.models import Permission
 
     clerk.user_permissions.add(Permission.objects.get(codename="view_customeraccount"))
-    client.force_login(clerk)
+    staff_login(client, clerk)
     response = client.post(
         reverse("admin:billing_customeraccount_changelist"),
         {"action": "invitation_send_action", "_selected_action": [account.pk], "kind": "join",

@@ -15,6 +15,7 @@ from django.utils import timezone
 from billing import services
 from billing.models import Bill, BillingEvent, BillLine, Payment, PaymentAttempt
 from tests.factories import BillerFactory, CustomerAccountFactory, make_bill
+from tests.staff_support import staff_login
 
 BILLS = reverse("admin:billing_bill_changelist")
 
@@ -61,7 +62,7 @@ def admin_user(db, django_user_model):
 
 @pytest.fixture
 def superclient(client, admin_user):
-    client.force_login(admin_user)
+    staff_login(client, admin_user)
     return client
 
 
@@ -447,7 +448,7 @@ def test_non_staff_users_are_sent_to_the_login_page(client, django_user_model, a
 
 def test_clerk_views_bills_but_cannot_issue_void_or_change_them(client, clerk, account):
     draft = make_bill(account, issue=False)
-    client.force_login(clerk)
+    staff_login(client, clerk)
 
     page = client.get(BILLS)
     assert page.status_code == 200
@@ -470,7 +471,7 @@ def test_clerk_views_bills_but_cannot_issue_void_or_change_them(client, clerk, a
 
 def test_clerk_records_an_offline_payment(client, clerk, account, today):
     make_bill(account, amounts=(3000,))
-    client.force_login(clerk)
+    staff_login(client, clerk)
     page = client.get(reverse("admin:billing_customeraccount_change", args=[account.pk]))
     assert record_url(account) in page.content.decode()
     response = client.post(
@@ -482,7 +483,7 @@ def test_clerk_records_an_offline_payment(client, clerk, account, today):
 
 def test_staff_without_the_permission_cannot_record_payments(client, staff_user, account, today):
     make_bill(account, amounts=(3000,))
-    client.force_login(staff_user)
+    staff_login(client, staff_user)
     assert client.get(record_url(account)).status_code == 403
     response = client.post(record_url(account), {"amount": "30", "method": "cash", "received_on": today.isoformat()})
     assert response.status_code == 403
@@ -490,7 +491,7 @@ def test_staff_without_the_permission_cannot_record_payments(client, staff_user,
 
 
 def test_billing_admin_can_do_everything(client, billing_admin, account, today):
-    client.force_login(billing_admin)
+    staff_login(client, billing_admin)
     lines = [{"position": 1, "description": "Water", "quantity": "1", "unit_price": "20"}]
     assert client.post(reverse("admin:billing_bill_add"), _bill_form(account, "BOSS-1", lines)).status_code == 302
     bill = Bill.objects.get(number="BOSS-1")

@@ -9,6 +9,7 @@ from billing.models import Bill, BillingEvent, Refund
 from tests.factories import make_bill
 from tests.billing.test_refunds import paid  # noqa: F401 - a fixture
 from tests.notice_sending import celery_eager, refund_emails  # noqa: F401
+from tests.staff_support import staff_login
 
 
 def _paid_cash(account):
@@ -63,7 +64,7 @@ def test_clerk_cannot_refund(client, django_user_model, account):
     call_command("setup_roles", verbosity=0)
     clerk = django_user_model.objects.create_user(email="c@example.com", password="x", is_staff=True)
     clerk.groups.add(Group.objects.get(name="Clerk"))
-    client.force_login(clerk)
+    staff_login(client, clerk)
     _, payment = _paid_cash(account)
     assert client.post(reverse("admin:billing_payment_refund", args=[payment.pk]), {"amount": "1", "reason": "x"}).status_code == 403
     page = client.get(reverse("admin:billing_payment_change", args=[payment.pk])).content.decode()

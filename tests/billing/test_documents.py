@@ -13,6 +13,7 @@ from pypdf import PdfReader
 from billing import documents, services
 from billing.models import Bill, BillingEvent, BillLine
 from tests.factories import BillerFactory, CustomerAccountFactory, make_bill
+from tests.staff_support import staff_login
 
 PAY_SITE = "https://pay.riverside.example"
 
@@ -250,7 +251,7 @@ def test_rendering_fetches_nothing_over_the_network(account):
 
 def test_staff_with_view_bill_downloads_the_pdf(client, bill_viewer, account):
     bill = make_bill(account)
-    client.force_login(bill_viewer)
+    staff_login(client, bill_viewer)
 
     response = client.get(reverse("billing:staff_bill_pdf", args=[bill.pk]))
 
@@ -266,7 +267,7 @@ def test_staff_with_view_bill_downloads_the_pdf(client, bill_viewer, account):
 
 def test_staff_with_view_bill_sees_the_printable_bill(client, bill_viewer, account):
     bill = make_bill(account)
-    client.force_login(bill_viewer)
+    staff_login(client, bill_viewer)
 
     response = client.get(reverse("billing:staff_bill_print", args=[bill.pk]))
 
@@ -280,7 +281,7 @@ def test_staff_with_view_bill_sees_the_printable_bill(client, bill_viewer, accou
 @pytest.mark.parametrize("name", ["billing:staff_bill_pdf", "billing:staff_bill_print"])
 def test_staff_without_view_bill_are_forbidden(client, staff_user, account, name, renders):
     bill = make_bill(account)
-    client.force_login(staff_user)
+    staff_login(client, staff_user)
 
     response = client.get(reverse(name, args=[bill.pk]))
 
@@ -306,7 +307,7 @@ def test_anonymous_and_non_staff_are_sent_to_the_admin_login(client, django_user
 
 
 def test_unknown_bill_is_404(client, bill_viewer):
-    client.force_login(bill_viewer)
+    staff_login(client, bill_viewer)
     assert client.get(reverse("billing:staff_bill_pdf", args=[999999])).status_code == 404
     assert client.get(reverse("billing:staff_bill_print", args=[999999])).status_code == 404
 

@@ -16,6 +16,7 @@ from billing.imports import ImportFileError, bill_import_batch_create, bill_impo
 from billing.models import Bill, BillingEvent, BillLine, CustomerAccount, ImportBatch
 from billing.tasks import bill_import_run_task
 from tests.factories import BillerFactory, CustomerAccountFactory, make_bill
+from tests.staff_support import staff_login
 
 COLUMNS = [
     "account_number",
@@ -359,7 +360,7 @@ def test_command_fails_with_the_report(biller, tmp_path):
 @pytest.fixture
 def admin_client_super(client, django_user_model):
     user = django_user_model.objects.create_superuser(email="boss@example.com", password="pw-Admin-123")
-    client.force_login(user)
+    staff_login(client, user)
     return client
 
 
@@ -435,7 +436,7 @@ def test_admin_refuses_a_bad_file_and_saves_nothing(admin_client_super, biller, 
 
 
 def test_admin_upload_needs_the_import_permission(client, staff_user, biller):
-    client.force_login(staff_user)
+    staff_login(client, staff_user)
     assert _upload(client, biller, to_csv([line()])).status_code == 403
     assert not ImportBatch.objects.exists()
 

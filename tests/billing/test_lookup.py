@@ -3,6 +3,7 @@ import re
 import time
 
 import pytest
+from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -86,10 +87,23 @@ def test_lookup_by_amount_of_the_last_bill(client, amount_biller):
     assert granted(client) == account.pk
 
 
-def test_the_last_bill_amount_accepts_a_decimal_comma(client, amount_biller):
+@pytest.mark.parametrize(
+    ("language", "typed"), [("es", "43,21"), ("ar", "٤٣٫٢١"), ("fa", "۴۳٫۲۱"), ("fa", "43.21"), ("en", "43.21")]
+)
+def test_the_last_bill_amount_is_read_the_way_the_payers_language_writes_it(client, amount_biller, language, typed):
     account = CustomerAccountFactory(biller=amount_biller, account_number="778")
     make_bill(account, amounts=(4321,))
-    assert post(client, {"account_number": "778", "last_bill_amount": "43,21"}).status_code == 302
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = language
+    assert post(client, {"account_number": "778", "last_bill_amount": typed}).status_code == 302
+
+
+def test_a_decimal_comma_is_not_guessed_in_english(client, amount_biller):
+    account = CustomerAccountFactory(biller=amount_biller, account_number="778")
+    make_bill(account, amounts=(4321,))
+    response = post(client, {"account_number": "778", "last_bill_amount": "43,21"})
+    assert response.status_code == 200
+    assert "is not an amount" in response.content.decode()
+    assert granted(client) is None
 
 
 def test_an_account_of_another_biller_is_not_found(client, postal_account):

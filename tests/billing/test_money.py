@@ -63,3 +63,84 @@ def test_commas_only_as_thousands_separators():
     for ambiguous in ["12,50", "1,23", "1,2345.00", ",5"]:
         with pytest.raises(ApplicationError, match="Use a dot for decimals"):
             to_minor(ambiguous, "USD")
+
+
+# --- Typed amounts: parsed by the active language, never guessed (issue 8, item 6) ---------------------------------
+
+from django.utils import translation  # noqa: E402
+
+from billing.money import parse_amount  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    ("language", "typed", "currency", "minor"),
+    [
+        ("en", "42.50", "USD", 4250),
+        ("en", "$42.50", "USD", 4250),
+        ("en", " 1,042.5 ", "USD", 104250),
+        ("en", "USD 7", "USD", 700),
+        ("en", "1.234", "KWD", 1234),
+        ("en", "1,500", "JPY", 1500),
+        ("es", "42,50", "USD", 4250),
+        ("es", "1.042,50", "USD", 104250),
+        ("es", "42,50 US$", "USD", 4250),
+        ("ar", "10.5", "USD", 1050),
+        ("ar", "10٫5", "USD", 1050),
+        ("ar", "١٠٫٥", "USD", 1050),
+        ("ar", "١٬٠٤٢٫٥٠", "USD", 104250),
+        ("ar", "١٫٢٣٤", "KWD", 1234),
+        ("fa", "۱۰٫۵", "USD", 1050),
+        ("fa", "10٫5", "USD", 1050),
+        ("fa", "۱۰.۵", "USD", 1050),
+        ("fa", "۱٬۰۴۲٫۵۰", "USD", 104250),
+        ("fa", "\u200e۴۲٫۵۰\u200f", "USD", 4250),  # direction marks copied along with a right-to-left number
+        ("en", "۱۰٫۵", "USD", 1050),  # Arabic-Indic and Persian separators mean one thing in any language
+    ],
+)
+def test_typed_amounts_follow_the_active_language(language, typed, currency, minor):
+    with translation.override(language):
+        assert parse_amount(typed, currency) == minor
+
+
+@pytest.mark.parametrize(
+    ("language", "typed", "currency", "message"),
+    [
+        ("en", "-10", "USD", "plus or minus sign"),
+        ("en", "+10", "USD", "plus or minus sign"),
+        ("en", "−10", "USD", "plus or minus sign"),
+        ("en", "1e3", "USD", "is not an amount"),
+        ("en", "1/2", "USD", "is not an amount"),
+        ("en", "12,50", "USD", "is not an amount"),  # a comma is not a decimal point in English: no guessing
+        ("en", "1.2.3", "USD", "is not an amount"),
+        ("en", "1 000", "USD", "is not an amount"),
+        ("en", "NaN", "USD", "is not an amount"),
+        ("en", "9" * 40, "USD", "is not an amount"),
+        ("en", "4\u00a0250", "USD", "is not an amount"),
+        ("en", "10 €", "USD", "is not an amount"),  # another currency's sign
+        ("en", "", "USD", "Enter an amount"),
+        ("en", "  $ ", "USD", "Enter an amount"),
+        ("en", "10.505", "USD", "at most 2 decimal places"),
+        ("en", "1.2345", "KWD", "at most 3 decimal places"),
+        ("en", "1500.5", "JPY", "no decimals"),
+        ("es", "12.50", "USD", "no es un importe"),  # a dot groups thousands in Spanish
+        ("es", "-10", "USD", "signo"),
+        ("ar", "١/٢", "USD", "ليس مبلغًا"),
+        ("ar", "-١٠", "USD", "إشارة"),
+        ("fa", "۱/۲", "USD", "مبلغ نیست"),
+        ("fa", "", "USD", "مبلغ را وارد کنید"),
+    ],
+)
+def test_anything_else_is_refused_with_a_clear_message(language, typed, currency, message):
+    with translation.override(language):
+        with pytest.raises(ApplicationError) as refused:
+            parse_amount(typed, currency)
+    assert message in str(refused.value.message)
+
+
+def test_the_example_in_the_message_is_written_the_local_way():
+    with translation.override("es"):
+        with pytest.raises(ApplicationError, match="42,50"):
+            parse_amount("", "USD")
+    with translation.override("fa"):
+        with pytest.raises(ApplicationError, match="۴۲٫۵۰"):
+            parse_amount("", "USD")

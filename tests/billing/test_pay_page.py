@@ -140,6 +140,9 @@ def test_an_amount_over_the_balance_is_an_error_on_the_amount_field(payer, accou
     [
         ({"amount_choice": "other", "other_amount": "", "receipt_email": "me@example.com"}, "other_amount", "Enter"),
         ({"amount_choice": "other", "other_amount": "abc", "receipt_email": "me@example.com"}, "other_amount", "amount"),
+        ({"amount_choice": "other", "other_amount": "-10", "receipt_email": "me@example.com"}, "other_amount", "sign"),
+        ({"amount_choice": "other", "other_amount": "1e3", "receipt_email": "me@example.com"}, "other_amount", "amount"),
+        ({"amount_choice": "other", "other_amount": "1/2", "receipt_email": "me@example.com"}, "other_amount", "amount"),
         ({"amount_choice": "other", "other_amount": "0.50", "receipt_email": "a@b.co"}, "other_amount", "smallest"),
         ({"amount_choice": "full", "receipt_email": "not-an-address"}, "receipt_email", "e-mail"),
         ({"amount_choice": "full", "receipt_email": ""}, "receipt_email", "send your receipt"),

@@ -4,6 +4,7 @@ from django.urls import reverse
 
 from notifications.models import Notification
 from notifications.services import reminders_plan
+from tests.staff_support import staff_login
 
 from .conftest import DUE, at, issued_bill
 
@@ -18,7 +19,7 @@ def superuser(django_user_model):
 def test_the_admin_lists_and_searches_the_outbox_read_only(client, superuser, texting_account):
     bill = issued_bill(texting_account)
     reminders_plan(today=DUE, now=at(DUE, 6))
-    client.force_login(superuser)
+    staff_login(client, superuser)
     url = reverse("admin:notifications_notification_changelist")
     page = client.get(url, {"q": bill.number, "status__exact": "pending", "channel__exact": "sms"})
     assert page.status_code == 200

@@ -3,7 +3,14 @@ import json
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from billing.demo import DEMO_CLERK_EMAIL, DEMO_STAFF_EMAIL, DEMO_STAFF_PASSWORD, demo_accounts, demo_seed
+from billing.demo import (
+    DEMO_CLERK_EMAIL,
+    DEMO_STAFF_EMAIL,
+    DEMO_STAFF_PASSWORD,
+    demo_accounts,
+    demo_seed,
+    demo_staff_totp_secrets,
+)
 
 
 class Command(BaseCommand):
@@ -24,6 +31,12 @@ class Command(BaseCommand):
         )
         self.stdout.write(f"Staff login: {DEMO_STAFF_EMAIL} / {DEMO_STAFF_PASSWORD} (billing admin)")
         self.stdout.write(f"Clerk login: {DEMO_CLERK_EMAIL} / {DEMO_STAFF_PASSWORD}")
+        self.stdout.write(
+            "Staff sign in with a second factor: add a secret below to an authenticator app, or run "
+            "`manage.py demo_totp_code --email <login>` for the current code."
+        )
+        for email, secret in demo_staff_totp_secrets().items():
+            self.stdout.write(f"  {email}: {secret}")
         self.stdout.write("Demo accounts (account number · postal code · open balance):")
         for row in [a for a in accounts if a["open_balance_minor"] > 0][:6]:
             self.stdout.write(f"  {row['account_number']} · {row['postal_code']} · {row['open_balance']}  {row['holder_name']}")
