@@ -23,7 +23,7 @@ from django.utils import translation
 from .models import Bill, BillingEvent, BillLine
 from .money import format_money
 from .paylinks import bill_pay_url  # the bill's signed pay link: stable per bill, so it can be part of the fingerprint
-from .services import event_record
+from .events import event_record
 
 # Bump when the template, its CSS or the document's wording changes, so that every stored PDF is rendered again.
 BILL_DOCUMENT_VERSION = "2"  # 2: the "how to pay" box carries the signed pay link

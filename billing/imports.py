@@ -32,7 +32,7 @@ from django.utils.translation import gettext as _
 from .errors import ApplicationError
 from .models import Bill, Biller, BillingEvent, BillLine, CustomerAccount, ImportBatch, normalize_postal_code
 from .money import currency_decimals, format_money, to_minor, validate_currency
-from .services import LineInput, bill_totals
+from .bills.services import LineInput, bill_totals
 
 logger = logging.getLogger(__name__)
 

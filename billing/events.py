@@ -1,0 +1,30 @@
+"""The billing history: every change to a bill, a payment or an account writes one BillingEvent row through here."""
+
+from .models import Bill, BillingEvent, CustomerAccount, Payment
+
+
+def event_record(
+    *,
+    kind: str,
+    bill: Bill | None = None,
+    payment: Payment | None = None,
+    account: CustomerAccount | None = None,
+    from_status: str = "",
+    to_status: str = "",
+    amount: int | None = None,
+    currency: str = "",
+    message: str = "",
+    actor=None,
+) -> BillingEvent:
+    return BillingEvent.objects.create(
+        kind=kind,
+        bill=bill,
+        payment=payment,
+        account=account or (bill.account if bill else payment.account if payment else None),
+        from_status=from_status,
+        to_status=to_status,
+        amount=amount,
+        currency=currency,
+        message=message[:500],
+        actor=actor if getattr(actor, "is_authenticated", False) else None,
+    )
