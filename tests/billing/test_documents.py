@@ -10,7 +10,8 @@ from django.core.files.storage import FileSystemStorage
 from django.urls import reverse
 from pypdf import PdfReader
 
-from billing import documents, services
+from billing import services
+from billing.bills import documents
 from billing.models import Bill, BillingEvent, BillLine
 from tests.factories import BillerFactory, CustomerAccountFactory, make_bill
 from tests.staff_support import staff_login
