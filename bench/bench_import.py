@@ -113,7 +113,7 @@ def main() -> None:
     connection.settings_dict["TEST"]["NAME"] = test_name
     old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
     try:
-        from billing.imports import bill_import_batch_create, bill_import_run
+        from billing.bills.imports import bill_import_batch_create, bill_import_run
         from billing.models import Bill, Biller
 
         content = csv_content(args.rows)

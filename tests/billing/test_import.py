@@ -11,10 +11,11 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from billing import imports
-from billing.imports import ImportFileError, bill_import_batch_create, bill_import_file_read, bill_import_run
+from billing.bills import imports
+from billing.bills.csv_rows import ImportFileError, bill_import_file_read
+from billing.bills.imports import bill_import_batch_create, bill_import_run
+from billing.bills.tasks import bill_import_run_task
 from billing.models import Bill, BillingEvent, BillLine, CustomerAccount, ImportBatch
-from billing.tasks import bill_import_run_task
 from tests.factories import BillerFactory, CustomerAccountFactory, make_bill
 from tests.staff_support import staff_login
 

@@ -4,14 +4,8 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from billing.imports import (
-    ImportFileError,
-    RowError,
-    bill_import_batch_create,
-    bill_import_file_read,
-    bill_import_run,
-    bills_import,
-)
+from billing.bills.csv_rows import ImportFileError, RowError, bill_import_file_read
+from billing.bills.imports import bill_import_batch_create, bill_import_run, bills_import
 from billing.models import Biller
 
 
