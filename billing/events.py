@@ -1,4 +1,4 @@
-"""The billing history: every change to a bill, a payment or an account writes one BillingEvent row through here."""
+"""The billing history: event_record writes one BillingEvent row about a bill, a payment or an account."""
 
 from .models import Bill, BillingEvent, CustomerAccount, Payment
 

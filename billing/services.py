@@ -22,8 +22,8 @@ from .bills.services import (  # noqa: F401
     bill_void,
     customer_account_create,
 )
-from .bills.services import bill_status_move as _bill_move  # noqa: F401 - old name, still used below and by payments
-from .events import event_record  # noqa: F401
+from .bills.services import bill_status_move as _bill_move  # the old name: used below and by billing/payments.py
+from .events import event_record
 
 
 def confirmation_number_new() -> str:
