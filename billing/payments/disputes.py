@@ -15,11 +15,12 @@ from django.core.mail import mail_admins, send_mail
 from django.db import transaction
 from django.utils.translation import gettext as _
 
-from .errors import ApplicationError
-from .models import BillingEvent, CustomerAccount, Dispute, Payment, Refund
-from .money import format_money
-from .payments import allocations_reapply, allocations_reverse
-from .services import event_record
+from billing.errors import ApplicationError
+from billing.models import BillingEvent, CustomerAccount, Dispute, Payment, Refund
+from billing.money import format_money
+from billing.services import event_record  # TEMPORARY: billing.events at integration (moved in parallel)
+
+from .allocations import allocations_reapply, allocations_reverse
 
 logger = logging.getLogger(__name__)
 

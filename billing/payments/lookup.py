@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from django.core.cache import cache
 
-from .models import Bill, Biller, CustomerAccount, normalize_postal_code
+from billing.models import Bill, Biller, CustomerAccount, normalize_postal_code
 
 IP_ATTEMPT_LIMIT = 10
 IP_WINDOW_SECONDS = 15 * 60

@@ -18,10 +18,11 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
 
-from . import enrollments
-from .documents import pdf_from_html
-from .models import GuestEnrollmentRequest, Payment, PaymentAllocation
-from .money import format_money
+# TEMPORARY: billing.enrolment.guest and billing.bills.documents at integration (moved in parallel)
+from billing import enrollments
+from billing.documents import pdf_from_html
+from billing.models import GuestEnrollmentRequest, Payment, PaymentAllocation
+from billing.money import format_money
 
 logger = logging.getLogger(__name__)
 

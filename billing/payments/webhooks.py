@@ -13,10 +13,13 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from billing.models import WebhookEvent
+
+from . import gateway as gateway_api
+from .core import payment_record_result
 from .disputes import DISPUTE_EVENTS, dispute_record
-from .gateway import GatewayUnavailable, InvalidWebhook, get_gateway
-from .models import WebhookEvent
-from .payments import payment_record_result, payment_refunds_sync
+from .gateway import GatewayUnavailable, InvalidWebhook
+from .refunds import payment_refunds_sync
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +48,7 @@ def _intent_id(obj: dict) -> str | None:
 @require_POST
 def stripe_webhook(request):
     try:
-        event = get_gateway().construct_webhook_event(request.body, request.headers.get("Stripe-Signature"))
+        event = gateway_api.get_gateway().construct_webhook_event(request.body, request.headers.get("Stripe-Signature"))
     except InvalidWebhook as exc:
         logger.warning("webhook rejected: %s", exc)
         return HttpResponseBadRequest("invalid webhook", content_type="text/plain")
