@@ -15,6 +15,7 @@ from billing.money import format_money
 # TEMPORARY: billing.events / billing.bills.services (bill_status_move) at integration (moved in parallel)
 from billing.services import _bill_move, event_record
 
+
 def payment_apply(*, payment: Payment, actor=None) -> list[PaymentAllocation]:
     """Apply a succeeded payment to the account's payable bills, oldest due date first.
 

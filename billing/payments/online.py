@@ -1,4 +1,4 @@
-"""Online card payments: the quote, the exactly-once start, recording the gateway's result, the janitor and refunds.
+"""Online card payments: the quote, the exactly-once start and the confirm with the card the payer entered.
 
 The server alone decides what is charged. The browser may name an amount and a tip choice; `payment_quote` checks them
 against the biller's rules and the bills as they are now, and `payment_start` recomputes the quote under the account's
