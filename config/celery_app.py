@@ -8,3 +8,4 @@ app = Celery("billpay")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 app.autodiscover_tasks(["billing.bills"])  # billing/bills/tasks.py: tasks named "billing.tasks.*"
+app.autodiscover_tasks(["billing.payments"])  # billing/payments/tasks.py (its tasks keep their billing.tasks.* names)

@@ -119,7 +119,7 @@ class FakeGateway:
 
 def use_gateway(monkeypatch, gateway) -> None:
     monkeypatch.setattr("billing.autopay.get_gateway", lambda: gateway)
-    monkeypatch.setattr("billing.payments.get_gateway", lambda: gateway)
+    monkeypatch.setattr("billing.payments.gateway.get_gateway", lambda: gateway)
 
 
 class Driver:

@@ -376,7 +376,7 @@ def test_off_session_is_sent_on_confirm_to_real_stripe_only():
 
 
 def test_card_data_and_client_secrets_are_not_logged(caplog):
-    caplog.set_level(logging.DEBUG, logger="billing.gateway")
+    caplog.set_level(logging.DEBUG, logger="billing.payments.stripe_gateway")
     _gateway(FakeHTTPClient(body=INTENT_NEW_SHAPE)).create_payment_intent(
         amount=100, currency="usd", idempotency_key="k", payment_method="pm_1", confirm=True
     )

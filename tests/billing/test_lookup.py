@@ -9,7 +9,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from billing import lookup
+from billing.payments import lookup
 from billing.models import Biller
 from tests.factories import CustomerAccountFactory, make_bill
 

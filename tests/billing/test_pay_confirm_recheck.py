@@ -11,7 +11,8 @@ from django.db import connections
 from django.urls import reverse
 from django.utils import timezone
 
-from billing import autopay, payments
+from billing import autopay
+from billing.payments import online
 from billing.models import AutopayCharge, Bill, BillingEvent, Payment, Refund
 from billing.payments import payment_confirm, payment_start
 from billing.services import payment_record_offline
@@ -53,7 +54,7 @@ def test_autopay_paying_the_bill_right_before_the_guest_confirms_charges_the_gue
 
     # The exact step: payment_confirm is about to take the account lock and confirm. At that moment autopay's charge
     # of the same bill runs to success on its own connection (a worker) and commits.
-    lock_account = payments._lock_account
+    lock_account = online.account_lock
     autopay_results, errors = [], []
 
     def autopay_worker():
@@ -71,7 +72,7 @@ def test_autopay_paying_the_bill_right_before_the_guest_confirms_charges_the_gue
             worker.join(60)
         return lock_account(account_id, **kwargs)
 
-    monkeypatch.setattr(payments, "_lock_account", autopay_wins_then_lock)
+    monkeypatch.setattr(online, "account_lock", autopay_wins_then_lock)
     outcome = payment_confirm(
         account_id=account.pk, payment_intent_id=guest.gateway_payment_id, payment_method_id="pm_card_visa"
     )

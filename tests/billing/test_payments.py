@@ -336,7 +336,7 @@ class TestReconcile:
         assert payments_reconcile(older_than_minutes=15)["checked"] == 0
 
     def test_task_calls_the_service(self, stripe_settings, account, monkeypatch):
-        from billing import tasks
+        from billing.payments import tasks
 
         calls = []
         monkeypatch.setattr(tasks, "payments_reconcile", lambda **kw: calls.append(kw))

@@ -8,7 +8,7 @@ from django.core import mail
 from django.db import connection
 from django.utils import timezone
 
-from billing import receipts
+from billing.payments import receipts
 from billing.models import Bill, GuestEnrollmentRequest, Payment, PaymentAllocation
 from billing.services import confirmation_number_new
 from notifications import sms

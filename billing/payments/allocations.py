@@ -1,0 +1,126 @@
+"""Putting a payment's money on the account's bills (oldest due first), taking it back off (refunds, a dispute's
+withdrawn funds) and putting it back again (a dispute won). Always inside the caller's transaction, under the bill
+locks taken in primary-key order.
+"""
+
+from __future__ import annotations
+
+from django.utils.translation import gettext as _
+
+from billing.autopay import autopay_stop_for_paid_bills
+from billing.errors import ApplicationError
+from billing.models import Bill, BillingEvent, Payment, PaymentAllocation
+from billing.money import format_money
+
+# TEMPORARY: billing.events / billing.bills.services (bill_status_move) at integration (moved in parallel)
+from billing.services import _bill_move, event_record
+
+
+def payment_apply(*, payment: Payment, actor=None) -> list[PaymentAllocation]:
+    """Apply a succeeded payment to the account's payable bills, oldest due date first.
+
+    Must run inside the caller's transaction. The bills are locked in primary-key order (a fixed order, so two
+    payments for one account never deadlock), and the balance is computed under the lock, so two payers at once can
+    never overpay a bill: the second sees the first one's amount_paid.
+    """
+    bills = list(
+        Bill.objects.select_for_update()
+        .filter(account_id=payment.account_id, status__in=Bill.PAYABLE_STATUSES)
+        .order_by("pk")
+    )
+    bills.sort(key=lambda b: (b.due_date, b.pk))
+    owed = sum(b.balance_due for b in bills)
+    if payment.amount > owed:
+        raise ApplicationError(
+            _("The payment of %(amount)s is more than the %(owed)s owed.")
+            % {"amount": format_money(payment.amount, payment.currency), "owed": format_money(owed, payment.currency)}
+        )
+    remaining = payment.amount
+    allocations = []
+    for bill in bills:
+        if remaining == 0:
+            break
+        share = min(remaining, bill.balance_due)
+        if share == 0:
+            continue
+        remaining -= share
+        bill.amount_paid += share
+        bill.save(update_fields=["amount_paid", "updated_at"])
+        allocations.append(PaymentAllocation(payment=payment, bill=bill, amount=share))
+        event_record(
+            kind=BillingEvent.Kind.PAYMENT_APPLIED, bill=bill, payment=payment, amount=share,
+            currency=payment.currency, actor=actor,
+        )
+        if bill.balance_due == 0:
+            _bill_move(bill=bill, to=Bill.Status.PAID, actor=actor, message=payment.confirmation_number)
+    PaymentAllocation.objects.bulk_create(allocations)
+    autopay_stop_for_paid_bills(bills=bills)  # a bill paid any way stops its waiting autopay charges at once
+    return allocations
+
+
+def allocations_reverse(*, payment: Payment, amount: int, reason: str, actor) -> int:
+    """Take money back off the bills the payment paid, newest bill first, and reopen paid bills (refunds, and a
+    dispute's withdrawn funds). Returns what came off the bills; the rest was the fee, the tip, or an excess already
+    returned. Inside the caller's transaction, with the payment locked."""
+    allocations = list(
+        PaymentAllocation.objects.select_for_update()
+        .filter(payment=payment)
+        .order_by("-bill__due_date", "-bill_id")
+    )
+    bills = {
+        bill.pk: bill
+        for bill in Bill.objects.select_for_update().filter(pk__in=[a.bill_id for a in allocations]).order_by("pk")
+    }
+    remaining = amount
+    for allocation in allocations:
+        take = min(remaining, allocation.amount - allocation.amount_reversed)
+        if take <= 0:
+            continue
+        remaining -= take
+        allocation.amount_reversed += take
+        allocation.save(update_fields=["amount_reversed"])
+        bill = bills[allocation.bill_id]
+        bill.amount_paid -= take
+        bill.save(update_fields=["amount_paid", "updated_at"])
+        event_record(
+            kind=BillingEvent.Kind.REFUND, bill=bill, payment=payment, amount=take, currency=payment.currency,
+            message=reason, actor=actor,
+        )  # fmt: skip
+        if bill.status == Bill.Status.PAID and bill.balance_due > 0:
+            _bill_move(bill=bill, to=Bill.Status.OPEN, actor=actor, message=reason)
+    return amount - remaining
+
+
+def allocations_reapply(*, payment: Payment, amount: int, reason: str, actor=None) -> int:
+    """Put reversed money back on the bills the payment paid, oldest bill first, never more than a bill still owes
+    and only on bills that can still be paid. Returns what was put back; the caller records the rest for staff."""
+    allocations = list(
+        PaymentAllocation.objects.select_for_update()
+        .filter(payment=payment, amount_reversed__gt=0)
+        .order_by("bill__due_date", "bill_id")
+    )
+    bills = {
+        bill.pk: bill
+        for bill in Bill.objects.select_for_update().filter(pk__in=[a.bill_id for a in allocations]).order_by("pk")
+    }
+    remaining = amount
+    for allocation in allocations:
+        bill = bills[allocation.bill_id]
+        if bill.status not in Bill.PAYABLE_STATUSES:
+            continue
+        take = min(remaining, allocation.amount_reversed, bill.balance_due)
+        if take <= 0:
+            continue
+        remaining -= take
+        allocation.amount_reversed -= take
+        allocation.save(update_fields=["amount_reversed"])
+        bill.amount_paid += take
+        bill.save(update_fields=["amount_paid", "updated_at"])
+        event_record(
+            kind=BillingEvent.Kind.PAYMENT_APPLIED, bill=bill, payment=payment, amount=take,
+            currency=payment.currency, message=reason, actor=actor,
+        )  # fmt: skip
+        if bill.balance_due == 0:
+            _bill_move(bill=bill, to=Bill.Status.PAID, actor=actor, message=reason)
+    autopay_stop_for_paid_bills(bills=list(bills.values()))
+    return amount - remaining

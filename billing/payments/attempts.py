@@ -1,0 +1,145 @@
+"""One gateway call and its PaymentAttempt row, the account lock, and a payment's status move: the bookkeeping every
+way of taking money shares (guest and portal pay, autopay, refunds, the janitor).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from django.utils.translation import gettext as _
+
+from billing.errors import ApplicationError
+from billing.models import BillingEvent, CustomerAccount, Payment, PaymentAttempt
+from billing.services import event_record  # TEMPORARY: billing.events at integration (moved in parallel)
+
+from . import gateway as gateway_api
+from .gateway import GatewayError, IntentResult, IntentStatus, PaymentDeclined
+
+logger = logging.getLogger(__name__)
+
+# --------------------------------------------------------------------------------------------------------------------
+# Shared pieces
+#
+# Lock order, everywhere: the CustomerAccount row, then the Payment row, then the bills in primary-key order. Every
+# service that changes an online payment's state takes the account lock first, so a start, a webhook, the browser's
+# return and the janitor for one account run one after another, and never deadlock.
+
+CARD_BRANDS = {
+    "visa": "Visa",
+    "mastercard": "Mastercard",
+    "amex": "American Express",
+    "discover": "Discover",
+    "diners": "Diners Club",
+    "jcb": "JCB",
+    "unionpay": "UnionPay",
+}
+
+
+
+def is_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+
+def account_lock(account_id: int, *, skip_locked: bool = False) -> CustomerAccount | None:
+    return CustomerAccount.objects.select_for_update(skip_locked=skip_locked).filter(pk=account_id).first()
+
+
+def payment_status_move(*, payment: Payment, to: str, message: str = "", actor=None) -> None:
+    """Change a locked payment's status through the transition map, with an event. Moving to the same status is a
+    no-op, so the services can be called repeatedly."""
+    if payment.status == to:
+        return
+    if not payment.can_transition_to(to):
+        raise ApplicationError(
+            _("A %(from)s payment cannot become %(to)s.")
+            % {"from": Payment.Status(payment.status).label.lower(), "to": Payment.Status(to).label.lower()}
+        )
+    from_status = payment.status
+    payment.status = to
+    payment.save(update_fields=["status", "updated_at"])
+    event_record(
+        kind=BillingEvent.Kind.PAYMENT_STATUS, payment=payment, from_status=from_status, to_status=to,
+        amount=payment.total_charged, currency=payment.currency, message=message, actor=actor,
+    )  # fmt: skip
+
+
+def intent_outcome(intent: IntentResult) -> str:
+    if intent.status == IntentStatus.SUCCEEDED:
+        return PaymentAttempt.Outcome.SUCCEEDED
+    if intent.status == IntentStatus.REQUIRES_ACTION:
+        return PaymentAttempt.Outcome.REQUIRES_ACTION
+    if intent.status == IntentStatus.CANCELED:
+        return PaymentAttempt.Outcome.CANCELED
+    if intent_declined(intent):
+        return PaymentAttempt.Outcome.DECLINED
+    return PaymentAttempt.Outcome.PENDING
+
+
+def intent_declined(intent: IntentResult) -> bool:
+    return intent.status == IntentStatus.REQUIRES_PAYMENT_METHOD and bool(intent.error_code or intent.decline_code)
+
+
+def payment_gateway_call(
+    *,
+    payment: Payment,
+    kind: str,
+    amount: int,
+    call: Callable[[str | None], object],
+    idempotency_key: str | None = None,
+    key_from_attempt: bool = False,
+    reference: str = "",
+):
+    """Make one gateway call and write its PaymentAttempt row (before the call, completed after it, so a crash in
+    between still leaves a trace). With key_from_attempt the idempotency key is `attempt-<pk>` of that row."""
+    attempt = PaymentAttempt.objects.create(
+        payment=payment, kind=kind, amount=max(amount, 0), currency=payment.currency,
+        outcome=PaymentAttempt.Outcome.PENDING, gateway_reference=reference or payment.gateway_payment_id or "",
+    )  # fmt: skip
+    if key_from_attempt:
+        idempotency_key = attempt.idempotency_key = f"attempt-{attempt.pk}"
+    elif idempotency_key and not PaymentAttempt.objects.filter(idempotency_key=idempotency_key).exists():
+        attempt.idempotency_key = idempotency_key  # a retry with the same key is recorded without it (unique column)
+    try:
+        result = call(idempotency_key)
+    except PaymentDeclined as exc:
+        attempt.outcome = PaymentAttempt.Outcome.DECLINED
+        attempt.decline_code = (exc.decline_code or exc.code or "")[:64]
+        attempt.message = (exc.message or "")[:500]
+        attempt.gateway_reference = exc.payment_intent_id or attempt.gateway_reference
+        attempt.save()
+        raise
+    except GatewayError as exc:
+        attempt.outcome = PaymentAttempt.Outcome.ERROR
+        attempt.message = str(exc)[:500]
+        attempt.save()
+        raise
+    if isinstance(result, IntentResult):
+        attempt.outcome = intent_outcome(result)
+        attempt.gateway_reference = result.id
+        if attempt.outcome == PaymentAttempt.Outcome.DECLINED:
+            attempt.decline_code = (result.decline_code or result.error_code or "")[:64]
+            attempt.message = (result.error_message or "")[:500]
+    else:
+        attempt.outcome = PaymentAttempt.Outcome.SUCCEEDED
+        attempt.gateway_reference = getattr(result, "id", "") or attempt.gateway_reference
+    attempt.save()
+    return result
+
+
+def payment_intent_retrieve(payment: Payment, *, source: str) -> IntentResult:
+    gateway = gateway_api.get_gateway()
+    intent = payment_gateway_call(
+        payment=payment, kind=PaymentAttempt.Kind.RETRIEVE, amount=payment.total_charged,
+        call=lambda _key: gateway.retrieve_payment_intent(payment.gateway_payment_id),
+    )  # fmt: skip
+    logger.info("payment %s: intent %s is %s (%s)", payment.pk, intent.id, intent.status, source)
+    return intent
+
+
+def card_summary(intent: IntentResult) -> str:
+    if not intent.card_last4:
+        return ""
+    brand = CARD_BRANDS.get((intent.card_brand or "").lower(), (intent.card_brand or _("Card")).title())
+    return f"{brand} •••• {intent.card_last4}"

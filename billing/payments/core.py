@@ -1,0 +1,151 @@
+"""Recording what the gateway says about a payment: the one path for the webhook, the payer's return, the janitor and
+a repeated start, and the one recorded success (apply to the bills, give back what cannot be applied, the receipt).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import secrets
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from billing.models import Bill, Payment
+
+from .allocations import payment_apply
+from .attempts import account_lock, card_summary, intent_declined, payment_intent_retrieve, payment_status_move
+from .gateway import GatewayError, IntentResult, IntentStatus
+from .refunds import refund_excess_return
+
+logger = logging.getLogger(__name__)
+
+
+# A payer's online payment left unfinished this long is abandoned: the janitor cancels it, and a failed one is no
+# longer picked up again by the next start.
+ABANDONED_AFTER = timedelta(hours=24)
+FINAL_STATUSES = (Payment.Status.SUCCEEDED, Payment.Status.CANCELED)
+# Intent statuses in which the payer can still (re)confirm, so the amount may change and the intent may be canceled.
+OPEN_INTENT_STATUSES = (
+    IntentStatus.REQUIRES_PAYMENT_METHOD,
+    IntentStatus.REQUIRES_CONFIRMATION,
+    IntentStatus.REQUIRES_ACTION,
+)
+# Intent statuses in which money has moved or is moving.
+_CHARGED_INTENT_STATUSES = (IntentStatus.SUCCEEDED, IntentStatus.PROCESSING, IntentStatus.REQUIRES_CAPTURE)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# Recording what the gateway says
+
+
+def payment_sync(*, payment: Payment, intent: IntentResult, source: str) -> None:
+    """Bring a locked payment in line with its intent as the gateway reports it. Idempotent."""
+    if payment.status in FINAL_STATUSES:
+        return
+    if intent.status in _CHARGED_INTENT_STATUSES and (
+        intent.amount != payment.total_charged or intent.currency.upper() != payment.currency.upper()
+    ):
+        # Someone changed the intent behind our back (or a bug did): never apply money we did not ask for.
+        logger.error(
+            "payment %s: amount mismatch, intent %s charges %s %s, expected %s %s",
+            payment.pk, intent.id, intent.amount, intent.currency, payment.total_charged, payment.currency,
+        )  # fmt: skip
+        if payment.status != Payment.Status.FAILED:
+            payment_status_move(
+                payment=payment, to=Payment.Status.FAILED,
+                message=f"amount mismatch: gateway {intent.amount} {intent.currency.upper()}, "
+                f"expected {payment.total_charged} {payment.currency} ({source})",
+            )  # fmt: skip
+        return
+    if payment.status == Payment.Status.FAILED and intent.status in (
+        *_CHARGED_INTENT_STATUSES,
+        IntentStatus.REQUIRES_ACTION,
+    ):
+        # The payer tried again on the same intent (another card in the same page) after a decline.
+        payment_status_move(payment=payment, to=Payment.Status.PENDING, message=f"payer tried again ({source})")
+
+    if intent.status == IntentStatus.SUCCEEDED:
+        _payment_succeed(payment=payment, intent=intent, source=source)
+    elif intent.status in (IntentStatus.PROCESSING, IntentStatus.REQUIRES_CAPTURE):
+        if payment.status in (Payment.Status.PENDING, Payment.Status.REQUIRES_ACTION):
+            payment_status_move(payment=payment, to=Payment.Status.PROCESSING, message=source)
+    elif intent.status == IntentStatus.REQUIRES_ACTION:
+        if payment.status == Payment.Status.PENDING:
+            payment_status_move(payment=payment, to=Payment.Status.REQUIRES_ACTION, message=source)
+    elif intent_declined(intent):
+        if payment.status in Payment.IN_FLIGHT_STATUSES:
+            code = intent.decline_code or intent.error_code
+            payment_status_move(payment=payment, to=Payment.Status.FAILED, message=f"declined: {code} ({source})")
+    elif intent.status == IntentStatus.CANCELED:
+        if payment.status in Payment.IN_FLIGHT_STATUSES:
+            payment_status_move(payment=payment, to=Payment.Status.CANCELED, message=f"intent canceled ({source})")
+
+
+def _payment_succeed(*, payment: Payment, intent: IntentResult, source: str) -> None:
+    payment.received_at = timezone.now()
+    payment.payment_method_summary = card_summary(intent) or payment.payment_method_summary
+    payment.save(update_fields=["received_at", "payment_method_summary", "updated_at"])
+    payment_status_move(payment=payment, to=Payment.Status.SUCCEEDED, message=source)
+    # The receipt notice (payment_received, through the notifications outbox) and the payer's enrolment choices
+    # follow the one recorded success, after commit. Raised once whichever path got here first (one conditional
+    # UPDATE of receipt_sent_at, and one outbox row per payment, kind and channel).
+    from .receipts import payment_after_success  # imported here: receipts renders documents and reads payments
+
+    payment_pk = payment.pk
+    transaction.on_commit(lambda: payment_after_success(payment_id=payment_pk))
+
+    # The bills may have been paid some other way (at the counter, a second payer) since the quote. Apply only what
+    # is owed now, under the bill locks, and give the rest back: a bill is never overpaid.
+    bills = list(
+        Bill.objects.select_for_update()
+        .filter(account_id=payment.account_id, status__in=Bill.PAYABLE_STATUSES)
+        .order_by("pk")
+    )
+    owed = sum(bill.balance_due for bill in bills)
+    applied = min(owed, payment.amount)
+    if applied:
+        portion = copy.copy(payment)  # payment_apply applies `amount`; the row itself keeps what was charged
+        portion.amount = applied
+        payment_apply(payment=portion)
+    if applied < payment.amount:
+        # Nothing applied at all: nothing was delivered for the fee and tip either, so they go back too.
+        excess = payment.amount - applied if applied else payment.total_charged
+        refund_excess_return(payment=payment, amount=excess)
+
+
+def payment_record_result(*, payment_intent_id: str, source: str) -> Payment | None:
+    """Record what the gateway says about a payment's intent: the one path for the webhook, the payer's return to
+    the site, the janitor and a repeated start. Safe to call any number of times, concurrently.
+
+    The gateway is asked again; a webhook body is only a hint of which intent to look at. Returns None for an intent
+    that is not (or no longer) a payment's, e.g. one replaced after a decline. A GatewayUnavailable is raised after
+    the attempt row is committed: the caller retries later (the janitor will anyway)."""
+    error: GatewayError | None = None
+    with transaction.atomic():
+        row = Payment.objects.filter(gateway_payment_id=payment_intent_id).values("pk", "account_id").first()
+        if row is None:
+            logger.info("payment intent %s belongs to no payment (%s)", payment_intent_id, source)
+            return None
+        account_lock(row["account_id"])
+        payment = Payment.objects.select_for_update().get(pk=row["pk"])
+        if payment.gateway_payment_id != payment_intent_id:
+            return None  # replaced while we waited for the lock
+        if payment.status in FINAL_STATUSES:
+            return payment
+        try:
+            intent = payment_intent_retrieve(payment, source=source)
+        except GatewayError as exc:
+            error = exc
+        else:
+            payment_sync(payment=payment, intent=intent, source=source)
+    if error is not None:
+        raise error
+    return payment
+
+
+def confirmation_number_new() -> str:
+    # 10 characters from an alphabet with no look-alikes (no 0/O, 1/I/L): easy to read out on the phone.
+    alphabet = "23456789ABCDEFGHJKMNPQRSTUVWXYZ"
+    return "BP-" + "".join(secrets.choice(alphabet) for _ in range(10))

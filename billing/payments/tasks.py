@@ -1,0 +1,16 @@
+"""Celery tasks of the payments package. Thin: each calls one service. Names stay `billing.tasks.*` (beat schedule,
+messages in flight)."""
+
+from celery import shared_task
+
+from .reconcile import payments_reconcile
+from .refunds import refunds_reconcile
+
+
+@shared_task(name="billing.tasks.payments_reconcile_task", time_limit=10 * 60, soft_time_limit=9 * 60)
+def payments_reconcile_task() -> None:
+    # Safe to run twice at once: the service skips accounts another run holds (skip_locked), and every change it makes
+    # is idempotent. A transport error on one payment is logged and retried on the next beat. Refunds whose answer was
+    # lost are settled here too: listed at the gateway first, sent again (same row, same key) only if not there.
+    payments_reconcile()
+    refunds_reconcile()
