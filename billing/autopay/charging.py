@@ -42,7 +42,7 @@ from django.db.models import F
 from django.urls import reverse
 from django.utils import timezone
 
-from .gateway import (
+from ..gateway import (
     DeclineClass,
     GatewayError,
     IntentResult,
@@ -51,7 +51,7 @@ from .gateway import (
     decline_classify,
     get_gateway,
 )
-from .models import (
+from ..models import (
     AutopayCharge,
     AutopayChargeEvent,
     AutopayChargeTry,
@@ -63,7 +63,7 @@ from .models import (
     PaymentAttempt,
     PaymentMethod,
 )
-from .money import format_money
+from ..money import format_money
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def _charge_time(biller, day: dt.date, now: dt.datetime) -> dt.datetime:
 
 def _charge_move(charge: AutopayCharge, to: str, *, message: str = "", **fields) -> None:
     """Change a locked row's status through the transition map, with an event. An illegal move raises."""
-    from .errors import ApplicationError
+    from ..errors import ApplicationError
 
     if not charge.can_transition_to(to):
         raise ApplicationError(f"An autopay charge cannot go from {charge.status} to {to}.")
@@ -319,7 +319,7 @@ def autopay_sweep(*, now: dt.datetime | None = None, batch_size: int = 100, enqu
     """Reclaim rows a dead worker left charging, enqueue again claimed rows no worker started (a lost message), then
     claim due rows (skip_locked: concurrent sweeps take disjoint rows), mark them charging and enqueue one
     `autopay_charge_task` each after commit."""
-    from .tasks import autopay_charge_task
+    from ..tasks import autopay_charge_task
 
     now = now or timezone.now()
     result = SweepResult()
@@ -476,9 +476,9 @@ def _stop_reason(charge: AutopayCharge, bill: Bill) -> str:
 
 def _try_start(*, charge: AutopayCharge, bill: Bill, role: str, card: PaymentMethod) -> AutopayChargeTry:
     """Step 1: the Payment and the try, for what the bill owes now. Both carry the row's idempotency key."""
-    from .services import confirmation_number_new, event_record
+    from ..services import confirmation_number_new, event_record
 
-    from .payments import _CARD_BRANDS
+    from ..payments import _CARD_BRANDS
 
     key = f"autopay-{charge.pk}-{charge.attempt_number}-{role}"
     brand = _CARD_BRANDS.get((card.brand or "").lower(), (card.brand or "Card").title())
@@ -508,7 +508,7 @@ def _try_run(charge_id: int, try_id: int, *, resuming: bool) -> str:
     attempt = AutopayChargeTry.objects.select_related("payment", "payment_method").get(pk=try_id)
     payment = attempt.payment
     if not payment.gateway_payment_id:
-        from .payments import _gateway_call
+        from ..payments import _gateway_call
 
         card = attempt.payment_method
         try:
@@ -553,7 +553,7 @@ def _confirm_row(payment: Payment) -> PaymentAttempt:
 
 def _confirm(payment: Payment) -> IntentResult:
     """Confirm off-session and complete the pre-written attempt row (inside the caller's locked transaction)."""
-    from .payments import _intent_outcome
+    from ..payments import _intent_outcome
 
     row = PaymentAttempt.objects.select_for_update().get(idempotency_key=f"{payment.idempotency_key}:confirm")
     try:
@@ -575,7 +575,7 @@ def _confirm(payment: Payment) -> IntentResult:
 
 
 def _confirm_and_record(*, charge, bill, payment, attempt, resuming: bool) -> str:
-    from .payments import _intent_outcome, _payment_move, _payment_sync, _retrieve
+    from ..payments import _intent_outcome, _payment_move, _payment_sync, _retrieve
 
     intent: IntentResult | None = None
     if resuming or payment.status != Payment.Status.PENDING:
@@ -613,7 +613,7 @@ def _confirm_and_record(*, charge, bill, payment, attempt, resuming: bool) -> st
 
 
 def _after_sync(*, charge, bill, payment, attempt, intent: IntentResult | None) -> str:
-    from .payments import _gateway_call, _payment_move
+    from ..payments import _gateway_call, _payment_move
 
     if payment.status == Payment.Status.SUCCEEDED:
         attempt.outcome = AutopayChargeTry.Outcome.SUCCEEDED
@@ -644,7 +644,7 @@ def _after_sync(*, charge, bill, payment, attempt, intent: IntentResult | None) 
 
 def _try_abandon(*, charge, bill, payment, attempt, stop: str) -> str:
     """The bill was paid (or changed) between step 1 and the confirm: cancel the unconfirmed intent, charge nothing."""
-    from .payments import _gateway_call, _payment_move
+    from ..payments import _gateway_call, _payment_move
 
     gateway = get_gateway()
     try:
@@ -730,7 +730,7 @@ def _conclude(charge: AutopayCharge, bill: Bill, last: AutopayChargeTry | None) 
 
 
 def _enrollment_suspend(charge: AutopayCharge) -> None:
-    from .enrollments import _autopay_move
+    from ..enrollments import _autopay_move
 
     enrollment = AutopayEnrollment.objects.select_for_update().get(pk=charge.enrollment_id)
     if enrollment.status == AutopayEnrollment.Status.SUSPENDED:
