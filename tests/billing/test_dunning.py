@@ -309,7 +309,7 @@ def test_a_redelivered_task_charges_once(account, payer, monkeypatch, driver):
 
 
 def test_illegal_moves_are_refused(account, payer, monkeypatch, driver):
-    from billing.autopay.charging import _charge_move
+    from billing.autopay.charges import charge_status_move as _charge_move
     from billing.errors import ApplicationError
 
     _enrollment, bill, _gateway = setup(account, payer, monkeypatch, {})
