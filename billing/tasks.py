@@ -6,34 +6,5 @@ from celery import shared_task
 from .payments.tasks import payments_reconcile_task  # noqa: E402, F401 - appended section of a shared file
 
 
-from django.db import InterfaceError, OperationalError  # noqa: E402 - appended section of a shared file
-
-from .autopay import autopay_charge, autopay_plan, autopay_sweep  # noqa: E402
-
-
-@shared_task(time_limit=10 * 60, soft_time_limit=9 * 60)
-def autopay_plan_task() -> int:
-    # Idempotent: the unique (bill, enrolment) key and the outbox's unique keys make a second run add nothing.
-    return autopay_plan().created
-
-
-@shared_task(time_limit=2 * 60, soft_time_limit=100)
-def autopay_sweep_task() -> int:
-    # Safe concurrently: rows are claimed with skip_locked, so two sweeps take disjoint rows.
-    return len(autopay_sweep().claimed)
-
-
-@shared_task(
-    # acks_late only because a redelivery cannot charge twice: the run starts with a conditional UPDATE on the row
-    # (one run per claim), and each charge is a Payment + try with a unique key derived from the row and attempt; a
-    # resumed try asks the gateway about its stored intent instead of creating one.
-    acks_late=True,
-    autoretry_for=(OperationalError, InterfaceError),  # our database blinked; declines are handled in the row
-    retry_backoff=True,
-    retry_backoff_max=120,
-    max_retries=5,
-    time_limit=120,  # well under AUTOPAY_CHARGING_TIMEOUT_SECONDS, so a live worker is never reclaimed from
-    soft_time_limit=100,
-)
-def autopay_charge_task(charge_id: int) -> str:
-    return autopay_charge(charge_id=charge_id)
+# TEMPORARY (issue 9 stage 1): old import paths for code not yet moved; removed at integration.
+from .autopay.tasks import autopay_charge_task, autopay_plan_task, autopay_sweep_task  # noqa: E402, F401

@@ -151,6 +151,10 @@ PAYER_MODULES = {
     "billing/money.py",
     "billing/views.py",
     "billing/enrollments.py",
+    "billing/methods/services.py",
+    "billing/enrolment/paperless.py",
+    "billing/enrolment/guest.py",
+    "billing/autopay/enrolment.py",
     "config/settings/base.py",  # the language names in the language switch
 }
 

@@ -118,7 +118,7 @@ class FakeGateway:
 
 
 def use_gateway(monkeypatch, gateway) -> None:
-    monkeypatch.setattr("billing.autopay.get_gateway", lambda: gateway)
+    monkeypatch.setattr("billing.autopay.charging.get_gateway", lambda: gateway)
     monkeypatch.setattr("billing.payments.gateway.get_gateway", lambda: gateway)
 
 

@@ -1,6 +1,6 @@
 """Settings for the Celery worker the autopay kill test starts: the test settings, plus the test-only pause point
-(billing.autopay._test_pause_point) that makes the kill land exactly after the gateway charged and before anything
-was recorded. Never set in config/settings."""
+(billing.autopay.charging._test_pause_point) that makes the kill land exactly after the gateway charged and before
+anything was recorded. Never set in config/settings."""
 
 import os
 

@@ -281,7 +281,7 @@ def test_a_run_killed_after_the_charge_is_resumed_from_the_intent_without_chargi
     def die():
         raise Killed
 
-    monkeypatch.setattr("billing.autopay._test_pause_point", die)
+    monkeypatch.setattr("billing.autopay.charging._test_pause_point", die)
     (charge_id,) = driver.sweep().claimed
     with pytest.raises(Killed):
         autopay_charge(charge_id=charge_id)
@@ -290,7 +290,7 @@ def test_a_run_killed_after_the_charge_is_resumed_from_the_intent_without_chargi
     assert charge.status == S.CHARGING and charge.tries.get().outcome == AutopayChargeTry.Outcome.PENDING
     assert charge.tries.get().payment.gateway_payment_id  # stored before the confirm
 
-    monkeypatch.setattr("billing.autopay._test_pause_point", lambda: None)
+    monkeypatch.setattr("billing.autopay.charging._test_pause_point", lambda: None)
     assert driver.charge(charge_id) == "noop"  # a second delivery of the same claim does nothing
     settings.AUTOPAY_CHARGING_TIMEOUT_SECONDS = 0
     assert driver.run(days=1.01) == [S.SUCCEEDED]  # reclaimed: asks the gateway, records, never confirms again
@@ -309,7 +309,7 @@ def test_a_redelivered_task_charges_once(account, payer, monkeypatch, driver):
 
 
 def test_illegal_moves_are_refused(account, payer, monkeypatch, driver):
-    from billing.autopay import _charge_move
+    from billing.autopay.charges import charge_status_move as _charge_move
     from billing.errors import ApplicationError
 
     _enrollment, bill, _gateway = setup(account, payer, monkeypatch, {})

@@ -1,0 +1,42 @@
+"""An autopay charge row's status moves, and the hook in the payment-apply path that stops rows of paid bills."""
+
+from __future__ import annotations
+
+from ..models import AutopayCharge, AutopayChargeEvent
+
+Status = AutopayCharge.Status
+Reason = AutopayCharge.Reason
+
+
+def charge_status_move(charge: AutopayCharge, to: str, *, message: str = "", **fields) -> None:
+    """Change a locked row's status through the transition map, with an event. An illegal move raises."""
+    from ..errors import ApplicationError
+
+    if not charge.can_transition_to(to):
+        raise ApplicationError(f"An autopay charge cannot go from {charge.status} to {to}.")
+    from_status = charge.status
+    charge.status = to
+    for name, value in fields.items():
+        setattr(charge, name, value)
+    charge.save()
+    AutopayChargeEvent.objects.create(charge=charge, from_status=from_status, to_status=to, message=message[:500])
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# The hook in the payment-apply path
+
+
+def autopay_stop_for_paid_bills(*, bills) -> int:
+    """Called by services.payment_apply under the bill locks: a bill paid any way (guest, portal, offline, autopay
+    itself) stops its waiting autopay rows at once. A row that is charging re-checks the bill under the same lock
+    before it confirms, so it charges nothing either."""
+    paid = [b.pk for b in bills if b.balance_due <= 0]
+    if not paid:
+        return 0
+    rows = list(
+        AutopayCharge.objects.select_for_update().filter(bill_id__in=paid, status__in=AutopayCharge.WAITING_STATUSES)
+    )
+    for charge in rows:
+        charge_status_move(charge, Status.CANCELLED, reason=Reason.PAID_ELSEWHERE, next_attempt_at=None,
+                           message="bill paid another way")  # fmt: skip
+    return len(rows)

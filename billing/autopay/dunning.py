@@ -1,0 +1,84 @@
+"""Autopay dunning: after a decline, the backup card, a retry on the biller's schedule, or the stop (and the
+suspension of the enrolment after the last retry), each with its notice."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from django.utils import timezone
+
+from ..gateway import DeclineClass, decline_classify
+from ..models import AutopayCharge, AutopayChargeTry, Bill
+from .charges import charge_status_move
+from .common import autopay_setting, biller_local_today
+from .notices import autopay_notify
+from .enrolment import autopay_suspend
+from .selectors import autopay_cards, autopay_retry_days
+
+logger = logging.getLogger(__name__)
+
+Status = AutopayCharge.Status
+Role = AutopayCharge.MethodRole
+Reason = AutopayCharge.Reason
+
+
+def charge_declined(charge: AutopayCharge, bill: Bill, attempt: AutopayChargeTry, *, code, decline_code) -> str:
+    info = decline_classify(code, decline_code)
+    attempt.outcome = (
+        AutopayChargeTry.Outcome.AUTHENTICATION
+        if info.decline_class == DeclineClass.AUTHENTICATION
+        else AutopayChargeTry.Outcome.DECLINED
+    )
+    raw = (decline_code or code or info.code)[:64]  # what the issuer said, even when the table does not know it
+    attempt.decline_code, attempt.decline_class = raw, info.decline_class
+    attempt.save(update_fields=["outcome", "decline_code", "decline_class"])
+    charge.last_method_role = attempt.method_role
+    charge.last_decline_code, charge.last_decline_class = raw, info.decline_class
+    charge.first_failed_at = charge.first_failed_at or timezone.now()
+    if info.decline_class != DeclineClass.SOFT:  # hard or authentication: never this card off-session again
+        if attempt.method_role == Role.DEFAULT:
+            charge.default_out = True
+        else:
+            charge.backup_out = True
+    charge.save()
+    logger.info("autopay charge %s: %s card declined (%s, %s)", charge.pk, attempt.method_role, info.code,
+                info.decline_class)  # fmt: skip
+    today = biller_local_today(charge.account.biller, timezone.now())
+    if attempt.method_role == Role.DEFAULT and not charge.backup_tried:
+        if autopay_cards(enrollment=charge.enrollment, today=today)[Role.BACKUP] is not None:
+            return "continue"  # the backup card, once, at once
+        charge.backup_tried = True
+        charge.save(update_fields=["backup_tried", "updated_at"])
+    return charge_conclude(charge, bill, attempt)
+
+
+def charge_conclude(charge: AutopayCharge, bill: Bill, last: AutopayChargeTry | None) -> str:
+    """An attempt ended without a success: retry later, or stop. Under the locks, in the recording transaction."""
+    now = timezone.now()
+    today = biller_local_today(charge.account.biller, now)
+    cards = autopay_cards(enrollment=charge.enrollment, today=today)
+    still_in = [r for r in (Role.DEFAULT, Role.BACKUP) if cards[r] is not None and not getattr(charge, f"{r}_out")]
+    schedule = autopay_retry_days(charge.account.biller)
+    # The notice names the last charge that failed (an earlier attempt's when this one found no card to charge).
+    payment_id = last.payment_id if last else charge.tries.order_by("-pk").values_list("payment_id", flat=True).first()
+    if not still_in:
+        reason = Reason.AUTHENTICATION if charge.last_decline_class == DeclineClass.AUTHENTICATION else (
+            Reason.HARD_DECLINE if last else Reason.NO_CARD)  # fmt: skip
+        charge_status_move(charge, Status.FAILED_FINAL, reason=reason, next_attempt_at=None,
+                           message=f"stopped: {charge.last_decline_code or reason}")  # fmt: skip
+        autopay_notify("payment_failed", account_id=charge.account_id, bill_id=bill.pk, payment_id=payment_id)
+        return charge.status
+    if charge.attempt_number > len(schedule):
+        charge_status_move(charge, Status.FAILED_FINAL, reason=Reason.RETRIES_EXHAUSTED, next_attempt_at=None,
+                           message=f"last retry failed: {charge.last_decline_code}")  # fmt: skip
+        autopay_suspend(charge)
+        autopay_notify("autopay_suspended", account_id=charge.account_id, bill_id=bill.pk)
+        return charge.status
+    # Catch-up: retries keep their count, but two charges of one bill are never closer than AUTOPAY_MIN_RETRY_GAP_HOURS.
+    planned = (charge.first_failed_at or now) + dt.timedelta(days=schedule[charge.attempt_number - 1])
+    gap = dt.timedelta(hours=int(autopay_setting("AUTOPAY_MIN_RETRY_GAP_HOURS", 12)))
+    charge_status_move(charge, Status.RETRY_SCHEDULED, next_attempt_at=max(planned, now + gap),
+                       message=f"retry {charge.attempt_number} of {len(schedule)} scheduled after {charge.last_decline_code}")  # fmt: skip
+    autopay_notify("payment_failed", account_id=charge.account_id, bill_id=bill.pk, payment_id=payment_id)
+    return charge.status

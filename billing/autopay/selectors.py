@@ -1,0 +1,130 @@
+"""Autopay reads: the cards a charge may use, a bill's charges, the retry days, the enrolment statuses of accounts and
+the next charge autopay would make."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from django.db.models import F, Window
+from django.db.models.functions import RowNumber
+
+from ..models import AutopayCharge, AutopayEnrollment, Bill, PaperlessEnrollment, PaymentMethod
+from ..money import format_money
+
+Role = AutopayCharge.MethodRole
+
+
+def autopay_cards(*, enrollment: AutopayEnrollment, today: dt.date) -> dict[str, PaymentMethod | None]:
+    """The cards autopay may charge: the enrolment's card ("default"), and the payer's backup card ("backup"; the
+    payer's default card when the enrolment card is the backup). Removed or expired cards are left out."""
+
+    def usable(method):
+        return method is not None and method.removed_at is None and not method.is_expired(today)
+
+    default = enrollment.payment_method if usable(enrollment.payment_method) else None
+    saved = PaymentMethod.objects.filter(user_id=enrollment.user_id, removed_at__isnull=True).exclude(
+        pk=enrollment.payment_method_id
+    )
+    backup = saved.filter(is_backup=True).first() or saved.filter(is_default=True).first()
+    return {Role.DEFAULT: default, Role.BACKUP: backup if usable(backup) else None}
+
+
+def autopay_charges_for_bill(*, bill: Bill):
+    return AutopayCharge.objects.filter(bill=bill).prefetch_related("tries__payment__attempts").order_by("pk")
+
+
+def autopay_retry_days(biller) -> list[int]:
+    days = [d for d in (biller.retry_schedule or []) if isinstance(d, int) and not isinstance(d, bool) and d > 0]
+    return sorted(days)
+
+
+def expiring_cards(enrollment: AutopayEnrollment, today: dt.date) -> list[PaymentMethod]:
+    next_month = (today.replace(day=1) + dt.timedelta(days=32)).replace(day=1)
+    soon = {(today.year, today.month), (next_month.year, next_month.month)}
+    cards = [enrollment.payment_method]
+    cards += list(
+        PaymentMethod.objects.filter(user_id=enrollment.user_id, removed_at__isnull=True, is_backup=True).exclude(
+            pk=enrollment.payment_method_id
+        )
+    )
+    return [c for c in cards if c.removed_at is None and c.exp_year and (c.exp_year, c.exp_month) in soon]
+
+
+def autopay_current(*, account) -> AutopayEnrollment | None:
+    return (
+        AutopayEnrollment.objects.filter(account=account, status__in=AutopayEnrollment.CURRENT_STATUSES)
+        .select_related("payment_method")
+        .first()
+    )
+
+
+@dataclass(frozen=True)
+class UpcomingCharge:
+    bill: Bill
+    charge_on: dt.date
+    amount: int
+    currency: str
+    above_max: bool
+
+    @property
+    def amount_display(self) -> str:
+        return format_money(self.amount, self.currency)
+
+
+@dataclass
+class EnrollmentStatus:
+    autopay: AutopayEnrollment | None = None
+    paperless: PaperlessEnrollment | None = None
+    upcoming: UpcomingCharge | None = None
+
+    @property
+    def max_display(self) -> str:
+        if self.autopay is None or self.autopay.max_amount is None:
+            return ""
+        return format_money(self.autopay.max_amount, self.autopay.currency)
+
+
+def _upcoming(enrollment: AutopayEnrollment, bill: Bill, today: dt.date) -> UpcomingCharge:
+    amount = bill.total - bill.amount_paid
+    return UpcomingCharge(
+        bill=bill,
+        charge_on=max(enrollment.charge_date(bill.due_date), today),
+        amount=amount,
+        currency=bill.currency,
+        above_max=enrollment.max_amount is not None and amount > enrollment.max_amount,
+    )
+
+
+def enrollment_statuses(*, account_ids: list[int], today: dt.date) -> dict[int, EnrollmentStatus]:
+    """Autopay, paperless and the next autopay charge of each account. Three queries however many accounts (two
+    when none has autopay on)."""
+    statuses = {account_id: EnrollmentStatus() for account_id in account_ids}
+    if not statuses:
+        return statuses
+    for enrollment in AutopayEnrollment.objects.filter(
+        account_id__in=account_ids, status__in=AutopayEnrollment.CURRENT_STATUSES
+    ).select_related("payment_method"):
+        statuses[enrollment.account_id].autopay = enrollment
+    for enrollment in PaperlessEnrollment.objects.filter(account_id__in=account_ids, cancelled_at__isnull=True):
+        statuses[enrollment.account_id].paperless = enrollment
+    active = [i for i, s in statuses.items() if s.autopay and s.autopay.status == AutopayEnrollment.Status.ACTIVE]
+    if active:
+        # The next bill autopay would pay: the earliest-due payable bill with a balance that is not overdue yet.
+        # (An overdue bill is the payer's to pay by hand; whether autopay catches up on it is the charging issue's.)
+        bills = (
+            Bill.objects.filter(
+                account_id__in=active, status__in=Bill.PAYABLE_STATUSES, amount_paid__lt=F("total"), due_date__gte=today
+            )
+            .annotate(rank=Window(RowNumber(), partition_by=[F("account_id")], order_by=[F("due_date"), F("pk")]))
+            .filter(rank=1)
+        )
+        for bill in bills:
+            statuses[bill.account_id].upcoming = _upcoming(statuses[bill.account_id].autopay, bill, today)
+    return statuses
+
+
+def autopay_upcoming(*, account, today: dt.date) -> UpcomingCharge | None:
+    """The next charge autopay would make on `account` (date and amount of the next bill under the rule, and
+    whether it is above the payer's maximum), or None when autopay is not on or nothing is due."""
+    return enrollment_statuses(account_ids=[account.pk], today=today)[account.pk].upcoming

@@ -1,0 +1,1 @@
+"""Saved payment methods (cards now; bank accounts later)."""
