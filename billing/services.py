@@ -12,6 +12,7 @@ from .bills.services import (  # noqa: F401
     customer_account_create,
 )
 from .bills.services import bill_status_move as _bill_move  # noqa: F401 - the old name
+from .errors import ApplicationError  # noqa: F401
 from .events import event_record  # noqa: F401
 
 # Looked up on first use (PEP 562): billing.payments imports this module, so importing it here would be circular.
