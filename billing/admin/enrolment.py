@@ -1,5 +1,5 @@
-"""Admin for saved cards, paperless and autopay (read-only: payers change them, with their consent on record), and
-the staff export of the accounts that still need paper bills. Imported by billing/admin.py."""
+"""Admin for paperless and guest enrolment (read-only: payers choose them, with their consent on record), the
+enrolment event log, and the staff export of the accounts that still need paper bills."""
 
 import csv
 
@@ -10,16 +10,17 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from .enrollments import paper_bill_accounts
-from .models import (
-    AutopayEnrollment,
+from billing.enrollments import paper_bill_accounts
+from billing.models import (
     CustomerAccount,
     EnrollmentEvent,
-    GatewayCustomer,
     GuestEnrollmentLink,
+    GuestEnrollmentRequest,
     PaperlessEnrollment,
-    PaymentMethod,
 )
+
+from . import customers  # noqa: F401 - registers the CustomerAccount admin, which the end of this module extends
+from .mixins import ReadOnlyAdminMixin, ReadOnlyTabularInline, csv_cell
 
 PAPER_EXPORT_COLUMNS = (
     ("account_number", _("Account number")),
@@ -33,17 +34,6 @@ PAPER_EXPORT_COLUMNS = (
 )
 
 
-class _ReadOnly:
-    def has_add_permission(self, request, obj=None):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-
 def paper_bills_csv(accounts) -> HttpResponse:
     """The mailing list for paper bills, as CSV (a spreadsheet opens it; the print house imports it)."""
     response = HttpResponse(content_type="text/csv; charset=utf-8")
@@ -53,13 +43,8 @@ def paper_bills_csv(accounts) -> HttpResponse:
     writer.writerow([str(label) for _field, label in PAPER_EXPORT_COLUMNS])
     for account in accounts.iterator(chunk_size=2000):
         # A leading =, +, - or @ would run as a formula in a spreadsheet; names and addresses are typed by people.
-        writer.writerow([_csv_safe(getattr(account, name)) for name, _label in PAPER_EXPORT_COLUMNS])
+        writer.writerow([csv_cell(getattr(account, name)) for name, _label in PAPER_EXPORT_COLUMNS])
     return response
-
-
-def _csv_safe(value) -> str:
-    text = str(value or "")
-    return f"'{text}" if text[:1] in ("=", "+", "-", "@") else text
 
 
 @admin.action(description=_("Export the selected accounts that still need paper bills (CSV)"), permissions=["view"])
@@ -68,7 +53,7 @@ def paper_bills_export_action(modeladmin, request, queryset):
 
 
 @admin.register(PaperlessEnrollment)
-class PaperlessEnrollmentAdmin(_ReadOnly, admin.ModelAdmin):
+class PaperlessEnrollmentAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("account", "email", "via", "consented_at", "cancelled_at", "user")
     list_select_related = ("account", "user")
     list_filter = ("via", ("cancelled_at", admin.EmptyFieldListFilter))
@@ -96,47 +81,16 @@ class PaperlessEnrollmentAdmin(_ReadOnly, admin.ModelAdmin):
         return super().changelist_view(request, extra_context)
 
 
-class EnrollmentEventInline(_ReadOnly, admin.TabularInline):
+class EnrollmentEventInline(ReadOnlyTabularInline):
     model = EnrollmentEvent
     fk_name = "autopay"
-    extra = 0
-    can_delete = False
     fields = ("created_at", "user", "kind", "from_status", "to_status", "message", "ip")
     readonly_fields = fields
     ordering = ("created_at", "pk")
 
 
-@admin.register(AutopayEnrollment)
-class AutopayEnrollmentAdmin(_ReadOnly, admin.ModelAdmin):
-    list_display = ("account", "status", "user", "payment_method_summary", "charge_rule", "days_before", "consented_at")
-    list_select_related = ("account", "user")
-    list_filter = ("status", "charge_rule")
-    search_fields = ("account__account_number", "account__holder_name", "user__email")
-    date_hierarchy = "consented_at"
-    inlines = (EnrollmentEventInline,)
-
-
-@admin.register(PaymentMethod)
-class PaymentMethodAdmin(_ReadOnly, admin.ModelAdmin):
-    list_display = ("user", "brand", "last4", "expiry", "is_default", "is_backup", "created_at", "removed_at")
-    list_select_related = ("user",)
-    list_filter = ("brand", "is_default", "is_backup", ("removed_at", admin.EmptyFieldListFilter))
-    search_fields = ("user__email", "last4", "gateway_payment_method_id")
-
-    @admin.display(description=_("expires"))
-    def expiry(self, obj):
-        return f"{obj.exp_month:02d}/{obj.exp_year}" if obj.exp_month and obj.exp_year else "—"
-
-
-@admin.register(GatewayCustomer)
-class GatewayCustomerAdmin(_ReadOnly, admin.ModelAdmin):
-    list_display = ("user", "gateway_customer_id", "created_at")
-    list_select_related = ("user",)
-    search_fields = ("user__email", "gateway_customer_id")
-
-
 @admin.register(EnrollmentEvent)
-class EnrollmentEventAdmin(_ReadOnly, admin.ModelAdmin):
+class EnrollmentEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("created_at", "kind", "user", "account", "from_status", "to_status", "message", "ip")
     list_select_related = ("user", "account")
     list_filter = ("kind", "created_at")
@@ -144,8 +98,19 @@ class EnrollmentEventAdmin(_ReadOnly, admin.ModelAdmin):
     date_hierarchy = "created_at"
 
 
+@admin.register(GuestEnrollmentRequest)
+class GuestEnrollmentRequestAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Paperless/autopay choices guests made around a payment; confirmed (consumed) through the e-mailed link."""
+
+    list_display = ("created_at", "email", "account", "payment", "paperless", "autopay", "consumed_at")
+    list_select_related = ("account", "payment")
+    list_filter = ("paperless", "autopay", ("consumed_at", admin.EmptyFieldListFilter))
+    search_fields = ("email", "account__account_number", "payment__confirmation_number")
+    date_hierarchy = "created_at"
+
+
 @admin.register(GuestEnrollmentLink)
-class GuestEnrollmentLinkAdmin(_ReadOnly, admin.ModelAdmin):
+class GuestEnrollmentLinkAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("created_at", "purpose", "request_email", "expires_at", "used_at")
     list_select_related = ("request",)
     list_filter = ("purpose", ("used_at", admin.EmptyFieldListFilter))
@@ -157,7 +122,7 @@ class GuestEnrollmentLinkAdmin(_ReadOnly, admin.ModelAdmin):
         return obj.request.email
 
 
-# The export also sits on the customer account changelist as an action on the selected accounts. Its ModelAdmin lives
-# in admin.py, which imports this module last; adding the action here keeps the two admins' edits apart.
+# The export also sits on the customer account changelist as an action on the selected accounts, after the invitation
+# action. Its ModelAdmin lives in customers.py (imported above); adding the action here keeps the two admins apart.
 _accounts_admin = admin.site.get_model_admin(CustomerAccount)
 _accounts_admin.actions = (*(_accounts_admin.actions or ()), paper_bills_export_action)

@@ -1,7 +1,7 @@
 """Staff admin for bill imports: the list of uploaded files, the "Upload bills" form, and a page per file that shows
 its progress and, when it is done, what it created or why it was rejected.
 
-billing/admin.py imports this module. The views parse input and call one service from billing/imports.py.
+The views parse input and call one service from billing/imports.py.
 """
 
 import csv
@@ -18,8 +18,10 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 
-from .imports import ImportFileError, bill_import_submit
-from .models import Biller, ImportBatch
+from billing.imports import ImportFileError, bill_import_submit
+from billing.models import Biller, ImportBatch
+
+from .mixins import csv_cell
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # about 150,000 rows; bigger files belong in `manage.py import_bills`
 ERRORS_SHOWN = 1000  # the page lists this many problems; the CSV download has all of them
@@ -200,10 +202,7 @@ class ImportBatchAdmin(admin.ModelAdmin):
         writer = csv.writer(response)
         writer.writerow([gettext("row"), gettext("column"), gettext("problem")])
         for error in batch.errors or []:
-            writer.writerow([error.get("row") or "", _cell(error.get("column", "")), _cell(error.get("message", ""))])
+            writer.writerow(
+                [error.get("row") or "", csv_cell(error.get("column", "")), csv_cell(error.get("message", ""))]
+            )
         return response
-
-
-def _cell(value: str) -> str:
-    # Column names and messages can quote the uploaded file; never let a spreadsheet run them as formulas.
-    return f"'{value}" if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value

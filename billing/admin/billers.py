@@ -1,0 +1,90 @@
+"""Admin for billers: branding, money and time, payment limits, tips, reminder and retry schedules."""
+
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from django import forms
+from django.contrib import admin
+from django.core.exceptions import ValidationError
+from django.utils.translation import gettext_lazy as _
+
+from billing.errors import ApplicationError
+from billing.models import Biller
+from billing.money import validate_currency
+
+
+class BillerAdminForm(forms.ModelForm):
+    class Meta:
+        model = Biller
+        fields = "__all__"
+
+    def clean_currency(self):
+        try:
+            return validate_currency(self.cleaned_data["currency"])
+        except ApplicationError as error:
+            raise ValidationError(_("Enter an ISO 4217 currency code such as USD, EUR or KWD.")) from error
+
+    def clean_time_zone(self):
+        value = self.cleaned_data["time_zone"].strip()
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValidationError(_("Enter a time zone such as America/Chicago or Asia/Riyadh.")) from None
+        return value
+
+    @staticmethod
+    def _whole_numbers(value, label):
+        if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
+            raise ValidationError(
+                _("%(label)s must be a list of whole numbers, like [1, 3, 5]."), params={"label": label}
+            )
+        return value
+
+    def clean_reminder_schedule(self):
+        return self._whole_numbers(self.cleaned_data["reminder_schedule"], _("The reminder schedule"))
+
+    def clean_retry_schedule(self):
+        value = self._whole_numbers(self.cleaned_data["retry_schedule"], _("The retry schedule"))
+        if any(v <= 0 for v in value):
+            raise ValidationError(_("Retries happen one or more days after a failure."))
+        return value
+
+    def clean_tip_presets(self):
+        value = self._whole_numbers(self.cleaned_data["tip_presets"], _("Tip presets"))
+        if any(not 0 < v <= 100 for v in value):
+            raise ValidationError(_("Tip presets are percentages between 1 and 100."))
+        return value
+
+
+@admin.register(Biller)
+class BillerAdmin(admin.ModelAdmin):
+    form = BillerAdminForm
+    list_display = ("name", "slug", "currency", "time_zone", "support_email")
+    search_fields = ("name", "slug")
+    prepopulated_fields = {"slug": ("name",)}
+    fieldsets = (
+        (None, {"fields": ("name", "slug")}),
+        (_("Branding"), {"fields": ("brand_color", "tagline", "remit_address")}),
+        (_("Money and time"), {"fields": ("currency", "time_zone")}),
+        (_("Support contact"), {"fields": ("support_email", "support_phone")}),
+        (
+            _("Payments"),
+            {
+                "fields": (
+                    "lookup_factor",
+                    "minimum_payment",
+                    "maximum_payment",
+                    "convenience_fee_fixed",
+                    "convenience_fee_basis_points",
+                    "pay_link_valid_days",
+                )
+            },
+        ),
+        (_("Tips"), {"fields": ("tips_enabled", "tip_presets")}),
+        (_("Reminders and retries"), {"fields": ("reminder_schedule", "retry_schedule")}),
+    )
+
+    def get_readonly_fields(self, request, obj=None):
+        # Amounts are stored in the currency's minor unit: once bills exist, changing the currency would change them.
+        if obj is not None and obj.bills.exists():
+            return ("currency",)
+        return ()
