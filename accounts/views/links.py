@@ -28,8 +28,8 @@ from billing.money import format_money, from_minor
 from billing.paylinks import biller_today
 from billing.selectors import biller_for_site
 
-from . import invitations, selectors, services
-from .forms import AutopayForm, GuestSignupForm, PaperlessForm
+from .. import invitations, selectors, services
+from ..forms import AutopayForm, GuestSignupForm, PaperlessForm
 
 BILLS_PER_PAGE = 12
 PAYMENTS_PER_PAGE = 12
