@@ -1,112 +1,30 @@
-"""The signed-in payer's pages: the dashboard, one account's bills and payments, linking and unlinking accounts.
+"""Linking and unlinking accounts, and the pages e-mailed links open: a guest payment's enrolment links and
+enrolment invitations.
 
-Every page needs a login with a verified e-mail address. A bill or an account that is not linked to the login answers
-404, exactly like one that does not exist, so nobody can probe for other people's bills by number.
+Linking needs a login with a verified e-mail address; the e-mailed links prove themselves (a token, and for autopay a
+one-time code sent to the address).
 """
 
-from allauth.account.decorators import reauthentication_required, verified_email_required
+from allauth.account.decorators import verified_email_required
 from allauth.account.internal.flows.login import record_authentication
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth import login as auth_login
-from django.core.paginator import Paginator
-from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import NoReverseMatch, reverse
-from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
 from billing import enrollments, lookup
-from billing.documents import bill_document_get, bill_document_html, bill_pdf_response
 from billing.errors import ApplicationError
 from billing.forms import LookupForm
-from billing.models import GuestEnrollmentLink, PaperlessEnrollment
-from billing.money import format_money, from_minor
-from billing.paylinks import biller_today
+from billing.models import GuestEnrollmentLink
 from billing.selectors import biller_for_site
 
-from .. import invitations, selectors, services
-from ..forms import AutopayForm, GuestSignupForm, PaperlessForm
-
-BILLS_PER_PAGE = 12
-PAYMENTS_PER_PAGE = 12
-
-
-def _linked_or_404(request, account_id: int):
-    link = selectors.user_account_link(user=request.user, account_id=account_id)
-    if link is None:
-        raise Http404
-    return link
-
-
-def _private(response):
-    response["Cache-Control"] = "private, no-store"
-    return response
-
-
-@never_cache
-@require_GET
-@verified_email_required
-def dashboard(request):
-    summaries = selectors.dashboard_accounts(user=request.user)
-    today = biller_today(summaries[0].account.biller) if summaries else None
-    # Autopay, paperless and the next autopay charge of every account: a fixed number of queries, not one per card.
-    statuses = enrollments.enrollment_statuses(account_ids=[s.account.pk for s in summaries], today=today)
-    for summary in summaries:
-        summary.enrollment = statuses[summary.account.pk]
-    return render(request, "accounts/dashboard.html", {"summaries": summaries, "today": today})
-
-
-@never_cache
-@require_GET
-@verified_email_required
-def account_detail(request, account_id: int):
-    link = _linked_or_404(request, account_id)
-    account = link.customer_account
-    bills = Paginator(selectors.account_bills(account=account), BILLS_PER_PAGE).get_page(request.GET.get("page"))
-    payments = Paginator(selectors.account_payments(account=account), PAYMENTS_PER_PAGE).get_page(
-        request.GET.get("payments")
-    )
-    today = biller_today(account.biller)
-    summary = selectors.account_summary(link=link)
-    summary.enrollment = enrollments.enrollment_statuses(account_ids=[account.pk], today=today)[account.pk]
-    paperless = summary.enrollment.paperless
-    context = {
-        "summary": summary,
-        "account": account,
-        "bills": bills,
-        "payments": payments,
-        "today": today,
-        "paperless_form": PaperlessForm(
-            initial={"paperless": paperless is not None, "email": paperless.email if paperless else request.user.email}
-        ),
-        "paperless_consent": enrollments.paperless_consent_text(account=account),
-    }
-    return render(request, "accounts/account_detail.html", context)
-
-
-@never_cache
-@require_http_methods(["GET", "POST"])
-@verified_email_required
-def notice_choices(request, account_id: int):
-    """Which notices this account gets, on which channel: one tick per kind and channel the biller sends."""
-    link = _linked_or_404(request, account_id)
-    account = link.customer_account
-    if request.method == "POST":
-        ticked = {tuple(value.split(":", 1)) for value in request.POST.getlist("notice") if ":" in value}
-        services.notice_choices_save(user=request.user, account=account, enabled=ticked)
-        messages.success(request, _("Your notice choices are saved."))
-        return redirect("accounts:notices", account_id=account.pk)
-    grid, facts = selectors.notice_choices(account=account)
-    channels = sorted({(c.channel, c.channel_label) for c in grid}, key=lambda pair: pair[0])
-    rows = {}
-    for choice in grid:
-        rows.setdefault((choice.kind, choice.kind_label), []).append(choice)
-    context = {"account": account, "rows": rows, "channels": channels, "facts": facts}
-    return render(request, "accounts/notices.html", context)
+from .. import invitations, services
+from ..forms import GuestSignupForm
+from .common import client_ip, linked_or_404
 
 
 def _link_page(request, *, biller, form, error: str = "", status: int = 200):
@@ -155,7 +73,7 @@ def account_link(request):
 @verified_email_required
 def account_unlink(request, account_id: int):
     """GET asks for confirmation; POST removes the link (never the account, its bills or its payments)."""
-    link = _linked_or_404(request, account_id)
+    link = linked_or_404(request, account_id)
     if request.method == "POST":
         services.account_unlink(user=request.user, link=link)
         messages.success(
@@ -166,324 +84,6 @@ def account_unlink(request, account_id: int):
         return redirect("accounts:dashboard")
     return render(request, "accounts/unlink_confirm.html", {"link": link, "account": link.customer_account})
 
-
-@never_cache
-@require_POST
-@verified_email_required
-def account_pay(request, account_id: int):
-    """"Pay now": grant this session the account's payment screen, as a guest lookup or a pay link would."""
-    link = _linked_or_404(request, account_id)
-    lookup.grant_store(request, account=link.customer_account)
-    return redirect("billing:pay_account")
-
-
-def _payer_bill_or_404(request, bill_id: int):
-    bill = selectors.payer_bill(user=request.user, bill_id=bill_id)
-    if bill is None:
-        raise Http404
-    return bill
-
-
-@require_GET
-@verified_email_required
-def bill_view(request, bill_id: int):
-    bill = _payer_bill_or_404(request, bill_id)
-    document = bill_document_get(bill=bill)
-    toolbar = {"pdf_url": reverse("accounts:bill_pdf", args=[bill.pk])}
-    return _private(HttpResponse(bill_document_html(document=document, request=request, extra={"toolbar": toolbar})))
-
-
-@require_GET
-@verified_email_required
-def bill_pdf(request, bill_id: int):
-    return bill_pdf_response(bill=_payer_bill_or_404(request, bill_id), actor=request.user)
-
-
-# --- Payment settings: saved cards, autopay, paperless -------------------------------------------------------------
-# Changing any of them needs a recent sign-in (allauth's reauthentication): a borrowed or stolen session cannot add
-# a card, point autopay at one, or send the bills to another address. allauth keeps the POST while the payer
-# confirms it is them, then replays it.
-
-
-def _ip(request) -> str | None:
-    return request.META.get("REMOTE_ADDR") or None
-
-
-def _own_method_or_404(request, method_id: int):
-    method = enrollments.user_payment_methods(user=request.user).filter(pk=method_id).first()
-    if method is None:
-        raise Http404
-    return method
-
-
-def _next_autopay_account(request) -> int | None:
-    """The account whose autopay form sent the payer to add a card: they go back there with the new card chosen."""
-    value = request.POST.get("for_account") or request.GET.get("for_account") or ""
-    if value.isdigit() and selectors.user_account_link(user=request.user, account_id=int(value)):
-        return int(value)
-    return None
-
-
-@never_cache
-@require_GET
-@verified_email_required
-def payment_methods(request):
-    methods = list(enrollments.user_payment_methods(user=request.user))
-    today = timezone.localdate()
-    return render(
-        request,
-        "accounts/payment_methods.html",
-        {"methods": methods, "today": today, "expired": {m.pk for m in methods if m.is_expired(today)}},
-    )
-
-
-@never_cache
-@require_GET
-@verified_email_required
-@reauthentication_required
-def payment_method_add(request):
-    """The Card Element page. stripe.js confirms a SetupIntent in the browser; the card never reaches us."""
-    for_account = _next_autopay_account(request)
-    config = {
-        "publishableKey": settings.STRIPE_PUBLISHABLE_KEY,
-        "setupUrl": reverse("accounts:payment_method_setup"),
-        "messages": {
-            "working": _("Saving your card…"),
-            "authenticating": _("Your bank wants to confirm it's you. Follow the steps in the window that opens."),
-            "checkCard": _("Please check the card details and try again."),
-            "network": _("We couldn't reach our server. Check your connection and try again."),
-            "unavailable": _("Saving cards is not available right now. Please try again later."),
-        },
-    }
-    context = {"card_config": config, "stripe_js_url": settings.STRIPE_JS_URL, "for_account": for_account}
-    return render(request, "accounts/payment_method_add.html", context)
-
-
-@never_cache
-@require_POST
-@verified_email_required
-@reauthentication_required
-def payment_method_setup(request):
-    """JSON: a fresh SetupIntent's client secret for stripe.js."""
-    try:
-        client_secret = enrollments.payment_method_setup_start(user=request.user)
-    except ApplicationError as error:
-        return JsonResponse({"error": error.message}, status=409)
-    return JsonResponse({"clientSecret": client_secret})
-
-
-@never_cache
-@require_POST
-@verified_email_required
-@reauthentication_required
-def payment_method_save(request):
-    """stripe.js confirmed the SetupIntent; the page posts its id (never card data). The server checks and saves."""
-    for_account = _next_autopay_account(request)
-    try:
-        method = enrollments.payment_method_save_from_setup(
-            user=request.user, setup_intent_id=request.POST.get("setup_intent", ""), ip=_ip(request)
-        )
-    except ApplicationError as error:
-        messages.error(request, error.message)
-        url = reverse("accounts:payment_method_add")
-        return redirect(f"{url}?for_account={for_account}" if for_account else url)
-    messages.success(request, _("Card saved: %(card)s.") % {"card": method.summary})
-    if for_account:
-        return redirect(f"{reverse('accounts:autopay', args=[for_account])}?card={method.pk}")
-    return redirect("accounts:payment_methods")
-
-
-def _method_action(request, method_id: int, action, done: str):
-    method = _own_method_or_404(request, method_id)
-    try:
-        action(user=request.user, payment_method=method, ip=_ip(request))
-    except ApplicationError as error:
-        messages.error(request, error.message)
-    else:
-        messages.success(request, done % {"card": method.summary})
-    return redirect("accounts:payment_methods")
-
-
-@never_cache
-@require_POST
-@verified_email_required
-@reauthentication_required
-def payment_method_default(request, method_id: int):
-    return _method_action(
-        request, method_id, enrollments.payment_method_make_default, _("%(card)s is now your default card.")
-    )
-
-
-@never_cache
-@require_POST
-@verified_email_required
-@reauthentication_required
-def payment_method_backup(request, method_id: int):
-    return _method_action(
-        request, method_id, enrollments.payment_method_make_backup, _("%(card)s is now your backup card.")
-    )
-
-
-@never_cache
-@require_POST
-@verified_email_required
-@reauthentication_required
-def payment_method_no_backup(request):
-    enrollments.payment_method_clear_backup(user=request.user, ip=_ip(request))
-    messages.success(request, _("You have no backup card now. If a charge on your default card fails, we will tell you."))
-    return redirect("accounts:payment_methods")
-
-
-@never_cache
-@require_POST
-@verified_email_required
-@reauthentication_required
-def payment_method_remove(request, method_id: int):
-    return _method_action(request, method_id, enrollments.payment_method_remove, _("%(card)s was removed."))
-
-
-def _autopay_page(request, *, link, form, status: int = 200):
-    account = link.customer_account
-    current = enrollments.autopay_current(account=account)
-    today = biller_today(account.biller)
-    context = {
-        "account": account,
-        "form": form,
-        "current": current,
-        "current_is_mine": current is not None and current.user_id == request.user.pk,
-        "upcoming": enrollments.autopay_upcoming(account=account, today=today),
-        "max_display": format_money(current.max_amount, current.currency) if current and current.max_amount else "",
-        "consent_text": enrollments.autopay_consent_text(account=account),
-        "has_methods": bool(form.fields["payment_method"].choices),
-    }
-    return render(request, "accounts/autopay.html", context, status=status)
-
-
-def _autopay_form(request, account, data=None):
-    methods = list(enrollments.user_payment_methods(user=request.user))
-    today = timezone.localdate()
-    usable = [m for m in methods if not m.is_expired(today)]
-    initial = {}
-    current = enrollments.autopay_current(account=account)
-    chosen = request.GET.get("card", "")
-    if chosen.isdigit() and any(m.pk == int(chosen) for m in usable):
-        initial["payment_method"] = int(chosen)
-    elif current is not None and current.user_id == request.user.pk and current.payment_method in usable:
-        initial["payment_method"] = current.payment_method_id
-    elif usable:
-        initial["payment_method"] = usable[0].pk  # the default card comes first
-    if current is not None and current.user_id == request.user.pk:
-        initial |= {"charge_rule": current.charge_rule, "days_before": current.days_before or 3}
-        if current.max_amount:
-            initial["max_amount"] = str(from_minor(current.max_amount, current.currency))
-    return AutopayForm(data, methods=usable, currency=account.biller.currency, initial=initial)
-
-
-@never_cache
-@require_http_methods(["GET", "POST"])
-@verified_email_required
-@reauthentication_required(allow_get=True)
-def autopay(request, account_id: int):
-    """See autopay for an account; POST turns it on (or replaces the settings) with the mandate shown here."""
-    link = _linked_or_404(request, account_id)
-    account = link.customer_account
-    if request.method != "POST":
-        return _autopay_page(request, link=link, form=_autopay_form(request, account))
-    form = _autopay_form(request, account, data=request.POST)
-    if not form.is_valid():
-        return _autopay_page(request, link=link, form=form, status=400)
-    data = form.cleaned_data
-    method = enrollments.user_payment_methods(user=request.user).filter(pk=data["payment_method"]).first()
-    try:
-        enrollments.autopay_enroll(
-            account=account,
-            user=request.user,
-            payment_method=method,
-            charge_rule=data["charge_rule"],
-            days_before=data.get("days_before"),
-            max_amount=data.get("max_amount"),
-            consent_text=enrollments.autopay_consent_text(account=account),
-            ip=_ip(request),
-            replace=request.POST.get("replace") == "1",
-        )
-    except ApplicationError as error:
-        form.add_error(None, error.message)
-        return _autopay_page(request, link=link, form=form, status=400)
-    messages.success(request, _("Autopay is on for account %(number)s.") % {"number": account.account_number})
-    return redirect("accounts:autopay", account_id=account.pk)
-
-
-def _autopay_action(request, account_id: int, action, done: str):
-    link = _linked_or_404(request, account_id)
-    current = enrollments.autopay_current(account=link.customer_account)
-    if current is None:
-        raise Http404
-    try:
-        action(enrollment=current, user=request.user, ip=_ip(request))
-    except ApplicationError as error:
-        messages.error(request, error.message)
-    else:
-        messages.success(request, done % {"number": link.customer_account.account_number})
-    return redirect("accounts:autopay", account_id=account_id)
-
-
-@never_cache
-@require_POST
-@verified_email_required
-@reauthentication_required
-def autopay_pause(request, account_id: int):
-    return _autopay_action(
-        request, account_id, enrollments.autopay_pause,
-        _("Autopay is paused for account %(number)s. Nothing will be charged until you resume it."),
-    )  # fmt: skip
-
-
-@never_cache
-@require_POST
-@verified_email_required
-@reauthentication_required
-def autopay_resume(request, account_id: int):
-    return _autopay_action(
-        request, account_id, enrollments.autopay_resume, _("Autopay is on again for account %(number)s.")
-    )
-
-
-@never_cache
-@require_POST
-@verified_email_required
-@reauthentication_required
-def autopay_cancel(request, account_id: int):
-    return _autopay_action(
-        request, account_id, enrollments.autopay_cancel, _("Autopay is cancelled for account %(number)s.")
-    )
-
-
-@never_cache
-@require_POST
-@verified_email_required
-@reauthentication_required
-def paperless(request, account_id: int):
-    """One tick: ticked sends the bills to the e-mail given, unticked goes back to paper. The e-mail address where
-    bills go is a contact detail, so this needs a recent sign-in like the payment settings."""
-    link = _linked_or_404(request, account_id)
-    account = link.customer_account
-    form = PaperlessForm(request.POST)
-    if not form.is_valid():
-        for errors in form.errors.values():
-            for error in errors:
-                messages.error(request, error)
-        return redirect(f"{reverse('accounts:account', args=[account.pk])}#paperless")
-    data = form.cleaned_data
-    if data["paperless"]:
-        enrollments.paperless_enroll(
-            account=account, email=data["email"], consent_text=enrollments.paperless_consent_text(account=account),
-            ip=_ip(request), via=PaperlessEnrollment.Via.PORTAL, user=request.user,
-        )  # fmt: skip
-        messages.success(request, _("Your bills will come by e-mail to %(email)s.") % {"email": data["email"]})
-    else:
-        if enrollments.paperless_cancel(account=account, ip=_ip(request), user=request.user):
-            messages.success(request, _("Your bills will come by post again."))
-    return redirect(f"{reverse('accounts:account', args=[account.pk])}#paperless")
 
 
 # --- From a guest payment's e-mailed links -------------------------------------------------------------------------
@@ -500,7 +100,7 @@ def guest_paperless(request, token: str):
     account = link.request.account
     if request.method == "POST":
         try:
-            enrollment = enrollments.guest_paperless_confirm(token=token, ip=_ip(request))
+            enrollment = enrollments.guest_paperless_confirm(token=token, ip=client_ip(request))
         except ApplicationError as error:
             return render(request, "accounts/guest_link_invalid.html", {"message": error.message}, status=410)
         return render(request, "accounts/guest_paperless_done.html", {"account": account, "enrollment": enrollment})
@@ -559,7 +159,7 @@ def guest_autopay(request, token: str):
     try:
         user, method, created = enrollments.guest_autopay_complete(
             token=token, code=form.cleaned_data["code"], user=user,
-            password=form.cleaned_data.get("password") or None, ip=_ip(request),
+            password=form.cleaned_data.get("password") or None, ip=client_ip(request),
         )  # fmt: skip
     except ApplicationError as error:
         form.add_error(None, error.message)
