@@ -91,7 +91,7 @@ def only_first_open(n: int) -> None:
 
 
 def plan(today, now, chunk_size, *, measure_memory: bool):
-    from notifications.services import reminders_plan
+    from notifications.planner import reminders_plan
 
     if measure_memory:
         tracemalloc.start()
@@ -110,7 +110,7 @@ def bare_bulk_create(chunk_size: int) -> tuple[int, float]:
     from django.db import transaction
 
     from notifications.models import Notification
-    from notifications.services import _insert_batch_size
+    from notifications.planner import insert_batch_size
 
     fields = [f.attname for f in Notification._meta.concrete_fields if f.attname != "id"]
     rows = [Notification(**values) for values in Notification.objects.order_by("pk").values(*fields)]
@@ -118,7 +118,7 @@ def bare_bulk_create(chunk_size: int) -> tuple[int, float]:
     started = time.perf_counter()
     for i in range(0, len(rows), chunk_size * 3):  # about what a chunk of bills writes
         with transaction.atomic():
-            Notification.objects.bulk_create(rows[i : i + chunk_size * 3], batch_size=_insert_batch_size())
+            Notification.objects.bulk_create(rows[i : i + chunk_size * 3], batch_size=insert_batch_size())
     return len(rows), time.perf_counter() - started
 
 
@@ -147,7 +147,7 @@ def main() -> None:
     old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
     try:
         from notifications.models import Notification
-        from notifications.services import reminders_plan
+        from notifications.planner import reminders_plan
 
         now = timezone.now()
         today = now.date()

@@ -6,7 +6,8 @@ Beat runs two short ones (planner hourly, sweeper every minute); the sweeper enq
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from .services import notification_send, notifications_sweep, reminders_plan
+from .planner import reminders_plan
+from .services import notification_send, notifications_sweep
 
 
 @shared_task(time_limit=10 * 60, soft_time_limit=9 * 60)

@@ -4,7 +4,8 @@ from django.core.management.base import BaseCommand
 from django.utils import timezone
 
 from notifications.selectors import notification_counts, notifications_due
-from notifications.services import notifications_sweep, reminders_plan
+from notifications.planner import reminders_plan
+from notifications.services import notifications_sweep
 
 
 class Command(BaseCommand):
