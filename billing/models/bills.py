@@ -12,8 +12,8 @@ from django.db import models
 from django.db.models import F, Q
 from django.utils.translation import gettext_lazy as _
 
-from .money import format_money
-from .storage import private_storage
+from ..money import format_money
+from ..storage import private_storage
 
 
 def default_reminder_schedule() -> list[int]:
