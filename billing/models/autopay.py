@@ -8,9 +8,10 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
+from .base import TransitionsMixin
 
 
-class AutopayEnrollment(models.Model):
+class AutopayEnrollment(TransitionsMixin, models.Model):
     """A payer's standing authorisation (mandate) to charge a saved card for each new bill of one account."""
 
     class Status(models.TextChoices):
@@ -84,16 +85,13 @@ class AutopayEnrollment(models.Model):
     def __str__(self):
         return f"{self.account} ({self.get_status_display()})"
 
-    def can_transition_to(self, status) -> bool:
-        return status in self.TRANSITIONS.get(self.status, set())
-
     def charge_date(self, due_date):
         if self.charge_rule == self.ChargeRule.DAYS_BEFORE:
             return due_date - timedelta(days=self.days_before or 0)
         return due_date
 
 
-class AutopayCharge(models.Model):
+class AutopayCharge(TransitionsMixin, models.Model):
     """Autopay paying one bill, as a database row: when to charge next, how many attempts were made, what the card
     said. Long waits (retries days apart) live in `next_attempt_at`, which a beat sweeper picks up; never a Celery
     ETA. The unique (bill, enrolment) pair means planning twice can never schedule a second charge."""
@@ -181,9 +179,6 @@ class AutopayCharge(models.Model):
 
     def __str__(self):
         return f"{self.bill} · {self.get_status_display()}"
-
-    def can_transition_to(self, status) -> bool:
-        return status in self.TRANSITIONS.get(self.status, set())
 
 
 class AutopayChargeTry(models.Model):

@@ -11,6 +11,7 @@ from django.utils.translation import gettext_lazy as _
 
 from ..money import format_money
 from ..storage import private_storage
+from .base import TransitionsMixin
 
 
 def default_reminder_schedule() -> list[int]:
@@ -181,7 +182,7 @@ def normalize_postal_code(value: str) -> str:
     return "".join(ch for ch in (value or "").upper() if ch.isalnum())
 
 
-class Bill(models.Model):
+class Bill(TransitionsMixin, models.Model):
     """A bill (invoice) sent to a customer account. "Bill" is the word used everywhere in this project."""
 
     class Status(models.TextChoices):
@@ -251,9 +252,6 @@ class Bill(models.Model):
         if self.status in (self.Status.VOID, self.Status.DRAFT):
             return 0
         return self.total - self.amount_paid
-
-    def can_transition_to(self, status) -> bool:
-        return status in self.TRANSITIONS.get(self.status, set())
 
     def money(self, minor: int) -> str:
         return format_money(minor, self.currency)

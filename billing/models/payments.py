@@ -7,9 +7,10 @@ from django.db.models import F, Q
 from django.utils.translation import gettext_lazy as _
 
 from ..money import format_money
+from .base import TransitionsMixin
 
 
-class Payment(models.Model):
+class Payment(TransitionsMixin, models.Model):
     class Status(models.TextChoices):
         PENDING = "pending", _("Pending")
         REQUIRES_ACTION = "requires_action", _("Waiting for the payer's bank")
@@ -119,9 +120,6 @@ class Payment(models.Model):
             return 0
         return self.total_charged - self.amount_refunded - self.amount_disputed
 
-    def can_transition_to(self, status) -> bool:
-        return status in self.TRANSITIONS.get(self.status, set())
-
 
 class PaymentAllocation(models.Model):
     """How much of a payment went to which bill (oldest due first)."""
@@ -181,7 +179,7 @@ class PaymentAttempt(models.Model):
         constraints = [models.CheckConstraint(condition=Q(amount__gte=0), name="attempt_amount_nonnegative")]
 
 
-class Refund(models.Model):
+class Refund(TransitionsMixin, models.Model):
     class Status(models.TextChoices):
         PENDING = "pending", _("Pending")
         # The gateway was asked but its answer was lost (a timeout, a dropped connection): the money may have moved.
@@ -227,11 +225,8 @@ class Refund(models.Model):
     def __str__(self):
         return f"{format_money(self.amount, self.currency)} ({self.get_status_display()})"
 
-    def can_transition_to(self, status) -> bool:
-        return status in self.TRANSITIONS.get(self.status, set())
 
-
-class Dispute(models.Model):
+class Dispute(TransitionsMixin, models.Model):
     """A chargeback: the payer's bank took (or may take) the money back. Recorded from the gateway's signed dispute
     events only (billing/disputes.py); keyed on the gateway's dispute id, so repeats and reordering change nothing."""
 
@@ -302,9 +297,6 @@ class Dispute(models.Model):
 
     def __str__(self):
         return f"{self.gateway_dispute_id} ({self.get_status_display()})"
-
-    def can_transition_to(self, status) -> bool:
-        return status in self.TRANSITIONS.get(self.status, set())
 
 
 class WebhookEvent(models.Model):
