@@ -1,0 +1,52 @@
+"""Billing data: billers, customer accounts, bills, payments and their append-only history, by sub-domain.
+
+Money is integer minor units beside an ISO 4217 currency on the same row. Status changes go only through the services,
+which check the allowed-transition maps defined on the models. `from billing.models import X` is the way to import a
+model; the app label stays `billing`, so tables, migrations and permissions do not depend on these module names.
+"""
+
+from .bills import (
+    Bill,
+    Biller,
+    BillingEvent,
+    BillLine,
+    CustomerAccount,
+    ImportBatch,
+    default_reminder_schedule,
+    default_retry_schedule,
+    default_tip_presets,
+    normalize_postal_code,
+)
+from .payments import Dispute, Payment, PaymentAllocation, PaymentAttempt, Refund, WebhookEvent
+from .methods import GatewayCustomer, PaymentMethod
+from .enrolment import EnrollmentEvent, GuestEnrollmentLink, GuestEnrollmentRequest, PaperlessEnrollment
+from .autopay import AutopayCharge, AutopayChargeEvent, AutopayChargeTry, AutopayEnrollment
+
+__all__ = [
+    "AutopayCharge",
+    "AutopayChargeEvent",
+    "AutopayChargeTry",
+    "AutopayEnrollment",
+    "Bill",
+    "BillLine",
+    "Biller",
+    "BillingEvent",
+    "CustomerAccount",
+    "Dispute",
+    "EnrollmentEvent",
+    "GatewayCustomer",
+    "GuestEnrollmentLink",
+    "GuestEnrollmentRequest",
+    "ImportBatch",
+    "PaperlessEnrollment",
+    "Payment",
+    "PaymentAllocation",
+    "PaymentAttempt",
+    "PaymentMethod",
+    "Refund",
+    "WebhookEvent",
+    "default_reminder_schedule",
+    "default_retry_schedule",
+    "default_tip_presets",
+    "normalize_postal_code",
+]

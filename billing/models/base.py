@@ -1,0 +1,10 @@
+"""What the billing models share."""
+
+
+class TransitionsMixin:
+    """`can_transition_to` for a model with a `status` field and a TRANSITIONS map: {from status: {allowed to, ...}}.
+
+    The map stays on each model, the one place that says which status changes are allowed; the services check it."""
+
+    def can_transition_to(self, status) -> bool:
+        return status in self.TRANSITIONS.get(self.status, set())

@@ -1,0 +1,333 @@
+"""Bills and who they are for: billers, customer accounts, bill imports, bills, their lines, and the append-only
+billing history (billing/services.py and billing/imports.py hold the services)."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.validators import MinValueValidator, RegexValidator
+from django.db import models
+from django.db.models import F, Q
+from django.utils.translation import gettext_lazy as _
+
+from ..money import format_money
+from ..storage import private_storage
+from .base import TransitionsMixin
+
+
+def default_reminder_schedule() -> list[int]:
+    return [-5, 0, 3, 10]  # days from the due date: five before, on the day, three and ten after
+
+
+def default_retry_schedule() -> list[int]:
+    return [1, 3, 5, 7]  # days after a failed autopay charge
+
+
+def default_tip_presets() -> list[int]:
+    return [15, 20, 25]  # percent; shown only when the biller turns tips on
+
+
+class Biller(models.Model):
+    class LookupFactor(models.TextChoices):
+        POSTAL_CODE = "postal_code", _("Postal code of the service address")
+        LAST_BILL_AMOUNT = "last_bill_amount", _("Amount of the last bill")
+
+    name = models.CharField(_("name"), max_length=200)
+    slug = models.SlugField(_("slug"), unique=True)
+    # Branding
+    brand_color = models.CharField(
+        _("brand colour"),
+        max_length=7,
+        default="#0b5cab",
+        validators=[RegexValidator(r"^#[0-9a-fA-F]{6}$", _("Use a colour like #0b5cab."))],
+    )
+    tagline = models.CharField(_("tagline"), max_length=200, blank=True)
+    remit_address = models.TextField(_("address for payments by mail"), blank=True)
+    # Money and time
+    currency = models.CharField(_("currency"), max_length=3, default="USD")
+    time_zone = models.CharField(_("time zone"), max_length=64, default="UTC")
+    # Support contact
+    support_email = models.EmailField(_("support e-mail"), blank=True)
+    support_phone = models.CharField(_("support phone"), max_length=40, blank=True)
+    # Policies used by payments, reminders and retries (later issues read them)
+    lookup_factor = models.CharField(
+        _("second lookup factor"), max_length=32, choices=LookupFactor.choices, default=LookupFactor.POSTAL_CODE
+    )
+    minimum_payment = models.BigIntegerField(
+        _("minimum online payment (minor units)"), default=100, validators=[MinValueValidator(1)]
+    )
+    maximum_payment = models.BigIntegerField(
+        _("maximum online payment (minor units)"),
+        null=True,
+        blank=True,
+        help_text=_("Leave empty for no limit beyond the balance due."),
+    )
+    convenience_fee_fixed = models.BigIntegerField(_("convenience fee, fixed (minor units)"), default=0)
+    convenience_fee_basis_points = models.PositiveIntegerField(
+        _("convenience fee, percent in basis points"), default=0, help_text=_("250 means 2.5%.")
+    )
+    tips_enabled = models.BooleanField(_("offer tip presets"), default=False)
+    tip_presets = models.JSONField(_("tip presets (percent)"), default=default_tip_presets, blank=True)
+    pay_link_valid_days = models.PositiveIntegerField(
+        _("pay links stay valid this many days after the due date"), default=60
+    )
+    reminder_schedule = models.JSONField(
+        _("reminder schedule (days from due date)"),
+        default=default_reminder_schedule,
+        blank=True,
+        help_text=_("For example [-5, 0, 3, 10]: five days before, on the day, three and ten days after."),
+    )
+    retry_schedule = models.JSONField(
+        _("failed-charge retry schedule (days after the failure)"), default=default_retry_schedule, blank=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("biller")
+        verbose_name_plural = _("billers")
+        constraints = [
+            models.CheckConstraint(condition=Q(minimum_payment__gte=1), name="biller_minimum_payment_positive"),
+            models.CheckConstraint(condition=Q(convenience_fee_fixed__gte=0), name="biller_fee_nonnegative"),
+            models.CheckConstraint(
+                condition=Q(maximum_payment__isnull=True) | Q(maximum_payment__gte=F("minimum_payment")),
+                name="biller_maximum_at_least_minimum",
+            ),
+        ]
+
+    def __str__(self):
+        return self.name
+
+
+class ImportBatch(models.Model):
+    """One uploaded bill file and its progress. The rows it created point back to it."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", _("Waiting")
+        RUNNING = "running", _("Importing")
+        SUCCEEDED = "succeeded", _("Imported")
+        FAILED = "failed", _("Rejected")
+
+    biller = models.ForeignKey(Biller, on_delete=models.PROTECT, related_name="import_batches")
+    filename = models.CharField(_("file name"), max_length=255)
+    file = models.FileField(_("file"), upload_to="imports/", storage=private_storage, blank=True)
+    sha256 = models.CharField(_("SHA-256 of the file"), max_length=64)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.PENDING)
+    total_rows = models.PositiveIntegerField(_("rows"), default=0)
+    processed_rows = models.PositiveIntegerField(_("rows checked"), default=0)
+    accounts_created = models.PositiveIntegerField(_("accounts created"), default=0)
+    bills_created = models.PositiveIntegerField(_("bills created"), default=0)
+    bills_skipped = models.PositiveIntegerField(_("bills already imported"), default=0)
+    errors = models.JSONField(_("errors"), default=list, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    created_at = models.DateTimeField(_("uploaded"), auto_now_add=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+
+    class Meta:
+        verbose_name = _("bill import")
+        verbose_name_plural = _("bill imports")
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.filename} ({self.get_status_display()})"
+
+    @property
+    def percent_done(self) -> int:
+        if not self.total_rows:
+            return 100 if self.status in {self.Status.SUCCEEDED, self.Status.FAILED} else 0
+        return min(100, round(100 * self.processed_rows / self.total_rows))
+
+
+class CustomerAccount(models.Model):
+    """The biller's customer: one service account, which may be linked to several portal logins."""
+
+    biller = models.ForeignKey(Biller, on_delete=models.PROTECT, related_name="accounts")
+    account_number = models.CharField(_("account number"), max_length=40)
+    holder_name = models.CharField(_("account holder"), max_length=200)
+    address_line1 = models.CharField(_("service address"), max_length=200, blank=True)
+    address_line2 = models.CharField(_("address line 2"), max_length=200, blank=True)
+    city = models.CharField(_("city"), max_length=100, blank=True)
+    region = models.CharField(_("region"), max_length=100, blank=True)
+    postal_code = models.CharField(_("postal code"), max_length=20)
+    country = models.CharField(_("country"), max_length=2, default="US")
+    email = models.EmailField(_("contact e-mail"), blank=True)
+    phone = models.CharField(_("contact phone"), max_length=32, blank=True)
+    # Communication preferences; per-notice channel choices arrive with the reminders issue.
+    language = models.CharField(_("language"), max_length=8, choices=settings.LANGUAGES, default="en")
+    email_notices = models.BooleanField(_("notices by e-mail"), default=True)
+    sms_notices = models.BooleanField(_("notices by text message"), default=False)
+    import_batch = models.ForeignKey(
+        ImportBatch, on_delete=models.SET_NULL, null=True, blank=True, related_name="accounts"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("customer account")
+        verbose_name_plural = _("customer accounts")
+        ordering = ["account_number"]
+        constraints = [
+            models.UniqueConstraint(fields=["biller", "account_number"], name="account_number_unique_per_biller")
+        ]
+
+    def __str__(self):
+        return f"{self.account_number} · {self.holder_name}"
+
+    @property
+    def postal_code_normalized(self) -> str:
+        return normalize_postal_code(self.postal_code)
+
+
+def normalize_postal_code(value: str) -> str:
+    return "".join(ch for ch in (value or "").upper() if ch.isalnum())
+
+
+class Bill(TransitionsMixin, models.Model):
+    """A bill (invoice) sent to a customer account. "Bill" is the word used everywhere in this project."""
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", _("Draft")
+        OPEN = "open", _("Open")
+        PAID = "paid", _("Paid")
+        VOID = "void", _("Void")
+        UNCOLLECTIBLE = "uncollectible", _("Uncollectible")
+
+    # The one place that says which status changes are allowed. A refund or reversed payment reopens a paid bill.
+    TRANSITIONS = {
+        Status.DRAFT: {Status.OPEN, Status.VOID},
+        Status.OPEN: {Status.PAID, Status.VOID, Status.UNCOLLECTIBLE},
+        Status.PAID: {Status.OPEN},
+        Status.UNCOLLECTIBLE: {Status.OPEN, Status.PAID},
+        Status.VOID: set(),
+    }
+    PAYABLE_STATUSES = (Status.OPEN, Status.UNCOLLECTIBLE)
+
+    biller = models.ForeignKey(Biller, on_delete=models.PROTECT, related_name="bills")
+    account = models.ForeignKey(CustomerAccount, on_delete=models.PROTECT, related_name="bills")
+    number = models.CharField(_("bill number"), max_length=40)
+    status = models.CharField(_("status"), max_length=16, choices=Status.choices, default=Status.DRAFT)
+    period_start = models.DateField(_("period start"))
+    period_end = models.DateField(_("period end"))
+    issue_date = models.DateField(_("issue date"), null=True, blank=True)
+    due_date = models.DateField(_("due date"))
+    currency = models.CharField(_("currency"), max_length=3)
+    subtotal = models.BigIntegerField(_("subtotal"), default=0)
+    tax = models.BigIntegerField(_("tax"), default=0)
+    total = models.BigIntegerField(_("total"), default=0)
+    amount_paid = models.BigIntegerField(_("amount paid"), default=0)
+    import_batch = models.ForeignKey(
+        ImportBatch, on_delete=models.SET_NULL, null=True, blank=True, related_name="bills"
+    )
+    # The stored PDF, and a fingerprint of what it was rendered from; a different fingerprint means re-render.
+    pdf = models.FileField(_("PDF"), upload_to="bills/", storage=private_storage, blank=True, editable=False)
+    pdf_fingerprint = models.CharField(max_length=64, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = _("bill")
+        verbose_name_plural = _("bills")
+        ordering = ["-due_date", "-pk"]
+        permissions = [
+            ("issue_bill", _("Can issue a bill")),
+            ("void_bill", _("Can void a bill or write it off")),
+            ("import_bills", _("Can import bills from a file")),
+        ]
+        constraints = [
+            models.UniqueConstraint(fields=["biller", "number"], name="bill_number_unique_per_biller"),
+            models.CheckConstraint(condition=Q(subtotal__gte=0), name="bill_subtotal_nonnegative"),
+            models.CheckConstraint(condition=Q(tax__gte=0), name="bill_tax_nonnegative"),
+            models.CheckConstraint(condition=Q(total=F("subtotal") + F("tax")), name="bill_total_is_subtotal_plus_tax"),
+            models.CheckConstraint(condition=Q(amount_paid__gte=0), name="bill_amount_paid_nonnegative"),
+            models.CheckConstraint(condition=Q(amount_paid__lte=F("total")), name="bill_never_overpaid"),
+            models.CheckConstraint(condition=Q(period_end__gte=F("period_start")), name="bill_period_ordered"),
+        ]
+        indexes = [models.Index(fields=["account", "status", "due_date"])]
+
+    def __str__(self):
+        return self.number
+
+    @property
+    def balance_due(self) -> int:
+        if self.status in (self.Status.VOID, self.Status.DRAFT):
+            return 0
+        return self.total - self.amount_paid
+
+    def money(self, minor: int) -> str:
+        return format_money(minor, self.currency)
+
+    def is_overdue(self, today) -> bool:
+        return self.status in self.PAYABLE_STATUSES and self.due_date < today
+
+    def pay_link_expires_on(self):
+        return self.due_date + timedelta(days=self.biller.pay_link_valid_days)
+
+
+class BillLine(models.Model):
+    bill = models.ForeignKey(Bill, on_delete=models.CASCADE, related_name="lines")
+    position = models.PositiveIntegerField(_("position"), default=0)
+    description = models.CharField(_("description"), max_length=200)
+    quantity = models.DecimalField(_("quantity"), max_digits=14, decimal_places=3, default=1)
+    unit_amount = models.BigIntegerField(_("unit price"), default=0)
+    amount = models.BigIntegerField(_("amount"))
+    tax_amount = models.BigIntegerField(_("tax"), default=0)
+
+    class Meta:
+        verbose_name = _("bill line")
+        verbose_name_plural = _("bill lines")
+        ordering = ["bill", "position", "pk"]
+        constraints = [
+            models.CheckConstraint(condition=Q(amount__gte=0), name="bill_line_amount_nonnegative"),
+            models.CheckConstraint(condition=Q(tax_amount__gte=0), name="bill_line_tax_nonnegative"),
+            models.CheckConstraint(condition=Q(unit_amount__gte=0), name="bill_line_unit_nonnegative"),
+        ]
+
+    def __str__(self):
+        return self.description
+
+
+class BillingEvent(models.Model):
+    """Append-only history of every status change and money action: who, when, what."""
+
+    class Kind(models.TextChoices):
+        BILL_CREATED = "bill_created", _("Bill created")
+        BILL_STATUS = "bill_status", _("Bill status changed")
+        PAYMENT_RECORDED = "payment_recorded", _("Payment recorded")
+        PAYMENT_STATUS = "payment_status", _("Payment status changed")
+        PAYMENT_APPLIED = "payment_applied", _("Payment applied to bill")
+        REFUND = "refund", _("Refund")
+        REFUND_STATUS = "refund_status", _("Refund status changed")
+        DISPUTE = "dispute", _("Dispute")
+        PDF_RENDERED = "pdf_rendered", _("PDF rendered")
+        IMPORTED = "imported", _("Imported")
+
+    kind = models.CharField(_("what"), max_length=32, choices=Kind.choices)
+    bill = models.ForeignKey(Bill, on_delete=models.CASCADE, null=True, blank=True, related_name="events")
+    payment = models.ForeignKey(
+        "billing.Payment", on_delete=models.CASCADE, null=True, blank=True, related_name="events"
+    )
+    account = models.ForeignKey(
+        CustomerAccount, on_delete=models.CASCADE, null=True, blank=True, related_name="events"
+    )
+    from_status = models.CharField(_("from"), max_length=16, blank=True)
+    to_status = models.CharField(_("to"), max_length=16, blank=True)
+    amount = models.BigIntegerField(_("amount"), null=True, blank=True)
+    currency = models.CharField(_("currency"), max_length=3, blank=True)
+    message = models.CharField(_("details"), max_length=500, blank=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("who"),
+    )
+    created_at = models.DateTimeField(_("when"), auto_now_add=True, db_index=True)
+
+    class Meta:
+        verbose_name = _("billing event")
+        verbose_name_plural = _("billing history")
+        ordering = ["-created_at", "-pk"]
+
+    def __str__(self):
+        return f"{self.get_kind_display()} {self.from_status}→{self.to_status}".strip()
