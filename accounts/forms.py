@@ -6,8 +6,9 @@ from django.contrib.auth import password_validation
 from django.utils.translation import gettext_lazy as _
 
 from billing.errors import ApplicationError
-from billing.forms import AccessibleErrorsMixin, parse_amount
+from billing.forms import AccessibleErrorsMixin
 from billing.models import AutopayEnrollment
+from billing.money import parse_amount
 
 
 class AutopayForm(AccessibleErrorsMixin, forms.Form):

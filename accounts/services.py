@@ -12,11 +12,10 @@ from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop, ngettext
 
-from billing import lookup
+from billing.bills.selectors import biller_for_site
 from billing.errors import ApplicationError
 from billing.models import Biller, CustomerAccount
-from billing.selectors import biller_for_site
-
+from billing.payments import lookup
 from notifications.models import NoticePreference
 
 from .models import AccountLink, User

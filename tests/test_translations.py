@@ -80,7 +80,7 @@ def test_lookup_page_labels_are_translated(client, biller, language):
 
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_decline_messages_are_translated(language):
-    from billing.gateway import decline_classify
+    from billing.payments.gateway import decline_classify
 
     with translation.override(language):
         assert INSUFFICIENT_FUNDS[language] in str(
@@ -155,6 +155,12 @@ PAYER_MODULES = {
     "billing/enrolment/paperless.py",
     "billing/enrolment/guest.py",
     "billing/autopay/enrolment.py",
+    "billing/payments/forms.py",
+    "billing/enrolment/forms.py",
+    "billing/payments/lookup.py",
+    "billing/payments/gateway.py",
+    "billing/payments/online.py",
+    "billing/payments/receipts.py",
     "config/settings/base.py",  # the language names in the language switch
 }
 

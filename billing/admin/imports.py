@@ -18,7 +18,8 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 
-from billing.imports import ImportFileError, bill_import_submit
+from billing.bills.csv_rows import ImportFileError
+from billing.bills.imports import bill_import_submit
 from billing.models import Biller, ImportBatch
 
 from .mixins import csv_cell

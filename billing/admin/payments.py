@@ -13,7 +13,7 @@ from django.utils.translation import gettext_lazy as _
 from billing.errors import ApplicationError
 from billing.models import BillingEvent, Dispute, Payment, PaymentAllocation, PaymentAttempt, Refund, WebhookEvent
 from billing.money import format_money, from_minor
-from billing.payments import refund_create, refund_settle
+from billing.payments.refunds import refund_create, refund_settle
 
 from .mixins import (
     HistoryInline,

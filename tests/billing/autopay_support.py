@@ -11,9 +11,11 @@ import stripe
 from allauth.account.models import EmailAddress
 from django.utils import timezone
 
-from billing import autopay
-from billing.gateway import IntentResult, IntentStatus, _translate
+from billing.autopay.charging import autopay_charge
+from billing.autopay.planning import autopay_plan, autopay_sweep
 from billing.models import AutopayEnrollment, PaymentMethod
+from billing.payments.gateway import IntentResult, IntentStatus
+from billing.payments.stripe_gateway import _translate
 
 _ids = itertools.count(1)
 
@@ -118,7 +120,6 @@ class FakeGateway:
 
 
 def use_gateway(monkeypatch, gateway) -> None:
-    monkeypatch.setattr("billing.autopay.charging.get_gateway", lambda: gateway)
     monkeypatch.setattr("billing.payments.gateway.get_gateway", lambda: gateway)
 
 
@@ -130,15 +131,15 @@ class Driver:
 
     def plan(self, now=None):
         with self.capture(execute=True):
-            return autopay.autopay_plan(now=now)
+            return autopay_plan(now=now)
 
     def sweep(self, days: float = 1):
         with self.capture(execute=True):
-            return autopay.autopay_sweep(now=timezone.now() + dt.timedelta(days=days), enqueue=False)
+            return autopay_sweep(now=timezone.now() + dt.timedelta(days=days), enqueue=False)
 
     def charge(self, charge_id: int) -> str:
         with self.capture(execute=True):
-            return autopay.autopay_charge(charge_id=charge_id)
+            return autopay_charge(charge_id=charge_id)
 
     def run(self, days: float = 1) -> list[str]:
         result = self.sweep(days)

@@ -4,17 +4,17 @@ from django.core import mail
 from django.core.management import call_command
 from django.urls import reverse
 
-from billing import services
 from billing.models import Bill, BillingEvent, Refund
-from tests.factories import make_bill
+from billing.payments.offline import payment_record_offline
 from tests.billing.test_refunds import paid  # noqa: F401 - a fixture
+from tests.factories import make_bill
 from tests.notice_sending import celery_eager, refund_emails  # noqa: F401
 from tests.staff_support import staff_login
 
 
 def _paid_cash(account):
     bill = make_bill(account, amounts=(5000,))
-    payment = services.payment_record_offline(account=account, amount=5000, method="cash")
+    payment = payment_record_offline(account=account, amount=5000, method="cash")
     return bill, payment
 
 

@@ -12,9 +12,10 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from billing import autopay
+from billing.autopay.charging import autopay_charge
+from billing.autopay.planning import autopay_plan, autopay_sweep
+from billing.autopay.tasks import autopay_charge_task
 from billing.models import AutopayCharge, AutopayChargeEvent, Bill, Payment
-from billing.tasks import autopay_charge_task
 from tests.factories import CustomerAccountFactory, make_bill
 
 from .autopay_support import OK, FakeGateway, enroll, make_user, saved_card, use_gateway
@@ -40,9 +41,9 @@ def claimed(account, django_user_model, monkeypatch, enqueued):
     make_bill(account, amounts=(5000,), due_in_days=0)
     gateway = FakeGateway({"pm_default": OK})
     use_gateway(monkeypatch, gateway)
-    autopay.autopay_plan()
+    autopay_plan()
     at = timezone.now() + dt.timedelta(days=1)
-    (charge_id,) = autopay.autopay_sweep(now=at).claimed
+    (charge_id,) = autopay_sweep(now=at).claimed
     assert enqueued == [charge_id]
     return type("Claimed", (), {"id": charge_id, "at": at, "gateway": gateway})
 
@@ -51,9 +52,9 @@ def claimed(account, django_user_model, monkeypatch, enqueued):
 def test_a_claimed_charge_whose_message_was_lost_is_enqueued_again_after_a_minute_and_charged_once(
     claimed, enqueued, django_capture_on_commit_callbacks
 ):
-    early = autopay.autopay_sweep(now=claimed.at + dt.timedelta(seconds=59))
+    early = autopay_sweep(now=claimed.at + dt.timedelta(seconds=59))
     assert enqueued == [claimed.id] and early.claimed == [] and early.reclaimed == []
-    late = autopay.autopay_sweep(now=claimed.at + dt.timedelta(seconds=61))  # AUTOPAY_UNSTARTED_TIMEOUT_SECONDS
+    late = autopay_sweep(now=claimed.at + dt.timedelta(seconds=61))  # AUTOPAY_UNSTARTED_TIMEOUT_SECONDS
     assert enqueued == [claimed.id, claimed.id]  # the next minute's sweep sends the message again
     assert late.requeued == [claimed.id] and late.claimed == [] and late.reclaimed == []
     charge = AutopayCharge.objects.get(pk=claimed.id)
@@ -62,21 +63,21 @@ def test_a_claimed_charge_whose_message_was_lost_is_enqueued_again_after_a_minut
 
     # The lost message turns up after all, and the re-sent one too: one charge.
     with django_capture_on_commit_callbacks(execute=True):
-        outcomes = [autopay.autopay_charge(charge_id=claimed.id) for _ in range(2)]
+        outcomes = [autopay_charge(charge_id=claimed.id) for _ in range(2)]
     assert outcomes == [S.SUCCEEDED, "noop"]
     assert claimed.gateway.confirms() == ["pm_default"] and len(claimed.gateway.succeeded()) == 1
-    assert autopay.autopay_sweep(now=claimed.at + dt.timedelta(minutes=5)).requeued == []
+    assert autopay_sweep(now=claimed.at + dt.timedelta(minutes=5)).requeued == []
 
 
 @pytest.mark.django_db
 def test_a_charge_a_worker_started_is_left_to_the_charging_timeout(claimed, enqueued, settings):
     AutopayCharge.objects.filter(pk=claimed.id).update(started_at=claimed.at)  # a worker is charging it
 
-    result = autopay.autopay_sweep(now=claimed.at + dt.timedelta(minutes=5))
+    result = autopay_sweep(now=claimed.at + dt.timedelta(minutes=5))
     assert result.requeued == [] and result.reclaimed == [] and enqueued == [claimed.id]
-    assert autopay.autopay_charge(charge_id=claimed.id) == "noop"
+    assert autopay_charge(charge_id=claimed.id) == "noop"
     settings.AUTOPAY_CHARGING_TIMEOUT_SECONDS = 600
-    assert autopay.autopay_sweep(now=claimed.at + dt.timedelta(minutes=11)).reclaimed == [claimed.id]
+    assert autopay_sweep(now=claimed.at + dt.timedelta(minutes=11)).reclaimed == [claimed.id]
 
 
 # --- A real worker after a Redis flush -------------------------------------------------------------------------------
@@ -91,12 +92,12 @@ def test_after_a_redis_flush_the_worker_charges_the_lost_row_exactly_once(
     account = CustomerAccountFactory(biller=biller)
     autopay_payer(account, django_user_model)  # pays with 4242
     bill = make_bill(account, amounts=(3100,), due_in_days=0)
-    assert autopay.autopay_plan().created == 1
+    assert autopay_plan().created == 1
     Path(worker_env["BILLPAY_TEST_AUTOPAY_PAUSE_FILE"]).write_text("")  # no kill-test pause in this run
 
     # Claimed and enqueued on Redis while no worker runs, then Redis is flushed: the message is really gone.
     claimed_at = timezone.now() + dt.timedelta(days=1)
-    (charge_id,) = autopay.autopay_sweep(now=claimed_at).claimed
+    (charge_id,) = autopay_sweep(now=claimed_at).claimed
     client = redis.Redis.from_url(settings.REDIS_URL)
     assert client.dbsize() > 0
     client.flushdb()
@@ -107,8 +108,8 @@ def test_after_a_redis_flush_the_worker_charges_the_lost_row_exactly_once(
         assert charge.status == S.CHARGING and charge.started_at is None  # nothing reached the worker
         # The next minute's sweep enqueues it again; a second one right after may add a duplicate message if the
         # worker has not started it yet. The bill is still charged once.
-        first = autopay.autopay_sweep(now=claimed_at + dt.timedelta(seconds=61))
-        autopay.autopay_sweep(now=claimed_at + dt.timedelta(seconds=122))
+        first = autopay_sweep(now=claimed_at + dt.timedelta(seconds=61))
+        autopay_sweep(now=claimed_at + dt.timedelta(seconds=122))
         _wait(
             lambda: AutopayCharge.objects.get(pk=charge_id).status == S.SUCCEEDED,
             60, "the worker to charge the re-sent row", worker,

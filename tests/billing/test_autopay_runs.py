@@ -14,9 +14,16 @@ from django.utils import timezone
 
 from accounts.models import AccountLink
 from accounts.services import account_link_grant
-from billing import autopay, enrollments
+from billing.autopay.charging import autopay_charge
+from billing.autopay.enrolment import autopay_enroll
+from billing.autopay.planning import autopay_plan, autopay_sweep
+from billing.methods.services import (
+    payment_method_make_backup,
+    payment_method_save_from_setup,
+    payment_method_setup_start,
+)
 from billing.models import AutopayCharge, Bill, Payment, PaymentAttempt
-from billing.payments import payment_confirm, payment_start
+from billing.payments.online import payment_confirm, payment_start
 from notifications.models import Notification
 from tests import stripe_support
 from tests.factories import CustomerAccountFactory, make_bill
@@ -36,11 +43,11 @@ def _stripe():
 
 def save_card(user, number: str):
     """A card saved the way the payer's settings page saves it: a SetupIntent confirmed by (a stand-in for) stripe.js."""
-    secret = enrollments.payment_method_setup_start(user=user)
+    secret = payment_method_setup_start(user=user)
     setup_id = secret.split("_secret_")[0]
     card = {"number": number, "exp_month": "12", "exp_year": "2034", "cvc": "123"}
     _stripe().v1.setup_intents.confirm(setup_id, params={"payment_method_data": {"type": "card", "card": card}})
-    return enrollments.payment_method_save_from_setup(user=user, setup_intent_id=setup_id, ip="203.0.113.5")
+    return payment_method_save_from_setup(user=user, setup_intent_id=setup_id, ip="203.0.113.5")
 
 
 def autopay_payer(account, django_user_model, *, default=VISA, backup=None):
@@ -48,8 +55,8 @@ def autopay_payer(account, django_user_model, *, default=VISA, backup=None):
     account_link_grant(user=user, account=account, via=AccountLink.Via.LOOKUP)
     card = save_card(user, default)
     if backup:
-        enrollments.payment_method_make_backup(user=user, payment_method=save_card(user, backup))
-    enrollments.autopay_enroll(
+        payment_method_make_backup(user=user, payment_method=save_card(user, backup))
+    autopay_enroll(
         account=account, user=user, payment_method=card, charge_rule="on_due_date", consent_text="I agree.",
     )  # fmt: skip
     return user
@@ -119,7 +126,7 @@ def test_a_guest_payment_while_a_retry_waits_stops_the_retry(
 
 @pytest.mark.django_db
 def test_a_redelivered_charge_task_charges_once(stripe_settings, localstripe, account, django_user_model, driver):
-    from billing.tasks import autopay_charge_task
+    from billing.autopay.tasks import autopay_charge_task
 
     autopay_payer(account, django_user_model)
     make_bill(account, amounts=(1234,), due_in_days=0)
@@ -164,32 +171,32 @@ def test_every_sweeper_twice_and_at_once_charges_nothing_twice(
         bills.append(make_bill(account, amounts=(1000 + account.pk,), due_in_days=0))
 
     # Planners twice, then four at once.
-    autopay.autopay_plan()
-    autopay.autopay_plan()
-    _in_threads(lambda i: autopay.autopay_plan(), 4)
+    autopay_plan()
+    autopay_plan()
+    _in_threads(lambda i: autopay_plan(), 4)
     assert AutopayCharge.objects.count() == 5
 
     # Sweepers twice, then four at once: every row claimed by exactly one of them.
     later = timezone.now() + timezone.timedelta(days=1)
     claimed = (
-        autopay.autopay_sweep(now=later, enqueue=False).claimed
-        + autopay.autopay_sweep(now=later, enqueue=False).claimed
+        autopay_sweep(now=later, enqueue=False).claimed
+        + autopay_sweep(now=later, enqueue=False).claimed
     )
     claimed += [
-        pk for r in _in_threads(lambda i: autopay.autopay_sweep(now=later, enqueue=False), 4) for pk in r.claimed
+        pk for r in _in_threads(lambda i: autopay_sweep(now=later, enqueue=False), 4) for pk in r.claimed
     ]
     assert sorted(claimed) == sorted(AutopayCharge.objects.values_list("pk", flat=True))
 
     # Every task delivered three times, all at once (acks_late redelivery, a reclaim, a duplicate message).
     deliveries = [pk for pk in claimed for _ in range(3)]
-    outcomes = _in_threads(lambda i: autopay.autopay_charge(charge_id=deliveries[i]), len(deliveries))
+    outcomes = _in_threads(lambda i: autopay_charge(charge_id=deliveries[i]), len(deliveries))
     assert sorted(outcomes) == sorted(["noop"] * 10 + [S.SUCCEEDED] * 5)
 
     # And everything once more, sequentially.
-    autopay.autopay_plan()
-    assert autopay.autopay_sweep(now=later + timezone.timedelta(days=30), enqueue=False).claimed == []
+    autopay_plan()
+    assert autopay_sweep(now=later + timezone.timedelta(days=30), enqueue=False).claimed == []
     for pk in claimed:
-        assert autopay.autopay_charge(charge_id=pk) == "noop"
+        assert autopay_charge(charge_id=pk) == "noop"
 
     succeeded = intents(localstripe, "succeeded")
     assert sorted(i["amount"] for i in succeeded) == sorted(b.total for b in bills)

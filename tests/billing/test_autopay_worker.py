@@ -24,7 +24,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from billing import autopay
+from billing.autopay.planning import autopay_plan, autopay_sweep
 from billing.models import AutopayCharge, AutopayChargeEvent, Bill, Payment, PaymentAttempt
 from tests import stripe_support
 from tests.factories import CustomerAccountFactory, make_bill
@@ -113,13 +113,13 @@ def test_a_worker_killed_after_charging_is_recovered_without_a_second_charge(
     account = CustomerAccountFactory(biller=biller)
     autopay_payer(account, django_user_model)  # pays with 4242
     bill = make_bill(account, amounts=(2750,), due_in_days=0)
-    assert autopay.autopay_plan().created == 1
+    assert autopay_plan().created == 1
     marker = Path(worker_env["BILLPAY_TEST_AUTOPAY_PAUSE_FILE"])
 
     first = Worker(worker_env, tmp_path / "worker-1.log", "autopay-kill-1")
     try:
         later = timezone.now() + dt.timedelta(days=1)
-        (charge_id,) = autopay.autopay_sweep(now=later).claimed  # enqueues autopay_charge_task on Redis
+        (charge_id,) = autopay_sweep(now=later).claimed  # enqueues autopay_charge_task on Redis
         _wait(marker.exists, 60, "the worker to charge the card", first)
         # The card is charged; our database knows only the intent id and a pending try.
         assert [i["status"] for i in intents(localstripe)] == ["succeeded"]
@@ -133,9 +133,9 @@ def test_a_worker_killed_after_charging_is_recovered_without_a_second_charge(
     second = Worker(worker_env, tmp_path / "worker-2.log", "autopay-kill-2")
     try:
         # Before the timeout the sweeper leaves the row alone; after it, the row is claimed again and re-enqueued.
-        assert autopay.autopay_sweep(now=later + dt.timedelta(seconds=1)).reclaimed == []
+        assert autopay_sweep(now=later + dt.timedelta(seconds=1)).reclaimed == []
         settings.AUTOPAY_CHARGING_TIMEOUT_SECONDS = 2
-        result = autopay.autopay_sweep(now=later + dt.timedelta(seconds=3))
+        result = autopay_sweep(now=later + dt.timedelta(seconds=3))
         assert result.reclaimed == [charge_id] and result.claimed == []
         _wait(
             lambda: AutopayCharge.objects.get(pk=charge_id).status == AutopayCharge.Status.SUCCEEDED,

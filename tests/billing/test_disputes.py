@@ -6,8 +6,8 @@ dashboard refund itself is made for real at localstripe, without our metadata, a
 
 import pytest
 
-from billing.gateway import get_gateway
 from billing.models import Bill, Dispute, Refund
+from billing.payments.gateway import get_gateway
 from tests.billing.test_refunds import paid, refunds_at_gateway  # noqa: F401 - a fixture
 from tests.billing.test_webhooks import post, stripe_event
 from tests.notice_sending import celery_eager, refund_emails  # noqa: F401
@@ -103,12 +103,12 @@ def test_dispute_withdraws_reopens_tells_staff_and_a_win_restores(
 
 def test_reinstated_money_never_overpays_a_bill_paid_meanwhile(client, paid, django_capture_on_commit_callbacks):
     """A bill paid another way while the money was withdrawn is not overpaid when the money comes back."""
-    from billing import services
+    from billing.payments.offline import payment_record_offline
 
     payment, older, newer = paid
     capture = django_capture_on_commit_callbacks
     deliver(client, "evt_w", "charge.dispute.funds_withdrawn", dispute_obj(payment, withdrawn=True), T0 + 1, capture)
-    services.payment_record_offline(account=payment.account, amount=2000, method="cash")  # pays the newer bill
+    payment_record_offline(account=payment.account, amount=2000, method="cash")  # pays the newer bill
     deliver(client, "evt_r", "charge.dispute.funds_reinstated",
             dispute_obj(payment, status="won", withdrawn=True, reinstated=True), T0 + 4, capture)  # fmt: skip
     older.refresh_from_db()

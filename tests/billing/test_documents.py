@@ -10,9 +10,10 @@ from django.core.files.storage import FileSystemStorage
 from django.urls import reverse
 from pypdf import PdfReader
 
-from billing import services
 from billing.bills import documents
+from billing.bills.services import bill_void
 from billing.models import Bill, BillingEvent, BillLine
+from billing.payments.offline import payment_record_offline
 from tests.factories import BillerFactory, CustomerAccountFactory, make_bill
 from tests.staff_support import staff_login
 
@@ -82,7 +83,7 @@ def test_pdf_is_rendered_once_then_served_from_storage_until_a_payment_changes_i
     assert renders.call_count == 1
     assert bill.events.filter(kind=BillingEvent.Kind.PDF_RENDERED).count() == 1
 
-    services.payment_record_offline(account=account, amount=3000, method="cash")
+    payment_record_offline(account=account, amount=3000, method="cash")
     # `bill` is now stale in memory; the document must still follow the database.
     with django_capture_on_commit_callbacks(execute=True):
         after_payment = documents.bill_pdf_ensure(bill=bill)
@@ -108,11 +109,11 @@ def test_a_missing_stored_file_is_rendered_again(account, renders):
 
 
 def _pay_in_full(bill):
-    services.payment_record_offline(account=bill.account, amount=bill.total, method="cash")
+    payment_record_offline(account=bill.account, amount=bill.total, method="cash")
 
 
 def _void(bill):
-    services.bill_void(bill=bill)
+    bill_void(bill=bill)
 
 
 def _rebrand(bill):
@@ -161,7 +162,7 @@ def test_the_pay_address_comes_from_bill_pay_url(account, monkeypatch):
 def test_status_watermark(account, status, watermark):
     bill = make_bill(account, issue=status != "draft")
     if status == "void":
-        services.bill_void(bill=bill)
+        bill_void(bill=bill)
     elif status == "paid":
         _pay_in_full(bill)
 
@@ -322,7 +323,7 @@ def test_period_and_dates_are_on_the_bill(account):
 
 
 def test_the_printed_pay_address_is_the_bills_signed_pay_link(account, client, settings):
-    from billing import paylinks
+    from billing.bills import paylinks
 
     bill = make_bill(account)
     url = paylinks.bill_pay_url(bill)

@@ -9,9 +9,9 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
-from billing.autopay import autopay_charge
+from billing.autopay.charging import autopay_charge
 from billing.models import AutopayCharge, AutopayChargeTry, AutopayEnrollment, Bill, Payment
-from billing.services import payment_record_offline
+from billing.payments.offline import payment_record_offline
 from notifications.models import Notification
 from notifications.render import notification_render
 from tests.factories import make_bill

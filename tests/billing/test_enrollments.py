@@ -15,9 +15,32 @@ from django.utils import timezone
 
 from accounts.models import AccountLink
 from accounts.services import account_link_grant
-from billing import enrollments, receipts
+from billing.autopay.enrolment import autopay_cancel, autopay_enroll, autopay_pause, autopay_resume, autopay_transition
+from billing.autopay.selectors import autopay_upcoming
+from billing.enrolment.guest import (
+    GUEST_CODE_MAX_ATTEMPTS,
+    GUEST_CODE_MAX_SENDS,
+    guest_autopay_complete,
+    guest_enrollment_links_send,
+    guest_link_code_check,
+    guest_link_code_send,
+    guest_paperless_confirm,
+)
+from billing.enrolment.links import token_hash
+from billing.enrolment.paperless import paperless_cancel, paperless_current, paperless_enroll
+from billing.enrolment.selectors import paper_bill_accounts
 from billing.errors import ApplicationError
-from billing.gateway import get_gateway
+from billing.methods.selectors import user_payment_methods
+from billing.methods.services import (
+    gateway_customer_get_or_create,
+    payment_method_attach,
+    payment_method_make_backup,
+    payment_method_make_default,
+    payment_method_may_pay,
+    payment_method_remove,
+    payment_method_save_from_setup,
+    payment_method_setup_start,
+)
 from billing.models import (
     AutopayEnrollment,
     EnrollmentEvent,
@@ -27,7 +50,9 @@ from billing.models import (
     Payment,
     PaymentMethod,
 )
-from billing.services import confirmation_number_new
+from billing.payments import receipts
+from billing.payments.core import confirmation_number_new
+from billing.payments.gateway import get_gateway
 from tests import stripe_support
 from tests.factories import CustomerAccountFactory, make_bill
 
@@ -62,9 +87,9 @@ def confirm_setup_in_browser_stand_in(client_secret: str, number: str = "4242424
 
 
 def save_card(user, number="4242424242424242", exp_year=2034) -> PaymentMethod:
-    secret = enrollments.payment_method_setup_start(user=user)
+    secret = payment_method_setup_start(user=user)
     setup_id = confirm_setup_in_browser_stand_in(secret, number, exp_year)
-    return enrollments.payment_method_save_from_setup(user=user, setup_intent_id=setup_id, ip="203.0.113.5")
+    return payment_method_save_from_setup(user=user, setup_intent_id=setup_id, ip="203.0.113.5")
 
 
 def gateway_pm(method: PaymentMethod) -> dict:
@@ -92,26 +117,26 @@ def test_a_card_confirmed_through_a_setup_intent_is_attached_and_saved(stripe_se
 
 def test_a_setup_intent_of_another_login_is_refused(stripe_settings, user, django_user_model):
     other = make_user(django_user_model, "other@example.com")
-    setup_id = confirm_setup_in_browser_stand_in(enrollments.payment_method_setup_start(user=other))
-    enrollments.gateway_customer_get_or_create(user=user)
+    setup_id = confirm_setup_in_browser_stand_in(payment_method_setup_start(user=other))
+    gateway_customer_get_or_create(user=user)
     with pytest.raises(ApplicationError):
-        enrollments.payment_method_save_from_setup(user=user, setup_intent_id=setup_id)
+        payment_method_save_from_setup(user=user, setup_intent_id=setup_id)
     assert not PaymentMethod.objects.exists()
 
 
 def test_an_unconfirmed_setup_intent_saves_nothing(stripe_settings, user):
-    secret = enrollments.payment_method_setup_start(user=user)
+    secret = payment_method_setup_start(user=user)
     with pytest.raises(ApplicationError):
-        enrollments.payment_method_save_from_setup(user=user, setup_intent_id=secret.split("_secret_")[0])
+        payment_method_save_from_setup(user=user, setup_intent_id=secret.split("_secret_")[0])
     assert not PaymentMethod.objects.exists()
 
 
 def test_a_card_declined_at_setup_is_not_saved(stripe_settings, user):
-    secret = enrollments.payment_method_setup_start(user=user)
+    secret = payment_method_setup_start(user=user)
     with pytest.raises(stripe.CardError):
         confirm_setup_in_browser_stand_in(secret, number="4000000000000002")
     with pytest.raises(ApplicationError):
-        enrollments.payment_method_save_from_setup(user=user, setup_intent_id=secret.split("_secret_")[0])
+        payment_method_save_from_setup(user=user, setup_intent_id=secret.split("_secret_")[0])
     assert not PaymentMethod.objects.exists()
 
 
@@ -119,17 +144,17 @@ def test_one_default_and_one_backup_and_swapping_them(stripe_settings, user):
     first, second, third = save_card(user), save_card(user, "5555555555554444"), save_card(user, "4000056655665556")
     assert [m.is_default for m in (first, second, third)] == [True, False, False]
 
-    enrollments.payment_method_make_backup(user=user, payment_method=second)
-    enrollments.payment_method_make_backup(user=user, payment_method=third)  # the backup moves, never two
+    payment_method_make_backup(user=user, payment_method=second)
+    payment_method_make_backup(user=user, payment_method=third)  # the backup moves, never two
     roles = {m.pk: (m.is_default, m.is_backup) for m in PaymentMethod.objects.all()}
     assert roles == {first.pk: (True, False), second.pk: (False, False), third.pk: (False, True)}
 
-    enrollments.payment_method_make_default(user=user, payment_method=third)  # the backup promoted: a swap
+    payment_method_make_default(user=user, payment_method=third)  # the backup promoted: a swap
     roles = {m.pk: (m.is_default, m.is_backup) for m in PaymentMethod.objects.all()}
     assert roles == {first.pk: (False, True), second.pk: (False, False), third.pk: (True, False)}
 
     with pytest.raises(ApplicationError):
-        enrollments.payment_method_make_backup(user=user, payment_method=third)  # the default cannot be the backup
+        payment_method_make_backup(user=user, payment_method=third)  # the default cannot be the backup
 
 
 def test_the_database_refuses_two_defaults_or_two_backups(stripe_settings, user):
@@ -146,25 +171,25 @@ def test_the_database_refuses_two_defaults_or_two_backups(stripe_settings, user)
 
 def test_removing_detaches_and_the_backup_becomes_default(stripe_settings, user):
     first, second = save_card(user), save_card(user, "5555555555554444")
-    enrollments.payment_method_make_backup(user=user, payment_method=second)
-    enrollments.payment_method_remove(user=user, payment_method=first)
+    payment_method_make_backup(user=user, payment_method=second)
+    payment_method_remove(user=user, payment_method=first)
     first.refresh_from_db()
     second.refresh_from_db()
     assert first.removed_at is not None and not first.is_default
     assert gateway_pm(first)["customer"] is None
     assert second.is_default and not second.is_backup
-    assert list(enrollments.user_payment_methods(user=user)) == [second]
+    assert list(user_payment_methods(user=user)) == [second]
 
 
 def test_someone_elses_card_cannot_be_changed(stripe_settings, user, django_user_model):
     other = make_user(django_user_model, "other@example.com")
     theirs = save_card(other)
-    for action in (enrollments.payment_method_make_default, enrollments.payment_method_make_backup):
-        enrollments.gateway_customer_get_or_create(user=user)
+    for action in (payment_method_make_default, payment_method_make_backup):
+        gateway_customer_get_or_create(user=user)
         with pytest.raises(ApplicationError):
             action(user=user, payment_method=theirs)
     with pytest.raises(ApplicationError):
-        enrollments.payment_method_remove(user=user, payment_method=theirs)
+        payment_method_remove(user=user, payment_method=theirs)
     assert gateway_pm(theirs)["customer"] == other.gateway_customer.gateway_customer_id
 
 
@@ -172,29 +197,29 @@ def test_someone_elses_card_cannot_be_changed(stripe_settings, user, django_user
 
 
 def test_paperless_enrol_and_cancel_keep_consent_and_ip(account, user):
-    enrollment = enrollments.paperless_enroll(
+    enrollment = paperless_enroll(
         account=account, email="bills@example.com", consent_text=CONSENT, ip="198.51.100.7",
         via=PaperlessEnrollment.Via.PORTAL, user=user,
     )  # fmt: skip
     assert (enrollment.consent_text, enrollment.ip, enrollment.user) == (CONSENT, "198.51.100.7", user)
     assert enrollment.consented_at is not None and enrollment.is_active
-    same = enrollments.paperless_enroll(
+    same = paperless_enroll(
         account=account, email="Bills@example.com", consent_text=CONSENT, ip="198.51.100.8",
         via=PaperlessEnrollment.Via.PORTAL,
     )  # fmt: skip
     assert same.pk == enrollment.pk  # the same address: nothing new to consent to
 
-    ended = enrollments.paperless_cancel(account=account, ip="198.51.100.9", user=user)
+    ended = paperless_cancel(account=account, ip="198.51.100.9", user=user)
     assert ended.pk == enrollment.pk and ended.cancelled_ip == "198.51.100.9" and ended.cancelled_by == user
-    assert enrollments.paperless_current(account=account) is None
-    assert enrollments.paperless_cancel(account=account, ip=None) is None
+    assert paperless_current(account=account) is None
+    assert paperless_cancel(account=account, ip=None) is None
 
 
 def test_paperless_to_a_new_address_keeps_the_old_consent_on_record(account):
-    old = enrollments.paperless_enroll(
+    old = paperless_enroll(
         account=account, email="a@example.com", consent_text=CONSENT, ip=None, via=PaperlessEnrollment.Via.INVITATION
     )
-    new = enrollments.paperless_enroll(
+    new = paperless_enroll(
         account=account, email="b@example.com", consent_text=CONSENT, ip=None, via=PaperlessEnrollment.Via.PORTAL
     )
     old.refresh_from_db()
@@ -208,7 +233,7 @@ def test_paper_bill_accounts(biller):
     make_bill(paper)
     emailed = CustomerAccountFactory(biller=biller)
     make_bill(emailed)
-    enrollments.paperless_enroll(
+    paperless_enroll(
         account=emailed, email="x@example.com", consent_text=CONSENT, ip=None, via=PaperlessEnrollment.Via.PORTAL
     )
     CustomerAccountFactory(biller=biller)  # no open bill
@@ -216,11 +241,11 @@ def test_paper_bill_accounts(biller):
     make_bill(draft_only, issue=False)
     went_back = CustomerAccountFactory(biller=biller)
     make_bill(went_back)
-    enrollments.paperless_enroll(
+    paperless_enroll(
         account=went_back, email="y@example.com", consent_text=CONSENT, ip=None, via=PaperlessEnrollment.Via.PORTAL
     )
-    enrollments.paperless_cancel(account=went_back, ip=None)
-    assert list(enrollments.paper_bill_accounts()) == sorted([paper, went_back], key=lambda a: a.account_number)
+    paperless_cancel(account=went_back, ip=None)
+    assert list(paper_bill_accounts()) == sorted([paper, went_back], key=lambda a: a.account_number)
 
 
 # --- Autopay ------------------------------------------------------------------------------------------------------------
@@ -228,7 +253,7 @@ def test_paper_bill_accounts(biller):
 
 def enrol(account, user, method, **kwargs):
     values = {"charge_rule": AutopayEnrollment.ChargeRule.ON_DUE_DATE, "consent_text": CONSENT, "ip": "192.0.2.1"}
-    return enrollments.autopay_enroll(account=account, user=user, payment_method=method, **(values | kwargs))
+    return autopay_enroll(account=account, user=user, payment_method=method, **(values | kwargs))
 
 
 def test_autopay_keeps_the_mandate(stripe_settings, account, user):
@@ -244,18 +269,18 @@ def test_autopay_keeps_the_mandate(stripe_settings, account, user):
 def test_autopay_transitions_and_illegal_ones(stripe_settings, account, user):
     linked(user, account)
     enrollment = enrol(account, user, save_card(user))
-    enrollment = enrollments.autopay_pause(enrollment=enrollment, user=user)
+    enrollment = autopay_pause(enrollment=enrollment, user=user)
     assert enrollment.status == "paused"
     with pytest.raises(ApplicationError):
-        enrollments.autopay_pause(enrollment=enrollment, user=user)  # paused → paused
+        autopay_pause(enrollment=enrollment, user=user)  # paused → paused
     with pytest.raises(ApplicationError):
-        enrollments.autopay_transition(enrollment=enrollment, to_status="suspended")  # only an active one suspends
-    enrollment = enrollments.autopay_resume(enrollment=enrollment, user=user)
-    enrollment = enrollments.autopay_transition(enrollment=enrollment, to_status="suspended")
-    enrollment = enrollments.autopay_cancel(enrollment=enrollment, user=user)
+        autopay_transition(enrollment=enrollment, to_status="suspended")  # only an active one suspends
+    enrollment = autopay_resume(enrollment=enrollment, user=user)
+    enrollment = autopay_transition(enrollment=enrollment, to_status="suspended")
+    enrollment = autopay_cancel(enrollment=enrollment, user=user)
     for status in ("active", "paused", "suspended"):
         with pytest.raises(ApplicationError):
-            enrollments.autopay_transition(enrollment=enrollment, to_status=status)
+            autopay_transition(enrollment=enrollment, to_status=status)
     enrollment.refresh_from_db()
     assert enrollment.status == "cancelled"
     moves = list(
@@ -271,7 +296,7 @@ def test_one_current_autopay_per_account(stripe_settings, account, user, django_
     linked(user, account)
     linked(partner, account)
     first = enrol(account, user, save_card(user))
-    enrollments.autopay_pause(enrollment=first)
+    autopay_pause(enrollment=first)
     with pytest.raises(ApplicationError):
         enrol(account, partner, save_card(partner))  # a paused enrolment still holds the account
     second = enrol(account, partner, partner.payment_methods.get(), replace=True)
@@ -303,9 +328,9 @@ def test_a_card_that_pays_autopay_cannot_be_removed(stripe_settings, account, us
     method = save_card(user)
     enrollment = enrol(account, user, method)
     with pytest.raises(ApplicationError, match=account.account_number):
-        enrollments.payment_method_remove(user=user, payment_method=method)
-    enrollments.autopay_cancel(enrollment=enrollment)
-    enrollments.payment_method_remove(user=user, payment_method=method)
+        payment_method_remove(user=user, payment_method=method)
+    autopay_cancel(enrollment=enrollment)
+    payment_method_remove(user=user, payment_method=method)
 
 
 def test_upcoming_charge_under_the_rule_and_the_maximum(stripe_settings, account, user):
@@ -316,16 +341,16 @@ def test_upcoming_charge_under_the_rule_and_the_maximum(stripe_settings, account
     make_bill(account, amounts=(3000,), due_in_days=40)
     enrollment = enrol(account, user, save_card(user), charge_rule="days_before", days_before=4, max_amount=15000)
 
-    upcoming = enrollments.autopay_upcoming(account=account, today=today)
+    upcoming = autopay_upcoming(account=account, today=today)
     assert (upcoming.bill, upcoming.charge_on, upcoming.amount) == (bill, today + dt.timedelta(days=6), 12000)
     assert not upcoming.above_max and upcoming.amount_display == "$120.00"
 
     enrollment = enrol(account, user, enrollment.payment_method, max_amount=10000, replace=True)
-    upcoming = enrollments.autopay_upcoming(account=account, today=today)
+    upcoming = autopay_upcoming(account=account, today=today)
     assert upcoming.above_max and upcoming.charge_on == bill.due_date
 
-    enrollments.autopay_pause(enrollment=enrollment)
-    assert enrollments.autopay_upcoming(account=account, today=today) is None
+    autopay_pause(enrollment=enrollment)
+    assert autopay_upcoming(account=account, today=today) is None
 
 
 # --- From a guest payment's receipt -------------------------------------------------------------------------------------
@@ -359,16 +384,16 @@ def test_guest_links_are_sent_once_per_choice_and_only_a_hash_is_kept(account, m
         currency="USD", amount=5000, payer_email="guest@example.com", received_at=timezone.now(),
     )  # fmt: skip
     request = receipts.guest_enrollment_record(payment=payment, email="guest@example.com", paperless=True)
-    assert enrollments.guest_enrollment_links_send(enrollment_request_id=request.pk) == ["paperless"]
-    assert enrollments.guest_enrollment_links_send(enrollment_request_id=request.pk) == []
+    assert guest_enrollment_links_send(enrollment_request_id=request.pk) == ["paperless"]
+    assert guest_enrollment_links_send(enrollment_request_id=request.pk) == []
     receipts.guest_enrollment_record(payment=payment, email="guest@example.com", autopay=True)
-    assert enrollments.guest_enrollment_links_send(enrollment_request_id=request.pk) == ["autopay"]
+    assert guest_enrollment_links_send(enrollment_request_id=request.pk) == ["autopay"]
     assert [m.to for m in mail.outbox] == [["guest@example.com"], ["guest@example.com"]]
     token = link_token(mail.outbox[0].body, "paperless")
     raw = token.split(":")[0]
     assert len(raw) >= 43  # 32 random bytes, base64
     assert not GuestEnrollmentLink.objects.filter(token_hash__contains=raw).exists()
-    assert GuestEnrollmentLink.objects.get(purpose="paperless").token_hash == enrollments._token_hash(raw)
+    assert GuestEnrollmentLink.objects.get(purpose="paperless").token_hash == token_hash(raw)
 
 
 def test_guest_paperless_link_enrols_once_and_expires(account, mailoutbox, client):
@@ -378,34 +403,34 @@ def test_guest_paperless_link_enrols_once_and_expires(account, mailoutbox, clien
         currency="USD", amount=5000, payer_email="guest@example.com", received_at=timezone.now(),
     )  # fmt: skip
     request = receipts.guest_enrollment_record(payment=payment, email="guest@example.com", paperless=True)
-    enrollments.guest_enrollment_links_send(enrollment_request_id=request.pk)
+    guest_enrollment_links_send(enrollment_request_id=request.pk)
     token = link_token(mail.outbox[0].body, "paperless")
 
-    enrollment = enrollments.guest_paperless_confirm(token=token, ip="203.0.113.9")
+    enrollment = guest_paperless_confirm(token=token, ip="203.0.113.9")
     assert (enrollment.email, enrollment.via, enrollment.ip) == ("guest@example.com", "guest_receipt", "203.0.113.9")
     assert account.account_number in enrollment.consent_text
     request.refresh_from_db()
     assert request.consumed_at is not None
     with pytest.raises(ApplicationError):
-        enrollments.guest_paperless_confirm(token=token, ip=None)  # single use
+        guest_paperless_confirm(token=token, ip=None)  # single use
     with pytest.raises(ApplicationError):
-        enrollments.guest_paperless_confirm(token=token[:-2] + "xx", ip=None)  # tampered
+        guest_paperless_confirm(token=token[:-2] + "xx", ip=None)  # tampered
 
     GuestEnrollmentLink.objects.update(used_at=None, expires_at=timezone.now() - dt.timedelta(seconds=1))
     with pytest.raises(ApplicationError):
-        enrollments.guest_paperless_confirm(token=token, ip=None)  # expired
+        guest_paperless_confirm(token=token, ip=None)  # expired
 
 
 def guest_autopay_token(account, email="guest@example.com") -> tuple[str, GuestEnrollmentRequest]:
     payment = guest_card_payment(account, email=email)
     request = receipts.guest_enrollment_record(payment=payment, email=email, autopay=True)
-    enrollments.guest_enrollment_links_send(enrollment_request_id=request.pk)
+    guest_enrollment_links_send(enrollment_request_id=request.pk)
     return link_token(mail.outbox[-1].body, "autopay"), request
 
 
 def sent_code(link: GuestEnrollmentLink) -> str:
     """Ask for a code as the page does and read it from the e-mail that went to the guest's address."""
-    enrollments.guest_link_code_send(link=link)
+    guest_link_code_send(link=link)
     message = mail.outbox[-1]
     assert message.to == [link.request.email]
     return re.search(r"Your code is (\d{6})\.", message.body).group(1)
@@ -417,18 +442,18 @@ def test_guest_autopay_needs_the_code_sent_to_the_guest_then_saves_the_card_and_
     token, request = guest_autopay_token(account)
     link = GuestEnrollmentLink.objects.get(purpose="autopay")
     with pytest.raises(ApplicationError):  # the link alone: no code asked for yet
-        enrollments.guest_autopay_complete(token=token, code="", user=None, ip=None)
+        guest_autopay_complete(token=token, code="", user=None, ip=None)
     code = sent_code(link)
     link.refresh_from_db()
     assert code not in link.code_hash and link.code_hash != hashlib.sha256(code.encode()).hexdigest()  # keyed
     wrong = f"{(int(code) + 1) % 1_000_000:06d}"
     with pytest.raises(ApplicationError):
-        enrollments.guest_autopay_complete(token=token, code=wrong, user=None, ip=None)
+        guest_autopay_complete(token=token, code=wrong, user=None, ip=None)
     link.refresh_from_db()
     assert link.code_attempts == 1
     assert not get_user_model().objects.exists() and not PaymentMethod.objects.exists()
 
-    user, method, created = enrollments.guest_autopay_complete(token=token, code=code, user=None, ip="203.0.113.10")
+    user, method, created = guest_autopay_complete(token=token, code=code, user=None, ip="203.0.113.10")
     assert created and user.email == "guest@example.com" and not user.has_usable_password()
     assert EmailAddress.objects.get(user=user).verified  # the code proved the mailbox
     assert (method.user, method.last4, method.is_default, method.saved_from_account) == (user, "4242", True, account)
@@ -436,7 +461,7 @@ def test_guest_autopay_needs_the_code_sent_to_the_guest_then_saves_the_card_and_
     assert AccountLink.objects.get(user=user, customer_account=account).created_via == "guest_code"
     assert GuestEnrollmentRequest.objects.get(pk=request.pk).consumed_at is not None
     with pytest.raises(ApplicationError):
-        enrollments.guest_autopay_complete(token=token, code=code, user=user, ip=None)  # single use
+        guest_autopay_complete(token=token, code=code, user=user, ip=None)  # single use
     assert not AutopayEnrollment.objects.exists()  # turned on only when the payer accepts the mandate
 
 
@@ -444,25 +469,25 @@ def test_a_guest_code_is_single_use_expires_and_allows_few_wrong_tries(stripe_se
     token, _request = guest_autopay_token(account)
     link = GuestEnrollmentLink.objects.get(purpose="autopay")
     code = sent_code(link)
-    for _ in range(enrollments.GUEST_CODE_MAX_ATTEMPTS):
+    for _ in range(GUEST_CODE_MAX_ATTEMPTS):
         with pytest.raises(ApplicationError):
-            enrollments.guest_link_code_check(link=link, code="not-it")
+            guest_link_code_check(link=link, code="not-it")
     with pytest.raises(ApplicationError):  # the right code, after too many wrong ones
-        enrollments.guest_link_code_check(link=link, code=code)
+        guest_link_code_check(link=link, code=code)
 
     code = sent_code(link)  # a new code starts again
     GuestEnrollmentLink.objects.filter(pk=link.pk).update(code_expires_at=timezone.now() - dt.timedelta(seconds=1))
     with pytest.raises(ApplicationError):
-        enrollments.guest_link_code_check(link=link, code=code)
+        guest_link_code_check(link=link, code=code)
 
     code = sent_code(link)
-    enrollments.guest_link_code_check(link=link, code=code)
+    guest_link_code_check(link=link, code=code)
     with pytest.raises(ApplicationError):
-        enrollments.guest_link_code_check(link=link, code=code)
-    for _ in range(enrollments.GUEST_CODE_MAX_SENDS - 3):
+        guest_link_code_check(link=link, code=code)
+    for _ in range(GUEST_CODE_MAX_SENDS - 3):
         sent_code(link)
     with pytest.raises(ApplicationError):
-        enrollments.guest_link_code_send(link=link)
+        guest_link_code_send(link=link)
 
 
 def test_a_login_of_another_address_gets_nothing_from_a_forwarded_autopay_link_even_with_a_code(
@@ -472,7 +497,7 @@ def test_a_login_of_another_address_gets_nothing_from_a_forwarded_autopay_link_e
     stranger = make_user(django_user_model, email="stranger@example.com")
     code = sent_code(GuestEnrollmentLink.objects.get(purpose="autopay"))
     with pytest.raises(ApplicationError):
-        enrollments.guest_autopay_complete(token=token, code=code, user=stranger, ip=None)
+        guest_autopay_complete(token=token, code=code, user=stranger, ip=None)
     assert not PaymentMethod.objects.exists() and not AccountLink.objects.exists()
 
 
@@ -484,15 +509,15 @@ def test_a_saved_card_pays_only_accounts_reached_through_the_lookup_or_a_proven_
     card = save_card(user)
     old = CustomerAccountFactory(biller=account.biller)
     account_link_grant(user=user, account=old, via=AccountLink.Via.GUEST_RECEIPT)  # made before links proved anything
-    assert not enrollments.payment_method_may_pay(user=user, account=old)
+    assert not payment_method_may_pay(user=user, account=old)
     with pytest.raises(ApplicationError):
-        enrollments.autopay_enroll(
+        autopay_enroll(
             account=old, user=user, payment_method=card, charge_rule="on_due_date", consent_text=CONSENT
         )
     assert not AutopayEnrollment.objects.exists()
     account_link_grant(user=user, account=old, via=AccountLink.Via.LOOKUP)  # the lookup raises the link's origin
-    assert enrollments.payment_method_may_pay(user=user, account=old)
-    enrollments.autopay_enroll(account=old, user=user, payment_method=card, charge_rule="on_due_date", consent_text=CONSENT)
+    assert payment_method_may_pay(user=user, account=old)
+    autopay_enroll(account=old, user=user, payment_method=card, charge_rule="on_due_date", consent_text=CONSENT)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -506,7 +531,7 @@ def test_two_first_cards_saved_at_once_make_exactly_one_default(require_postgres
     user = make_user(django_user_model)
     ids = []
     for number in ("4242424242424242", "5555555555554444"):
-        secret = enrollments.payment_method_setup_start(user=user)
+        secret = payment_method_setup_start(user=user)
         setup_id = confirm_setup_in_browser_stand_in(secret, number)
         ids.append(get_gateway().retrieve_setup_intent(setup_id).payment_method_id)
     barrier, errors = threading.Barrier(2), []
@@ -514,7 +539,7 @@ def test_two_first_cards_saved_at_once_make_exactly_one_default(require_postgres
     def save(pm_id):
         try:
             barrier.wait()
-            enrollments.payment_method_attach(user=user, gateway_payment_method_id=pm_id)
+            payment_method_attach(user=user, gateway_payment_method_id=pm_id)
         except Exception as error:  # pragma: no cover - reported below
             errors.append(error)
         finally:

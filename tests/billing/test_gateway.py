@@ -13,15 +13,15 @@ import time
 import pytest
 import stripe
 
-from billing.gateway import (
+from billing.payments.gateway import (
     DeclineClass,
     GatewayUnavailable,
     InvalidWebhook,
     PaymentDeclined,
-    StripeGateway,
     decline_classify,
     get_gateway,
 )
+from billing.payments.stripe_gateway import StripeGateway
 from tests import stripe_support
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -11,11 +11,12 @@ from django.db import connections
 from django.urls import reverse
 from django.utils import timezone
 
-from billing import autopay
-from billing.payments import online
+from billing.autopay.charging import autopay_charge
+from billing.autopay.planning import autopay_plan, autopay_sweep
 from billing.models import AutopayCharge, Bill, BillingEvent, Payment, Refund
-from billing.payments import payment_confirm, payment_start
-from billing.services import payment_record_offline
+from billing.payments import online
+from billing.payments.offline import payment_record_offline
+from billing.payments.online import payment_confirm, payment_start
 from tests import stripe_support
 from tests.billing.test_enrollments import save_card
 from tests.billing.test_pay_flow import grant, start
@@ -47,8 +48,8 @@ def test_autopay_paying_the_bill_right_before_the_guest_confirms_charges_the_gue
 ):
     autopay_payer(account, django_user_model)  # autopay charges 4242
     bill = make_bill(account, amounts=(5200,), due_in_days=0)
-    assert autopay.autopay_plan().created == 1
-    (charge_id,) = autopay.autopay_sweep(now=timezone.now() + timezone.timedelta(days=1), enqueue=False).claimed
+    assert autopay_plan().created == 1
+    (charge_id,) = autopay_sweep(now=timezone.now() + timezone.timedelta(days=1), enqueue=False).claimed
     guest = _guest_start(account)  # the page quoted 52.00
     assert guest.amount == 5200
 
@@ -59,7 +60,7 @@ def test_autopay_paying_the_bill_right_before_the_guest_confirms_charges_the_gue
 
     def autopay_worker():
         try:
-            autopay_results.append(autopay.autopay_charge(charge_id=charge_id))
+            autopay_results.append(autopay_charge(charge_id=charge_id))
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
         finally:

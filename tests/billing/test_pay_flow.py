@@ -9,9 +9,9 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
-from billing import lookup
 from billing.models import GuestEnrollmentRequest, Payment
-from billing.receipts import receipt_token
+from billing.payments import lookup
+from billing.payments.receipts import receipt_token
 from notifications.models import Notification
 from tests import stripe_support
 from tests.factories import CustomerAccountFactory, make_bill
@@ -202,7 +202,7 @@ def test_receipt_email_sent_once_when_webhook_and_return_both_record(
     make_bill(account, amounts=(5000,))
     _, started = start(payer)
     intent_id = started["paymentIntent"]
-    from billing.gateway import get_gateway
+    from billing.payments.gateway import get_gateway
 
     get_gateway().confirm_payment_intent(intent_id, idempotency_key="t-confirm", payment_method="pm_card_visa")
     payload = json.dumps(

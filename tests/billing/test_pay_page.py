@@ -3,8 +3,9 @@ import re
 
 import pytest
 
-from billing import lookup, services
 from billing.models import Bill, BillLine
+from billing.payments import lookup
+from billing.payments.offline import payment_record_offline
 from tests.factories import CustomerAccountFactory, make_bill
 
 SCREEN = "/pay/account/"
@@ -30,7 +31,7 @@ def test_the_screen_shows_the_account_its_open_bills_and_the_balance(payer, acco
     settled = make_bill(account, amounts=(1500,), due_in_days=-10)
     overdue = make_bill(account, amounts=(2000,), due_in_days=-3)
     current = make_bill(account, amounts=(4321,), due_in_days=10)
-    services.payment_record_offline(account=account, amount=1500, method="cash")  # settles the oldest bill
+    payment_record_offline(account=account, amount=1500, method="cash")  # settles the oldest bill
     settled.refresh_from_db()
     assert settled.status == Bill.Status.PAID
     html = html_of(payer.get(SCREEN))
@@ -160,7 +161,7 @@ def test_errors_are_tied_to_their_fields(payer, account, data, field, text):
 
 def test_an_account_with_nothing_to_pay_says_so(payer, account):
     bill = make_bill(account, amounts=(5000,))
-    services.payment_record_offline(account=account, amount=bill.total, method="cash")
+    payment_record_offline(account=account, amount=bill.total, method="cash")
     html = html_of(payer.get(SCREEN))
     assert "There is nothing to pay on this account right now." in html
     assert 'id="payment-form"' not in html

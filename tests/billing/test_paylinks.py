@@ -4,8 +4,8 @@ import pytest
 from django.core import signing
 from django.urls import reverse
 
-from billing import paylinks, services
-from billing.lookup import GRANT_SESSION_KEY
+from billing.bills import paylinks, services
+from billing.payments.lookup import GRANT_SESSION_KEY
 from tests.factories import CustomerAccountFactory, make_bill
 
 SITE = "https://pay.riverside.example"

@@ -3,7 +3,7 @@
 import pytest
 
 from billing.errors import ApplicationError
-from billing.payments import payment_quote
+from billing.payments.online import payment_quote
 from tests.factories import make_bill
 
 
@@ -96,10 +96,13 @@ from django.test import Client  # noqa: E402
 from django.urls import reverse  # noqa: E402
 from django.utils import timezone  # noqa: E402
 
-from billing import services  # noqa: E402
-from billing.gateway import PaymentDeclined, get_gateway  # noqa: E402
+from billing.payments.core import confirmation_number_new  # noqa: E402
+from billing.payments.offline import payment_record_offline
+from billing.payments.gateway import PaymentDeclined, get_gateway  # noqa: E402
 from billing.models import Bill, BillingEvent, Payment, PaymentAllocation, PaymentAttempt, WebhookEvent  # noqa: E402
-from billing.payments import payment_record_result, payment_start, payments_reconcile  # noqa: E402
+from billing.payments.core import payment_record_result  # noqa: E402
+from billing.payments.online import payment_start
+from billing.payments.reconcile import payments_reconcile
 from tests import stripe_support  # noqa: E402
 from tests.factories import CustomerAccountFactory  # noqa: E402
 from tests.notice_sending import celery_eager, receipt_emails, refund_emails  # noqa: E402, F401
@@ -200,7 +203,7 @@ class TestStart:
 
         def row(status):
             return Payment(
-                biller=account.biller, account=account, confirmation_number=services.confirmation_number_new(),
+                biller=account.biller, account=account, confirmation_number=confirmation_number_new(),
                 channel=Payment.Channel.PORTAL, method=Payment.Method.CARD, status=status, currency="USD", amount=100,
             )
 
@@ -282,7 +285,7 @@ class TestRecordResult:
         first = make_bill(account, amounts=(3000,), due_in_days=3)
         second = make_bill(account, amounts=(4000,), due_in_days=30)
         payment, _ = start(account)  # 70.00
-        services.payment_record_offline(account=account, amount=3000, method="cash")  # pays the first bill
+        payment_record_offline(account=account, amount=3000, method="cash")  # pays the first bill
         confirm(payment.gateway_payment_id)
         with django_capture_on_commit_callbacks(execute=True):
             payment = payment_record_result(payment_intent_id=payment.gateway_payment_id, source="webhook")

@@ -8,9 +8,9 @@ from django.core import mail
 from django.db import connection
 from django.utils import timezone
 
-from billing.payments import receipts
 from billing.models import Bill, GuestEnrollmentRequest, Payment, PaymentAllocation
-from billing.services import confirmation_number_new
+from billing.payments import receipts
+from billing.payments.core import confirmation_number_new
 from notifications import sms
 from notifications.models import NoticePreference, Notification
 from notifications.services import notification_send, notifications_sweep
@@ -191,10 +191,10 @@ def test_concurrent_senders_send_one_receipt(require_postgres, account):
 
 
 def test_recording_a_guest_enrolment_emails_its_confirmation_link(account, django_capture_on_commit_callbacks):
-    from billing import services
+    from billing.payments.offline import payment_record_offline
 
     make_bill(account, amounts=(1000,))
-    payment = services.payment_record_offline(account=account, amount=1000, method="cash")
+    payment = payment_record_offline(account=account, amount=1000, method="cash")
     mail.outbox = []
     with django_capture_on_commit_callbacks(execute=True):
         receipts.guest_enrollment_record(payment=payment, email="guest@example.com", paperless=True)

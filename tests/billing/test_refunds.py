@@ -4,7 +4,9 @@ import pytest
 
 from billing.errors import ApplicationError
 from billing.models import Payment, PaymentAttempt, Refund
-from billing.payments import payment_record_result, payment_start, refund_create
+from billing.payments.core import payment_record_result
+from billing.payments.online import payment_start
+from billing.payments.refunds import refund_create
 from tests import stripe_support
 from tests.billing.test_payments import confirm
 from tests.factories import make_bill
@@ -103,7 +105,8 @@ class LostAnswer:
     it calls through, then raises the transport error the gateway raises for a timeout."""
 
     def __init__(self, monkeypatch, *, times=1):
-        from billing.gateway import GatewayUnavailable, StripeGateway
+        from billing.payments.gateway import GatewayUnavailable
+        from billing.payments.stripe_gateway import StripeGateway
 
         self.keys = []
         self.left = times
@@ -138,7 +141,7 @@ def test_lost_answer_is_pending_confirmation_and_the_janitor_settles_it_without_
         refund_create(payment=payment, amount=1000, reason="Meter misread", actor=staff_user)
     assert Refund.objects.count() == 1 and len(refunds_at_gateway(localstripe)) == 1
 
-    from billing.payments import refunds_reconcile
+    from billing.payments.refunds import refunds_reconcile
 
     with django_capture_on_commit_callbacks(execute=True):
         counts = refunds_reconcile()
@@ -171,7 +174,7 @@ def test_unknown_refund_not_at_the_gateway_is_sent_again_with_the_same_row_and_k
     stripe_settings.STRIPE_API_BASE = good_base
     lost = LostAnswer(monkeypatch, times=0)
 
-    from billing.payments import refund_settle
+    from billing.payments.refunds import refund_settle
 
     with django_capture_on_commit_callbacks(execute=True):
         settled = refund_settle(refund=refund, actor=staff_user)
@@ -188,12 +191,12 @@ def test_unknown_refund_not_at_the_gateway_is_sent_again_with_the_same_row_and_k
 def test_excess_refund_with_a_lost_answer_is_settled_without_touching_the_bills(
     stripe_settings, localstripe, account, monkeypatch, django_capture_on_commit_callbacks
 ):
-    from billing import services
+    from billing.payments.offline import payment_record_offline
 
     first = make_bill(account, amounts=(3000,), due_in_days=3)
     second = make_bill(account, amounts=(4000,), due_in_days=30)
     payment, _secret = payment_start(account=account, payer_email="p@example.com", channel=Payment.Channel.GUEST_WEB)
-    services.payment_record_offline(account=account, amount=3000, method="cash")  # pays the first bill meanwhile
+    payment_record_offline(account=account, amount=3000, method="cash")  # pays the first bill meanwhile
     confirm(payment.gateway_payment_id)
     LostAnswer(monkeypatch)
     payment = payment_record_result(payment_intent_id=payment.gateway_payment_id, source="webhook")
@@ -201,7 +204,7 @@ def test_excess_refund_with_a_lost_answer_is_settled_without_touching_the_bills(
     assert (payment.status, refund.status, refund.kind) == ("succeeded", "unknown", "excess")
     assert payment.amount_refunded == 0
 
-    from billing.payments import refunds_reconcile
+    from billing.payments.refunds import refunds_reconcile
 
     with django_capture_on_commit_callbacks(execute=True):
         refunds_reconcile()
@@ -216,7 +219,7 @@ def test_excess_refund_with_a_lost_answer_is_settled_without_touching_the_bills(
 def test_a_refund_still_in_flight_is_not_settled_by_staff(paid, localstripe, staff_user):
     """A pending refund younger than REFUND_IN_FLIGHT_FOR may still be in its own refund_create's gateway call, which
     runs outside the locks: listing would not find it yet, and sending it again would pay twice."""
-    from billing.payments import _refund_row, refund_settle
+    from billing.payments.refunds import _refund_row, refund_settle
 
     payment, _older, _newer = paid
     refund = _refund_row(payment=payment, amount=1000, reason="in flight", actor=staff_user)

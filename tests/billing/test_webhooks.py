@@ -6,7 +6,7 @@ import pytest
 from django.urls import reverse
 
 from billing.models import Payment, WebhookEvent
-from billing.payments import payment_start
+from billing.payments.online import payment_start
 from tests import stripe_support
 from tests.billing.test_payments import confirm
 from tests.factories import make_bill
@@ -104,7 +104,7 @@ def test_gateway_down_answers_500_and_a_redelivery_processes_it(client, stripe_s
 def test_failure_delivery_marks_failed(client, stripe_settings, webhook_receiver, account, event_type):
     make_bill(account, amounts=(5000,))
     payment, _secret = payment_start(account=account, payer_email="p@example.com", channel=Payment.Channel.GUEST_WEB)
-    from billing.gateway import PaymentDeclined
+    from billing.payments.gateway import PaymentDeclined
 
     with pytest.raises(PaymentDeclined):
         confirm(payment.gateway_payment_id, "pm_card_chargeCustomerFail")
