@@ -17,7 +17,7 @@ from billing.payments import receipts
 from tests.accounts import test_payment_methods as card_pages
 from tests.accounts.test_dashboard import linked
 from tests.billing import conftest as billing_fixtures
-from tests.billing.test_enrollments import guest_card_payment, link_token
+from tests.billing.enrolment.test_enrollments import guest_card_payment, link_token
 from tests.factories import CustomerAccountFactory, make_bill
 
 pytestmark = pytest.mark.django_db
@@ -112,7 +112,7 @@ def test_the_export_needs_staff(client, biller):
 
 
 def test_guest_paperless_link_shows_the_consent_then_one_button_enrols(client, account, mailoutbox):
-    from tests.billing.test_enrollments import Payment, confirmation_number_new, timezone
+    from tests.billing.enrolment.test_enrollments import Payment, confirmation_number_new, timezone
 
     payment = Payment.objects.create(
         biller=account.biller, account=account, confirmation_number=confirmation_number_new(),

@@ -1,7 +1,7 @@
 """Autopay runs against real localstripe: saved cards charged off-session, the backup after a failing default, and
 the exactly-once guarantees (sweepers twice and at once, a guest paying while a retry waits, a redelivered task).
 
-Planner, sweeper and task body are called the way beat and a worker call them (tests/billing/test_autopay_worker.py
+Planner, sweeper and task body are called the way beat and a worker call them (tests/billing/autopay/test_autopay_worker.py
 runs a real worker). Card numbers: 4000000000000341 attaches but declines every charge; 4242424242424242 pays."""
 
 import threading
@@ -26,9 +26,8 @@ from billing.models import AutopayCharge, Bill, Payment, PaymentAttempt
 from billing.payments.online import payment_confirm, payment_start
 from notifications.models import Notification
 from tests import stripe_support
+from tests.billing.autopay_support import Driver, make_user
 from tests.factories import CustomerAccountFactory, make_bill
-
-from .autopay_support import Driver, make_user
 
 S = AutopayCharge.Status
 FAILS_ON_CHARGE = "4000000000000341"

@@ -6,7 +6,7 @@ from django.urls import reverse
 
 from billing.models import Bill, BillingEvent, Refund
 from billing.payments.offline import payment_record_offline
-from tests.billing.test_refunds import paid  # noqa: F401 - a fixture
+from tests.billing.payments.test_refunds import paid  # noqa: F401 - a fixture
 from tests.factories import make_bill
 from tests.notice_sending import celery_eager, refund_emails  # noqa: F401
 from tests.staff_support import staff_login
@@ -99,7 +99,7 @@ def test_unknown_refund_is_pending_confirmation_for_staff_and_the_action_settles
 ):
     """The gateway made the refund but its answer was lost: the form never says nothing was refunded, the list says
     "Pending confirmation", and "Check with the gateway / retry" finds it at the gateway instead of paying again."""
-    from tests.billing.test_refunds import LostAnswer, refunds_at_gateway
+    from tests.billing.payments.test_refunds import LostAnswer, refunds_at_gateway
 
     payment, _older, _newer = paid
     LostAnswer(monkeypatch)

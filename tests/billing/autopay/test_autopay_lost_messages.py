@@ -16,9 +16,9 @@ from billing.autopay.charging import autopay_charge
 from billing.autopay.planning import autopay_plan, autopay_sweep
 from billing.autopay.tasks import autopay_charge_task
 from billing.models import AutopayCharge, AutopayChargeEvent, Bill, Payment
+from tests.billing.autopay_support import OK, FakeGateway, enroll, make_user, saved_card, use_gateway
 from tests.factories import CustomerAccountFactory, make_bill
 
-from .autopay_support import OK, FakeGateway, enroll, make_user, saved_card, use_gateway
 from .test_autopay_runs import autopay_payer, intents
 from .test_autopay_worker import Worker, _wait, worker_env  # noqa: F401 - the kill test's worker and its settings
 

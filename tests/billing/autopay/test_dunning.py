@@ -14,9 +14,8 @@ from billing.models import AutopayCharge, AutopayChargeTry, AutopayEnrollment, B
 from billing.payments.offline import payment_record_offline
 from notifications.models import Notification
 from notifications.render import notification_render
+from tests.billing.autopay_support import OK, THREE_DS, Driver, FakeGateway, enroll, make_user, saved_card, use_gateway
 from tests.factories import make_bill
-
-from .autopay_support import OK, THREE_DS, Driver, FakeGateway, enroll, make_user, saved_card, use_gateway
 
 pytestmark = pytest.mark.django_db
 

@@ -443,7 +443,7 @@ def test_admin_upload_needs_the_import_permission(client, staff_user, biller):
 
 
 def test_the_example_in_the_format_guide_imports(biller):
-    guide = (Path(__file__).resolve().parents[2] / "docs" / "import-format.md").read_text()
+    guide = (Path(__file__).resolve().parents[3] / "docs" / "import-format.md").read_text()
     example = guide.split("```csv\n", 1)[1].split("```", 1)[0]
     batch = run_import(biller, example.encode())
     assert (batch.status, batch.accounts_created, batch.bills_created) == (ImportBatch.Status.SUCCEEDED, 2, 2), (

@@ -8,8 +8,8 @@ import pytest
 
 from billing.models import Bill, Dispute, Refund
 from billing.payments.gateway import get_gateway
-from tests.billing.test_refunds import paid, refunds_at_gateway  # noqa: F401 - a fixture
-from tests.billing.test_webhooks import post, stripe_event
+from tests.billing.payments.test_refunds import paid, refunds_at_gateway  # noqa: F401 - a fixture
+from tests.billing.payments.test_webhooks import post, stripe_event
 from tests.notice_sending import celery_eager, refund_emails  # noqa: F401
 
 T0 = 1_767_000_000

@@ -8,7 +8,7 @@ from billing.payments.core import payment_record_result
 from billing.payments.online import payment_start
 from billing.payments.refunds import refund_create
 from tests import stripe_support
-from tests.billing.test_payments import confirm
+from tests.billing.payments.test_payments import confirm
 from tests.factories import make_bill
 from tests.notice_sending import celery_eager, refund_emails  # noqa: F401
 

@@ -9,8 +9,8 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
-from billing.payments import lookup
 from billing.models import Biller
+from billing.payments import lookup
 from tests.factories import CustomerAccountFactory, make_bill
 
 PAY = "/pay/"

@@ -33,7 +33,7 @@ from tests.worker_support import unavailable
 
 from .test_autopay_runs import autopay_payer, intents
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 class Worker:

@@ -8,7 +8,7 @@ from django.urls import reverse
 from billing.models import Payment, WebhookEvent
 from billing.payments.online import payment_start
 from tests import stripe_support
-from tests.billing.test_payments import confirm
+from tests.billing.payments.test_payments import confirm
 from tests.factories import make_bill
 
 URL = "/stripe/webhook/"
