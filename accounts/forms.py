@@ -1,5 +1,5 @@
 """Forms for the payer's payment settings: autopay, paperless, and the short sign-up from a guest's e-mailed link.
-They parse what was typed; billing/enrollments.py holds the rules."""
+They parse what was typed; billing/autopay/, billing/enrolment/ and billing/methods/ hold the rules."""
 
 from django import forms
 from django.contrib.auth import password_validation

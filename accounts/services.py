@@ -1,9 +1,9 @@
 """Services that write: linking portal logins to the biller's customer accounts, and removing those links.
 
 A payer links an account the same way a guest finds one: the account number plus the biller's second factor, through
-billing.lookup.account_lookup. So linking has the guest lookup's protections and shares its counters: attempts per IP
-and failures per account number, and one message whether the number is unknown or the factor is wrong. Linking
-cannot become a side door for guessing account numbers.
+billing.payments.lookup.account_lookup. So linking has the guest lookup's protections and shares its counters:
+attempts per IP and failures per account number, and one message whether the number is unknown or the factor is
+wrong. Linking cannot become a side door for guessing account numbers.
 """
 
 import logging

@@ -30,7 +30,7 @@ PDF_KINDS = frozenset({NoticeKind.BILL_ISSUED})
 
 
 def pay_url_for(bill) -> str:
-    """The bill's signed pay link. billing.paylinks may be mid-change in another branch: fall back to the lookup page."""
+    """The bill's signed pay link. if billing.bills.paylinks cannot be imported, fall back to the lookup page."""
     if bill is None:
         return settings.SITE_URL + "/pay/"
     try:

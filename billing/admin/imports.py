@@ -1,7 +1,7 @@
 """Staff admin for bill imports: the list of uploaded files, the "Upload bills" form, and a page per file that shows
 its progress and, when it is done, what it created or why it was rejected.
 
-The views parse input and call one service from billing/imports.py.
+The views parse input and call one service from billing/bills/imports.py.
 """
 
 import csv

@@ -299,7 +299,7 @@ class RefundAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 @admin.register(Dispute)
 class DisputeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    """Chargebacks as the gateway's signed events reported them (billing/disputes.py). Read-only: the gateway decides."""
+    """Chargebacks as the gateway's signed events reported them (billing/payments/disputes.py). Read-only: the gateway decides."""
 
     list_display = ("created_at", "payment", "gateway_dispute_id", "status", "funds", "amount_display", "reason",
                     "evidence_due_by")  # fmt: skip

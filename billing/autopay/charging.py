@@ -10,7 +10,7 @@ writer):
 
 One charge run (`autopay_charge`, the body of `autopay_charge_task`) makes at most two off-session charges: the autopay
 card, and when that declines (any decline) the payer's backup card, once per bill. What happens next is decided by the
-decline class (`billing.gateway.decline_classify`) in `billing.autopay.dunning`: a hard or authentication decline takes
+decline class (`billing.payments.gateway.decline_classify`) in `billing.autopay.dunning`: a hard or authentication decline takes
 that card out for good; a soft one leaves it in. With a card still in, the next attempt waits `biller.retry_schedule`
 days after the first failure; with none, or after the last retry, the row stops (failed_final) and the payer is told,
 with the pay link. After the last retry the enrolment is suspended (through its transition map) and past-due reminders
@@ -81,7 +81,7 @@ def autopay_charge(*, charge_id: int) -> str:
 
 
 def _lock(charge_id: int) -> tuple[AutopayCharge, Bill]:
-    """Lock order, as in billing/payments.py: the account, then this row, then the bill."""
+    """Lock order, as in billing/payments/: the account, then this row, then the bill."""
     account_id = AutopayCharge.objects.values_list("account_id", flat=True).get(pk=charge_id)
     CustomerAccount.objects.select_for_update().filter(pk=account_id).first()
     charge = (

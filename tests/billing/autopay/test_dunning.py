@@ -2,7 +2,7 @@
 after the autopay card declines, the last retry suspends autopay, and the payer's maximum is never exceeded.
 
 The gateway is a stand-in whose declines are the real Stripe SDK's `stripe.CardError` (with a `code` and a
-`decline_code`) translated by billing.gateway, exactly as a real decline reaches the services."""
+`decline_code`) translated by billing.payments.stripe_gateway, exactly as a real decline reaches the services."""
 
 import datetime as dt
 

@@ -1,4 +1,5 @@
-"""Saved cards, paperless and autopay services (billing/enrollments.py), against localstripe where a card is involved."""
+"""Saved cards, paperless and autopay services (billing/methods/, billing/enrolment/, billing/autopay/enrolment.py),
+against localstripe where a card is involved."""
 
 import datetime as dt
 import hashlib

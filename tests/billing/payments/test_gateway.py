@@ -1,4 +1,4 @@
-"""The Stripe boundary (billing/gateway.py).
+"""The Stripe boundary (billing/payments/gateway.py and stripe_gateway.py).
 
 Integration tests run the real stripe SDK against localstripe (fixtures in conftest.py). What localstripe cannot
 produce (issuer decline codes, off-session authentication_required, transport failures, modern response shapes) is fed
