@@ -60,7 +60,7 @@ class AccountLinkInline(admin.TabularInline):
 class CustomerAccountLinkInline(AccountLinkInline):
     """For billing's CustomerAccount admin: the portal logins that see this account.
 
-    billing/admin.py adds it with `inlines = [..., CustomerAccountLinkInline]`.
+    billing/admin/customers.py adds it with `inlines = [..., CustomerAccountLinkInline]`.
     """
 
     fk_name = "customer_account"

@@ -1,13 +1,14 @@
 """Forms for the payer's payment settings: autopay, paperless, and the short sign-up from a guest's e-mailed link.
-They parse what was typed; billing/enrollments.py holds the rules."""
+They parse what was typed; billing/autopay/, billing/enrolment/ and billing/methods/ hold the rules."""
 
 from django import forms
 from django.contrib.auth import password_validation
 from django.utils.translation import gettext_lazy as _
 
 from billing.errors import ApplicationError
-from billing.forms import AccessibleErrorsMixin, parse_amount
+from billing.forms import AccessibleErrorsMixin
 from billing.models import AutopayEnrollment
+from billing.money import parse_amount
 
 
 class AutopayForm(AccessibleErrorsMixin, forms.Form):

@@ -452,7 +452,7 @@ def invitation_accept_paperless(
     *, invitation: Invitation, ip: str, user: User | None = None, now: dt.datetime | None = None
 ) -> Invitation:
     """A paperless link: bills for the account go by e-mail to the invited address. No login needed."""
-    from billing.enrollments import paperless_enroll
+    from billing.enrolment.paperless import paperless_enroll
 
     locked = _lock_usable(invitation, kinds=(InvitationKind.PAPERLESS,), now=now)
     paperless_enroll(

@@ -1,9 +1,9 @@
 """Services that write: linking portal logins to the biller's customer accounts, and removing those links.
 
 A payer links an account the same way a guest finds one: the account number plus the biller's second factor, through
-billing.lookup.account_lookup. So linking has the guest lookup's protections and shares its counters: attempts per IP
-and failures per account number, and one message whether the number is unknown or the factor is wrong. Linking
-cannot become a side door for guessing account numbers.
+billing.payments.lookup.account_lookup. So linking has the guest lookup's protections and shares its counters:
+attempts per IP and failures per account number, and one message whether the number is unknown or the factor is
+wrong. Linking cannot become a side door for guessing account numbers.
 """
 
 import logging
@@ -12,11 +12,10 @@ from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_noop, ngettext
 
-from billing import lookup
+from billing.bills.selectors import biller_for_site
 from billing.errors import ApplicationError
 from billing.models import Biller, CustomerAccount
-from billing.selectors import biller_for_site
-
+from billing.payments import lookup
 from notifications.models import NoticePreference
 
 from .models import AccountLink, User

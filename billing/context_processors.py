@@ -1,6 +1,6 @@
 from django.utils.functional import SimpleLazyObject
 
-from .selectors import biller_for_site
+from billing.bills.selectors import biller_for_site
 
 
 def biller(request):

@@ -7,18 +7,27 @@ import datetime as dt
 import random
 from dataclasses import dataclass
 
-from accounts.staff import staff_has_totp, staff_totp_enrol, staff_totp_secret
 from allauth.mfa.totp.internal.auth import format_hotp_value, hotp_value
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 from django.db import transaction
 from django.utils import timezone
 
-from . import services
+from accounts.staff import staff_has_totp, staff_totp_enrol, staff_totp_secret
+from billing.bills.paylinks import bill_pay_url
+from billing.bills.services import (
+    LineInput,
+    bill_create,
+    bill_issue,
+    bill_mark_uncollectible,
+    bill_void,
+    customer_account_create,
+)
+from billing.payments.offline import payment_record_offline
+
 from .management.commands.setup_roles import CLERK
 from .models import Bill, Biller, CustomerAccount, Payment
 from .money import format_money
-from .paylinks import bill_pay_url
 
 DEMO_BILLER_SLUG = "riverside"
 DEMO_STAFF_EMAIL = "admin@billpay.localhost"
@@ -39,14 +48,14 @@ class SeedResult:
     bills_created: int
 
 
-def _lines(rng: random.Random) -> list[services.LineInput]:
+def _lines(rng: random.Random) -> list[LineInput]:
     water = rng.randint(2400, 9800)
     sewer = rng.randint(1500, 4200)
     base = 1250
     return [
-        services.LineInput(description="Base service charge", amount=base),
-        services.LineInput(description="Water usage", quantity=rng.randint(4, 19), unit_amount=round(water / 10)),
-        services.LineInput(description="Sewer", amount=sewer, tax_amount=round(sewer * 0.05)),
+        LineInput(description="Base service charge", amount=base),
+        LineInput(description="Water usage", quantity=rng.randint(4, 19), unit_amount=round(water / 10)),
+        LineInput(description="Sewer", amount=sewer, tax_amount=round(sewer * 0.05)),
     ]
 
 
@@ -101,7 +110,7 @@ def demo_seed(*, today: dt.date | None = None) -> SeedResult:
         number = f"{4100200 + i * 37:08d}"
         account = CustomerAccount.objects.filter(biller=biller, account_number=number).first()
         if account is None:
-            account = services.customer_account_create(
+            account = customer_account_create(
                 biller=biller,
                 account_number=number,
                 holder_name=f"{FIRST[i % len(FIRST)]} {LAST[(i * 7) % len(LAST)]}",
@@ -123,7 +132,7 @@ def demo_seed(*, today: dt.date | None = None) -> SeedResult:
             period_end = today.replace(day=1) - dt.timedelta(days=1 + 30 * months_back)
             period_start = period_end - dt.timedelta(days=29)
             due = today + dt.timedelta(days=14 - 30 * months_back) if state != "overdue" else today - dt.timedelta(days=9)
-            bill = services.bill_create(
+            bill = bill_create(
                 account=account,
                 number=bill_number,
                 period_start=period_start,
@@ -134,17 +143,17 @@ def demo_seed(*, today: dt.date | None = None) -> SeedResult:
             bills_created += 1
             if state == "draft":
                 continue
-            bill = services.bill_issue(bill=bill, issue_date=period_end + dt.timedelta(days=2))
+            bill = bill_issue(bill=bill, issue_date=period_end + dt.timedelta(days=2))
             if state == "paid":
-                services.payment_record_offline(account=account, amount=bill.total, method=Payment.Method.CASH)
+                payment_record_offline(account=account, amount=bill.total, method=Payment.Method.CASH)
             elif state == "partial":
-                services.payment_record_offline(
+                payment_record_offline(
                     account=account, amount=bill.total // 2, method=Payment.Method.CHEQUE, reference=f"{1000 + i}"
                 )
             elif state == "void":
-                services.bill_void(bill=bill, reason="Meter misread; rebilled")
+                bill_void(bill=bill, reason="Meter misread; rebilled")
             elif state == "uncollectible":
-                services.bill_mark_uncollectible(bill=bill, reason="Account in collections")
+                bill_mark_uncollectible(bill=bill, reason="Account in collections")
     return SeedResult(biller=biller, accounts_created=accounts_created, bills_created=bills_created)
 
 

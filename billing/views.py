@@ -12,15 +12,20 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts.models import AccountLink
+from billing.bills import paylinks
+from billing.bills.selectors import biller_for_site
+from billing.enrolment.forms import GuestEnrollmentForm
+from billing.methods.selectors import user_payment_methods
+from billing.methods.services import SAVED_CARD_NEEDS_LOOKUP, payment_method_may_pay
+from billing.payments import lookup, receipts
+from billing.payments.core import payment_record_result
+from billing.payments.forms import LookupForm, PaymentForm
+from billing.payments.gateway import GatewayError
+from billing.payments.online import payment_confirm, payment_quote, payment_start
 
-from . import enrollments, lookup, paylinks, receipts
 from .errors import ApplicationError
-from .forms import GuestEnrollmentForm, LookupForm, PaymentForm
-from .gateway import GatewayError
 from .models import CustomerAccount, Payment
 from .money import format_money
-from .payments import payment_confirm, payment_quote, payment_record_result, payment_start
-from .selectors import biller_for_site
 
 
 def _format_percent(basis_points: int, *, locale: str) -> str:
@@ -197,9 +202,9 @@ def _payer_of(request, account: CustomerAccount) -> bool:
 
 
 def _saved_cards(request, account: CustomerAccount) -> list:
-    if not (request.user.is_authenticated and enrollments.payment_method_may_pay(user=request.user, account=account)):
+    if not (request.user.is_authenticated and payment_method_may_pay(user=request.user, account=account)):
         return []
-    return list(enrollments.user_payment_methods(user=request.user))
+    return list(user_payment_methods(user=request.user))
 
 
 def _pay_config(quote) -> dict:
@@ -294,15 +299,15 @@ def pay_confirm(request):
     if request.POST.get("saved_card"):
         # Only a card saved by this login, identified by our own row: a guest (or another login) cannot name one.
         saved = (
-            enrollments.user_payment_methods(user=request.user).filter(pk=request.POST["saved_card"]).first()
+            user_payment_methods(user=request.user).filter(pk=request.POST["saved_card"]).first()
             if request.user.is_authenticated and request.POST["saved_card"].isdigit()
             else None
         )
         if saved is None:
             return _json_error(_("That saved card is not available. Please choose another card."), status=409)
         # A saved card pays only accounts its login reached through the lookup or a proven link.
-        if not enrollments.payment_method_may_pay(user=request.user, account=account_id):
-            return _json_error(str(enrollments.SAVED_CARD_NEEDS_LOOKUP), status=409)
+        if not payment_method_may_pay(user=request.user, account=account_id):
+            return _json_error(str(SAVED_CARD_NEEDS_LOOKUP), status=409)
         method_id, customer_id = saved.gateway_payment_method_id, saved.gateway_customer_id
     try:
         outcome = payment_confirm(

@@ -7,5 +7,5 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
 app = Celery("billpay")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
-# Task modules inside billing's sub-packages (their task names stay billing.tasks.*).
+# billing has no tasks module of its own: its tasks live in its sub-packages (their task names stay billing.tasks.*).
 app.autodiscover_tasks(["billing.bills", "billing.payments", "billing.autopay"])

@@ -30,11 +30,11 @@ PDF_KINDS = frozenset({NoticeKind.BILL_ISSUED})
 
 
 def pay_url_for(bill) -> str:
-    """The bill's signed pay link. billing.paylinks may be mid-change in another branch: fall back to the lookup page."""
+    """The bill's signed pay link. if billing.bills.paylinks cannot be imported, fall back to the lookup page."""
     if bill is None:
         return settings.SITE_URL + "/pay/"
     try:
-        from billing.paylinks import bill_pay_url
+        from billing.bills.paylinks import bill_pay_url
     except ImportError:
         return settings.SITE_URL + "/pay/"
     return bill_pay_url(bill)
@@ -103,7 +103,8 @@ def notification_context(notification: Notification, *, now=None) -> dict:
         context["payment_amount"] = format_money(payment.total_charged, payment.currency)
     if notification.refund_id:
         context["refund_amount"] = format_money(notification.refund.amount, notification.refund.currency)
-    from billing.autopay import autopay_notice_context  # hook: autopay's amount, card, decline reason, retry date
+    # A hook: autopay's amount, card, decline reason, retry date.
+    from billing.autopay.notices import autopay_notice_context
 
     context.update(autopay_notice_context(notification))
     return context
@@ -124,7 +125,7 @@ def _pdf_attachment(bill) -> list[tuple[str, bytes, str]]:
     if bill is None or not getattr(settings, "NOTIFICATIONS_ATTACH_BILL_PDF", True):
         return []
     try:
-        from billing.documents import bill_pdf_ensure
+        from billing.bills.documents import bill_pdf_ensure
 
         stored = bill_pdf_ensure(bill=bill)
         with stored.open("rb") as handle:

@@ -446,16 +446,3 @@ def sms_opt_out_record(*, phone: str, source: str = "sms_stop", keyword: str = "
 def sms_opt_in_record(*, phone: str) -> bool:
     deleted, _ = SmsOptOut.objects.filter(phone=phone_normalize(phone)).delete()
     return bool(deleted)
-
-
-# TEMPORARY (issue 9 stage 1): old import paths for code not yet moved; removed at integration.
-# Looked up on first use, not imported here: planner.py imports this module, so an import at load time would be a cycle.
-_MOVED_TO_PLANNER = frozenset({"reminders_plan"})
-
-
-def __getattr__(name: str):
-    if name in _MOVED_TO_PLANNER:
-        from . import planner
-
-        return getattr(planner, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

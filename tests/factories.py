@@ -5,7 +5,7 @@ import itertools
 
 import factory
 
-from billing import services
+from billing.bills import services
 from billing.models import Biller, CustomerAccount
 
 _bill_numbers = itertools.count(1)

@@ -80,7 +80,7 @@ def test_lookup_page_labels_are_translated(client, biller, language):
 
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_decline_messages_are_translated(language):
-    from billing.gateway import decline_classify
+    from billing.payments.gateway import decline_classify
 
     with translation.override(language):
         assert INSUFFICIENT_FUNDS[language] in str(
@@ -138,10 +138,12 @@ def test_payment_received_notice_is_translated(language):
 
 # --- The catalogues ------------------------------------------------------------------------------------------------
 
-# Where the strings a payer sees come from. Staff-only code (billing/admin*.py, billing/imports.py, the admin
+# Where the strings a payer sees come from. Staff-only code (billing/admin/, billing/bills/imports.py, the admin
 # templates, model field names) is staff-facing: staff use English, so those entries may stay untranslated.
 PAYER_TEMPLATES = ("templates/", "notifications/templates/")
 STAFF_TEMPLATES = ("templates/admin/",)
+# The .po references still name the pre-issue-9 paths (billing/lookup.py, …) until makemessages runs again; both are
+# listed.
 PAYER_MODULES = {
     "billing/forms.py",
     "billing/lookup.py",
@@ -155,6 +157,12 @@ PAYER_MODULES = {
     "billing/enrolment/paperless.py",
     "billing/enrolment/guest.py",
     "billing/autopay/enrolment.py",
+    "billing/payments/forms.py",
+    "billing/enrolment/forms.py",
+    "billing/payments/lookup.py",
+    "billing/payments/gateway.py",
+    "billing/payments/online.py",
+    "billing/payments/receipts.py",
     "config/settings/base.py",  # the language names in the language switch
 }
 

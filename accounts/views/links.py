@@ -16,11 +16,19 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
-from billing import enrollments, lookup
+from billing.bills.selectors import biller_for_site
+from billing.enrolment.guest import (
+    guest_autopay_complete,
+    guest_link_code_send,
+    guest_link_get,
+    guest_link_holder_ok,
+    guest_paperless_confirm,
+)
+from billing.enrolment.paperless import paperless_consent_text
 from billing.errors import ApplicationError
-from billing.forms import LookupForm
 from billing.models import GuestEnrollmentLink
-from billing.selectors import biller_for_site
+from billing.payments import lookup
+from billing.payments.forms import LookupForm
 
 from .. import invitations, services
 from ..forms import GuestSignupForm
@@ -94,20 +102,20 @@ def account_unlink(request, account_id: int):
 def guest_paperless(request, token: str):
     """GET shows what is being agreed to (and mail scanners that open links change nothing); one button confirms."""
     try:
-        link = enrollments.guest_link_get(token=token, purpose=GuestEnrollmentLink.Purpose.PAPERLESS)
+        link = guest_link_get(token=token, purpose=GuestEnrollmentLink.Purpose.PAPERLESS)
     except ApplicationError as error:
         return render(request, "accounts/guest_link_invalid.html", {"message": error.message}, status=410)
     account = link.request.account
     if request.method == "POST":
         try:
-            enrollment = enrollments.guest_paperless_confirm(token=token, ip=client_ip(request))
+            enrollment = guest_paperless_confirm(token=token, ip=client_ip(request))
         except ApplicationError as error:
             return render(request, "accounts/guest_link_invalid.html", {"message": error.message}, status=410)
         return render(request, "accounts/guest_paperless_done.html", {"account": account, "enrollment": enrollment})
     context = {
         "account": account,
         "email": link.request.email,
-        "consent_text": enrollments.paperless_consent_text(account=account),
+        "consent_text": paperless_consent_text(account=account),
     }
     return render(request, "accounts/guest_paperless.html", context)
 
@@ -122,13 +130,13 @@ def guest_autopay(request, token: str):
     then the autopay form with that card chosen. The link alone gets nothing: the visitor asks for a one-time code,
     which goes to that address, and brings it back (a forwarded link's holder never sees it)."""
     try:
-        link = enrollments.guest_link_get(token=token, purpose=GuestEnrollmentLink.Purpose.AUTOPAY)
+        link = guest_link_get(token=token, purpose=GuestEnrollmentLink.Purpose.AUTOPAY)
     except ApplicationError as error:
         return render(request, "accounts/guest_link_invalid.html", {"message": error.message}, status=410)
     email = link.request.email
     account = link.request.account
     user = request.user if request.user.is_authenticated else None
-    signed_in_as_other = user is not None and not enrollments.guest_link_holder_ok(link=link, user=user)
+    signed_in_as_other = user is not None and not guest_link_holder_ok(link=link, user=user)
     existing = user is None and get_user_model().objects.filter(email__iexact=email).exists()
     action = request.POST.get("action", "") if request.method == "POST" else ""
     form = GuestSignupForm(request.POST if action == "finish" else None, email=email, signed_in=user is not None)
@@ -144,7 +152,7 @@ def guest_autopay(request, token: str):
         return render(request, "accounts/guest_autopay.html", context)
     if action == "send":
         try:
-            enrollments.guest_link_code_send(link=link)
+            guest_link_code_send(link=link)
         except ApplicationError as error:
             messages.error(request, error.message)
         else:
@@ -157,7 +165,7 @@ def guest_autopay(request, token: str):
     if not form.is_valid():
         return render(request, "accounts/guest_autopay.html", context, status=400)
     try:
-        user, method, created = enrollments.guest_autopay_complete(
+        user, method, created = guest_autopay_complete(
             token=token, code=form.cleaned_data["code"], user=user,
             password=form.cleaned_data.get("password") or None, ip=client_ip(request),
         )  # fmt: skip

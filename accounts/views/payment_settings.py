@@ -16,11 +16,15 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from billing import enrollments
+from billing.autopay import enrolment as autopay_enrolment
+from billing.autopay.selectors import autopay_current, autopay_upcoming
+from billing.bills.paylinks import biller_today
+from billing.enrolment.paperless import paperless_cancel, paperless_consent_text, paperless_enroll
 from billing.errors import ApplicationError
+from billing.methods import services as method_services
+from billing.methods.selectors import user_payment_methods
 from billing.models import PaperlessEnrollment
 from billing.money import format_money, from_minor
-from billing.paylinks import biller_today
 
 from .. import selectors
 from ..forms import AutopayForm, PaperlessForm
@@ -28,7 +32,7 @@ from .common import client_ip, linked_or_404
 
 
 def _own_method_or_404(request, method_id: int):
-    method = enrollments.user_payment_methods(user=request.user).filter(pk=method_id).first()
+    method = user_payment_methods(user=request.user).filter(pk=method_id).first()
     if method is None:
         raise Http404
     return method
@@ -46,7 +50,7 @@ def _next_autopay_account(request) -> int | None:
 @require_GET
 @verified_email_required
 def payment_methods(request):
-    methods = list(enrollments.user_payment_methods(user=request.user))
+    methods = list(user_payment_methods(user=request.user))
     today = timezone.localdate()
     return render(
         request,
@@ -84,7 +88,7 @@ def payment_method_add(request):
 def payment_method_setup(request):
     """JSON: a fresh SetupIntent's client secret for stripe.js."""
     try:
-        client_secret = enrollments.payment_method_setup_start(user=request.user)
+        client_secret = method_services.payment_method_setup_start(user=request.user)
     except ApplicationError as error:
         return JsonResponse({"error": error.message}, status=409)
     return JsonResponse({"clientSecret": client_secret})
@@ -98,7 +102,7 @@ def payment_method_save(request):
     """stripe.js confirmed the SetupIntent; the page posts its id (never card data). The server checks and saves."""
     for_account = _next_autopay_account(request)
     try:
-        method = enrollments.payment_method_save_from_setup(
+        method = method_services.payment_method_save_from_setup(
             user=request.user, setup_intent_id=request.POST.get("setup_intent", ""), ip=client_ip(request)
         )
     except ApplicationError as error:
@@ -128,7 +132,7 @@ def _method_action(request, method_id: int, action, done: str):
 @reauthentication_required
 def payment_method_default(request, method_id: int):
     return _method_action(
-        request, method_id, enrollments.payment_method_make_default, _("%(card)s is now your default card.")
+        request, method_id, method_services.payment_method_make_default, _("%(card)s is now your default card.")
     )
 
 
@@ -138,7 +142,7 @@ def payment_method_default(request, method_id: int):
 @reauthentication_required
 def payment_method_backup(request, method_id: int):
     return _method_action(
-        request, method_id, enrollments.payment_method_make_backup, _("%(card)s is now your backup card.")
+        request, method_id, method_services.payment_method_make_backup, _("%(card)s is now your backup card.")
     )
 
 
@@ -147,7 +151,7 @@ def payment_method_backup(request, method_id: int):
 @verified_email_required
 @reauthentication_required
 def payment_method_no_backup(request):
-    enrollments.payment_method_clear_backup(user=request.user, ip=client_ip(request))
+    method_services.payment_method_clear_backup(user=request.user, ip=client_ip(request))
     messages.success(request, _("You have no backup card now. If a charge on your default card fails, we will tell you."))
     return redirect("accounts:payment_methods")
 
@@ -157,32 +161,32 @@ def payment_method_no_backup(request):
 @verified_email_required
 @reauthentication_required
 def payment_method_remove(request, method_id: int):
-    return _method_action(request, method_id, enrollments.payment_method_remove, _("%(card)s was removed."))
+    return _method_action(request, method_id, method_services.payment_method_remove, _("%(card)s was removed."))
 
 
 def _autopay_page(request, *, link, form, status: int = 200):
     account = link.customer_account
-    current = enrollments.autopay_current(account=account)
+    current = autopay_current(account=account)
     today = biller_today(account.biller)
     context = {
         "account": account,
         "form": form,
         "current": current,
         "current_is_mine": current is not None and current.user_id == request.user.pk,
-        "upcoming": enrollments.autopay_upcoming(account=account, today=today),
+        "upcoming": autopay_upcoming(account=account, today=today),
         "max_display": format_money(current.max_amount, current.currency) if current and current.max_amount else "",
-        "consent_text": enrollments.autopay_consent_text(account=account),
+        "consent_text": autopay_enrolment.autopay_consent_text(account=account),
         "has_methods": bool(form.fields["payment_method"].choices),
     }
     return render(request, "accounts/autopay.html", context, status=status)
 
 
 def _autopay_form(request, account, data=None):
-    methods = list(enrollments.user_payment_methods(user=request.user))
+    methods = list(user_payment_methods(user=request.user))
     today = timezone.localdate()
     usable = [m for m in methods if not m.is_expired(today)]
     initial = {}
-    current = enrollments.autopay_current(account=account)
+    current = autopay_current(account=account)
     chosen = request.GET.get("card", "")
     if chosen.isdigit() and any(m.pk == int(chosen) for m in usable):
         initial["payment_method"] = int(chosen)
@@ -211,16 +215,16 @@ def autopay(request, account_id: int):
     if not form.is_valid():
         return _autopay_page(request, link=link, form=form, status=400)
     data = form.cleaned_data
-    method = enrollments.user_payment_methods(user=request.user).filter(pk=data["payment_method"]).first()
+    method = user_payment_methods(user=request.user).filter(pk=data["payment_method"]).first()
     try:
-        enrollments.autopay_enroll(
+        autopay_enrolment.autopay_enroll(
             account=account,
             user=request.user,
             payment_method=method,
             charge_rule=data["charge_rule"],
             days_before=data.get("days_before"),
             max_amount=data.get("max_amount"),
-            consent_text=enrollments.autopay_consent_text(account=account),
+            consent_text=autopay_enrolment.autopay_consent_text(account=account),
             ip=client_ip(request),
             replace=request.POST.get("replace") == "1",
         )
@@ -233,7 +237,7 @@ def autopay(request, account_id: int):
 
 def _autopay_action(request, account_id: int, action, done: str):
     link = linked_or_404(request, account_id)
-    current = enrollments.autopay_current(account=link.customer_account)
+    current = autopay_current(account=link.customer_account)
     if current is None:
         raise Http404
     try:
@@ -251,7 +255,7 @@ def _autopay_action(request, account_id: int, action, done: str):
 @reauthentication_required
 def autopay_pause(request, account_id: int):
     return _autopay_action(
-        request, account_id, enrollments.autopay_pause,
+        request, account_id, autopay_enrolment.autopay_pause,
         _("Autopay is paused for account %(number)s. Nothing will be charged until you resume it."),
     )  # fmt: skip
 
@@ -262,7 +266,7 @@ def autopay_pause(request, account_id: int):
 @reauthentication_required
 def autopay_resume(request, account_id: int):
     return _autopay_action(
-        request, account_id, enrollments.autopay_resume, _("Autopay is on again for account %(number)s.")
+        request, account_id, autopay_enrolment.autopay_resume, _("Autopay is on again for account %(number)s.")
     )
 
 
@@ -272,7 +276,7 @@ def autopay_resume(request, account_id: int):
 @reauthentication_required
 def autopay_cancel(request, account_id: int):
     return _autopay_action(
-        request, account_id, enrollments.autopay_cancel, _("Autopay is cancelled for account %(number)s.")
+        request, account_id, autopay_enrolment.autopay_cancel, _("Autopay is cancelled for account %(number)s.")
     )
 
 
@@ -293,12 +297,12 @@ def paperless(request, account_id: int):
         return redirect(f"{reverse('accounts:account', args=[account.pk])}#paperless")
     data = form.cleaned_data
     if data["paperless"]:
-        enrollments.paperless_enroll(
-            account=account, email=data["email"], consent_text=enrollments.paperless_consent_text(account=account),
+        paperless_enroll(
+            account=account, email=data["email"], consent_text=paperless_consent_text(account=account),
             ip=client_ip(request), via=PaperlessEnrollment.Via.PORTAL, user=request.user,
         )  # fmt: skip
         messages.success(request, _("Your bills will come by e-mail to %(email)s.") % {"email": data["email"]})
     else:
-        if enrollments.paperless_cancel(account=account, ip=client_ip(request), user=request.user):
+        if paperless_cancel(account=account, ip=client_ip(request), user=request.user):
             messages.success(request, _("Your bills will come by post again."))
     return redirect(f"{reverse('accounts:account', args=[account.pk])}#paperless")

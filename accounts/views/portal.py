@@ -15,9 +15,11 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from billing import enrollments, lookup
-from billing.documents import bill_document_get, bill_document_html, bill_pdf_response
-from billing.paylinks import biller_today
+from billing.autopay.selectors import enrollment_statuses
+from billing.bills.documents import bill_document_get, bill_document_html, bill_pdf_response
+from billing.bills.paylinks import biller_today
+from billing.enrolment.paperless import paperless_consent_text
+from billing.payments import lookup
 
 from .. import selectors, services
 from ..forms import PaperlessForm
@@ -39,7 +41,7 @@ def dashboard(request):
     summaries = selectors.dashboard_accounts(user=request.user)
     today = biller_today(summaries[0].account.biller) if summaries else None
     # Autopay, paperless and the next autopay charge of every account: a fixed number of queries, not one per card.
-    statuses = enrollments.enrollment_statuses(account_ids=[s.account.pk for s in summaries], today=today)
+    statuses = enrollment_statuses(account_ids=[s.account.pk for s in summaries], today=today)
     for summary in summaries:
         summary.enrollment = statuses[summary.account.pk]
     return render(request, "accounts/dashboard.html", {"summaries": summaries, "today": today})
@@ -57,7 +59,7 @@ def account_detail(request, account_id: int):
     )
     today = biller_today(account.biller)
     summary = selectors.account_summary(link=link)
-    summary.enrollment = enrollments.enrollment_statuses(account_ids=[account.pk], today=today)[account.pk]
+    summary.enrollment = enrollment_statuses(account_ids=[account.pk], today=today)[account.pk]
     paperless = summary.enrollment.paperless
     context = {
         "summary": summary,
@@ -68,7 +70,7 @@ def account_detail(request, account_id: int):
         "paperless_form": PaperlessForm(
             initial={"paperless": paperless is not None, "email": paperless.email if paperless else request.user.email}
         ),
-        "paperless_consent": enrollments.paperless_consent_text(account=account),
+        "paperless_consent": paperless_consent_text(account=account),
     }
     return render(request, "accounts/account_detail.html", context)
 

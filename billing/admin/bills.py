@@ -14,11 +14,11 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+from billing.bills.selectors import biller_for_site
+from billing.bills.services import LineInput, bill_issue, bill_mark_uncollectible, bill_recalculate, bill_void
 from billing.errors import ApplicationError
 from billing.models import Bill, BillLine, Biller, PaymentAllocation
 from billing.money import from_minor, validate_currency
-from billing.selectors import biller_for_site
-from billing.services import LineInput, bill_issue, bill_mark_uncollectible, bill_recalculate, bill_void
 
 from .autopay import AutopayChargeTimelineInline
 from .mixins import HistoryInline, ReadOnlyTabularInline, admin_link, money_display, staff_amount_parse, today_in_zone

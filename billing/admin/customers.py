@@ -14,11 +14,11 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from accounts.admin import CustomerAccountLinkInline, invitation_send_action
+from billing.bills.selectors import account_balance
 from billing.errors import ApplicationError
 from billing.models import Bill, CustomerAccount, Payment
 from billing.money import format_money
-from billing.selectors import account_balance
-from billing.services import payment_record_offline
+from billing.payments.offline import payment_record_offline
 
 from .mixins import ReadOnlyTabularInline, admin_link, staff_amount_parse, today_in_zone, zone_or_default
 

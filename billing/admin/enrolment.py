@@ -10,7 +10,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from billing.enrollments import paper_bill_accounts
+from billing.enrolment.selectors import paper_bill_accounts
 from billing.models import (
     CustomerAccount,
     EnrollmentEvent,

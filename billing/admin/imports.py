@@ -1,7 +1,7 @@
 """Staff admin for bill imports: the list of uploaded files, the "Upload bills" form, and a page per file that shows
 its progress and, when it is done, what it created or why it was rejected.
 
-The views parse input and call one service from billing/imports.py.
+The views parse input and call one service from billing/bills/imports.py.
 """
 
 import csv
@@ -18,7 +18,8 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.cache import never_cache
 
-from billing.imports import ImportFileError, bill_import_submit
+from billing.bills.csv_rows import ImportFileError
+from billing.bills.imports import bill_import_submit
 from billing.models import Biller, ImportBatch
 
 from .mixins import csv_cell

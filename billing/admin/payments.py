@@ -13,7 +13,7 @@ from django.utils.translation import gettext_lazy as _
 from billing.errors import ApplicationError
 from billing.models import BillingEvent, Dispute, Payment, PaymentAllocation, PaymentAttempt, Refund, WebhookEvent
 from billing.money import format_money, from_minor
-from billing.payments import refund_create, refund_settle
+from billing.payments.refunds import refund_create, refund_settle
 
 from .mixins import (
     HistoryInline,
@@ -299,7 +299,7 @@ class RefundAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 @admin.register(Dispute)
 class DisputeAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    """Chargebacks as the gateway's signed events reported them (billing/disputes.py). Read-only: the gateway decides."""
+    """Chargebacks as the gateway's signed events reported them (billing/payments/disputes.py). Read-only: the gateway decides."""
 
     list_display = ("created_at", "payment", "gateway_dispute_id", "status", "funds", "amount_display", "reason",
                     "evidence_due_by")  # fmt: skip

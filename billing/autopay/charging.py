@@ -10,7 +10,7 @@ writer):
 
 One charge run (`autopay_charge`, the body of `autopay_charge_task`) makes at most two off-session charges: the autopay
 card, and when that declines (any decline) the payer's backup card, once per bill. What happens next is decided by the
-decline class (`billing.gateway.decline_classify`) in `billing.autopay.dunning`: a hard or authentication decline takes
+decline class (`billing.payments.gateway.decline_classify`) in `billing.autopay.dunning`: a hard or authentication decline takes
 that card out for good; a soft one leaves it in. With a card still in, the next attempt waits `biller.retry_schedule`
 days after the first failure; with none, or after the last retry, the row stops (failed_final) and the payer is told,
 with the pay link. After the last retry the enrolment is suspended (through its transition map) and past-due reminders
@@ -39,7 +39,9 @@ from pathlib import Path
 from django.db import transaction
 from django.utils import timezone
 
-from ..gateway import GatewayError, IntentResult, IntentStatus, PaymentDeclined, get_gateway
+from billing.payments import gateway as gateway_api
+from billing.payments.gateway import GatewayError, IntentResult, IntentStatus, PaymentDeclined
+
 from ..models import (
     AutopayCharge,
     AutopayChargeTry,
@@ -79,7 +81,7 @@ def autopay_charge(*, charge_id: int) -> str:
 
 
 def _lock(charge_id: int) -> tuple[AutopayCharge, Bill]:
-    """Lock order, as in billing/payments.py: the account, then this row, then the bill."""
+    """Lock order, as in billing/payments/: the account, then this row, then the bill."""
     account_id = AutopayCharge.objects.values_list("account_id", flat=True).get(pk=charge_id)
     CustomerAccount.objects.select_for_update().filter(pk=account_id).first()
     charge = (
@@ -155,12 +157,13 @@ def _stop_reason(charge: AutopayCharge, bill: Bill) -> str:
 
 def _try_start(*, charge: AutopayCharge, bill: Bill, role: str, card: PaymentMethod) -> AutopayChargeTry:
     """Step 1: the Payment and the try, for what the bill owes now. Both carry the row's idempotency key."""
-    from ..services import confirmation_number_new, event_record
+    from billing.events import event_record
+    from billing.payments.core import confirmation_number_new
 
-    from ..payments import _CARD_BRANDS
+    from billing.payments.attempts import CARD_BRANDS
 
     key = f"autopay-{charge.pk}-{charge.attempt_number}-{role}"
-    brand = _CARD_BRANDS.get((card.brand or "").lower(), (card.brand or "Card").title())
+    brand = CARD_BRANDS.get((card.brand or "").lower(), (card.brand or "Card").title())
     payment = Payment.objects.create(
         biller_id=bill.biller_id, account_id=bill.account_id, confirmation_number=confirmation_number_new(),
         channel=Payment.Channel.AUTOPAY, method=Payment.Method.CARD, status=Payment.Status.PENDING,
@@ -183,15 +186,15 @@ def _try_start(*, charge: AutopayCharge, bill: Bill, role: str, card: PaymentMet
 def _try_run(charge_id: int, try_id: int, *, resuming: bool) -> str:
     """Steps 2 and 3 for one try: make sure an intent exists (stored before it is confirmed), then confirm and record
     under the locks. A resumed try asks the gateway where its intent stands first."""
-    gateway = get_gateway()
+    gateway = gateway_api.get_gateway()
     attempt = AutopayChargeTry.objects.select_related("payment", "payment_method").get(pk=try_id)
     payment = attempt.payment
     if not payment.gateway_payment_id:
-        from ..payments import _gateway_call
+        from billing.payments.attempts import payment_gateway_call
 
         card = attempt.payment_method
         try:
-            intent = _gateway_call(
+            intent = payment_gateway_call(
                 payment=payment, kind=PaymentAttempt.Kind.CREATE, amount=payment.amount, reference="-",
                 idempotency_key=payment.idempotency_key,
                 call=lambda k: gateway.create_payment_intent(
@@ -232,11 +235,11 @@ def _confirm_row(payment: Payment) -> PaymentAttempt:
 
 def _confirm(payment: Payment) -> IntentResult:
     """Confirm off-session and complete the pre-written attempt row (inside the caller's locked transaction)."""
-    from ..payments import _intent_outcome
+    from billing.payments.attempts import intent_outcome
 
     row = PaymentAttempt.objects.select_for_update().get(idempotency_key=f"{payment.idempotency_key}:confirm")
     try:
-        intent = get_gateway().confirm_payment_intent(
+        intent = gateway_api.get_gateway().confirm_payment_intent(
             payment.gateway_payment_id, idempotency_key=row.idempotency_key, off_session=True
         )
     except PaymentDeclined as exc:
@@ -248,18 +251,19 @@ def _confirm(payment: Payment) -> IntentResult:
         row.outcome, row.message = PaymentAttempt.Outcome.ERROR, str(exc)[:500]
         row.save()
         raise
-    row.outcome = _intent_outcome(intent)
+    row.outcome = intent_outcome(intent)
     row.save()
     return intent
 
 
 def _confirm_and_record(*, charge, bill, payment, attempt, resuming: bool) -> str:
-    from ..payments import _intent_outcome, _payment_move, _payment_sync, _retrieve
+    from billing.payments.attempts import intent_outcome, payment_intent_retrieve, payment_status_move
+    from billing.payments.core import payment_sync
 
     intent: IntentResult | None = None
     if resuming or payment.status != Payment.Status.PENDING:
         try:
-            intent = _retrieve(payment, source="autopay")
+            intent = payment_intent_retrieve(payment, source="autopay")
         except GatewayError:
             return "gateway_error"
         lost = PaymentAttempt.objects.filter(
@@ -267,9 +271,12 @@ def _confirm_and_record(*, charge, bill, payment, attempt, resuming: bool) -> st
         )
         if intent.status != IntentStatus.REQUIRES_CONFIRMATION:
             # The confirm reached the gateway but its worker died before recording: complete its row from the intent.
-            lost.update(outcome=_intent_outcome(intent), message="outcome read back from the gateway after a lost worker",
-                        decline_code=(intent.decline_code or intent.error_code or "")[:64])  # fmt: skip
-        _payment_sync(payment=payment, intent=intent, source="autopay")
+            lost.update(
+                outcome=intent_outcome(intent),
+                message="outcome read back from the gateway after a lost worker",
+                decline_code=(intent.decline_code or intent.error_code or "")[:64],
+            )
+        payment_sync(payment=payment, intent=intent, source="autopay")
     if payment.status == Payment.Status.PENDING and (
         intent is None or intent.status in (IntentStatus.REQUIRES_CONFIRMATION, IntentStatus.REQUIRES_PAYMENT_METHOD)
     ):
@@ -280,19 +287,21 @@ def _confirm_and_record(*, charge, bill, payment, attempt, resuming: bool) -> st
             intent = _confirm(payment)
         except PaymentDeclined as declined:
             if payment.status in Payment.IN_FLIGHT_STATUSES:
-                _payment_move(payment=payment, to=Payment.Status.FAILED, message=f"autopay declined: {declined.code}")
+                payment_status_move(
+                    payment=payment, to=Payment.Status.FAILED, message=f"autopay declined: {declined.code}"
+                )
             return charge_declined(charge, bill, attempt, code=declined.code, decline_code=declined.decline_code)
         except GatewayError:
             # Did it charge? Unknown: the row stays charging, and the resumed run asks the gateway.
             logger.warning("autopay charge %s: confirm failed, will resume", charge.pk, exc_info=True)
             return "gateway_error"
         _test_pause_point()  # tests only: the kill test stops the worker here, after the money moved
-        _payment_sync(payment=payment, intent=intent, source="autopay")
+        payment_sync(payment=payment, intent=intent, source="autopay")
     return _after_sync(charge=charge, bill=bill, payment=payment, attempt=attempt, intent=intent)
 
 
 def _after_sync(*, charge, bill, payment, attempt, intent: IntentResult | None) -> str:
-    from ..payments import _gateway_call, _payment_move
+    from billing.payments.attempts import payment_gateway_call, payment_status_move
 
     if payment.status == Payment.Status.SUCCEEDED:
         attempt.outcome = AutopayChargeTry.Outcome.SUCCEEDED
@@ -303,15 +312,15 @@ def _after_sync(*, charge, bill, payment, attempt, intent: IntentResult | None) 
     if payment.status == Payment.Status.REQUIRES_ACTION:
         # Off-session, the bank wants the payer: cancel this intent (it can never complete behind their back) and
         # ask them to pay on-session with the pay link.
-        gateway = get_gateway()
+        gateway = gateway_api.get_gateway()
         try:
-            _gateway_call(
+            payment_gateway_call(
                 payment=payment, kind=PaymentAttempt.Kind.CANCEL, amount=payment.amount, key_from_attempt=True,
                 call=lambda k: gateway.cancel_payment_intent(payment.gateway_payment_id, idempotency_key=k),
             )  # fmt: skip
         except GatewayError:
             return "gateway_error"
-        _payment_move(payment=payment, to=Payment.Status.CANCELED, message="autopay: authentication required")
+        payment_status_move(payment=payment, to=Payment.Status.CANCELED, message="autopay: authentication required")
         return charge_declined(charge, bill, attempt, code="authentication_required", decline_code=None)
     if payment.status == Payment.Status.FAILED:
         code = (intent.error_code if intent else None) or "card_declined"
@@ -323,11 +332,11 @@ def _after_sync(*, charge, bill, payment, attempt, intent: IntentResult | None) 
 
 def _try_abandon(*, charge, bill, payment, attempt, stop: str) -> str:
     """The bill was paid (or changed) between step 1 and the confirm: cancel the unconfirmed intent, charge nothing."""
-    from ..payments import _gateway_call, _payment_move
+    from billing.payments.attempts import payment_gateway_call, payment_status_move
 
-    gateway = get_gateway()
+    gateway = gateway_api.get_gateway()
     try:
-        _gateway_call(
+        payment_gateway_call(
             payment=payment, kind=PaymentAttempt.Kind.CANCEL, amount=payment.amount, key_from_attempt=True,
             call=lambda k: gateway.cancel_payment_intent(payment.gateway_payment_id, idempotency_key=k),
         )  # fmt: skip
@@ -336,7 +345,9 @@ def _try_abandon(*, charge, bill, payment, attempt, stop: str) -> str:
     PaymentAttempt.objects.filter(
         payment=payment, kind=PaymentAttempt.Kind.CONFIRM, outcome=PaymentAttempt.Outcome.PENDING
     ).update(outcome=PaymentAttempt.Outcome.CANCELED, message="not sent: the bill changed before the charge")
-    _payment_move(payment=payment, to=Payment.Status.CANCELED, message=f"autopay: not charged ({stop or 'amount'})")
+    payment_status_move(
+        payment=payment, to=Payment.Status.CANCELED, message=f"autopay: not charged ({stop or 'amount'})"
+    )
     attempt.outcome = AutopayChargeTry.Outcome.CANCELLED
     attempt.save(update_fields=["outcome"])
     if stop:

@@ -8,12 +8,13 @@ import logging
 
 from django.utils import timezone
 
-from ..gateway import DeclineClass, decline_classify
+from billing.payments.gateway import DeclineClass, decline_classify
+
 from ..models import AutopayCharge, AutopayChargeTry, Bill
 from .charges import charge_status_move
 from .common import autopay_setting, biller_local_today
-from .notices import autopay_notify
 from .enrolment import autopay_suspend
+from .notices import autopay_notify
 from .selectors import autopay_cards, autopay_retry_days
 
 logger = logging.getLogger(__name__)

@@ -10,7 +10,8 @@ from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from ..gateway import DeclineClass, decline_classify
+from billing.payments.gateway import DeclineClass, decline_classify
+
 from ..models import AutopayCharge, AutopayChargeTry, AutopayEnrollment, Bill, CustomerAccount, Payment
 from ..money import format_money
 from .selectors import expiring_cards

@@ -5,7 +5,7 @@ no timestamp on purpose: the same bill always gets the same link, so the bill PD
 every render. Expiry is decided from the bill itself instead, `biller.pay_link_valid_days` after its due date, in the
 biller's time zone, so moving a due date moves the expiry too.
 
-A valid link grants access to one customer account's payment screen (see billing/lookup.py for the session grant),
+A valid link grants access to one customer account's payment screen (see billing/payments/lookup.py for the session grant),
 never to a login or to any other account.
 """
 

@@ -21,8 +21,10 @@ from django.utils import timezone, translation
 from django.utils.crypto import salted_hmac
 from django.utils.translation import gettext as _
 
+from billing.payments import gateway as gateway_api
+from billing.payments.gateway import GatewayError
+
 from ..errors import ApplicationError
-from ..gateway import GatewayError, get_gateway
 from ..methods.services import payment_method_attach
 from ..models import GuestEnrollmentLink, GuestEnrollmentRequest, PaperlessEnrollment, PaymentMethod
 from .links import token_hash
@@ -229,7 +231,7 @@ def guest_autopay_complete(
     if not payment.gateway_payment_id:
         raise ApplicationError(_("We couldn't find the card from that payment. Please add a card instead."))
     try:
-        intent = get_gateway().retrieve_payment_intent(payment.gateway_payment_id)
+        intent = gateway_api.get_gateway().retrieve_payment_intent(payment.gateway_payment_id)
     except GatewayError as error:
         raise ApplicationError(
             _("We couldn't reach our payment processor. Please try the link again later.")

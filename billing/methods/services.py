@@ -18,9 +18,11 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from billing.payments import gateway as gateway_api
+from billing.payments.gateway import GatewayError, PaymentDeclined
+
 from ..enrolment.events import enrollment_event_record
 from ..errors import ApplicationError
-from ..gateway import GatewayError, PaymentDeclined, get_gateway
 from ..models import AutopayEnrollment, CustomerAccount, EnrollmentEvent, GatewayCustomer, PaymentMethod
 
 
@@ -31,7 +33,7 @@ def gateway_customer_get_or_create(*, user) -> GatewayCustomer:
     if existing:
         return existing
     try:
-        customer = get_gateway().create_customer(
+        customer = gateway_api.get_gateway().create_customer(
             email=user.email, metadata={"user_id": str(user.pk)}, idempotency_key=f"customer-user-{user.pk}"
         )
     except GatewayError as error:
@@ -51,7 +53,7 @@ def payment_method_setup_start(*, user) -> str:
     """Start adding a card: a SetupIntent on the login's customer. Returns the client secret for stripe.js."""
     customer = gateway_customer_get_or_create(user=user)
     try:
-        setup = get_gateway().create_setup_intent(
+        setup = gateway_api.get_gateway().create_setup_intent(
             customer=customer.gateway_customer_id,
             idempotency_key=f"setup-{user.pk}-{secrets.token_hex(8)}",
             metadata={"user_id": str(user.pk)},
@@ -68,7 +70,7 @@ def payment_method_save_from_setup(*, user, setup_intent_id: str, ip: str | None
     if customer is None or not setup_intent_id:
         raise ApplicationError(_("We couldn't save that card. Please try again."))
     try:
-        setup = get_gateway().retrieve_setup_intent(setup_intent_id)
+        setup = gateway_api.get_gateway().retrieve_setup_intent(setup_intent_id)
     except GatewayError as error:
         raise ApplicationError(_("We couldn't save that card. Please try again.")) from error
     if setup.customer_id != customer.gateway_customer_id or not setup.payment_method_id:
@@ -91,7 +93,9 @@ def payment_method_attach(
         return saved
     customer = gateway_customer_get_or_create(user=user)
     try:
-        method = get_gateway().attach_payment_method(gateway_payment_method_id, customer=customer.gateway_customer_id)
+        method = gateway_api.get_gateway().attach_payment_method(
+            gateway_payment_method_id, customer=customer.gateway_customer_id
+        )
     except PaymentDeclined as declined:
         raise ApplicationError(declined.payer_message) from declined
     except GatewayError as error:
@@ -204,7 +208,7 @@ def payment_method_remove(*, user, payment_method: PaymentMethod, ip: str | None
             % {"number": autopay.account.account_number}
         )
     try:
-        get_gateway().detach_payment_method(method.gateway_payment_method_id)
+        gateway_api.get_gateway().detach_payment_method(method.gateway_payment_method_id)
     except GatewayError as error:
         raise ApplicationError(_("We couldn't remove that card right now. Please try again later.")) from error
     with transaction.atomic():

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 from django.utils.translation import gettext as _
 
-from billing.autopay import autopay_stop_for_paid_bills
+from billing.autopay.charges import autopay_stop_for_paid_bills
+from billing.bills.services import bill_status_move
 from billing.errors import ApplicationError
+from billing.events import event_record
 from billing.models import Bill, BillingEvent, Payment, PaymentAllocation
 from billing.money import format_money
-
-# TEMPORARY: billing.events / billing.bills.services (bill_status_move) at integration (moved in parallel)
-from billing.services import _bill_move, event_record
 
 
 def payment_apply(*, payment: Payment, actor=None) -> list[PaymentAllocation]:
@@ -52,7 +51,7 @@ def payment_apply(*, payment: Payment, actor=None) -> list[PaymentAllocation]:
             currency=payment.currency, actor=actor,
         )
         if bill.balance_due == 0:
-            _bill_move(bill=bill, to=Bill.Status.PAID, actor=actor, message=payment.confirmation_number)
+            bill_status_move(bill=bill, to=Bill.Status.PAID, actor=actor, message=payment.confirmation_number)
     PaymentAllocation.objects.bulk_create(allocations)
     autopay_stop_for_paid_bills(bills=bills)  # a bill paid any way stops its waiting autopay charges at once
     return allocations
@@ -87,7 +86,7 @@ def allocations_reverse(*, payment: Payment, amount: int, reason: str, actor) ->
             message=reason, actor=actor,
         )  # fmt: skip
         if bill.status == Bill.Status.PAID and bill.balance_due > 0:
-            _bill_move(bill=bill, to=Bill.Status.OPEN, actor=actor, message=reason)
+            bill_status_move(bill=bill, to=Bill.Status.OPEN, actor=actor, message=reason)
     return amount - remaining
 
 
@@ -121,6 +120,6 @@ def allocations_reapply(*, payment: Payment, amount: int, reason: str, actor=Non
             currency=payment.currency, message=reason, actor=actor,
         )  # fmt: skip
         if bill.balance_due == 0:
-            _bill_move(bill=bill, to=Bill.Status.PAID, actor=actor, message=reason)
+            bill_status_move(bill=bill, to=Bill.Status.PAID, actor=actor, message=reason)
     autopay_stop_for_paid_bills(bills=list(bills.values()))
     return amount - remaining

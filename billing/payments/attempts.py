@@ -10,8 +10,8 @@ from collections.abc import Callable
 from django.utils.translation import gettext as _
 
 from billing.errors import ApplicationError
+from billing.events import event_record
 from billing.models import BillingEvent, CustomerAccount, Payment, PaymentAttempt
-from billing.services import event_record  # TEMPORARY: billing.events at integration (moved in parallel)
 
 from . import gateway as gateway_api
 from .gateway import GatewayError, IntentResult, IntentStatus, PaymentDeclined

@@ -16,9 +16,9 @@ from django.db import transaction
 from django.utils.translation import gettext as _
 
 from billing.errors import ApplicationError
+from billing.events import event_record
 from billing.models import BillingEvent, CustomerAccount, Dispute, Payment, Refund
 from billing.money import format_money
-from billing.services import event_record  # TEMPORARY: billing.events at integration (moved in parallel)
 
 from .allocations import allocations_reapply, allocations_reverse
 

@@ -7,8 +7,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from billing.errors import ApplicationError
+from billing.events import event_record
 from billing.models import BillingEvent, CustomerAccount, Payment
-from billing.services import event_record  # TEMPORARY: billing.events at integration (moved in parallel)
 
 from .allocations import payment_apply
 from .core import confirmation_number_new

@@ -16,9 +16,9 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from billing.errors import ApplicationError
+from billing.events import event_record
 from billing.models import Bill, BillingEvent, CustomerAccount, Payment, PaymentAttempt
 from billing.money import format_money, percent_of, validate_currency
-from billing.services import event_record  # TEMPORARY: billing.events at integration (moved in parallel)
 
 from . import gateway as gateway_api
 from .attempts import (

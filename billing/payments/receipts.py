@@ -18,9 +18,8 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
 
-# TEMPORARY: billing.enrolment.guest and billing.bills.documents at integration (moved in parallel)
-from billing import enrollments
-from billing.documents import pdf_from_html
+from billing.bills.documents import pdf_from_html
+from billing.enrolment.guest import guest_enrollment_links_send
 from billing.models import GuestEnrollmentRequest, Payment, PaymentAllocation
 from billing.money import format_money
 
@@ -168,7 +167,7 @@ def guest_enrollment_record(
             request.email = email or request.email
             request.save(update_fields=["paperless", "autopay", "email", "updated_at"])
         # E-mail the confirmation links once this is committed (safe to repeat: only choices without a link yet).
-        transaction.on_commit(lambda: enrollments.guest_enrollment_links_send(enrollment_request_id=request.pk))
+        transaction.on_commit(lambda: guest_enrollment_links_send(enrollment_request_id=request.pk))
     return request
 
 

@@ -14,9 +14,9 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from billing.errors import ApplicationError
+from billing.events import event_record
 from billing.models import BillingEvent, Payment, PaymentAttempt, Refund
 from billing.money import format_money
-from billing.services import event_record  # TEMPORARY: billing.events at integration (moved in parallel)
 
 from . import gateway as gateway_api
 from .allocations import allocations_reverse

@@ -10,7 +10,7 @@ def payment_receipt(payment) -> dict:
     """What the receipt shows (amounts, fee, tip, total, bills paid, card, date) plus the signed receipt link, for a
     saved payment; {} for anything else, so a template rendered with stand-in data still renders."""
     from billing.models import Payment
-    from billing.receipts import receipt_context, receipt_url
+    from billing.payments.receipts import receipt_context, receipt_url
 
     if not isinstance(payment, Payment) or payment.pk is None:
         return {}

@@ -6,12 +6,13 @@ import re
 import pytest
 from django.urls import reverse
 
-from billing import enrollments
+from billing.autopay.enrolment import autopay_consent_text, autopay_enroll
+from billing.enrolment.paperless import paperless_enroll
 from billing.models import AutopayEnrollment, PaperlessEnrollment
-from tests.accounts.test_dashboard import DASHBOARD_QUERY_BUDGET, _accounts_with_history, linked
 from tests.accounts import test_payment_methods as card_pages
+from tests.accounts.test_dashboard import DASHBOARD_QUERY_BUDGET, _accounts_with_history, linked
 from tests.billing import conftest as billing_fixtures
-from tests.billing.test_enrollments import save_card
+from tests.billing.enrolment.test_enrollments import save_card
 from tests.factories import make_bill
 
 pytestmark = pytest.mark.django_db
@@ -33,7 +34,7 @@ def test_enrol_with_a_saved_card_and_the_mandate_shown(stripe_settings, fresh_cl
     method = save_card(payer)
     url = reverse("accounts:autopay", args=[account.pk])
     page = fresh_client.get(url).content.decode()
-    consent = enrollments.autopay_consent_text(account=account)
+    consent = autopay_consent_text(account=account)
     assert consent in page
     assert re.search(rf'<input[^>]*value="{method.pk}"[^>]*checked', page)  # the default card is chosen
 
@@ -87,7 +88,7 @@ def test_pause_resume_cancel(stripe_settings, fresh_client, payer, account):
 def test_autopay_changes_need_a_recent_sign_in(stripe_settings, fresh_client, payer, account):
     linked(payer, account)
     method = save_card(payer)
-    enrollments.autopay_enroll(
+    autopay_enroll(
         account=account, user=payer, payment_method=method, charge_rule="on_due_date", consent_text="x"
     )
     make_stale(fresh_client)
@@ -117,11 +118,11 @@ def test_dashboard_shows_autopay_paperless_and_the_upcoming_charge(stripe_settin
     make_bill(flat, amounts=(99900,), due_in_days=12)
     method = save_card(payer)
     for account in (home, flat):
-        enrollments.autopay_enroll(
+        autopay_enroll(
             account=account, user=payer, payment_method=method, charge_rule="days_before", days_before=2,
             max_amount=50000, consent_text="x",
         )  # fmt: skip
-    enrollments.paperless_enroll(
+    paperless_enroll(
         account=home, email="bills@example.com", consent_text="x", ip=None, via=PaperlessEnrollment.Via.PORTAL
     )
     html = payer_client.get(reverse("accounts:dashboard")).content.decode()
@@ -143,11 +144,11 @@ def test_dashboard_with_enrolments_stays_a_fixed_number_of_queries(
     _accounts_with_history(payer, biller, count)
     method = save_card(payer)
     for link in payer.account_links.select_related("customer_account"):
-        enrollments.autopay_enroll(
+        autopay_enroll(
             account=link.customer_account, user=payer, payment_method=method, charge_rule="on_due_date",
             consent_text="x", max_amount=1000,
         )  # fmt: skip
-        enrollments.paperless_enroll(
+        paperless_enroll(
             account=link.customer_account, email=payer.email, consent_text="x", ip=None, via="portal"
         )
     with django_assert_max_num_queries(DASHBOARD_QUERY_BUDGET):

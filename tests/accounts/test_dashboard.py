@@ -5,8 +5,9 @@ from django.urls import reverse
 
 from accounts.models import AccountLink
 from accounts.services import account_link_grant
-from billing import lookup, services
 from billing.models import Payment
+from billing.payments import lookup
+from billing.payments.offline import payment_record_offline
 from tests.factories import CustomerAccountFactory, make_bill
 
 pytestmark = pytest.mark.django_db
@@ -33,7 +34,7 @@ def test_dashboard_shows_each_account_with_balance_next_due_bills_and_payments(p
     soon = make_bill(first, amounts=(4000,), due_in_days=5)
     make_bill(first, amounts=(2500,), due_in_days=35)
     paid = make_bill(second, amounts=(1000,), due_in_days=10)
-    payment = services.payment_record_offline(account=second, amount=1000, method=Payment.Method.CASH)
+    payment = payment_record_offline(account=second, amount=1000, method=Payment.Method.CASH)
     make_bill(first, amounts=(9999,), issue=False, number="DRAFT-1")  # a draft is the biller's, not the payer's yet
 
     html = payer_client.get(reverse("accounts:dashboard")).content.decode()
@@ -63,7 +64,7 @@ def _accounts_with_history(payer, biller, count):
         linked(payer, account)
         for days in (-20, 10, 40):
             make_bill(account, amounts=(3000,), due_in_days=days)
-        services.payment_record_offline(account=account, amount=500, method=Payment.Method.CASH)
+        payment_record_offline(account=account, amount=500, method=Payment.Method.CASH)
 
 
 @pytest.mark.parametrize("count", [1, 50])

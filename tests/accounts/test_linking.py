@@ -10,8 +10,8 @@ from django.utils.html import escape
 
 from accounts import services
 from accounts.models import AccountLink
-from billing import lookup
 from billing.errors import ApplicationError
+from billing.payments import lookup
 from tests.factories import CustomerAccountFactory
 
 pytestmark = pytest.mark.django_db

@@ -10,12 +10,14 @@ from django.contrib.auth import get_user_model
 from django.core import mail
 from django.urls import reverse
 
-from billing import enrollments, receipts
+from billing.enrolment.guest import guest_enrollment_links_send
+from billing.enrolment.paperless import paperless_consent_text, paperless_enroll
 from billing.models import AutopayEnrollment, PaperlessEnrollment, PaymentMethod
-from tests.accounts.test_dashboard import linked
+from billing.payments import receipts
 from tests.accounts import test_payment_methods as card_pages
+from tests.accounts.test_dashboard import linked
 from tests.billing import conftest as billing_fixtures
-from tests.billing.test_enrollments import guest_card_payment, link_token
+from tests.billing.enrolment.test_enrollments import guest_card_payment, link_token
 from tests.factories import CustomerAccountFactory, make_bill
 
 pytestmark = pytest.mark.django_db
@@ -30,7 +32,7 @@ make_stale = card_pages.make_stale
 def test_one_tick_on_and_the_same_form_off(fresh_client, payer, account):
     linked(payer, account)
     page = fresh_client.get(reverse("accounts:account", args=[account.pk])).content.decode()
-    consent = enrollments.paperless_consent_text(account=account)
+    consent = paperless_consent_text(account=account)
     assert consent in page and 'id="paperless"' in page
 
     url = reverse("accounts:paperless", args=[account.pk])
@@ -79,7 +81,7 @@ def test_staff_export_of_accounts_that_still_need_paper_bills(admin_client, bill
     make_bill(paper)
     emailed = CustomerAccountFactory(biller=biller)
     make_bill(emailed)
-    enrollments.paperless_enroll(
+    paperless_enroll(
         account=emailed, email="e@example.com", consent_text="x", ip=None, via=PaperlessEnrollment.Via.PORTAL
     )
     CustomerAccountFactory(biller=biller)  # nothing open: no bill to send
@@ -110,7 +112,7 @@ def test_the_export_needs_staff(client, biller):
 
 
 def test_guest_paperless_link_shows_the_consent_then_one_button_enrols(client, account, mailoutbox):
-    from tests.billing.test_enrollments import Payment, confirmation_number_new, timezone
+    from tests.billing.enrolment.test_enrollments import Payment, confirmation_number_new, timezone
 
     payment = Payment.objects.create(
         biller=account.biller, account=account, confirmation_number=confirmation_number_new(),
@@ -118,11 +120,11 @@ def test_guest_paperless_link_shows_the_consent_then_one_button_enrols(client, a
         currency="USD", amount=5000, payer_email="guest@example.com", received_at=timezone.now(),
     )  # fmt: skip
     request = receipts.guest_enrollment_record(payment=payment, email="guest@example.com", paperless=True)
-    enrollments.guest_enrollment_links_send(enrollment_request_id=request.pk)
+    guest_enrollment_links_send(enrollment_request_id=request.pk)
     url = reverse("accounts:guest_paperless", args=[link_token(mail.outbox[0].body, "paperless")])
 
     page = client.get(url)
-    assert enrollments.paperless_consent_text(account=account) in page.content.decode()
+    assert paperless_consent_text(account=account) in page.content.decode()
     assert not PaperlessEnrollment.objects.exists()  # opening the link (a mail scanner does) changes nothing
     done = client.post(url)
     assert done.status_code == 200 and "guest@example.com" in done.content.decode()
@@ -134,7 +136,7 @@ def test_guest_paperless_link_shows_the_consent_then_one_button_enrols(client, a
 def guest_autopay_url(account) -> str:
     payment = guest_card_payment(account)
     request = receipts.guest_enrollment_record(payment=payment, email="guest@example.com", autopay=True)
-    enrollments.guest_enrollment_links_send(enrollment_request_id=request.pk)
+    guest_enrollment_links_send(enrollment_request_id=request.pk)
     return reverse("accounts:guest_autopay", args=[link_token(mail.outbox[-1].body, "autopay")])
 
 

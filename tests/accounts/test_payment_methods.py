@@ -6,11 +6,11 @@ import pytest
 from django.conf import settings
 from django.urls import reverse
 
-from billing import enrollments
+from billing.methods.services import payment_method_make_backup
 from billing.models import PaymentMethod
 from tests.accounts.conftest import PASSWORD
 from tests.billing import conftest as billing_fixtures
-from tests.billing.test_enrollments import confirm_setup_in_browser_stand_in, gateway_pm, save_card
+from tests.billing.enrolment.test_enrollments import confirm_setup_in_browser_stand_in, gateway_pm, save_card
 
 pytestmark = pytest.mark.django_db
 
@@ -143,7 +143,7 @@ def test_a_stale_session_reauthenticates_before_changing_the_login_email(fresh_c
 
 def test_a_payer_can_go_back_to_no_backup_card(stripe_settings, fresh_client, payer):
     first, second = save_card(payer), save_card(payer)
-    enrollments.payment_method_make_backup(user=payer, payment_method=second)
+    payment_method_make_backup(user=payer, payment_method=second)
     assert reverse("accounts:payment_method_no_backup") in fresh_client.get(reverse("accounts:payment_methods")).content.decode()
     response = fresh_client.post(reverse("accounts:payment_method_no_backup"))
     assert response.status_code == 302
@@ -155,7 +155,7 @@ def test_a_payer_can_go_back_to_no_backup_card(stripe_settings, fresh_client, pa
 def test_going_back_to_no_backup_needs_a_recent_sign_in(stripe_settings, fresh_client, payer):
     card = save_card(payer)
     backup = save_card(payer)
-    enrollments.payment_method_make_backup(user=payer, payment_method=backup)
+    payment_method_make_backup(user=payer, payment_method=backup)
     make_stale(fresh_client)
     response = fresh_client.post(reverse("accounts:payment_method_no_backup"))
     assert response.status_code == 302 and response["Location"].startswith(reverse("account_reauthenticate"))

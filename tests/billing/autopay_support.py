@@ -1,5 +1,5 @@
 """Helpers for the autopay tests: a payer with saved cards and an enrolment, a fake gateway that declines the way
-Stripe does (errors built with the real SDK's `stripe.CardError`, translated by billing.gateway), and a driver that
+Stripe does (errors built with the real SDK's `stripe.CardError`, translated by billing.payments.stripe_gateway), and a driver that
 runs the planner, the sweeper and the charge task body the way beat and a worker would."""
 
 from __future__ import annotations
@@ -11,9 +11,11 @@ import stripe
 from allauth.account.models import EmailAddress
 from django.utils import timezone
 
-from billing import autopay
-from billing.gateway import IntentResult, IntentStatus, _translate
+from billing.autopay.charging import autopay_charge
+from billing.autopay.planning import autopay_plan, autopay_sweep
 from billing.models import AutopayEnrollment, PaymentMethod
+from billing.payments.gateway import IntentResult, IntentStatus
+from billing.payments.stripe_gateway import _translate
 
 _ids = itertools.count(1)
 
@@ -42,7 +44,7 @@ def enroll(account, user, card, *, max_amount=None, rule="on_due_date", days_bef
 
 
 def card_error(code: str, decline_code: str | None = None, *, intent_id: str | None = None) -> Exception:
-    """What the Stripe SDK raises for a declined confirm, as billing.gateway translates it (PaymentDeclined)."""
+    """What the Stripe SDK raises for a declined confirm, as billing.payments.stripe_gateway translates it (PaymentDeclined)."""
     error = {"type": "card_error", "code": code, "message": f"Your card was declined ({decline_code or code})."}
     if decline_code:
         error["decline_code"] = decline_code
@@ -58,7 +60,7 @@ THREE_DS = "requires_action"
 
 
 class FakeGateway:
-    """Stands in for billing.gateway.StripeGateway in the autopay unit tests. `behaviour` maps a payment method id to
+    """Stands in for billing.payments.stripe_gateway.StripeGateway in the autopay unit tests. `behaviour` maps a payment method id to
     one outcome or a list consumed one confirm at a time. Intents and calls are kept for the assertions."""
 
     def __init__(self, behaviour: dict):
@@ -118,7 +120,6 @@ class FakeGateway:
 
 
 def use_gateway(monkeypatch, gateway) -> None:
-    monkeypatch.setattr("billing.autopay.charging.get_gateway", lambda: gateway)
     monkeypatch.setattr("billing.payments.gateway.get_gateway", lambda: gateway)
 
 
@@ -130,15 +131,15 @@ class Driver:
 
     def plan(self, now=None):
         with self.capture(execute=True):
-            return autopay.autopay_plan(now=now)
+            return autopay_plan(now=now)
 
     def sweep(self, days: float = 1):
         with self.capture(execute=True):
-            return autopay.autopay_sweep(now=timezone.now() + dt.timedelta(days=days), enqueue=False)
+            return autopay_sweep(now=timezone.now() + dt.timedelta(days=days), enqueue=False)
 
     def charge(self, charge_id: int) -> str:
         with self.capture(execute=True):
-            return autopay.autopay_charge(charge_id=charge_id)
+            return autopay_charge(charge_id=charge_id)
 
     def run(self, days: float = 1) -> list[str]:
         result = self.sweep(days)

@@ -7,7 +7,7 @@ import pytest
 from django.core.cache import cache
 from django.urls import reverse
 
-from billing import paylinks
+from billing.bills import paylinks
 from billing.demo import demo_accounts, demo_seed
 from billing.models import Bill, Payment, WebhookEvent
 from tests import stripe_support

@@ -3,7 +3,7 @@ import itertools
 
 import pytest
 
-from billing import services as billing_services
+from billing.bills.services import LineInput, bill_create, bill_issue
 from notifications import sms
 from tests.factories import CustomerAccountFactory
 
@@ -21,15 +21,15 @@ def day(offset: int) -> dt.date:
 
 def issued_bill(account, *, due=DUE, issued=None, amount=5000):
     """An open bill due on `due`, issued 14 days before unless `issued` says otherwise."""
-    bill = billing_services.bill_create(
+    bill = bill_create(
         account=account,
         number=f"N-{next(_numbers):06d}",
         period_start=due - dt.timedelta(days=45),
         period_end=due - dt.timedelta(days=15),
         due_date=due,
-        lines=[billing_services.LineInput(description="Water", amount=amount)],
+        lines=[LineInput(description="Water", amount=amount)],
     )
-    return billing_services.bill_issue(bill=bill, issue_date=issued or due - dt.timedelta(days=14))
+    return bill_issue(bill=bill, issue_date=issued or due - dt.timedelta(days=14))
 
 
 @pytest.fixture(autouse=True)

@@ -3,7 +3,7 @@ from django.core.management import call_command
 from django.urls import reverse
 
 from notifications.models import Notification
-from notifications.services import reminders_plan
+from notifications.planner import reminders_plan
 from tests.staff_support import staff_login
 
 from .conftest import DUE, at, issued_bill

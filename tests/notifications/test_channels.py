@@ -16,8 +16,9 @@ from django.urls import reverse
 from notifications import sms
 from notifications.channels import EmailChannel, Message, PermanentSendError, TransientSendError, channel_get
 from notifications.models import Notification, SmsOptOut
+from notifications.planner import reminders_plan
 from notifications.render import notification_render, pay_url_for
-from notifications.services import notification_send, notifications_sweep, reminders_plan
+from notifications.services import notification_send, notifications_sweep
 
 from .conftest import DUE, at, issued_bill
 
@@ -136,12 +137,12 @@ def test_the_file_backend_writes_one_readable_file_per_message(settings, tmp_pat
 @pytest.mark.django_db
 @pytest.mark.parametrize("language", ["en", "es", "ar", "fa"])
 def test_every_kind_renders_on_every_channel_in_every_language(texting_account, language):
-    from billing import services as billing_services
+    from billing.payments.offline import payment_record_offline
 
     texting_account.language = language
     texting_account.save()
     bill = issued_bill(texting_account)
-    payment = billing_services.payment_record_offline(account=texting_account, amount=1000, method="cash")
+    payment = payment_record_offline(account=texting_account, amount=1000, method="cash")
     link = pay_url_for(bill)
     for kind, _label in Notification._meta.get_field("kind").choices:
         for channel in ("email", "sms"):

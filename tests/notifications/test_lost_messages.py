@@ -13,7 +13,8 @@ from django.core import mail
 from django.utils import timezone
 
 from notifications.models import NoticePolicy, Notification
-from notifications.services import notification_send, notifications_sweep, reminders_plan
+from notifications.planner import reminders_plan
+from notifications.services import notification_send, notifications_sweep
 from notifications.tasks import notification_send_task
 from tests.factories import BillerFactory, CustomerAccountFactory
 

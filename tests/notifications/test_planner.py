@@ -6,9 +6,10 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from billing import services as billing_services
+from billing.bills.services import LineInput, bill_create, bill_void
+from billing.payments.offline import payment_record_offline
 from notifications.models import NoticePolicy, Notification
-from notifications.services import reminders_plan
+from notifications.planner import reminders_plan
 from tests.factories import CustomerAccountFactory
 
 from .conftest import DUE, at, day, issued_bill
@@ -100,11 +101,11 @@ def test_a_past_due_step_too_late_is_skipped(account, biller):
 
 def test_paid_void_and_draft_bills_get_no_reminders(account):
     paid = issued_bill(account)
-    billing_services.payment_record_offline(account=account, amount=paid.total, method="cash")
-    billing_services.bill_void(bill=issued_bill(account))
-    billing_services.bill_create(
+    payment_record_offline(account=account, amount=paid.total, method="cash")
+    bill_void(bill=issued_bill(account))
+    bill_create(
         account=account, number="DRAFT-1", period_start=day(-40), period_end=day(-10), due_date=DUE,
-        lines=[billing_services.LineInput(description="x", amount=100)],
+        lines=[LineInput(description="x", amount=100)],
     )  # fmt: skip
     reminders_plan(today=DUE, now=at(DUE))
     assert not Notification.objects.exists()

@@ -6,11 +6,12 @@ import datetime as dt
 import pytest
 from django.core import mail
 
-from billing import services as billing_services
+from billing.payments.offline import payment_record_offline
 from notifications import services
 from notifications.channels import PermanentSendError, TransientSendError
 from notifications.models import AccountNoticeSettings, DeliveryAttempt, NoticePolicy, NoticePreference, Notification
-from notifications.services import notification_send, notifications_sweep, reminders_plan
+from notifications.planner import reminders_plan
+from notifications.services import notification_send, notifications_sweep
 
 from .conftest import DUE, at, day, issued_bill
 
@@ -128,7 +129,7 @@ def test_a_worker_that_died_mid_send_counts_as_an_attempt(account, settings):
 def test_a_bill_paid_before_the_send_is_skipped(account):
     bill = issued_bill(account)
     plan(DUE)
-    billing_services.payment_record_offline(account=account, amount=bill.total, method="cash")
+    payment_record_offline(account=account, amount=bill.total, method="cash")
     assert list(sweep_and_send(at(DUE, 9)).values()) == ["skipped"]
     assert mail.outbox == []
     assert "no longer owes" in Notification.objects.get(step=0).last_error
@@ -186,7 +187,7 @@ def test_quiet_hours_defer_a_send_to_their_end(texting_account, biller, sms_locm
     biller.save()
     NoticePolicy.objects.create(biller=biller, quiet_hours_start=dt.time(21, 0), quiet_hours_end=dt.time(8, 0))
     issued_bill(texting_account, due=day(30))
-    payment = billing_services.payment_record_offline(account=texting_account, amount=100, method="cash")
+    payment = payment_record_offline(account=texting_account, amount=100, method="cash")
     # 02:30 UTC is 22:30 the evening before in New York (EDT from 9 March 2025): quiet until 08:00 there, 12:00 UTC.
     services.notice_enqueue(kind="payment_failed", account=texting_account, payment=payment, now=at(DUE, 2, 30))
     rows = Notification.objects.filter(payment=payment)
@@ -201,7 +202,7 @@ def test_a_receipt_is_not_held_back_by_quiet_hours(texting_account, biller, sms_
     biller.save()
     NoticePolicy.objects.create(biller=biller, quiet_hours_start=dt.time(21, 0), quiet_hours_end=dt.time(8, 0))
     issued_bill(texting_account, due=day(30))
-    payment = billing_services.payment_record_offline(account=texting_account, amount=100, method="cash")
+    payment = payment_record_offline(account=texting_account, amount=100, method="cash")
     # 22:30 in New York: the payer just paid, so the receipt goes now, not at 08:00.
     rows = services.notice_enqueue(kind="payment_received", account=texting_account, payment=payment, now=at(DUE, 2, 30))
     assert rows and {r.next_attempt_at for r in rows} == {at(DUE, 2, 30)}
@@ -237,7 +238,7 @@ def test_illegal_transitions_are_refused(account):
 
 def test_an_event_notice_is_written_once_per_channel(texting_account, sms_locmem):
     bill = issued_bill(texting_account)
-    payment = billing_services.payment_record_offline(account=texting_account, amount=bill.total, method="cash")
+    payment = payment_record_offline(account=texting_account, amount=bill.total, method="cash")
     first = services.notice_enqueue(kind="payment_received", account=texting_account, payment=payment, now=at(DUE, 9))
     again = services.notice_enqueue(kind="payment_received", account=texting_account, payment=payment, now=at(DUE, 10))
     # Receipts are e-mail only by default: SMS is for the urgent kinds unless the payer asks for more.

@@ -24,7 +24,8 @@ from django.utils import timezone
 
 from notifications import sms
 from notifications.models import NoticePolicy, Notification
-from notifications.services import notifications_sweep, reminders_plan
+from notifications.planner import reminders_plan
+from notifications.services import notifications_sweep
 from tests.factories import BillerFactory, CustomerAccountFactory
 from tests.worker_support import database_url as worker_database_url
 from tests.worker_support import unavailable

@@ -1,0 +1,218 @@
+import datetime as dt
+import re
+
+import pytest
+
+from billing.models import Bill, BillLine
+from billing.payments import lookup
+from billing.payments.offline import payment_record_offline
+from tests.factories import CustomerAccountFactory, make_bill
+
+SCREEN = "/pay/account/"
+
+
+@pytest.fixture
+def payer(client, account):
+    """A client whose session was granted `account`, as a lookup or a pay link would."""
+    session = client.session
+    session[lookup.GRANT_SESSION_KEY] = {"account_id": account.pk, "expires_at": 2**40}
+    session.save()
+    return client
+
+
+def html_of(response) -> str:
+    assert response.status_code == 200, response.status_code
+    return response.content.decode()
+
+
+def test_the_screen_shows_the_account_its_open_bills_and_the_balance(payer, account):
+    account.holder_name = "Jane Smith"
+    account.save()
+    settled = make_bill(account, amounts=(1500,), due_in_days=-10)
+    overdue = make_bill(account, amounts=(2000,), due_in_days=-3)
+    current = make_bill(account, amounts=(4321,), due_in_days=10)
+    payment_record_offline(account=account, amount=1500, method="cash")  # settles the oldest bill
+    settled.refresh_from_db()
+    assert settled.status == Bill.Status.PAID
+    html = html_of(payer.get(SCREEN))
+    # Isolated from the page's direction, so a Latin name keeps its order on an Arabic or Persian page.
+    assert "<bdi>J*** S****</bdi>" in html
+    assert "Jane Smith" not in html
+    assert account.account_number in html
+    assert account.biller.name in html
+    assert overdue.number in html and current.number in html
+    assert settled.number not in html
+    assert 'data-testid="balance">$63.21<' in html
+
+
+def test_an_overdue_bill_is_marked(payer, account):
+    make_bill(account, amounts=(2000,), due_in_days=-3, number="LATE-1")
+    make_bill(account, amounts=(2000,), due_in_days=5, number="SOON-1")
+    html = html_of(payer.get(SCREEN))
+    late, soon = html.index("LATE-1"), html.index("SOON-1")
+    assert late < soon, "oldest due first"
+    assert html.count("badge-overdue") == 1
+    assert late < html.index("badge-overdue") < soon
+
+
+def test_the_fee_is_disclosed_before_paying(payer, account):
+    biller = account.biller
+    biller.convenience_fee_fixed = 150
+    biller.convenience_fee_basis_points = 250
+    biller.save()
+    make_bill(account, amounts=(10000,))
+    html = html_of(payer.get(SCREEN))
+    assert "A convenience fee of $1.50 plus 2.5% of the amount is added" in html
+    assert "For the full balance that is $4.00." in html
+
+
+def test_no_fee_is_said_plainly(payer, account):
+    make_bill(account, amounts=(10000,))
+    assert "There is no fee for paying online." in html_of(payer.get(SCREEN))
+
+
+def test_form_has_labels_card_container_and_enrolment_choices(payer, account):
+    make_bill(account)
+    html = html_of(payer.get(SCREEN))
+    assert '<div id="card-element"' in html
+    for name, label in [
+        ("paperless", "Send my future bills by e-mail (paperless)"),
+        ("autopay", "Save this card for autopay"),
+    ]:
+        assert re.search(rf'<input type="checkbox" name="{name}" id="id_{name}"', html)
+        assert f'<label for="id_{name}">{label}</label>' in html
+    for field_id in ["id_amount_choice_0", "id_amount_choice_1", "id_other_amount", "id_receipt_email"]:
+        assert f'for="{field_id}"' in html
+    assert re.search(r'<input type="radio" name="amount_choice" value="full"[^>]*checked', html)
+
+
+def test_tips_are_offered_only_when_the_biller_enables_them(payer, account):
+    make_bill(account)
+    assert 'name="tip_percent"' not in html_of(payer.get(SCREEN))
+    account.biller.tips_enabled = True
+    account.biller.save()
+    html = html_of(payer.get(SCREEN))
+    for preset in (15, 20, 25):
+        assert f'value="{preset}"' in html
+
+
+def test_continue_shows_the_server_quote_for_the_full_balance(payer, account):
+    account.biller.convenience_fee_fixed = 100
+    account.biller.save()
+    make_bill(account, amounts=(4000,))
+    make_bill(account, amounts=(1000,))
+    html = html_of(
+        payer.post(SCREEN, {"amount_choice": "full", "other_amount": "1.00", "receipt_email": "me@example.com"})
+    )
+    assert 'data-testid="quote-total">$51.00<' in html
+    assert "$50.00" in html  # towards the bills
+
+
+def test_continue_with_another_amount_and_a_tip(payer, account):
+    biller = account.biller
+    biller.tips_enabled = True
+    biller.save()
+    make_bill(account, amounts=(10000,))
+    html = html_of(
+        payer.post(
+            SCREEN,
+            {"amount_choice": "other", "other_amount": "40", "tip_percent": "20", "receipt_email": "me@example.com"},
+        )
+    )
+    assert 'data-testid="quote-total">$48.00<' in html
+    assert "Tip" in html
+
+
+def test_an_amount_over_the_balance_is_an_error_on_the_amount_field(payer, account):
+    make_bill(account, amounts=(5000,))
+    html = html_of(
+        payer.post(SCREEN, {"amount_choice": "other", "other_amount": "60.00", "receipt_email": "me@example.com"})
+    )
+    assert 'data-testid="quote-total"' not in html
+    assert re.search(r'<p class="field-error" id="id_other_amount-error">[^<]*more than the \$50.00 owed', html)
+    field = re.search(r'<input[^>]*name="other_amount"[^>]*>', html).group(0)
+    assert 'aria-describedby="id_other_amount-error other-amount-limits"' in field
+    assert 'aria-invalid="true"' in field
+    assert 'value="60.00"' in field
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "text"),
+    [
+        ({"amount_choice": "other", "other_amount": "", "receipt_email": "me@example.com"}, "other_amount", "Enter"),
+        ({"amount_choice": "other", "other_amount": "abc", "receipt_email": "me@example.com"}, "other_amount", "amount"),
+        ({"amount_choice": "other", "other_amount": "-10", "receipt_email": "me@example.com"}, "other_amount", "sign"),
+        ({"amount_choice": "other", "other_amount": "1e3", "receipt_email": "me@example.com"}, "other_amount", "amount"),
+        ({"amount_choice": "other", "other_amount": "1/2", "receipt_email": "me@example.com"}, "other_amount", "amount"),
+        ({"amount_choice": "other", "other_amount": "0.50", "receipt_email": "a@b.co"}, "other_amount", "smallest"),
+        ({"amount_choice": "full", "receipt_email": "not-an-address"}, "receipt_email", "e-mail"),
+        ({"amount_choice": "full", "receipt_email": ""}, "receipt_email", "send your receipt"),
+    ],
+)
+def test_errors_are_tied_to_their_fields(payer, account, data, field, text):
+    make_bill(account, amounts=(5000,))
+    html = html_of(payer.post(SCREEN, data))
+    error = re.search(rf'<p class="field-error" id="id_{field}-error">([^<]*)</p>', html)
+    assert error and text.lower() in error.group(1).lower()
+    assert re.search(rf'<input[^>]*aria-describedby="id_{field}-error[^"]*"[^>]*name="{field}"|'
+                     rf'<input[^>]*name="{field}"[^>]*aria-describedby="id_{field}-error', html)  # fmt: skip
+    assert 'data-testid="quote-total"' not in html
+
+
+def test_an_account_with_nothing_to_pay_says_so(payer, account):
+    bill = make_bill(account, amounts=(5000,))
+    payment_record_offline(account=account, amount=bill.total, method="cash")
+    html = html_of(payer.get(SCREEN))
+    assert "There is nothing to pay on this account right now." in html
+    assert 'id="payment-form"' not in html
+
+
+def test_a_grant_for_one_account_never_shows_another(payer, account):
+    make_bill(account, amounts=(1234,), number="MINE-1")
+    other = CustomerAccountFactory(biller=account.biller)
+    make_bill(other, amounts=(5678,), number="THEIRS-1")
+    html = html_of(payer.get(SCREEN + f"?account={other.pk}"))
+    assert "MINE-1" in html and "THEIRS-1" not in html
+    html = html_of(payer.post(SCREEN, {"amount_choice": "full", "receipt_email": "a@b.co", "account": other.pk}))
+    assert "$12.34" in html and "$56.78" not in html
+
+
+def _bulk_open_bills(account, count):
+    """`count` open bills in two statements, so the test measures the screen and not the setup."""
+    today = dt.date.today()
+    bills = Bill.objects.bulk_create(
+        Bill(
+            biller=account.biller,
+            account=account,
+            number=f"BULK-{account.pk}-{i:04d}",
+            status=Bill.Status.OPEN,
+            period_start=today - dt.timedelta(days=30),
+            period_end=today - dt.timedelta(days=1),
+            issue_date=today,
+            due_date=today + dt.timedelta(days=i % 40 - 20),
+            currency=account.biller.currency,
+            subtotal=1000 + i,
+            total=1000 + i,
+        )
+        for i in range(count)
+    )
+    BillLine.objects.bulk_create(BillLine(bill=b, description="Charge", amount=b.total) for b in bills)
+
+
+@pytest.mark.parametrize("count", [1, 200])
+def test_the_screen_runs_a_fixed_number_of_queries(payer, account, count, django_assert_max_num_queries):
+    _bulk_open_bills(account, count)
+    # The same budget for 1 and 200 bills: session, account with biller, payable bills.
+    with django_assert_max_num_queries(3):
+        html = html_of(payer.get(SCREEN))
+    assert html.count('class="bill-row"') == count
+    with django_assert_max_num_queries(4):  # the quote re-reads the bills
+        html_of(payer.post(SCREEN, {"amount_choice": "full", "receipt_email": "a@b.co"}))
+
+
+def test_all_errors_are_shown_at_once(payer, account):
+    make_bill(account, amounts=(5000,))
+    html = html_of(payer.post(SCREEN, {"amount_choice": "other", "other_amount": "600", "receipt_email": ""}))
+    assert 'id="id_other_amount-error"' in html
+    assert 'id="id_receipt_email-error"' in html
+    assert 'data-testid="quote-total"' not in html
