@@ -1,5 +1,5 @@
 """Autopay: the payer's standing authorisation, and its charges as rows, one per (bill, enrolment), retries and
-all (billing/enrollments.py holds enrolment services, billing/autopay.py the charging)."""
+all (billing/autopay/ holds enrolment, planning and charging)."""
 
 from datetime import timedelta
 
@@ -104,7 +104,7 @@ class AutopayCharge(TransitionsMixin, models.Model):
         FAILED_FINAL = "failed_final", _("Failed, no more retries")
         CANCELLED = "cancelled", _("Cancelled")
 
-    # The one place that says which status changes are allowed (billing/autopay.py `_charge_move` checks it).
+    # The one place that says which status changes are allowed (billing/autopay/charges.py `charge_status_move` checks it).
     TRANSITIONS = {
         Status.SCHEDULED: {Status.CHARGING, Status.CANCELLED},
         Status.CHARGING: {Status.SUCCEEDED, Status.RETRY_SCHEDULED, Status.FAILED_FINAL, Status.CANCELLED},

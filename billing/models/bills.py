@@ -1,5 +1,5 @@
 """Bills and who they are for: billers, customer accounts, bill imports, bills, their lines, and the append-only
-billing history (billing/services.py and billing/imports.py hold the services)."""
+billing history (billing/bills/ holds the services and the import)."""
 
 from datetime import timedelta
 

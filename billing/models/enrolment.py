@@ -1,5 +1,5 @@
 """Paperless e-bills and guest enrolment: a guest's request, its single-use links, paperless enrolments, and the
-append-only enrolment history (billing/enrollments.py holds their services)."""
+append-only enrolment history (billing/enrolment/ holds their services)."""
 
 from django.conf import settings
 from django.db import models

@@ -1,5 +1,5 @@
 """Saved payment methods: the gateway's customer for a portal login and the cards saved to it
-(billing/enrollments.py holds their services)."""
+(billing/methods/ holds their services)."""
 
 from django.conf import settings
 from django.db import models

@@ -1,5 +1,5 @@
 """Payments and what happened to them: allocations to bills, gateway attempts, refunds, disputes, and the raw
-webhook deliveries (billing/payments.py, billing/disputes.py and billing/webhooks.py hold the services)."""
+webhook deliveries (billing/payments/ holds the services)."""
 
 from django.conf import settings
 from django.db import models
@@ -183,12 +183,12 @@ class Refund(TransitionsMixin, models.Model):
     class Status(models.TextChoices):
         PENDING = "pending", _("Pending")
         # The gateway was asked but its answer was lost (a timeout, a dropped connection): the money may have moved.
-        # It still counts against the cap; billing/payments.py `refund_settle` asks the gateway before any retry.
+        # It still counts against the cap; billing/payments/refunds.py `refund_settle` asks the gateway before any retry.
         UNKNOWN = "unknown", _("Pending confirmation")
         SUCCEEDED = "succeeded", _("Succeeded")
         FAILED = "failed", _("Failed")
 
-    # The one place that says which status changes are allowed (billing/payments.py `_refund_move` checks it).
+    # The one place that says which status changes are allowed (billing/payments/refunds.py checks it).
     TRANSITIONS = {
         Status.PENDING: {Status.SUCCEEDED, Status.FAILED, Status.UNKNOWN},
         Status.UNKNOWN: {Status.SUCCEEDED, Status.FAILED},
