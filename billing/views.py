@@ -15,6 +15,7 @@ from accounts.models import AccountLink
 from billing.bills import paylinks
 from billing.bills.selectors import biller_for_site
 from billing.enrolment.forms import GuestEnrollmentForm
+from billing.enrolment.guest import guest_enrollment_record
 from billing.methods.selectors import user_payment_methods
 from billing.methods.services import SAVED_CARD_NEEDS_LOOKUP, payment_method_may_pay
 from billing.payments import lookup, receipts
@@ -411,7 +412,7 @@ def pay_receipt_enrol(request, confirmation_number: str):
             "in_flight": False,
         }
         return render(request, "billing/receipt.html", context, status=400)
-    receipts.guest_enrollment_record(payment=payment, email=form.cleaned_data["email"], paperless=True)
+    guest_enrollment_record(payment=payment, email=form.cleaned_data["email"], paperless=True)
     messages.success(
         request,
         _("Thank you. We'll e-mail you a link to confirm paperless bills. Nothing changes until you confirm."),
