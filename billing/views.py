@@ -11,7 +11,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
-from accounts.models import AccountLink
+from billing.access import payer_access
 from billing.bills import paylinks
 from billing.bills.selectors import biller_for_site
 from billing.enrolment.forms import GuestEnrollmentForm
@@ -197,9 +197,7 @@ def pay_account(request):
 
 def _payer_of(request, account: CustomerAccount) -> bool:
     """A signed-in payer who linked this account (paying from the dashboard), not a guest."""
-    return request.user.is_authenticated and AccountLink.objects.filter(
-        user=request.user, customer_account=account
-    ).exists()
+    return request.user.is_authenticated and payer_access().linked(user=request.user, account=account)
 
 
 def _saved_cards(request, account: CustomerAccount) -> list:
