@@ -11,8 +11,11 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
+# Registers billing's admins first (accounts' admin loads before billing's): its CustomerAccount admin is extended
+# at the end of this module.
+import billing.admin  # noqa: F401
 from billing.errors import ApplicationError
-from billing.models import ImportBatch
+from billing.models import CustomerAccount, ImportBatch
 
 from . import invitations
 from .models import AccountLink, Invitation, InvitationBatch, InvitationKind, User
@@ -60,7 +63,7 @@ class AccountLinkInline(admin.TabularInline):
 class CustomerAccountLinkInline(AccountLinkInline):
     """For billing's CustomerAccount admin: the portal logins that see this account.
 
-    billing/admin/customers.py adds it with `inlines = [..., CustomerAccountLinkInline]`.
+    Added to billing's CustomerAccountAdmin at the end of this module (billing never imports accounts).
     """
 
     fk_name = "customer_account"
@@ -303,3 +306,10 @@ class InvitationAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+# billing's CustomerAccount admin gains the portal logins that see the account and the invitation action, first in
+# the action list (before billing's paper-bills export).
+_customer_account_admin = admin.site.get_model_admin(CustomerAccount)
+_customer_account_admin.inlines = (*(_customer_account_admin.inlines or ()), CustomerAccountLinkInline)
+_customer_account_admin.actions = (invitation_send_action, *(_customer_account_admin.actions or ()))

@@ -11,9 +11,13 @@ class AccountsConfig(AppConfig):
     def ready(self):
         from django.contrib.auth.signals import user_logged_in
 
+        from billing.access import payer_access_set
+
+        from .access import AccountLinkAccess
         from .staff import staff_session_shorten
 
         user_logged_in.connect(staff_session_shorten, dispatch_uid="accounts.staff_session_shorten")
+        payer_access_set(AccountLinkAccess())  # billing asks who may pay for an account through billing.access
 
 
 class StaffAdminConfig(admin_apps.AdminConfig):

@@ -5,3 +5,21 @@ from django.utils.translation import gettext_lazy as _
 class BillingConfig(AppConfig):
     name = "billing"
     verbose_name = _("Billing")
+
+    def ready(self):
+        # Billing's own reactions to its signals (billing/signals.py). Connected here, before notifications' (the
+        # INSTALLED_APPS order), so a guest's enrolment ticks are recorded before the receipt goes out.
+        from .autopay import receivers as autopay_receivers
+        from .enrolment import receivers as enrolment_receivers
+        from .signals import bill_paid, notice_context_wanted, payment_succeeded
+
+        bill_paid.connect(
+            autopay_receivers.autopay_stop_on_bill_paid, dispatch_uid="billing.autopay.autopay_stop_on_bill_paid"
+        )
+        notice_context_wanted.connect(
+            autopay_receivers.autopay_notice_context_give, dispatch_uid="billing.autopay.autopay_notice_context_give"
+        )
+        payment_succeeded.connect(
+            enrolment_receivers.guest_choices_on_payment_succeeded,
+            dispatch_uid="billing.enrolment.guest_choices_on_payment_succeeded",
+        )

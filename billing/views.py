@@ -11,10 +11,11 @@ from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods
 
-from accounts.models import AccountLink
+from billing.access import payer_access
 from billing.bills import paylinks
 from billing.bills.selectors import biller_for_site
 from billing.enrolment.forms import GuestEnrollmentForm
+from billing.enrolment.guest import guest_enrollment_record
 from billing.methods.selectors import user_payment_methods
 from billing.methods.services import SAVED_CARD_NEEDS_LOOKUP, payment_method_may_pay
 from billing.payments import lookup, receipts
@@ -196,9 +197,7 @@ def pay_account(request):
 
 def _payer_of(request, account: CustomerAccount) -> bool:
     """A signed-in payer who linked this account (paying from the dashboard), not a guest."""
-    return request.user.is_authenticated and AccountLink.objects.filter(
-        user=request.user, customer_account=account
-    ).exists()
+    return request.user.is_authenticated and payer_access().linked(user=request.user, account=account)
 
 
 def _saved_cards(request, account: CustomerAccount) -> list:
@@ -411,7 +410,7 @@ def pay_receipt_enrol(request, confirmation_number: str):
             "in_flight": False,
         }
         return render(request, "billing/receipt.html", context, status=400)
-    receipts.guest_enrollment_record(payment=payment, email=form.cleaned_data["email"], paperless=True)
+    guest_enrollment_record(payment=payment, email=form.cleaned_data["email"], paperless=True)
     messages.success(
         request,
         _("Thank you. We'll e-mail you a link to confirm paperless bills. Nothing changes until you confirm."),

@@ -7,3 +7,22 @@ class NotificationsConfig(AppConfig):
 
     name = "notifications"
     verbose_name = _("Notifications")
+
+    def ready(self):
+        # Billing sends, notifications listens (billing/signals.py): billing never imports notifications.
+        from billing import signals
+
+        from . import receivers
+
+        signals.payment_succeeded.connect(
+            receivers.receipt_on_payment_succeeded, dispatch_uid="notifications.receipt_on_payment_succeeded"
+        )
+        signals.refund_issued.connect(
+            receivers.refund_notice_on_refund_issued, dispatch_uid="notifications.refund_notice_on_refund_issued"
+        )
+        signals.dispute_recorded.connect(
+            receivers.staff_mail_on_dispute_recorded, dispatch_uid="notifications.staff_mail_on_dispute_recorded"
+        )
+        signals.autopay_notice_wanted.connect(
+            receivers.autopay_notice_on_wanted, dispatch_uid="notifications.autopay_notice_on_wanted"
+        )

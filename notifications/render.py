@@ -14,7 +14,11 @@ from django.template.loader import render_to_string
 from django.utils import timezone, translation
 from django.utils.translation import get_language_bidi
 
+# notifications may import billing's models, money, errors and signals; and, for now, billing.bills.paylinks and
+# billing.bills.documents (below), which render the bill's pay link and PDF a notice carries. Never billing's services:
+# billing sends signals (billing/signals.py) and notifications/receivers.py reacts.
 from billing.money import format_money
+from billing.signals import notice_context_wanted
 
 from .channels import Message, PermanentSendError
 from .models import ChannelName, NoticeKind, Notification
@@ -103,10 +107,9 @@ def notification_context(notification: Notification, *, now=None) -> dict:
         context["payment_amount"] = format_money(payment.total_charged, payment.currency)
     if notification.refund_id:
         context["refund_amount"] = format_money(notification.refund.amount, notification.refund.currency)
-    # A hook: autopay's amount, card, decline reason, retry date.
-    from billing.autopay.notices import autopay_notice_context
-
-    context.update(autopay_notice_context(notification))
+    # The inverted hook (billing/signals.py): autopay answers with its amount, card, decline reason, retry date.
+    for _receiver, extra in notice_context_wanted.send(sender=Notification, notification=notification):
+        context.update(extra or {})
     return context
 
 

@@ -17,13 +17,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from billing.bills.selectors import biller_for_site
-from billing.enrolment.guest import (
-    guest_autopay_complete,
-    guest_link_code_send,
-    guest_link_get,
-    guest_link_holder_ok,
-    guest_paperless_confirm,
-)
+from billing.enrolment.guest import guest_link_code_send, guest_link_get, guest_paperless_confirm
 from billing.enrolment.paperless import paperless_consent_text
 from billing.errors import ApplicationError
 from billing.models import GuestEnrollmentLink
@@ -32,6 +26,7 @@ from billing.payments.forms import LookupForm
 
 from .. import invitations, services
 from ..forms import GuestSignupForm
+from ..guest_enrolment import guest_autopay_complete, guest_link_holder_ok
 from .common import client_ip, linked_or_404
 
 

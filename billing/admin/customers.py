@@ -13,7 +13,6 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from accounts.admin import CustomerAccountLinkInline, invitation_send_action
 from billing.bills.selectors import account_balance
 from billing.errors import ApplicationError
 from billing.models import Bill, CustomerAccount, Payment
@@ -110,8 +109,10 @@ class CustomerAccountAdmin(admin.ModelAdmin):
     list_filter = ("biller", "email_notices", "sms_notices")
     search_fields = ("account_number", "holder_name", "email", "postal_code")
     readonly_fields = ("balance", "import_batch", "created_at", "updated_at")
-    inlines = (AccountBillsInline, CustomerAccountLinkInline)
-    actions = (invitation_send_action,)
+    # accounts/admin.py adds the portal-login inline and the invitation action (billing never imports accounts);
+    # billing/admin/enrolment.py adds the paper-bills export.
+    inlines = (AccountBillsInline,)
+    actions = ()
     fieldsets = (
         (None, {"fields": ("biller", "account_number", "holder_name", "balance")}),
         (

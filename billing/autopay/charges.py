@@ -1,4 +1,4 @@
-"""An autopay charge row's status moves, and the hook in the payment-apply path that stops rows of paid bills."""
+"""An autopay charge row's status moves, and what stops the rows of paid bills (on billing.signals.bill_paid)."""
 
 from __future__ import annotations
 
@@ -23,13 +23,13 @@ def charge_status_move(charge: AutopayCharge, to: str, *, message: str = "", **f
 
 
 # --------------------------------------------------------------------------------------------------------------------
-# The hook in the payment-apply path
+# Bills paid another way (billing.autopay.receivers connects this to bill_paid)
 
 
 def autopay_stop_for_paid_bills(*, bills) -> int:
-    """Called by services.payment_apply under the bill locks: a bill paid any way (guest, portal, offline, autopay
-    itself) stops its waiting autopay rows at once. A row that is charging re-checks the bill under the same lock
-    before it confirms, so it charges nothing either."""
+    """Runs on bill_paid, sent by payment_apply and allocations_reapply under the bill locks: a bill paid any way
+    (guest, portal, offline, autopay itself) stops its waiting autopay rows at once. A row that is charging re-checks
+    the bill under the same lock before it confirms, so it charges nothing either."""
     paid = [b.pk for b in bills if b.balance_due <= 0]
     if not paid:
         return 0

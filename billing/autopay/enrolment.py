@@ -7,6 +7,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from ..access import payer_access
 from ..enrolment.events import enrollment_event_record
 from ..errors import ApplicationError
 from ..methods.services import (
@@ -52,9 +53,7 @@ def autopay_enroll(
         days_before = None
     if max_amount is not None and max_amount <= 0:
         raise ApplicationError(_("The maximum must be more than zero, or left empty."))
-    from accounts.models import AccountLink  # accounts imports billing; a module-level import would be circular
-
-    if not AccountLink.objects.filter(user=user, customer_account=account).exists():
+    if not payer_access().linked(user=user, account=account):
         raise ApplicationError(_("That account is not linked to your login."))
     if not payment_method_may_pay(user=user, account=account):
         raise ApplicationError(str(SAVED_CARD_NEEDS_LOOKUP))

@@ -1,42 +1,37 @@
-"""Autopay notices: enqueued through the notifications outbox after commit, and what they say (the context
-notifications/render.py asks for)."""
+"""Autopay notices: asked for through billing.signals.autopay_notice_wanted (the notifications app enqueues them in
+its outbox after commit), and what they say (the context notifications/render.py asks for with
+notice_context_wanted)."""
 
 from __future__ import annotations
 
-import logging
-
 from django.conf import settings
-from django.db import transaction
 from django.urls import reverse
 from django.utils import timezone
 
 from billing.payments.gateway import DeclineClass, decline_classify
 
-from ..models import AutopayCharge, AutopayChargeTry, AutopayEnrollment, Bill, CustomerAccount, Payment
+from ..models import AutopayCharge, AutopayChargeTry, AutopayEnrollment
 from ..money import format_money
+from ..signals import autopay_notice_wanted
 from .selectors import expiring_cards
-
-logger = logging.getLogger(__name__)
 
 Status = AutopayCharge.Status
 Reason = AutopayCharge.Reason
 
 
-def autopay_notify(kind: str, *, account_id: int, bill_id: int | None = None, payment_id: int | None = None) -> None:
-    """An event notice through the outbox, after commit (the outbox's unique key makes it once per event)."""
-
-    def enqueue():
-        from notifications.services import notice_enqueue
-
-        account = CustomerAccount.objects.select_related("biller").get(pk=account_id)
-        bill = Bill.objects.get(pk=bill_id) if bill_id else None
-        payment = Payment.objects.get(pk=payment_id) if payment_id else None
-        try:
-            notice_enqueue(kind=kind, account=account, bill=bill, payment=payment)
-        except Exception:  # a notice must never undo or block a charge that was recorded
-            logger.exception("autopay notice %s for account %s not enqueued", kind, account_id)
-
-    transaction.on_commit(enqueue)
+def autopay_notify(
+    kind: str, *, account_id: int, bill_id: int | None = None, payment_id: int | None = None,
+    once_per_bill: bool = False,
+) -> bool:
+    """Ask for an autopay notice (billing.signals.autopay_notice_wanted). The notifications app enqueues it through
+    its outbox after commit (the outbox's unique key makes it once per event) and logs, never raises, a failure to
+    enqueue. With once_per_bill, nothing is raised when a notice of this kind exists for the bill already. Returns
+    whether a receiver took it."""
+    responses = autopay_notice_wanted.send(
+        sender=AutopayCharge, kind=kind, account_id=account_id, bill_id=bill_id, payment_id=payment_id,
+        once_per_bill=once_per_bill,
+    )  # fmt: skip
+    return any(response is True for _receiver, response in responses)
 
 
 def autopay_notice_context(notification) -> dict:

@@ -124,13 +124,12 @@ def _upcoming_notices(*, now: dt.datetime) -> int:
         today = biller_local_today(charge.account.biller, now)
         if not today < charge.charge_on <= today + dt.timedelta(days=days):
             continue  # a charge made today or late has nothing "upcoming" to announce
-        from notifications.models import Notification
-
-        if Notification.objects.filter(bill_id=charge.bill_id, kind="autopay_upcoming").exists():
-            continue
         with transaction.atomic():
-            autopay_notify("autopay_upcoming", account_id=charge.account_id, bill_id=charge.bill_id)
-        sent += 1
+            raised = autopay_notify(
+                "autopay_upcoming", account_id=charge.account_id, bill_id=charge.bill_id, once_per_bill=True
+            )
+        if raised:
+            sent += 1
     return sent
 
 
@@ -153,13 +152,12 @@ def autopay_cards_expiring_notify(*, now: dt.datetime | None = None) -> int:
         )
         if bill is None:
             continue
-        from notifications.models import Notification
-
-        if Notification.objects.filter(bill_id=bill.pk, kind="card_expiring").exists():
-            continue
         with transaction.atomic():
-            autopay_notify("card_expiring", account_id=enrollment.account_id, bill_id=bill.pk)
-        sent += 1
+            raised = autopay_notify(
+                "card_expiring", account_id=enrollment.account_id, bill_id=bill.pk, once_per_bill=True
+            )
+        if raised:
+            sent += 1
     return sent
 
 

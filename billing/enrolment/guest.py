@@ -2,7 +2,8 @@
 (`GuestEnrollmentLink`): a 256-bit random token, signed with a timestamp, of which only a SHA-256 is stored. The
 autopay link never saves a card or makes a login on its own: a one-time code e-mailed to the guest's address must come
 back first, and the card then pays only accounts its login reached through the lookup or a proven link
-(`billing.methods.services.payment_method_may_pay`).
+(`billing.methods.services.payment_method_may_pay`). The login and the account link are the accounts app's: it
+completes the autopay link (accounts/guest_enrolment.py) with guest_autopay_card_find and guest_link_use here.
 """
 
 from __future__ import annotations
@@ -25,8 +26,7 @@ from billing.payments import gateway as gateway_api
 from billing.payments.gateway import GatewayError
 
 from ..errors import ApplicationError
-from ..methods.services import payment_method_attach
-from ..models import GuestEnrollmentLink, GuestEnrollmentRequest, PaperlessEnrollment, PaymentMethod
+from ..models import GuestEnrollmentLink, GuestEnrollmentRequest, PaperlessEnrollment, Payment
 from .links import token_hash
 from .paperless import paperless_consent_text, paperless_enroll
 
@@ -99,6 +99,30 @@ def guest_enrollment_links_send(*, enrollment_request_id: int) -> list[str]:
     return list(urls)
 
 
+def guest_enrollment_record(
+    *, payment: Payment, email: str, paperless: bool = False, autopay: bool = False
+) -> GuestEnrollmentRequest | None:
+    """Record what a guest asked for (paperless bills, autopay with the card they paid with). Adds to an earlier
+    request for the same payment, never takes a choice back. Nothing is enrolled here: the payer confirms through
+    the link the payer-accounts flow e-mails, which marks the request consumed."""
+    if not (paperless or autopay):
+        return None
+    with transaction.atomic():
+        locked = Payment.objects.select_for_update().get(pk=payment.pk)
+        request, created = GuestEnrollmentRequest.objects.get_or_create(
+            payment=locked,
+            defaults={"account_id": locked.account_id, "email": email, "paperless": paperless, "autopay": autopay},
+        )
+        if not created:
+            request.paperless = request.paperless or paperless
+            request.autopay = request.autopay or autopay
+            request.email = email or request.email
+            request.save(update_fields=["paperless", "autopay", "email", "updated_at"])
+        # E-mail the confirmation links once this is committed (safe to repeat: only choices without a link yet).
+        transaction.on_commit(lambda: guest_enrollment_links_send(enrollment_request_id=request.pk))
+    return request
+
+
 def guest_link_get(*, token: str, purpose: str) -> GuestEnrollmentLink:
     """The link a token names, if it is genuine, unexpired and unused. One message for every failure."""
     invalid = ApplicationError(
@@ -118,7 +142,7 @@ def guest_link_get(*, token: str, purpose: str) -> GuestEnrollmentLink:
     return link
 
 
-def _guest_link_use(link: GuestEnrollmentLink) -> GuestEnrollmentLink:
+def guest_link_use(link: GuestEnrollmentLink) -> GuestEnrollmentLink:
     """Mark the link used under its row lock (a second click waits, then sees it used); the request is consumed
     once every link it asked for was used."""
     locked = GuestEnrollmentLink.objects.select_for_update().get(pk=link.pk)
@@ -135,7 +159,7 @@ def guest_paperless_confirm(*, token: str, ip: str | None) -> PaperlessEnrollmen
     link = guest_link_get(token=token, purpose=GuestEnrollmentLink.Purpose.PAPERLESS)
     request = link.request
     with transaction.atomic():
-        _guest_link_use(link)
+        guest_link_use(link)
         return paperless_enroll(
             account=request.account, email=request.email, consent_text=paperless_consent_text(account=request.account),
             ip=ip, via=PaperlessEnrollment.Via.GUEST_RECEIPT,
@@ -200,34 +224,11 @@ def guest_link_code_check(*, link: GuestEnrollmentLink, code: str) -> None:
         raise ApplicationError(_("That code is wrong or has expired. Ask for a new code and try again."))
 
 
-def guest_link_holder_ok(*, link: GuestEnrollmentLink, user) -> bool:
-    """Whether this login may take what the link offers: it holds the address the link went to, verified."""
-    from allauth.account.models import EmailAddress
-
-    return EmailAddress.objects.filter(user=user, email__iexact=link.request.email, verified=True).exists()
-
-
-def guest_autopay_complete(
-    *, token: str, code: str, user=None, password: str | None = None, ip: str | None
-) -> tuple[object, PaymentMethod, bool]:
-    """The guest followed the autopay link and proved the mailbox with the code it was sent: save the card they
-    paid with (read from the payment's intent at the gateway, attached to the login's customer) and link the account.
-
-    `user` is the signed-in login, which must hold the link's address verified; None makes a login for that address
-    (verified: the code proved the mailbox just now). Returns (login, card, login_created). The link alone, or the
-    link and a login of another address, gets nothing. Autopay itself is turned on by the payer on the next page,
-    where they see and accept the mandate."""
-    from accounts.models import AccountLink
-    from accounts.services import account_link_grant
-    from django.contrib.auth import get_user_model
-
-    link = guest_link_get(token=token, purpose=GuestEnrollmentLink.Purpose.AUTOPAY)
-    request = link.request
-    if user is not None and not guest_link_holder_ok(link=link, user=user):
-        raise ApplicationError(_("This link was sent to another e-mail address. Nothing was saved to your login."))
-    if user is None and get_user_model().objects.filter(email__iexact=request.email).exists():
-        raise ApplicationError(_("There is already a login with this e-mail address. Please sign in."))
-    payment = request.payment
+def guest_autopay_card_find(*, link: GuestEnrollmentLink) -> str:
+    """The gateway's id of the card the guest paid with (read from the payment's intent), for the autopay link.
+    Raises ApplicationError when there is none or the gateway cannot be reached. accounts.guest_enrolment saves it
+    to the guest's login once the code proved the mailbox."""
+    payment = link.request.payment
     if not payment.gateway_payment_id:
         raise ApplicationError(_("We couldn't find the card from that payment. Please add a card instead."))
     try:
@@ -238,33 +239,4 @@ def guest_autopay_complete(
         ) from error
     if not intent.succeeded or not intent.payment_method_id:
         raise ApplicationError(_("We couldn't find the card from that payment. Please add a card instead."))
-    guest_link_code_check(link=link, code=code)
-    created = user is None
-    if created:
-        user = _guest_login_create(email=request.email, password=password)
-    method = payment_method_attach(
-        user=user, gateway_payment_method_id=intent.payment_method_id, ip=ip, saved_from_account=request.account
-    )
-    with transaction.atomic():
-        _guest_link_use(link)
-        account_link_grant(user=user, account=request.account, via=AccountLink.Via.GUEST_CODE)
-    return user, method, created
-
-
-def _guest_login_create(*, email: str, password: str | None):
-    """A login for a guest who just proved the mailbox with a code: so the address is verified. Without a password
-    the payer signs in with a code sent by e-mail. Only guest_autopay_complete calls this, after the code."""
-    from allauth.account.models import EmailAddress
-    from django.contrib.auth import get_user_model
-
-    User = get_user_model()
-    email = email.strip().lower()
-    if User.objects.filter(email__iexact=email).exists():
-        raise ApplicationError(_("There is already a login with this e-mail address. Please sign in."))
-    with transaction.atomic():
-        user = User.objects.create_user(email=email, password=password or None)
-        if not password:
-            user.set_unusable_password()
-            user.save(update_fields=["password"])
-        EmailAddress.objects.create(user=user, email=email, verified=True, primary=True)
-    return user
+    return intent.payment_method_id

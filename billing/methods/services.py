@@ -21,6 +21,7 @@ from django.utils.translation import gettext_lazy
 from billing.payments import gateway as gateway_api
 from billing.payments.gateway import GatewayError, PaymentDeclined
 
+from ..access import payer_access
 from ..enrolment.events import enrollment_event_record
 from ..errors import ApplicationError
 from ..models import AutopayEnrollment, CustomerAccount, EnrollmentEvent, GatewayCustomer, PaymentMethod
@@ -130,12 +131,8 @@ def payment_method_may_pay(*, user, account) -> bool:
     """Whether `user`'s saved cards may pay `account`: only when the login reached the account through the
     protected lookup or a link whose address it proved (AccountLink.VERIFIED_VIA). A link made before links had to
     prove the address may have come from a forwarded e-mail, so a card, above all one saved from a guest payment,
-    never pays through it."""
-    from accounts.models import AccountLink  # accounts imports billing; a module-level import would be circular
-
-    return AccountLink.objects.filter(
-        user=user, customer_account=account, created_via__in=AccountLink.VERIFIED_VIA
-    ).exists()
+    never pays through it. The accounts app answers (billing.access)."""
+    return payer_access().may_pay_with_saved_cards(user=user, account=account)
 
 
 def payment_method_owned(user, payment_method: PaymentMethod) -> PaymentMethod:

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from django.utils.translation import gettext as _
 
-from billing.autopay.charges import autopay_stop_for_paid_bills
 from billing.bills.services import bill_status_move
 from billing.errors import ApplicationError
 from billing.events import event_record
 from billing.models import Bill, BillingEvent, Payment, PaymentAllocation
 from billing.money import format_money
+from billing.signals import bill_paid
 
 
 def payment_apply(*, payment: Payment, actor=None) -> list[PaymentAllocation]:
@@ -53,7 +53,9 @@ def payment_apply(*, payment: Payment, actor=None) -> list[PaymentAllocation]:
         if bill.balance_due == 0:
             bill_status_move(bill=bill, to=Bill.Status.PAID, actor=actor, message=payment.confirmation_number)
     PaymentAllocation.objects.bulk_create(allocations)
-    autopay_stop_for_paid_bills(bills=bills)  # a bill paid any way stops its waiting autopay charges at once
+    # A bill paid any way stops its waiting autopay charges at once: `send`, not robust, under these locks and in
+    # this transaction, so a receiver's error rolls the payment back.
+    bill_paid.send(sender=Bill, bills=bills)
     return allocations
 
 
@@ -121,5 +123,5 @@ def allocations_reapply(*, payment: Payment, amount: int, reason: str, actor=Non
         )  # fmt: skip
         if bill.balance_due == 0:
             bill_status_move(bill=bill, to=Bill.Status.PAID, actor=actor, message=reason)
-    autopay_stop_for_paid_bills(bills=list(bills.values()))
+    bill_paid.send(sender=Bill, bills=list(bills.values()))  # as in payment_apply: synchronous, under the locks
     return amount - remaining

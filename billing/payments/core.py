@@ -13,6 +13,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing.models import Bill, Payment
+from billing.signals import payment_succeeded
 
 from .allocations import payment_apply
 from .attempts import account_lock, card_summary, intent_declined, payment_intent_retrieve, payment_status_move
@@ -88,13 +89,13 @@ def _payment_succeed(*, payment: Payment, intent: IntentResult, source: str) -> 
     payment.payment_method_summary = card_summary(intent) or payment.payment_method_summary
     payment.save(update_fields=["received_at", "payment_method_summary", "updated_at"])
     payment_status_move(payment=payment, to=Payment.Status.SUCCEEDED, message=source)
-    # The receipt notice (payment_received, through the notifications outbox) and the payer's enrolment choices
-    # follow the one recorded success, after commit. Raised once whichever path got here first (one conditional
-    # UPDATE of receipt_sent_at, and one outbox row per payment, kind and channel).
-    from .receipts import payment_after_success  # imported here: receipts renders documents and reads payments
-
+    # The payer's enrolment choices and the receipt notice follow the one recorded success, after commit, on
+    # payment_succeeded (billing/signals.py). The receipt is raised once whichever path got here first (one
+    # conditional UPDATE of receipt_sent_at, and one outbox row per payment, kind and channel).
     payment_pk = payment.pk
-    transaction.on_commit(lambda: payment_after_success(payment_id=payment_pk))
+    transaction.on_commit(
+        lambda: payment_succeeded.send_robust(sender=Payment, payment_id=payment_pk), robust=True
+    )
 
     # The bills may have been paid some other way (at the counter, a second payer) since the quote. Apply only what
     # is owed now, under the bill locks, and give the rest back: a bill is never overpaid.

@@ -11,14 +11,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-from django.core.mail import mail_admins, send_mail
 from django.db import transaction
 from django.utils.translation import gettext as _
 
 from billing.errors import ApplicationError
 from billing.events import event_record
 from billing.models import BillingEvent, CustomerAccount, Dispute, Payment, Refund
-from billing.money import format_money
+from billing.signals import dispute_recorded
 
 from .allocations import allocations_reapply, allocations_reverse
 
@@ -173,30 +172,7 @@ def _funds_reinstate(*, payment: Payment, dispute: Dispute, source: str) -> None
 
 
 def _staff_notify(*, payment: Payment, dispute: Dispute) -> None:
-    """E-mail the biller's staff (its support address; the site admins when it has none), after commit."""
+    """Have the biller's staff told (the notifications app e-mails them on dispute_recorded), after commit."""
     dispute_pk = dispute.pk
     # robust: the dispute is recorded whatever the mail server says; a failure is logged, not raised at the webhook.
-    transaction.on_commit(lambda: dispute_notice_send(dispute_id=dispute_pk), robust=True)
-
-
-def dispute_notice_send(*, dispute_id: int) -> None:
-    dispute = Dispute.objects.select_related("payment__account__biller").get(pk=dispute_id)
-    payment = dispute.payment
-    subject = _("Dispute on payment %(number)s: %(status)s") % {
-        "number": payment.confirmation_number, "status": dispute.get_status_display(),
-    }  # fmt: skip
-    body = _(
-        "The payer's bank disputes payment %(number)s (account %(account)s).\n"
-        "Disputed: %(amount)s. Reason: %(reason)s. Status: %(status)s. Funds: %(funds)s.\n"
-        "Evidence due by: %(due)s.\nSee the payment's history in the Billpay admin."
-    ) % {
-        "number": payment.confirmation_number, "account": payment.account.account_number,
-        "amount": format_money(dispute.amount, dispute.currency), "reason": dispute.reason or "—",
-        "status": dispute.get_status_display(), "funds": dispute.get_funds_display(),
-        "due": dispute.evidence_due_by.isoformat() if dispute.evidence_due_by else "—",
-    }  # fmt: skip
-    to = payment.account.biller.support_email
-    if to:
-        send_mail(subject, body, None, [to])
-    else:
-        mail_admins(subject, body)
+    transaction.on_commit(lambda: dispute_recorded.send_robust(sender=Dispute, dispute_id=dispute_pk), robust=True)

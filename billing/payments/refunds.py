@@ -17,6 +17,7 @@ from billing.errors import ApplicationError
 from billing.events import event_record
 from billing.models import BillingEvent, Payment, PaymentAttempt, Refund
 from billing.money import format_money
+from billing.signals import refund_issued
 
 from . import gateway as gateway_api
 from .allocations import allocations_reverse
@@ -137,7 +138,7 @@ def _refund_apply(*, payment: Payment, refund: Refund, actor=None) -> None:
     if refund.kind != Refund.Kind.EXCESS:
         allocations_reverse(payment=payment, amount=counted, reason=refund.reason, actor=actor)
     refund_pk = refund.pk
-    transaction.on_commit(lambda: refund_notice_send(refund_id=refund_pk))
+    transaction.on_commit(lambda: refund_issued.send_robust(sender=Refund, refund_id=refund_pk), robust=True)
 
 
 def refund_create(*, payment: Payment, amount: int, reason: str, actor) -> Refund:
@@ -353,16 +354,3 @@ def _refund_external_record(*, payment: Payment, result: RefundResult, source: s
         currency=refund.currency, message=f"refund {result.id} made outside Billpay recorded ({source})",
     )  # fmt: skip
     _refund_apply(payment=payment, refund=refund)
-
-
-def refund_notice_send(*, refund_id: int) -> bool:
-    """Raise the refund_issued notice (amount and reason; the e-mail goes to the payer's address) through the
-    notifications outbox and have it sent now. Once per refund and channel. False when there is nobody to tell."""
-    from notifications.models import NoticeKind
-    from notifications.services import notice_enqueue, notices_dispatch
-
-    refund = Refund.objects.select_related("payment__account__biller").get(pk=refund_id)
-    payment = refund.payment
-    rows = notice_enqueue(kind=NoticeKind.REFUND_ISSUED, account=payment.account, payment=payment, refund=refund)
-    notices_dispatch(notification_ids=[row.pk for row in rows])
-    return bool(rows)

@@ -10,10 +10,9 @@ from django.contrib.auth import get_user_model
 from django.core import mail
 from django.urls import reverse
 
-from billing.enrolment.guest import guest_enrollment_links_send
+from billing.enrolment.guest import guest_enrollment_links_send, guest_enrollment_record
 from billing.enrolment.paperless import paperless_consent_text, paperless_enroll
 from billing.models import AutopayEnrollment, PaperlessEnrollment, PaymentMethod
-from billing.payments import receipts
 from tests.accounts import test_payment_methods as card_pages
 from tests.accounts.test_dashboard import linked
 from tests.billing import conftest as billing_fixtures
@@ -119,7 +118,7 @@ def test_guest_paperless_link_shows_the_consent_then_one_button_enrols(client, a
         channel=Payment.Channel.GUEST_WEB, method=Payment.Method.CARD, status=Payment.Status.SUCCEEDED,
         currency="USD", amount=5000, payer_email="guest@example.com", received_at=timezone.now(),
     )  # fmt: skip
-    request = receipts.guest_enrollment_record(payment=payment, email="guest@example.com", paperless=True)
+    request = guest_enrollment_record(payment=payment, email="guest@example.com", paperless=True)
     guest_enrollment_links_send(enrollment_request_id=request.pk)
     url = reverse("accounts:guest_paperless", args=[link_token(mail.outbox[0].body, "paperless")])
 
@@ -135,7 +134,7 @@ def test_guest_paperless_link_shows_the_consent_then_one_button_enrols(client, a
 
 def guest_autopay_url(account) -> str:
     payment = guest_card_payment(account)
-    request = receipts.guest_enrollment_record(payment=payment, email="guest@example.com", autopay=True)
+    request = guest_enrollment_record(payment=payment, email="guest@example.com", autopay=True)
     guest_enrollment_links_send(enrollment_request_id=request.pk)
     return reverse("accounts:guest_autopay", args=[link_token(mail.outbox[-1].body, "autopay")])
 

@@ -3,7 +3,7 @@ import re
 import pytest
 from django.urls import reverse
 
-from billing.demo import demo_accounts, demo_seed
+from accounts.demo import demo_accounts, demo_seed
 
 
 def test_home_is_branded_with_a_pay_entry_point(client, biller):

@@ -8,7 +8,7 @@ from django.core.cache import cache
 from django.urls import reverse
 
 from billing.bills import paylinks
-from billing.demo import demo_accounts, demo_seed
+from accounts.demo import demo_accounts, demo_seed
 from billing.models import Bill, Payment, WebhookEvent
 from tests import stripe_support
 from tests.browser.conftest import axe_serious_violations, has_horizontal_overflow

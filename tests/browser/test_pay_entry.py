@@ -6,7 +6,7 @@ from django.urls import reverse
 from playwright.sync_api import expect
 
 from billing.bills import paylinks
-from billing.demo import demo_accounts, demo_seed
+from accounts.demo import demo_accounts, demo_seed
 from billing.models import Bill
 from tests.browser.conftest import axe_serious_violations, has_horizontal_overflow
 

@@ -21,9 +21,8 @@ from playwright.sync_api import expect
 
 from accounts.models import AccountLink
 from accounts.services import account_link_grant
-from billing.enrolment.guest import guest_enrollment_links_send
+from billing.enrolment.guest import guest_enrollment_links_send, guest_enrollment_record
 from billing.models import AutopayEnrollment, PaperlessEnrollment, Payment, PaymentMethod
-from billing.payments import receipts
 from tests.billing.enrolment.test_enrollments import guest_card_payment, link_token, save_card
 from tests.browser.conftest import axe_serious_violations, has_horizontal_overflow
 from tests.factories import BillerFactory, CustomerAccountFactory, make_bill
@@ -134,7 +133,7 @@ def test_guest_receipt_autopay_with_the_card_just_used(live_server, phone, strip
     account = CustomerAccountFactory(biller=BillerFactory())
     make_bill(account, amounts=(3000,), due_in_days=20)
     payment = guest_card_payment(account, email="guest@example.com")
-    request = receipts.guest_enrollment_record(payment=payment, email="guest@example.com", autopay=True)
+    request = guest_enrollment_record(payment=payment, email="guest@example.com", autopay=True)
     guest_enrollment_links_send(enrollment_request_id=request.pk)
     token = link_token(mail.outbox[-1].body, "autopay")
 

@@ -7,7 +7,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
-from billing.demo import DEMO_CLERK_EMAIL, DEMO_STAFF_EMAIL, DEMO_STAFF_PASSWORD
+from accounts.demo import DEMO_CLERK_EMAIL, DEMO_STAFF_EMAIL, DEMO_STAFF_PASSWORD
 from billing.models import Bill
 from tests.staff_support import totp_code
 

@@ -14,6 +14,7 @@ from django.core import mail
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from accounts.guest_enrolment import guest_autopay_complete
 from accounts.models import AccountLink
 from accounts.services import account_link_grant
 from billing.autopay.enrolment import autopay_cancel, autopay_enroll, autopay_pause, autopay_resume, autopay_transition
@@ -21,8 +22,8 @@ from billing.autopay.selectors import autopay_upcoming
 from billing.enrolment.guest import (
     GUEST_CODE_MAX_ATTEMPTS,
     GUEST_CODE_MAX_SENDS,
-    guest_autopay_complete,
     guest_enrollment_links_send,
+    guest_enrollment_record,
     guest_link_code_check,
     guest_link_code_send,
     guest_paperless_confirm,
@@ -51,7 +52,6 @@ from billing.models import (
     Payment,
     PaymentMethod,
 )
-from billing.payments import receipts
 from billing.payments.core import confirmation_number_new
 from billing.payments.gateway import get_gateway
 from tests import stripe_support
@@ -384,10 +384,10 @@ def test_guest_links_are_sent_once_per_choice_and_only_a_hash_is_kept(account, m
         channel=Payment.Channel.GUEST_WEB, method=Payment.Method.CARD, status=Payment.Status.SUCCEEDED,
         currency="USD", amount=5000, payer_email="guest@example.com", received_at=timezone.now(),
     )  # fmt: skip
-    request = receipts.guest_enrollment_record(payment=payment, email="guest@example.com", paperless=True)
+    request = guest_enrollment_record(payment=payment, email="guest@example.com", paperless=True)
     assert guest_enrollment_links_send(enrollment_request_id=request.pk) == ["paperless"]
     assert guest_enrollment_links_send(enrollment_request_id=request.pk) == []
-    receipts.guest_enrollment_record(payment=payment, email="guest@example.com", autopay=True)
+    guest_enrollment_record(payment=payment, email="guest@example.com", autopay=True)
     assert guest_enrollment_links_send(enrollment_request_id=request.pk) == ["autopay"]
     assert [m.to for m in mail.outbox] == [["guest@example.com"], ["guest@example.com"]]
     token = link_token(mail.outbox[0].body, "paperless")
@@ -403,7 +403,7 @@ def test_guest_paperless_link_enrols_once_and_expires(account, mailoutbox, clien
         channel=Payment.Channel.GUEST_WEB, method=Payment.Method.CARD, status=Payment.Status.SUCCEEDED,
         currency="USD", amount=5000, payer_email="guest@example.com", received_at=timezone.now(),
     )  # fmt: skip
-    request = receipts.guest_enrollment_record(payment=payment, email="guest@example.com", paperless=True)
+    request = guest_enrollment_record(payment=payment, email="guest@example.com", paperless=True)
     guest_enrollment_links_send(enrollment_request_id=request.pk)
     token = link_token(mail.outbox[0].body, "paperless")
 
@@ -424,7 +424,7 @@ def test_guest_paperless_link_enrols_once_and_expires(account, mailoutbox, clien
 
 def guest_autopay_token(account, email="guest@example.com") -> tuple[str, GuestEnrollmentRequest]:
     payment = guest_card_payment(account, email=email)
-    request = receipts.guest_enrollment_record(payment=payment, email=email, autopay=True)
+    request = guest_enrollment_record(payment=payment, email=email, autopay=True)
     guest_enrollment_links_send(enrollment_request_id=request.pk)
     return link_token(mail.outbox[-1].body, "autopay"), request
 

@@ -8,9 +8,11 @@ from django.core import mail
 from django.db import connection
 from django.utils import timezone
 
+from billing.enrolment.guest import guest_enrollment_record
 from billing.models import Bill, GuestEnrollmentRequest, Payment, PaymentAllocation
 from billing.payments import receipts
 from billing.payments.core import confirmation_number_new
+from notifications import receipts as receipt_notices
 from notifications import sms
 from notifications.models import NoticePreference, Notification
 from notifications.services import notification_send, notifications_sweep
@@ -36,9 +38,9 @@ def test_the_receipt_email_goes_out_once(account, mailoutbox, django_capture_on_
     (bill,) = Bill.objects.filter(account=account)
     PaymentAllocation.objects.create(payment=payment, bill=bill, amount=5000)
     with django_capture_on_commit_callbacks(execute=True):
-        assert receipts.receipt_send(payment_id=payment.pk) is True
+        assert receipt_notices.receipt_send(payment_id=payment.pk) is True
     with django_capture_on_commit_callbacks(execute=True):
-        assert receipts.receipt_send(payment_id=payment.pk) is False
+        assert receipt_notices.receipt_send(payment_id=payment.pk) is False
     (message,) = mailoutbox
     assert message.to == ["payer@example.com"]  # the address the payer typed, not the account's
     assert payment.confirmation_number in message.body and "$51.25" in message.subject
@@ -64,7 +66,7 @@ def test_the_receipt_email_goes_out_once(account, mailoutbox, django_capture_on_
 def test_no_receipt_for_an_unfinished_payment(account, mailoutbox, django_capture_on_commit_callbacks):
     payment = succeeded_payment(account, status=Payment.Status.PENDING, received_at=None)
     with django_capture_on_commit_callbacks(execute=True):
-        assert receipts.receipt_send(payment_id=payment.pk) is False
+        assert receipt_notices.receipt_send(payment_id=payment.pk) is False
     assert mailoutbox == [] and not Notification.objects.exists()
 
 
@@ -78,13 +80,13 @@ def test_a_failed_send_is_tried_again(account, mailoutbox, monkeypatch, django_c
     with monkeypatch.context() as patch:
         patch.setattr("django.core.mail.EmailMultiAlternatives.send", broken)
         with django_capture_on_commit_callbacks(execute=True):
-            assert receipts.receipt_send(payment_id=payment.pk) is True
+            assert receipt_notices.receipt_send(payment_id=payment.pk) is True
     (row,) = Notification.objects.filter(payment=payment)
     assert (row.status, row.attempts) == ("pending", 1) and "smtp down" in row.last_error
     assert mailoutbox == []
     # The outbox retries it (the sweeper, once the backoff has passed); raising the notice again adds nothing.
     with django_capture_on_commit_callbacks(execute=True):
-        assert receipts.receipt_send(payment_id=payment.pk) is False
+        assert receipt_notices.receipt_send(payment_id=payment.pk) is False
         notifications_sweep(now=timezone.now() + dt.timedelta(minutes=2))
     row.refresh_from_db()
     assert row.status == "sent" and len(mailoutbox) == 1
@@ -100,7 +102,7 @@ def test_a_broker_outage_leaves_the_receipt_to_the_sweeper(
 
     monkeypatch.setattr(notification_send_task, "delay", down)
     with django_capture_on_commit_callbacks(execute=True):
-        assert receipts.receipt_send(payment_id=payment.pk) is True
+        assert receipt_notices.receipt_send(payment_id=payment.pk) is True
     (row,) = Notification.objects.filter(payment=payment)
     assert row.status == "pending" and row.next_attempt_at <= timezone.now()  # due for the next sweep at once
     assert notifications_sweep(enqueue=False).claimed == [row.pk]
@@ -119,9 +121,9 @@ def test_an_account_texting_gets_the_receipt_sms_once(
     NoticePreference.objects.create(account=account, kind="payment_received", channel="sms", enabled=True)
     payment = succeeded_payment(account)
     with django_capture_on_commit_callbacks(execute=True):
-        receipts.payment_after_success(payment_id=payment.pk)
+        receipt_notices.payment_after_success(payment_id=payment.pk)
     with django_capture_on_commit_callbacks(execute=True):
-        receipts.payment_after_success(payment_id=payment.pk)  # the success recorded twice (webhook + return)
+        receipt_notices.payment_after_success(payment_id=payment.pk)  # the success recorded twice (webhook + return)
     (text,) = sms.outbox
     assert text.to == "+15550100777" and payment.confirmation_number in text.body and "$51.25" in text.body
     assert len(mailoutbox) == 1
@@ -134,8 +136,8 @@ def test_an_account_texting_gets_the_receipt_sms_once(
 
 def test_after_success_never_raises_into_the_caller(account, monkeypatch, caplog):
     payment = succeeded_payment(account)
-    monkeypatch.setattr(receipts, "receipt_send", lambda **kw: 1 / 0)
-    receipts.payment_after_success(payment_id=payment.pk)  # logged, not raised
+    monkeypatch.setattr(receipt_notices, "receipt_send", lambda **kw: 1 / 0)
+    receipt_notices.payment_after_success(payment_id=payment.pk)  # logged, not raised
     assert "receipt or enrolment after success failed" in caplog.text
 
 
@@ -157,9 +159,9 @@ def test_the_pdf_shows_the_receipt(account):
 
 def test_enrolment_requests_only_add(account):
     payment = succeeded_payment(account)
-    assert receipts.guest_enrollment_record(payment=payment, email="a@example.com") is None
-    receipts.guest_enrollment_record(payment=payment, email="a@example.com", autopay=True)
-    receipts.guest_enrollment_record(payment=payment, email="b@example.com", paperless=True)
+    assert guest_enrollment_record(payment=payment, email="a@example.com") is None
+    guest_enrollment_record(payment=payment, email="a@example.com", autopay=True)
+    guest_enrollment_record(payment=payment, email="b@example.com", paperless=True)
     request = GuestEnrollmentRequest.objects.get()
     assert (request.email, request.paperless, request.autopay, request.account_id) == (
         "b@example.com", True, True, account.pk,
@@ -177,7 +179,7 @@ def test_concurrent_senders_send_one_receipt(require_postgres, account):
     def send():
         try:
             barrier.wait(timeout=10)
-            results.append(receipts.receipt_send(payment_id=payment.pk))
+            results.append(receipt_notices.receipt_send(payment_id=payment.pk))
         finally:
             connection.close()
 
@@ -197,6 +199,6 @@ def test_recording_a_guest_enrolment_emails_its_confirmation_link(account, djang
     payment = payment_record_offline(account=account, amount=1000, method="cash")
     mail.outbox = []
     with django_capture_on_commit_callbacks(execute=True):
-        receipts.guest_enrollment_record(payment=payment, email="guest@example.com", paperless=True)
+        guest_enrollment_record(payment=payment, email="guest@example.com", paperless=True)
     assert [m.to for m in mail.outbox] == [["guest@example.com"]]
     assert "paperless" in mail.outbox[0].body.lower()

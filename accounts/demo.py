@@ -13,7 +13,6 @@ from django.contrib.auth.models import Group
 from django.db import transaction
 from django.utils import timezone
 
-from accounts.staff import staff_has_totp, staff_totp_enrol, staff_totp_secret
 from billing.bills.paylinks import bill_pay_url
 from billing.bills.services import (
     LineInput,
@@ -23,11 +22,12 @@ from billing.bills.services import (
     bill_void,
     customer_account_create,
 )
+from billing.management.commands.setup_roles import CLERK
+from billing.models import Bill, Biller, CustomerAccount, Payment
+from billing.money import format_money
 from billing.payments.offline import payment_record_offline
 
-from .management.commands.setup_roles import CLERK
-from .models import Bill, Biller, CustomerAccount, Payment
-from .money import format_money
+from .staff import staff_has_totp, staff_totp_enrol, staff_totp_secret
 
 DEMO_BILLER_SLUG = "riverside"
 DEMO_STAFF_EMAIL = "admin@billpay.localhost"

@@ -1,7 +1,7 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from billing.demo import DEMO_STAFF_EMAIL, DEMO_STAFF_EMAILS, demo_totp_code
+from accounts.demo import DEMO_STAFF_EMAIL, DEMO_STAFF_EMAILS, demo_totp_code
 
 
 class Command(BaseCommand):

@@ -3,7 +3,7 @@ import json
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
-from billing.demo import (
+from accounts.demo import (
     DEMO_CLERK_EMAIL,
     DEMO_STAFF_EMAIL,
     DEMO_STAFF_PASSWORD,
