@@ -1,6 +1,7 @@
-"""The billing history: event_record writes one BillingEvent row about a bill, a payment or an account."""
+"""The histories: `event_record` writes one BillingEvent row about a bill, a payment or an account;
+`enrollment_event_record` one EnrollmentEvent row per change to cards, paperless or autopay. Both append-only."""
 
-from .models import Bill, BillingEvent, CustomerAccount, Payment
+from .models import Bill, BillingEvent, CustomerAccount, EnrollmentEvent, Payment
 
 
 def event_record(
@@ -28,3 +29,12 @@ def event_record(
         message=message[:500],
         actor=actor if getattr(actor, "is_authenticated", False) else None,
     )
+
+
+def enrollment_event_record(
+    kind, *, user=None, account=None, autopay=None, from_status="", to_status="", message="", ip=None
+) -> EnrollmentEvent:
+    return EnrollmentEvent.objects.create(
+        kind=kind, user=user, account=account, autopay=autopay, from_status=from_status, to_status=to_status,
+        message=message[:500], ip=ip or None,
+    )  # fmt: skip

@@ -8,7 +8,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from ..access import payer_access
-from ..enrolment.events import enrollment_event_record
+from ..events import enrollment_event_record
 from ..errors import ApplicationError
 from ..methods.services import (
     SAVED_CARD_NEEDS_LOOKUP,

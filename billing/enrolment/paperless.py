@@ -8,7 +8,7 @@ from django.utils.translation import gettext as _
 
 from ..errors import ApplicationError
 from ..models import CustomerAccount, EnrollmentEvent, PaperlessEnrollment
-from .events import enrollment_event_record
+from ..events import enrollment_event_record
 
 
 def paperless_consent_text(*, account: CustomerAccount) -> str:

@@ -22,7 +22,7 @@ from billing.payments import gateway as gateway_api
 from billing.payments.gateway import GatewayError, PaymentDeclined
 
 from ..access import payer_access
-from ..enrolment.events import enrollment_event_record
+from ..events import enrollment_event_record
 from ..errors import ApplicationError
 from ..models import AutopayEnrollment, CustomerAccount, EnrollmentEvent, GatewayCustomer, PaymentMethod
 
