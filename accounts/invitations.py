@@ -40,7 +40,6 @@ import secrets
 import smtplib
 import time
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
 from django.core.cache import cache
@@ -52,6 +51,7 @@ from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from billing.clock import biller_zone
 from billing.errors import ApplicationError
 from billing.models import CustomerAccount, ImportBatch
 
@@ -192,10 +192,7 @@ def masked_email(email: str) -> str:
 def _email_context(*, invitation: Invitation, token: str) -> dict:
     account = invitation.customer_account
     biller = account.biller
-    try:
-        zone = ZoneInfo(biller.time_zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        zone = ZoneInfo("UTC")
+    zone = biller_zone(biller)
     return {
         "invitation": invitation,
         "kind": invitation.kind,

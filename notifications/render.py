@@ -11,14 +11,14 @@ import re
 
 from django.conf import settings
 from django.template.loader import render_to_string
-from django.utils import timezone, translation
+from django.utils import translation
 from django.utils.translation import get_language_bidi
 
+from billing.clock import biller_today
 from billing.money import format_money
 
 from .channels import Message, PermanentSendError
 from .models import ChannelName, NoticeKind, Notification
-from .preferences import zone
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def notification_context(notification: Notification, *, now=None) -> dict:
     if bill is not None:
         # Days counted from the day the message goes out, in the biller's zone: a reminder delayed by quiet hours or an
         # outage says what is true when it is read, not what was true when it was planned.
-        today = (now or timezone.now()).astimezone(zone(biller.time_zone)).date()
+        today = biller_today(biller, now=now)
         context["amount_due"] = format_money(bill.balance_due, bill.currency)
         context["bill_total"] = format_money(bill.total, bill.currency)
         context["days_left"] = max((bill.due_date - today).days, 0)

@@ -23,6 +23,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from billing.clock import biller_today
 from billing.errors import ApplicationError
 from billing.models import Bill
 
@@ -45,7 +46,6 @@ from .preferences import (
     outside_quiet_hours,
     phone_normalize,
     quiet_hours_for,
-    zone,
 )
 from .render import notification_render
 
@@ -111,10 +111,6 @@ def chunk_peers(accounts) -> _ChunkPeers:
     phones = sorted({p for p in (phone_normalize(a.phone) for a in accounts) if p})
     opted_out = set(SmsOptOut.objects.filter(phone__in=phones).values_list("phone", flat=True)) if phones else set()
     return _ChunkPeers(choices=choices, settings_rows=settings_rows, opted_out=opted_out)
-
-
-def biller_local_today(biller, now: dt.datetime) -> dt.date:
-    return now.astimezone(zone(biller.time_zone)).date()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -338,7 +334,7 @@ def _skip_reason(row: Notification, now: dt.datetime) -> str:
             return f"bill is {bill.status}"
         if row.kind in REMINDER_KINDS and (bill.status != Bill.Status.OPEN or bill.balance_due <= 0):
             return "bill no longer owes anything" if bill.balance_due <= 0 else f"bill is {bill.status}"
-        today = biller_local_today(biller, now)
+        today = biller_today(biller, now=now)
         if row.kind == NoticeKind.DUE_UPCOMING and today >= bill.due_date:
             return "the due date has come"
         if row.kind == NoticeKind.DUE_TODAY and today != bill.due_date:

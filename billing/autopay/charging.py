@@ -39,6 +39,7 @@ from pathlib import Path
 from django.db import transaction
 from django.utils import timezone
 
+from billing.clock import biller_today
 from billing.payments import gateway as gateway_api
 from billing.payments.gateway import GatewayError, IntentResult, IntentStatus, PaymentDeclined
 
@@ -54,7 +55,7 @@ from ..models import (
     PaymentMethod,
 )
 from .charges import charge_status_move
-from .common import autopay_setting, biller_local_today
+from .common import autopay_setting
 from .dunning import charge_conclude, charge_declined
 from .selectors import autopay_cards
 
@@ -112,7 +113,7 @@ def _charge_step(charge_id: int) -> str:
             if stop:
                 charge_status_move(charge, Status.CANCELLED, reason=stop, next_attempt_at=None, message=stop)
                 return charge.status
-            today = biller_local_today(charge.account.biller, timezone.now())
+            today = biller_today(charge.account.biller)
             card = autopay_cards(enrollment=charge.enrollment, today=today)[role]
             if card is None:
                 # Removed or expired since enrolment: that card is out, as after a hard decline.

@@ -4,23 +4,8 @@ helper)."""
 
 from __future__ import annotations
 
-import datetime as dt
-
 from django.conf import settings
 
 
 def autopay_setting(name: str, default):
     return getattr(settings, name, default)
-
-
-def biller_zone(biller):
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    try:
-        return ZoneInfo(biller.time_zone or "UTC")
-    except (ZoneInfoNotFoundError, ValueError):
-        return dt.UTC
-
-
-def biller_local_today(biller, now: dt.datetime) -> dt.date:
-    return now.astimezone(biller_zone(biller)).date()

@@ -8,11 +8,12 @@ import logging
 
 from django.utils import timezone
 
+from billing.clock import biller_today
 from billing.payments.gateway import DeclineClass, decline_classify
 
 from ..models import AutopayCharge, AutopayChargeTry, Bill
 from .charges import charge_status_move
-from .common import autopay_setting, biller_local_today
+from .common import autopay_setting
 from .enrolment import autopay_suspend
 from .notices import autopay_notify
 from .selectors import autopay_cards, autopay_retry_days
@@ -45,7 +46,7 @@ def charge_declined(charge: AutopayCharge, bill: Bill, attempt: AutopayChargeTry
     charge.save()
     logger.info("autopay charge %s: %s card declined (%s, %s)", charge.pk, attempt.method_role, info.code,
                 info.decline_class)  # fmt: skip
-    today = biller_local_today(charge.account.biller, timezone.now())
+    today = biller_today(charge.account.biller)
     if attempt.method_role == Role.DEFAULT and not charge.backup_tried:
         if autopay_cards(enrollment=charge.enrollment, today=today)[Role.BACKUP] is not None:
             return "continue"  # the backup card, once, at once
@@ -57,7 +58,7 @@ def charge_declined(charge: AutopayCharge, bill: Bill, attempt: AutopayChargeTry
 def charge_conclude(charge: AutopayCharge, bill: Bill, last: AutopayChargeTry | None) -> str:
     """An attempt ended without a success: retry later, or stop. Under the locks, in the recording transaction."""
     now = timezone.now()
-    today = biller_local_today(charge.account.biller, now)
+    today = biller_today(charge.account.biller, now=now)
     cards = autopay_cards(enrollment=charge.enrollment, today=today)
     still_in = [r for r in (Role.DEFAULT, Role.BACKUP) if cards[r] is not None and not getattr(charge, f"{r}_out")]
     schedule = autopay_retry_days(charge.account.biller)

@@ -11,9 +11,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from billing.clock import biller_today, biller_zone
 from ..models import AutopayCharge, AutopayChargeEvent, AutopayEnrollment, Bill
 from .charges import charge_status_move
-from .common import autopay_setting, biller_local_today, biller_zone
+from .common import autopay_setting
 from .notices import autopay_notify
 from .selectors import expiring_cards
 
@@ -64,7 +65,7 @@ def autopay_plan(*, now: dt.datetime | None = None, batch_size: int = 500) -> Pl
             break
         last_pk = enrollments[-1].pk
         by_account = {e.account_id: e for e in enrollments}
-        earliest_due = min(biller_local_today(e.account.biller, now) for e in enrollments) - dt.timedelta(days=catch_up)
+        earliest_due = min(biller_today(e.account.biller, now=now) for e in enrollments) - dt.timedelta(days=catch_up)
         bills = (
             Bill.objects.filter(
                 account_id__in=by_account, status=Bill.Status.OPEN, amount_paid__lt=F("total"),
@@ -78,7 +79,7 @@ def autopay_plan(*, now: dt.datetime | None = None, batch_size: int = 500) -> Pl
             biller = enrollment.account.biller
             if bill.currency != enrollment.currency:
                 continue
-            if bill.due_date < biller_local_today(biller, now) - dt.timedelta(days=catch_up):
+            if bill.due_date < biller_today(biller, now=now) - dt.timedelta(days=catch_up):
                 continue
             created = _charge_plan_one(enrollment=enrollment, bill=bill, now=now)
             if created is not None:
@@ -121,7 +122,7 @@ def _upcoming_notices(*, now: dt.datetime) -> int:
         status=Status.SCHEDULED, charge_on__lte=timezone.localdate(now) + dt.timedelta(days=days + 1)
     ).select_related("account__biller")
     for charge in rows.order_by("pk"):
-        today = biller_local_today(charge.account.biller, now)
+        today = biller_today(charge.account.biller, now=now)
         if not today < charge.charge_on <= today + dt.timedelta(days=days):
             continue  # a charge made today or late has nothing "upcoming" to announce
         from notifications.models import Notification
@@ -143,7 +144,7 @@ def autopay_cards_expiring_notify(*, now: dt.datetime | None = None) -> int:
         "account__biller", "payment_method"
     )
     for enrollment in enrollments.order_by("pk"):
-        today = biller_local_today(enrollment.account.biller, now)
+        today = biller_today(enrollment.account.biller, now=now)
         if not expiring_cards(enrollment, today):
             continue
         bill = (

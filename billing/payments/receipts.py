@@ -9,7 +9,6 @@ phone and printed, so they are not secrets.
 from __future__ import annotations
 
 import logging
-from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core import signing
@@ -19,6 +18,7 @@ from django.urls import reverse
 from django.utils import timezone, translation
 
 from billing.bills.documents import pdf_from_html
+from billing.clock import biller_localtime
 from billing.enrolment.guest import guest_enrollment_links_send
 from billing.models import GuestEnrollmentRequest, Payment, PaymentAllocation
 from billing.money import format_money
@@ -64,13 +64,6 @@ def session_may_see(request, confirmation_number: str) -> bool:
 # --- What a receipt shows -------------------------------------------------------------------------------------------
 
 
-def _biller_zone(biller) -> ZoneInfo:
-    try:
-        return ZoneInfo(biller.time_zone)
-    except (ValueError, KeyError):
-        return ZoneInfo("UTC")
-
-
 def receipt_context(payment: Payment) -> dict:
     """Everything a receipt shows, formatted, in the active language."""
     biller = payment.biller
@@ -94,7 +87,7 @@ def receipt_context(payment: Payment) -> dict:
             for a in allocations
         ],
         "card": payment.payment_method_summary,
-        "paid_at": timezone.localtime(when, _biller_zone(biller)),
+        "paid_at": biller_localtime(biller, when),
         "succeeded": payment.status == Payment.Status.SUCCEEDED,
     }
 
