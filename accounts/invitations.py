@@ -38,11 +38,9 @@ import logging
 import math
 import secrets
 import smtplib
-import time
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.cache import cache
 from django.core.mail import EmailMultiAlternatives
 from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
@@ -54,6 +52,7 @@ from django.utils.translation import gettext as _
 from billing.clock import biller_zone
 from billing.errors import ApplicationError
 from billing.models import CustomerAccount, ImportBatch
+from billing.ratelimit import rate_limit_hit, rate_limit_key
 
 from .models import AccountLink, Invitation, InvitationBatch, InvitationKind, User
 from .services import account_link_grant
@@ -483,36 +482,18 @@ def invitation_revoke(*, invitation: Invitation, actor: User | None = None) -> b
 # --- "Send me a new link" ---------------------------------------------------------------------------------------------
 
 
-def _limit_key(kind: str, ident: str) -> str:
-    return f"billpay:invite-renew:{kind}:{hashlib.sha256(ident.encode()).hexdigest()[:32]}"
-
-
-def _limit_hit(key: str, window: int) -> tuple[int, int]:
-    """Count one event in a fixed window that starts with the first event. Returns (count, seconds left)."""
-    now = time.time()
-    cache.add(f"{key}:start", now, timeout=window)
-    start = cache.get(f"{key}:start", now)
-    remaining = max(1, math.ceil(start + window - now))
-    cache.add(key, 0, timeout=remaining)
-    try:
-        count = cache.incr(key)
-    except ValueError:
-        cache.set(key, 1, timeout=remaining)
-        count = 1
-    return count, remaining
-
-
 def invitation_renew(*, token: str, ip: str, now: dt.datetime | None = None) -> None:
     """Mail a fresh link for the invitation this (used, expired or unknown) token belonged to, to the address on file
     for its account. Silent whatever happens, so the page says the same for a real token and a made-up one.
     Raises InvitationRenewLocked when this IP asked too often (that says nothing about the token)."""
-    count, left = _limit_hit(_limit_key("ip", ip or "unknown"), RENEW_IP_WINDOW)
+    count, left = rate_limit_hit(rate_limit_key("invite-renew", "ip", ip or "unknown"), RENEW_IP_WINDOW)
     if count > RENEW_IP_LIMIT:
         raise InvitationRenewLocked(left)
     old = Invitation.objects.select_related("customer_account").filter(token_hash=token_hash(token)).first()
     if old is None or old.status in (Invitation.Status.NO_EMAIL,):
         return
-    account_count, _left = _limit_hit(_limit_key("acct", f"{old.customer_account_id}:{old.kind}"), RENEW_ACCOUNT_WINDOW)
+    account_key = rate_limit_key("invite-renew", "acct", f"{old.customer_account_id}:{old.kind}")
+    account_count, _left = rate_limit_hit(account_key, RENEW_ACCOUNT_WINDOW)
     if account_count > RENEW_ACCOUNT_LIMIT:
         logger.info("invitation renewal for account %s throttled", old.customer_account_id)
         return
