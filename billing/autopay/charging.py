@@ -40,6 +40,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing.clock import biller_today
+from billing.models.methods import card_summary
 from billing.payments import gateway as gateway_api
 from billing.payments.gateway import GatewayError, IntentResult, IntentStatus, PaymentDeclined
 
@@ -161,15 +162,12 @@ def _try_start(*, charge: AutopayCharge, bill: Bill, role: str, card: PaymentMet
     from billing.events import event_record
     from billing.payments.core import confirmation_number_new
 
-    from billing.payments.attempts import CARD_BRANDS
-
     key = f"autopay-{charge.pk}-{charge.attempt_number}-{role}"
-    brand = CARD_BRANDS.get((card.brand or "").lower(), (card.brand or "Card").title())
     payment = Payment.objects.create(
         biller_id=bill.biller_id, account_id=bill.account_id, confirmation_number=confirmation_number_new(),
         channel=Payment.Channel.AUTOPAY, method=Payment.Method.CARD, status=Payment.Status.PENDING,
         currency=bill.currency, amount=bill.balance_due, payer_email=charge.account.email,
-        payment_method_summary=f"{brand} •••• {card.last4}"[:64], idempotency_key=key,
+        payment_method_summary=card_summary(card.brand, card.last4)[:64], idempotency_key=key,
     )  # fmt: skip
     event_record(
         kind=BillingEvent.Kind.PAYMENT_RECORDED, payment=payment, to_status=payment.status, amount=payment.amount,

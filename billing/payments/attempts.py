@@ -25,18 +25,6 @@ logger = logging.getLogger(__name__)
 # service that changes an online payment's state takes the account lock first, so a start, a webhook, the browser's
 # return and the janitor for one account run one after another, and never deadlock.
 
-CARD_BRANDS = {
-    "visa": "Visa",
-    "mastercard": "Mastercard",
-    "amex": "American Express",
-    "discover": "Discover",
-    "diners": "Diners Club",
-    "jcb": "JCB",
-    "unionpay": "UnionPay",
-}
-
-
-
 def is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -136,10 +124,3 @@ def payment_intent_retrieve(payment: Payment, *, source: str) -> IntentResult:
     )  # fmt: skip
     logger.info("payment %s: intent %s is %s (%s)", payment.pk, intent.id, intent.status, source)
     return intent
-
-
-def card_summary(intent: IntentResult) -> str:
-    if not intent.card_last4:
-        return ""
-    brand = CARD_BRANDS.get((intent.card_brand or "").lower(), (intent.card_brand or _("Card")).title())
-    return f"{brand} •••• {intent.card_last4}"
