@@ -51,6 +51,7 @@ from django.utils.translation import gettext as _
 
 from billing.clock import biller_zone
 from billing.errors import ApplicationError
+from billing.events import status_move
 from billing.models import CustomerAccount, ImportBatch
 from billing.ratelimit import rate_limit_hit, rate_limit_key
 
@@ -107,16 +108,23 @@ def invitation_url(token: str) -> str:
 
 
 def _transition(invitation: Invitation, status: str, **fields) -> None:
-    if not invitation.can_transition_to(status):
-        raise ApplicationError(
-            _("This invitation is %(status)s and cannot become %(new)s.")
-            % {"status": invitation.get_status_display(), "new": Invitation.Status(status).label}
-        )
-    logger.info("invitation %s: %s → %s", invitation.pk, invitation.status, status)
-    invitation.status = status
-    for name, value in fields.items():
-        setattr(invitation, name, value)
-    invitation.save(update_fields=["status", *fields])
+    status_move(
+        invitation, status,
+        error=lambda: _("This invitation is %(status)s and cannot become %(new)s.")
+        % {"status": invitation.get_status_display(), "new": Invitation.Status(status).label},
+        update_fields=["status", *fields],
+        record=lambda from_status: logger.info("invitation %s: %s → %s", invitation.pk, from_status, status),
+        changes=fields,
+    )  # fmt: skip
+
+
+def _batch_move(batch: InvitationBatch, to: str, **fields) -> None:
+    status_move(
+        batch, to,
+        error=lambda: f"An invitation batch cannot go from {batch.status} to {to}.",
+        update_fields=["status", *fields],
+        changes=fields,
+    )  # fmt: skip
 
 
 # --- Selectors --------------------------------------------------------------------------------------------------------
@@ -342,8 +350,7 @@ def invitation_batch_run(*, batch_id: int, limit: int = RUN_LIMIT, now: dt.datet
         with transaction.atomic():
             locked = InvitationBatch.objects.select_for_update().get(pk=batch_id)
             if locked.status == InvitationBatch.Status.PENDING:
-                locked.status = InvitationBatch.Status.RUNNING
-                locked.save(update_fields=["status"])
+                _batch_move(locked, InvitationBatch.Status.RUNNING)
     handled = 0
     cursor = batch.cursor
     while handled < limit:
@@ -388,9 +395,7 @@ def _batch_finish(*, batch_id: int) -> None:
     with transaction.atomic():
         batch = InvitationBatch.objects.select_for_update().get(pk=batch_id)
         if batch.status != InvitationBatch.Status.DONE:
-            batch.status = InvitationBatch.Status.DONE
-            batch.finished_at = timezone.now()
-            batch.save(update_fields=["status", "finished_at"])
+            _batch_move(batch, InvitationBatch.Status.DONE, finished_at=timezone.now())
             logger.info(
                 "invitation batch %s done: %s sent, %s bounced, %s without e-mail, %s already invited",
                 batch.pk, batch.sent, batch.failed, batch.skipped_no_email, batch.skipped_already_invited,

@@ -1,5 +1,11 @@
-"""The billing history: event_record writes one BillingEvent row about a bill, a payment or an account."""
+"""The billing history: event_record writes one BillingEvent row about a bill, a payment or an account; status_move
+is the one way a row with a status changes it (check the model's TRANSITIONS, save, write the event row)."""
 
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .errors import ApplicationError
 from .models import Bill, BillingEvent, CustomerAccount, Payment
 
 
@@ -28,3 +34,35 @@ def event_record(
         message=message[:500],
         actor=actor if getattr(actor, "is_authenticated", False) else None,
     )
+
+
+def transition_check(obj_or_model, to: str, *, error: Callable[[], str], from_status: str | None = None) -> None:
+    """Raise ApplicationError(error()) unless the model's TRANSITIONS allows `from_status` (the row's status unless
+    told) → `to`. `error` is called only on refusal, so each model keeps its own wording."""
+    if from_status is None:
+        from_status = obj_or_model.status
+    if to not in obj_or_model.TRANSITIONS.get(from_status, set()):
+        raise ApplicationError(error())
+
+
+def status_move(
+    obj,
+    to: str,
+    *,
+    error: Callable[[], str],
+    update_fields: list[str] | None = None,
+    record: Callable[[str], object] | None = None,
+    changes: dict | None = None,
+) -> str:
+    """Move a (locked) row to `to` if its TRANSITIONS allow it: set `status` and the other `changes` (field: value),
+    save (`update_fields`, or the whole row when None), then `record(from_status)` writes the history row. Returns the
+    status it came from."""
+    from_status = obj.status
+    transition_check(obj, to, error=error)
+    obj.status = to
+    for name, value in (changes or {}).items():
+        setattr(obj, name, value)
+    obj.save(update_fields=update_fields)
+    if record is not None:
+        record(from_status)
+    return from_status

@@ -25,6 +25,7 @@ from django.utils import timezone
 
 from billing.clock import biller_today
 from billing.errors import ApplicationError
+from billing.events import transition_check
 from billing.models import Bill
 
 from .channels import PermanentSendError, TransientSendError, channel_get, channel_names
@@ -203,8 +204,10 @@ class SweepResult:
 
 
 def _check(from_status: str, to_status: str) -> None:
-    if to_status not in Notification.TRANSITIONS.get(from_status, set()):
-        raise ApplicationError(f"A notification cannot go from {from_status} to {to_status}.")
+    transition_check(
+        Notification, to_status, from_status=from_status,
+        error=lambda: f"A notification cannot go from {from_status} to {to_status}.",
+    )  # fmt: skip
 
 
 def notifications_sweep(

@@ -9,8 +9,7 @@ from collections.abc import Callable
 
 from django.utils.translation import gettext as _
 
-from billing.errors import ApplicationError
-from billing.events import event_record
+from billing.events import event_record, status_move
 from billing.models import BillingEvent, CustomerAccount, Payment, PaymentAttempt
 
 from . import gateway as gateway_api
@@ -39,17 +38,15 @@ def payment_status_move(*, payment: Payment, to: str, message: str = "", actor=N
     no-op, so the services can be called repeatedly."""
     if payment.status == to:
         return
-    if not payment.can_transition_to(to):
-        raise ApplicationError(
-            _("A %(from)s payment cannot become %(to)s.")
-            % {"from": Payment.Status(payment.status).label.lower(), "to": Payment.Status(to).label.lower()}
-        )
-    from_status = payment.status
-    payment.status = to
-    payment.save(update_fields=["status", "updated_at"])
-    event_record(
-        kind=BillingEvent.Kind.PAYMENT_STATUS, payment=payment, from_status=from_status, to_status=to,
-        amount=payment.total_charged, currency=payment.currency, message=message, actor=actor,
+    status_move(
+        payment, to,
+        error=lambda: _("A %(from)s payment cannot become %(to)s.")
+        % {"from": Payment.Status(payment.status).label.lower(), "to": Payment.Status(to).label.lower()},
+        update_fields=["status", "updated_at"],
+        record=lambda from_status: event_record(
+            kind=BillingEvent.Kind.PAYMENT_STATUS, payment=payment, from_status=from_status, to_status=to,
+            amount=payment.total_charged, currency=payment.currency, message=message, actor=actor,
+        ),
     )  # fmt: skip
 
 
