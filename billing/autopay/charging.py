@@ -300,7 +300,7 @@ def _confirm_and_record(*, charge, bill, payment, attempt, resuming: bool) -> st
 
 
 def _after_sync(*, charge, bill, payment, attempt, intent: IntentResult | None) -> str:
-    from billing.payments.attempts import payment_gateway_call, payment_status_move
+    from billing.payments.attempts import payment_intent_cancel, payment_status_move
 
     if payment.status == Payment.Status.SUCCEEDED:
         attempt.outcome = AutopayChargeTry.Outcome.SUCCEEDED
@@ -311,12 +311,8 @@ def _after_sync(*, charge, bill, payment, attempt, intent: IntentResult | None) 
     if payment.status == Payment.Status.REQUIRES_ACTION:
         # Off-session, the bank wants the payer: cancel this intent (it can never complete behind their back) and
         # ask them to pay on-session with the pay link.
-        gateway = gateway_api.get_gateway()
         try:
-            payment_gateway_call(
-                payment=payment, kind=PaymentAttempt.Kind.CANCEL, amount=payment.amount, key_from_attempt=True,
-                call=lambda k: gateway.cancel_payment_intent(payment.gateway_payment_id, idempotency_key=k),
-            )  # fmt: skip
+            payment_intent_cancel(payment=payment, amount=payment.amount)
         except GatewayError:
             return "gateway_error"
         payment_status_move(payment=payment, to=Payment.Status.CANCELED, message="autopay: authentication required")
@@ -331,14 +327,10 @@ def _after_sync(*, charge, bill, payment, attempt, intent: IntentResult | None) 
 
 def _try_abandon(*, charge, bill, payment, attempt, stop: str) -> str:
     """The bill was paid (or changed) between step 1 and the confirm: cancel the unconfirmed intent, charge nothing."""
-    from billing.payments.attempts import payment_gateway_call, payment_status_move
+    from billing.payments.attempts import payment_intent_cancel, payment_status_move
 
-    gateway = gateway_api.get_gateway()
     try:
-        payment_gateway_call(
-            payment=payment, kind=PaymentAttempt.Kind.CANCEL, amount=payment.amount, key_from_attempt=True,
-            call=lambda k: gateway.cancel_payment_intent(payment.gateway_payment_id, idempotency_key=k),
-        )  # fmt: skip
+        payment_intent_cancel(payment=payment, amount=payment.amount)
     except GatewayError:
         pass  # never confirmed, so never charged; the janitor may cancel it later
     PaymentAttempt.objects.filter(

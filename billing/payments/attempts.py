@@ -121,3 +121,15 @@ def payment_intent_retrieve(payment: Payment, *, source: str) -> IntentResult:
     )  # fmt: skip
     logger.info("payment %s: intent %s is %s (%s)", payment.pk, intent.id, intent.status, source)
     return intent
+
+
+def payment_intent_cancel(*, payment: Payment, amount: int | None = None):
+    """Cancel the payment's intent at the gateway, with its CANCEL attempt row (keyed `attempt-<pk>`). `amount` is what
+    the row records: the payment's total unless told. Raises GatewayError like any gateway call; the payment's status
+    is the caller's to move."""
+    gateway = gateway_api.get_gateway()
+    return payment_gateway_call(
+        payment=payment, kind=PaymentAttempt.Kind.CANCEL,
+        amount=payment.total_charged if amount is None else amount, key_from_attempt=True,
+        call=lambda k: gateway.cancel_payment_intent(payment.gateway_payment_id, idempotency_key=k),
+    )  # fmt: skip
