@@ -61,7 +61,7 @@ from .services import account_link_grant
 logger = logging.getLogger(__name__)
 
 TOKEN_BYTES = 32  # secrets.token_urlsafe(32): 256 random bits, 43 characters
-VALID_DAYS = getattr(settings, "INVITATION_VALID_DAYS", 14)
+VALID_DAYS = settings.INVITATION_VALID_DAYS
 CHUNK_SIZE = 500  # accounts read per keyset query
 RUN_LIMIT = 2000  # accounts per task run; the task re-enqueues itself for the rest, so no run nears the time limit
 

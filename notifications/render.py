@@ -122,7 +122,7 @@ def sms_compose(text: str, link: str, limit: int = SMS_MAX_CHARS) -> str:
 
 
 def _pdf_attachment(bill) -> list[tuple[str, bytes, str]]:
-    if bill is None or not getattr(settings, "NOTIFICATIONS_ATTACH_BILL_PDF", True):
+    if bill is None or not settings.NOTIFICATIONS_ATTACH_BILL_PDF:
         return []
     try:
         from billing.bills.documents import bill_pdf_ensure

@@ -57,22 +57,18 @@ REMINDER_KINDS = frozenset({NoticeKind.DUE_UPCOMING, NoticeKind.DUE_TODAY, Notic
 BILL_KINDS = REMINDER_KINDS | {NoticeKind.BILL_ISSUED}
 
 
-def _setting(name: str, default):
-    return getattr(settings, name, default)
-
-
 def max_attempts() -> int:
-    return int(_setting("NOTIFICATIONS_MAX_ATTEMPTS", 5))
+    return settings.NOTIFICATIONS_MAX_ATTEMPTS
 
 
 def sending_timeout() -> dt.timedelta:
     # Longer than the send task's hard time limit plus a queue wait, so a live worker is never reclaimed from.
-    return dt.timedelta(seconds=int(_setting("NOTIFICATIONS_SENDING_TIMEOUT_SECONDS", 600)))
+    return dt.timedelta(seconds=settings.NOTIFICATIONS_SENDING_TIMEOUT_SECONDS)
 
 
 def retry_delay(attempts: int) -> dt.timedelta:
     """Exponential: 1, 2, 4, 8 … minutes after the 1st, 2nd, 3rd … failure, at most 6 hours."""
-    base = int(_setting("NOTIFICATIONS_RETRY_BASE_SECONDS", 60))
+    base = settings.NOTIFICATIONS_RETRY_BASE_SECONDS
     return dt.timedelta(seconds=min(base * 2 ** max(attempts - 1, 0), 6 * 3600))
 
 

@@ -36,6 +36,7 @@ import os
 import time
 from pathlib import Path
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -56,7 +57,6 @@ from ..models import (
     PaymentMethod,
 )
 from .charges import charge_status_move
-from .common import autopay_setting
 from .dunning import charge_conclude, charge_declined
 from .selectors import autopay_cards
 
@@ -353,8 +353,8 @@ def _test_pause_point() -> None:
     """Tests only (AUTOPAY_TEST_PAUSE_FILE is set by the kill test's worker settings, never in config/settings): write
     the marker file and sleep, right after the gateway answered the confirm and before anything is recorded, so the
     test can SIGKILL the worker at exactly that point. Once per marker file."""
-    marker = autopay_setting("AUTOPAY_TEST_PAUSE_FILE", "")
+    marker = getattr(settings, "AUTOPAY_TEST_PAUSE_FILE", "")
     if not marker or os.path.exists(marker):
         return
     Path(marker).write_text(str(os.getpid()))
-    time.sleep(float(autopay_setting("AUTOPAY_TEST_PAUSE_SECONDS", 60)))
+    time.sleep(float(getattr(settings, "AUTOPAY_TEST_PAUSE_SECONDS", 60)))

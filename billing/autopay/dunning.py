@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
+from django.conf import settings
 from django.utils import timezone
 
 from billing.clock import biller_today
@@ -13,7 +14,6 @@ from billing.payments.gateway import DeclineClass, decline_classify
 
 from ..models import AutopayCharge, AutopayChargeTry, Bill
 from .charges import charge_status_move
-from .common import autopay_setting
 from .enrolment import autopay_suspend
 from .notices import autopay_notify
 from .selectors import autopay_cards, autopay_retry_days
@@ -79,7 +79,7 @@ def charge_conclude(charge: AutopayCharge, bill: Bill, last: AutopayChargeTry | 
         return charge.status
     # Catch-up: retries keep their count, but two charges of one bill are never closer than AUTOPAY_MIN_RETRY_GAP_HOURS.
     planned = (charge.first_failed_at or now) + dt.timedelta(days=schedule[charge.attempt_number - 1])
-    gap = dt.timedelta(hours=int(autopay_setting("AUTOPAY_MIN_RETRY_GAP_HOURS", 12)))
+    gap = dt.timedelta(hours=settings.AUTOPAY_MIN_RETRY_GAP_HOURS)
     charge_status_move(charge, Status.RETRY_SCHEDULED, next_attempt_at=max(planned, now + gap),
                        message=f"retry {charge.attempt_number} of {len(schedule)} scheduled after {charge.last_decline_code}")  # fmt: skip
     autopay_notify("payment_failed", account_id=charge.account_id, bill_id=bill.pk, payment_id=payment_id)

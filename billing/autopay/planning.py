@@ -14,7 +14,6 @@ from django.utils import timezone
 from billing.clock import biller_today, biller_zone
 from ..models import AutopayCharge, AutopayChargeEvent, AutopayEnrollment, Bill
 from .charges import charge_status_move
-from .common import autopay_setting
 from .notices import autopay_notify
 from .selectors import expiring_cards
 
@@ -24,14 +23,12 @@ Reason = AutopayCharge.Reason
 
 def charging_timeout() -> dt.timedelta:
     """A row still charging this long after its claim lost its worker. Longer than the task's hard time limit."""
-    return dt.timedelta(seconds=int(autopay_setting("AUTOPAY_CHARGING_TIMEOUT_SECONDS", 600)))
+    return dt.timedelta(seconds=settings.AUTOPAY_CHARGING_TIMEOUT_SECONDS)
 
 
 def _charge_time(biller, day: dt.date, now: dt.datetime) -> dt.datetime:
     """The biller's charge hour (AUTOPAY_CHARGE_HOUR, default 8:00 local) on `day`, or now if that has passed."""
-    planned = dt.datetime.combine(
-        day, dt.time(int(autopay_setting("AUTOPAY_CHARGE_HOUR", 8))), tzinfo=biller_zone(biller)
-    )
+    planned = dt.datetime.combine(day, dt.time(settings.AUTOPAY_CHARGE_HOUR), tzinfo=biller_zone(biller))
     return max(planned, now)
 
 
@@ -52,7 +49,7 @@ def autopay_plan(*, now: dt.datetime | None = None, batch_size: int = 500) -> Pl
     most AUTOPAY_CATCH_UP_DAYS (default 2) past its due date; an older bill is left to the past-due reminders. A bill
     above the payer's maximum gets a cancelled row (reason above_max) and a notice instead of a charge."""
     now = now or timezone.now()
-    catch_up = int(autopay_setting("AUTOPAY_CATCH_UP_DAYS", 2))
+    catch_up = settings.AUTOPAY_CATCH_UP_DAYS
     result = PlanResult()
     last_pk = 0
     while True:
@@ -116,7 +113,7 @@ def _charge_plan_one(*, enrollment: AutopayEnrollment, bill: Bill, now: dt.datet
 
 def _upcoming_notices(*, now: dt.datetime) -> int:
     """autopay_upcoming, AUTOPAY_UPCOMING_NOTICE_DAYS (default 3) before a scheduled charge: amount and card."""
-    days = int(autopay_setting("AUTOPAY_UPCOMING_NOTICE_DAYS", 3))
+    days = settings.AUTOPAY_UPCOMING_NOTICE_DAYS
     sent = 0
     rows = AutopayCharge.objects.filter(
         status=Status.SCHEDULED, charge_on__lte=timezone.localdate(now) + dt.timedelta(days=days + 1)
