@@ -32,11 +32,7 @@ nothing is charged after a bill is paid another way; and the payment services ap
 from __future__ import annotations
 
 import logging
-import os
-import time
-from pathlib import Path
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -294,7 +290,6 @@ def _confirm_and_record(*, charge, bill, payment, attempt, resuming: bool) -> st
             # Did it charge? Unknown: the row stays charging, and the resumed run asks the gateway.
             logger.warning("autopay charge %s: confirm failed, will resume", charge.pk, exc_info=True)
             return "gateway_error"
-        _test_pause_point()  # tests only: the kill test stops the worker here, after the money moved
         payment_sync(payment=payment, intent=intent, source="autopay")
     return _after_sync(charge=charge, bill=bill, payment=payment, attempt=attempt, intent=intent)
 
@@ -348,13 +343,3 @@ def _try_abandon(*, charge, bill, payment, attempt, stop: str) -> str:
     charge_status_move(charge, Status.RETRY_SCHEDULED, next_attempt_at=timezone.now(), message="balance changed")
     return charge.status
 
-
-def _test_pause_point() -> None:
-    """Tests only (AUTOPAY_TEST_PAUSE_FILE is set by the kill test's worker settings, never in config/settings): write
-    the marker file and sleep, right after the gateway answered the confirm and before anything is recorded, so the
-    test can SIGKILL the worker at exactly that point. Once per marker file."""
-    marker = getattr(settings, "AUTOPAY_TEST_PAUSE_FILE", "")
-    if not marker or os.path.exists(marker):
-        return
-    Path(marker).write_text(str(os.getpid()))
-    time.sleep(float(getattr(settings, "AUTOPAY_TEST_PAUSE_SECONDS", 60)))
