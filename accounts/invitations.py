@@ -33,10 +33,8 @@ Decisions, in one place:
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 import math
-import secrets
 import smtplib
 from dataclasses import dataclass
 
@@ -50,6 +48,8 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from billing.clock import biller_zone
+from billing.enrolment.links import token_hash, token_new
+from billing.enrolment.paperless import paperless_consent_text, paperless_enroll
 from billing.errors import ApplicationError
 from billing.events import status_move
 from billing.models import CustomerAccount, ImportBatch
@@ -60,7 +60,6 @@ from .services import account_link_grant
 
 logger = logging.getLogger(__name__)
 
-TOKEN_BYTES = 32  # secrets.token_urlsafe(32): 256 random bits, 43 characters
 VALID_DAYS = settings.INVITATION_VALID_DAYS
 CHUNK_SIZE = 500  # accounts read per keyset query
 RUN_LIMIT = 2000  # accounts per task run; the task re-enqueues itself for the rest, so no run nears the time limit
@@ -92,15 +91,6 @@ class InvitationRenewLocked(ApplicationError):
 
 
 # --- Tokens and links -------------------------------------------------------------------------------------------------
-
-
-def token_hash(token: str) -> str:
-    return hashlib.sha256((token or "").encode()).hexdigest()
-
-
-def _token_new() -> tuple[str, str]:
-    token = secrets.token_urlsafe(TOKEN_BYTES)
-    return token, token_hash(token)
 
 
 def invitation_url(token: str) -> str:
@@ -179,14 +169,6 @@ def _batch_ids_after(*, batch: InvitationBatch, cursor: int, limit: int) -> list
     return [pk for pk in batch.account_ids if pk > cursor][:limit]
 
 
-def paperless_consent_text(*, invitation: Invitation) -> str:
-    """What the payer agrees to on the paperless page; stored word for word with the enrolment."""
-    return _(
-        "Send the bills for account %(number)s by e-mail to %(email)s instead of on paper. I can switch back to "
-        "paper bills at any time."
-    ) % {"number": invitation.customer_account.account_number, "email": invitation.email}
-
-
 def masked_email(email: str) -> str:
     """j•••@example.com: enough for the payer to recognise their address, not enough to read someone else's."""
     local, _sep, domain = (email or "").partition("@")
@@ -262,7 +244,7 @@ def invitation_issue(
             return IssueResult(Outcome.ALREADY_INVITED, live)
         else:  # a new address on file, a fresh link asked for, or one stuck half-sent
             _transition(live, Invitation.Status.REVOKED)
-    token, digest = _token_new()
+    token, digest = token_new()
     invitation = Invitation.objects.create(
         customer_account=account,
         kind=kind,
@@ -453,13 +435,11 @@ def invitation_accept_paperless(
     *, invitation: Invitation, ip: str, user: User | None = None, now: dt.datetime | None = None
 ) -> Invitation:
     """A paperless link: bills for the account go by e-mail to the invited address. No login needed."""
-    from billing.enrolment.paperless import paperless_enroll
-
     locked = _lock_usable(invitation, kinds=(InvitationKind.PAPERLESS,), now=now)
     paperless_enroll(
         account=locked.customer_account,
         email=locked.email,
-        consent_text=paperless_consent_text(invitation=locked),
+        consent_text=paperless_consent_text(account=locked.customer_account),
         ip=ip,
         via="invitation",
         user=user if user is not None and user.is_authenticated else None,
