@@ -33,17 +33,12 @@ Decisions, in one place:
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import logging
 import math
-import secrets
 import smtplib
-import time
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.conf import settings
-from django.core.cache import cache
 from django.core.mail import EmailMultiAlternatives
 from django.db import IntegrityError, transaction
 from django.db.models import Q, QuerySet
@@ -52,16 +47,20 @@ from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
+from billing.clock import biller_zone
+from billing.enrolment.links import token_hash, token_new
+from billing.enrolment.paperless import paperless_consent_text, paperless_enroll
 from billing.errors import ApplicationError
+from billing.events import status_move
 from billing.models import CustomerAccount, ImportBatch
+from billing.ratelimit import rate_limit_hit, rate_limit_key
 
 from .models import AccountLink, Invitation, InvitationBatch, InvitationKind, User
 from .services import account_link_grant
 
 logger = logging.getLogger(__name__)
 
-TOKEN_BYTES = 32  # secrets.token_urlsafe(32): 256 random bits, 43 characters
-VALID_DAYS = getattr(settings, "INVITATION_VALID_DAYS", 14)
+VALID_DAYS = settings.INVITATION_VALID_DAYS
 CHUNK_SIZE = 500  # accounts read per keyset query
 RUN_LIMIT = 2000  # accounts per task run; the task re-enqueues itself for the rest, so no run nears the time limit
 
@@ -94,30 +93,28 @@ class InvitationRenewLocked(ApplicationError):
 # --- Tokens and links -------------------------------------------------------------------------------------------------
 
 
-def token_hash(token: str) -> str:
-    return hashlib.sha256((token or "").encode()).hexdigest()
-
-
-def _token_new() -> tuple[str, str]:
-    token = secrets.token_urlsafe(TOKEN_BYTES)
-    return token, token_hash(token)
-
-
 def invitation_url(token: str) -> str:
     return f"{settings.SITE_URL}{reverse('accounts:invitation', args=[token])}"
 
 
 def _transition(invitation: Invitation, status: str, **fields) -> None:
-    if not invitation.can_transition_to(status):
-        raise ApplicationError(
-            _("This invitation is %(status)s and cannot become %(new)s.")
-            % {"status": invitation.get_status_display(), "new": Invitation.Status(status).label}
-        )
-    logger.info("invitation %s: %s → %s", invitation.pk, invitation.status, status)
-    invitation.status = status
-    for name, value in fields.items():
-        setattr(invitation, name, value)
-    invitation.save(update_fields=["status", *fields])
+    status_move(
+        invitation, status,
+        error=lambda: _("This invitation is %(status)s and cannot become %(new)s.")
+        % {"status": invitation.get_status_display(), "new": Invitation.Status(status).label},
+        update_fields=["status", *fields],
+        record=lambda from_status: logger.info("invitation %s: %s → %s", invitation.pk, from_status, status),
+        changes=fields,
+    )  # fmt: skip
+
+
+def _batch_move(batch: InvitationBatch, to: str, **fields) -> None:
+    status_move(
+        batch, to,
+        error=lambda: f"An invitation batch cannot go from {batch.status} to {to}.",
+        update_fields=["status", *fields],
+        changes=fields,
+    )  # fmt: skip
 
 
 # --- Selectors --------------------------------------------------------------------------------------------------------
@@ -172,14 +169,6 @@ def _batch_ids_after(*, batch: InvitationBatch, cursor: int, limit: int) -> list
     return [pk for pk in batch.account_ids if pk > cursor][:limit]
 
 
-def paperless_consent_text(*, invitation: Invitation) -> str:
-    """What the payer agrees to on the paperless page; stored word for word with the enrolment."""
-    return _(
-        "Send the bills for account %(number)s by e-mail to %(email)s instead of on paper. I can switch back to "
-        "paper bills at any time."
-    ) % {"number": invitation.customer_account.account_number, "email": invitation.email}
-
-
 def masked_email(email: str) -> str:
     """j•••@example.com: enough for the payer to recognise their address, not enough to read someone else's."""
     local, _sep, domain = (email or "").partition("@")
@@ -192,10 +181,7 @@ def masked_email(email: str) -> str:
 def _email_context(*, invitation: Invitation, token: str) -> dict:
     account = invitation.customer_account
     biller = account.biller
-    try:
-        zone = ZoneInfo(biller.time_zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        zone = ZoneInfo("UTC")
+    zone = biller_zone(biller)
     return {
         "invitation": invitation,
         "kind": invitation.kind,
@@ -258,7 +244,7 @@ def invitation_issue(
             return IssueResult(Outcome.ALREADY_INVITED, live)
         else:  # a new address on file, a fresh link asked for, or one stuck half-sent
             _transition(live, Invitation.Status.REVOKED)
-    token, digest = _token_new()
+    token, digest = token_new()
     invitation = Invitation.objects.create(
         customer_account=account,
         kind=kind,
@@ -346,8 +332,7 @@ def invitation_batch_run(*, batch_id: int, limit: int = RUN_LIMIT, now: dt.datet
         with transaction.atomic():
             locked = InvitationBatch.objects.select_for_update().get(pk=batch_id)
             if locked.status == InvitationBatch.Status.PENDING:
-                locked.status = InvitationBatch.Status.RUNNING
-                locked.save(update_fields=["status"])
+                _batch_move(locked, InvitationBatch.Status.RUNNING)
     handled = 0
     cursor = batch.cursor
     while handled < limit:
@@ -392,9 +377,7 @@ def _batch_finish(*, batch_id: int) -> None:
     with transaction.atomic():
         batch = InvitationBatch.objects.select_for_update().get(pk=batch_id)
         if batch.status != InvitationBatch.Status.DONE:
-            batch.status = InvitationBatch.Status.DONE
-            batch.finished_at = timezone.now()
-            batch.save(update_fields=["status", "finished_at"])
+            _batch_move(batch, InvitationBatch.Status.DONE, finished_at=timezone.now())
             logger.info(
                 "invitation batch %s done: %s sent, %s bounced, %s without e-mail, %s already invited",
                 batch.pk, batch.sent, batch.failed, batch.skipped_no_email, batch.skipped_already_invited,
@@ -452,13 +435,11 @@ def invitation_accept_paperless(
     *, invitation: Invitation, ip: str, user: User | None = None, now: dt.datetime | None = None
 ) -> Invitation:
     """A paperless link: bills for the account go by e-mail to the invited address. No login needed."""
-    from billing.enrolment.paperless import paperless_enroll
-
     locked = _lock_usable(invitation, kinds=(InvitationKind.PAPERLESS,), now=now)
     paperless_enroll(
         account=locked.customer_account,
         email=locked.email,
-        consent_text=paperless_consent_text(invitation=locked),
+        consent_text=paperless_consent_text(account=locked.customer_account),
         ip=ip,
         via="invitation",
         user=user if user is not None and user.is_authenticated else None,
@@ -486,36 +467,18 @@ def invitation_revoke(*, invitation: Invitation, actor: User | None = None) -> b
 # --- "Send me a new link" ---------------------------------------------------------------------------------------------
 
 
-def _limit_key(kind: str, ident: str) -> str:
-    return f"billpay:invite-renew:{kind}:{hashlib.sha256(ident.encode()).hexdigest()[:32]}"
-
-
-def _limit_hit(key: str, window: int) -> tuple[int, int]:
-    """Count one event in a fixed window that starts with the first event. Returns (count, seconds left)."""
-    now = time.time()
-    cache.add(f"{key}:start", now, timeout=window)
-    start = cache.get(f"{key}:start", now)
-    remaining = max(1, math.ceil(start + window - now))
-    cache.add(key, 0, timeout=remaining)
-    try:
-        count = cache.incr(key)
-    except ValueError:
-        cache.set(key, 1, timeout=remaining)
-        count = 1
-    return count, remaining
-
-
 def invitation_renew(*, token: str, ip: str, now: dt.datetime | None = None) -> None:
     """Mail a fresh link for the invitation this (used, expired or unknown) token belonged to, to the address on file
     for its account. Silent whatever happens, so the page says the same for a real token and a made-up one.
     Raises InvitationRenewLocked when this IP asked too often (that says nothing about the token)."""
-    count, left = _limit_hit(_limit_key("ip", ip or "unknown"), RENEW_IP_WINDOW)
+    count, left = rate_limit_hit(rate_limit_key("invite-renew", "ip", ip or "unknown"), RENEW_IP_WINDOW)
     if count > RENEW_IP_LIMIT:
         raise InvitationRenewLocked(left)
     old = Invitation.objects.select_related("customer_account").filter(token_hash=token_hash(token)).first()
     if old is None or old.status in (Invitation.Status.NO_EMAIL,):
         return
-    account_count, _left = _limit_hit(_limit_key("acct", f"{old.customer_account_id}:{old.kind}"), RENEW_ACCOUNT_WINDOW)
+    account_key = rate_limit_key("invite-renew", "acct", f"{old.customer_account_id}:{old.kind}")
+    account_count, _left = rate_limit_hit(account_key, RENEW_ACCOUNT_WINDOW)
     if account_count > RENEW_ACCOUNT_LIMIT:
         logger.info("invitation renewal for account %s throttled", old.customer_account_id)
         return

@@ -2,6 +2,8 @@ from django.contrib.auth.models import AbstractUser, BaseUserManager
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
+from billing.models.base import TransitionsMixin
+
 
 class UserManager(BaseUserManager):
     use_in_migrations = True
@@ -106,7 +108,7 @@ class InvitationKind(models.TextChoices):
     AUTOPAY = "autopay", _("autopay")
 
 
-class InvitationBatch(models.Model):
+class InvitationBatch(TransitionsMixin, models.Model):
     """One "send invitations" request by staff: picked customer accounts, or every account of an imported file.
 
     A Celery task walks the accounts by primary key (keyset) and moves `cursor` past each account in the same
@@ -165,7 +167,7 @@ class InvitationBatch(models.Model):
         return min(100, round(100 * self.processed / self.total))
 
 
-class Invitation(models.Model):
+class Invitation(TransitionsMixin, models.Model):
     """An e-mailed, single-use, expiring link that enrols one customer account: in the portal (join), in paperless
     bills, or in autopay.
 
@@ -244,7 +246,4 @@ class Invitation(models.Model):
 
     def __str__(self):
         return f"{self.get_kind_display()} · {self.customer_account_id} · {self.get_status_display()}"
-
-    def can_transition_to(self, status) -> bool:
-        return status in self.TRANSITIONS.get(self.status, set())
 

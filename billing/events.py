@@ -1,6 +1,13 @@
-"""The histories: `event_record` writes one BillingEvent row about a bill, a payment or an account;
-`enrollment_event_record` one EnrollmentEvent row per change to cards, paperless or autopay. Both append-only."""
+"""The histories and the one way a status changes. `event_record` writes one BillingEvent row about a bill, a payment
+or an account; `enrollment_event_record` one EnrollmentEvent row per change to cards, paperless or autopay (both
+append-only); `status_move` is the one way a row with a status changes it (check the model's TRANSITIONS, save, write
+the event row)."""
 
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .errors import ApplicationError
 from .models import Bill, BillingEvent, CustomerAccount, EnrollmentEvent, Payment
 
 
@@ -38,3 +45,35 @@ def enrollment_event_record(
         kind=kind, user=user, account=account, autopay=autopay, from_status=from_status, to_status=to_status,
         message=message[:500], ip=ip or None,
     )  # fmt: skip
+
+
+def transition_check(obj_or_model, to: str, *, error: Callable[[], str], from_status: str | None = None) -> None:
+    """Raise ApplicationError(error()) unless the model's TRANSITIONS allows `from_status` (the row's status unless
+    told) → `to`. `error` is called only on refusal, so each model keeps its own wording."""
+    if from_status is None:
+        from_status = obj_or_model.status
+    if to not in obj_or_model.TRANSITIONS.get(from_status, set()):
+        raise ApplicationError(error())
+
+
+def status_move(
+    obj,
+    to: str,
+    *,
+    error: Callable[[], str],
+    update_fields: list[str] | None = None,
+    record: Callable[[str], object] | None = None,
+    changes: dict | None = None,
+) -> str:
+    """Move a (locked) row to `to` if its TRANSITIONS allow it: set `status` and the other `changes` (field: value),
+    save (`update_fields`, or the whole row when None), then `record(from_status)` writes the history row. Returns the
+    status it came from."""
+    from_status = obj.status
+    transition_check(obj, to, error=error)
+    obj.status = to
+    for name, value in (changes or {}).items():
+        setattr(obj, name, value)
+    obj.save(update_fields=update_fields)
+    if record is not None:
+        record(from_status)
+    return from_status

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from billing.access import payer_access
 from billing.bills import paylinks
+from billing.clock import biller_today
 from billing.bills.selectors import biller_for_site
 from billing.enrolment.forms import GuestEnrollmentForm
 from billing.enrolment.guest import guest_enrollment_record
@@ -151,7 +152,7 @@ def pay_account(request):
         messages.info(request, _("Please find your account first. For your security, access to it times out."))
         return redirect("billing:pay")
     biller = account.biller
-    today = paylinks.biller_today(biller)
+    today = biller_today(biller)
 
     try:
         full = payment_quote(account=account)

@@ -11,6 +11,8 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
+from billing.models.base import TransitionsMixin
+
 
 class NoticeKind(models.TextChoices):
     BILL_ISSUED = "bill_issued", _("New bill")
@@ -114,7 +116,7 @@ class SmsOptOut(models.Model):
         return self.phone
 
 
-class Notification(models.Model):
+class Notification(TransitionsMixin, models.Model):
     class Status(models.TextChoices):
         PENDING = "pending", _("Waiting")
         SENDING = "sending", _("Sending")
@@ -173,9 +175,6 @@ class Notification(models.Model):
 
     def __str__(self):
         return self.dedupe_key
-
-    def can_transition_to(self, status) -> bool:
-        return status in self.TRANSITIONS.get(self.status, set())
 
 
 class DeliveryAttempt(models.Model):

@@ -17,12 +17,13 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from billing.clock import biller_today, biller_zone
 from billing.models import Bill
 
 from .channels import channel_names
 from .models import NoticeKind, NoticePolicy, Notification
-from .preferences import Policy, channel_wanted, outside_quiet_hours, quiet_hours_for, zone
-from .services import biller_local_today, chunk_peers, dedupe_key
+from .preferences import Policy, channel_wanted, outside_quiet_hours, quiet_hours_for
+from .services import chunk_peers, dedupe_key
 
 Status = Notification.Status
 
@@ -140,7 +141,7 @@ def _plan_chunk(*, bills, today, now, policies) -> list[Notification]:
     for bill in bills:
         biller, account = bill.biller, bill.account
         policy = policies.get(bill.biller_id) or Policy.of(None)
-        local_today = today or biller_local_today(biller, now)
+        local_today = today or biller_today(biller, now=now)
         quiet = quiet_hours_for(policy=policy, biller=biller, settings_row=peers.settings_rows.get(account.pk))
 
         def add(kind, step, verdict, send_at):
@@ -171,7 +172,7 @@ def _plan_chunk(*, bills, today, now, policies) -> list[Notification]:
 
 def _scheduled_time(day: dt.date, policy: Policy, biller, now: dt.datetime) -> dt.datetime:
     """The biller's send time on `day`, in its zone; now if that time has already passed."""
-    planned = dt.datetime.combine(day, policy.send_time, tzinfo=zone(biller.time_zone))
+    planned = dt.datetime.combine(day, policy.send_time, tzinfo=biller_zone(biller))
     return max(planned, now)
 
 

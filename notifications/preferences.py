@@ -14,7 +14,8 @@ bills costs the same few queries as planning one.
 import datetime as dt
 import re
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo
+
+from billing.clock import zone_of
 
 from .models import ChannelName, NoticeKind
 
@@ -25,13 +26,6 @@ SMS_DEFAULT_KINDS = frozenset(
 TRANSACTIONAL_KINDS = frozenset({NoticeKind.PAYMENT_RECEIVED, NoticeKind.REFUND_ISSUED})
 DEFAULT_SEND_TIME = dt.time(9, 0)
 DEFAULT_CATCH_UP_DAYS = 2
-
-
-def zone(name: str | None) -> ZoneInfo:
-    try:
-        return ZoneInfo(name or "UTC")
-    except (ValueError, KeyError):  # an unknown zone name in a biller's row must not stop every reminder
-        return ZoneInfo("UTC")
 
 
 def phone_normalize(value: str) -> str:
@@ -118,7 +112,7 @@ def channel_wanted(
 class QuietHours:
     start: dt.time
     end: dt.time
-    tz: ZoneInfo
+    tz: dt.tzinfo
 
     def end_if_inside(self, moment: dt.datetime) -> dt.datetime | None:
         """The moment quiet hours end, if `moment` falls inside them; None if it does not.
@@ -142,7 +136,7 @@ class QuietHours:
 
 def quiet_hours_for(*, policy: Policy, biller, settings_row) -> QuietHours | None:
     """The account's own quiet hours when it set them, else the biller's; in the account's zone, else the biller's."""
-    tz = zone((settings_row.time_zone if settings_row and settings_row.time_zone else None) or biller.time_zone)
+    tz = zone_of((settings_row.time_zone if settings_row and settings_row.time_zone else None) or biller.time_zone)
     if settings_row and settings_row.quiet_hours_start and settings_row.quiet_hours_end:
         return QuietHours(settings_row.quiet_hours_start, settings_row.quiet_hours_end, tz)
     if policy.quiet_hours_start and policy.quiet_hours_end:

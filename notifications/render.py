@@ -11,18 +11,18 @@ import re
 
 from django.conf import settings
 from django.template.loader import render_to_string
-from django.utils import timezone, translation
+from django.utils import translation
 from django.utils.translation import get_language_bidi
 
-# notifications may import billing's models, money, errors and signals; and, for now, billing.bills.paylinks and
+# notifications may import billing's models, money, clock, errors and signals; and, for now, billing.bills.paylinks and
 # billing.bills.documents (below), which render the bill's pay link and PDF a notice carries. Never billing's services:
 # billing sends signals (billing/signals.py) and notifications/receivers.py reacts.
+from billing.clock import biller_today
 from billing.money import format_money
 from billing.signals import notice_context_wanted
 
 from .channels import Message, PermanentSendError
 from .models import ChannelName, NoticeKind, Notification
-from .preferences import zone
 
 logger = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def notification_context(notification: Notification, *, now=None) -> dict:
     if bill is not None:
         # Days counted from the day the message goes out, in the biller's zone: a reminder delayed by quiet hours or an
         # outage says what is true when it is read, not what was true when it was planned.
-        today = (now or timezone.now()).astimezone(zone(biller.time_zone)).date()
+        today = biller_today(biller, now=now)
         context["amount_due"] = format_money(bill.balance_due, bill.currency)
         context["bill_total"] = format_money(bill.total, bill.currency)
         context["days_left"] = max((bill.due_date - today).days, 0)
@@ -125,7 +125,7 @@ def sms_compose(text: str, link: str, limit: int = SMS_MAX_CHARS) -> str:
 
 
 def _pdf_attachment(bill) -> list[tuple[str, bytes, str]]:
-    if bill is None or not getattr(settings, "NOTIFICATIONS_ATTACH_BILL_PDF", True):
+    if bill is None or not settings.NOTIFICATIONS_ATTACH_BILL_PDF:
         return []
     try:
         from billing.bills.documents import bill_pdf_ensure

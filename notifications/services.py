@@ -23,7 +23,9 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from billing.clock import biller_today
 from billing.errors import ApplicationError
+from billing.events import transition_check
 from billing.models import Bill
 
 from .channels import PermanentSendError, TransientSendError, channel_get, channel_names
@@ -45,7 +47,6 @@ from .preferences import (
     outside_quiet_hours,
     phone_normalize,
     quiet_hours_for,
-    zone,
 )
 from .render import notification_render
 
@@ -56,22 +57,18 @@ REMINDER_KINDS = frozenset({NoticeKind.DUE_UPCOMING, NoticeKind.DUE_TODAY, Notic
 BILL_KINDS = REMINDER_KINDS | {NoticeKind.BILL_ISSUED}
 
 
-def _setting(name: str, default):
-    return getattr(settings, name, default)
-
-
 def max_attempts() -> int:
-    return int(_setting("NOTIFICATIONS_MAX_ATTEMPTS", 5))
+    return settings.NOTIFICATIONS_MAX_ATTEMPTS
 
 
 def sending_timeout() -> dt.timedelta:
     # Longer than the send task's hard time limit plus a queue wait, so a live worker is never reclaimed from.
-    return dt.timedelta(seconds=int(_setting("NOTIFICATIONS_SENDING_TIMEOUT_SECONDS", 600)))
+    return dt.timedelta(seconds=settings.NOTIFICATIONS_SENDING_TIMEOUT_SECONDS)
 
 
 def retry_delay(attempts: int) -> dt.timedelta:
     """Exponential: 1, 2, 4, 8 … minutes after the 1st, 2nd, 3rd … failure, at most 6 hours."""
-    base = int(_setting("NOTIFICATIONS_RETRY_BASE_SECONDS", 60))
+    base = settings.NOTIFICATIONS_RETRY_BASE_SECONDS
     return dt.timedelta(seconds=min(base * 2 ** max(attempts - 1, 0), 6 * 3600))
 
 
@@ -111,10 +108,6 @@ def chunk_peers(accounts) -> _ChunkPeers:
     phones = sorted({p for p in (phone_normalize(a.phone) for a in accounts) if p})
     opted_out = set(SmsOptOut.objects.filter(phone__in=phones).values_list("phone", flat=True)) if phones else set()
     return _ChunkPeers(choices=choices, settings_rows=settings_rows, opted_out=opted_out)
-
-
-def biller_local_today(biller, now: dt.datetime) -> dt.date:
-    return now.astimezone(zone(biller.time_zone)).date()
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -207,8 +200,10 @@ class SweepResult:
 
 
 def _check(from_status: str, to_status: str) -> None:
-    if to_status not in Notification.TRANSITIONS.get(from_status, set()):
-        raise ApplicationError(f"A notification cannot go from {from_status} to {to_status}.")
+    transition_check(
+        Notification, to_status, from_status=from_status,
+        error=lambda: f"A notification cannot go from {from_status} to {to_status}.",
+    )  # fmt: skip
 
 
 def notifications_sweep(
@@ -338,7 +333,7 @@ def _skip_reason(row: Notification, now: dt.datetime) -> str:
             return f"bill is {bill.status}"
         if row.kind in REMINDER_KINDS and (bill.status != Bill.Status.OPEN or bill.balance_due <= 0):
             return "bill no longer owes anything" if bill.balance_due <= 0 else f"bill is {bill.status}"
-        today = biller_local_today(biller, now)
+        today = biller_today(biller, now=now)
         if row.kind == NoticeKind.DUE_UPCOMING and today >= bill.due_date:
             return "the due date has come"
         if row.kind == NoticeKind.DUE_TODAY and today != bill.due_date:

@@ -45,12 +45,12 @@ _outbox_lock = threading.Lock()
 
 
 def sms_backend_get():
-    name = getattr(settings, "SMS_BACKEND", "console") or "console"
+    name = settings.SMS_BACKEND or "console"
     return import_string(ALIASES.get(name, name))()
 
 
 def sms_sender() -> str:
-    return getattr(settings, "SMS_FROM", "") or getattr(settings, "TWILIO_FROM_NUMBER", "") or "Billpay"
+    return settings.SMS_FROM or settings.TWILIO_FROM_NUMBER or "Billpay"
 
 
 class ConsoleBackend:
@@ -73,7 +73,7 @@ class LocmemBackend:
 
 class FileBackend:
     def send_sms(self, *, to: str, body: str, reference: str = "") -> str:
-        folder = Path(getattr(settings, "SMS_FILE_PATH", "") or Path(settings.VAR_DIR) / "sms")
+        folder = Path(settings.SMS_FILE_PATH or Path(settings.VAR_DIR) / "sms")
         folder.mkdir(parents=True, exist_ok=True)
         provider_id = f"file-{uuid.uuid4().hex}"
         record = SmsRecord(to=to, body=body, sender=sms_sender(), provider_id=provider_id, reference=reference)
@@ -105,13 +105,13 @@ def _twilio_http_client(api_base: str, timeout: float):
 
 class TwilioBackend:
     def __init__(self):
-        self.account_sid = getattr(settings, "TWILIO_ACCOUNT_SID", "")
-        self.auth_token = getattr(settings, "TWILIO_AUTH_TOKEN", "")
-        self.from_number = getattr(settings, "TWILIO_FROM_NUMBER", "")
-        self.messaging_service_sid = getattr(settings, "TWILIO_MESSAGING_SERVICE_SID", "")
-        self.api_base = (getattr(settings, "TWILIO_API_BASE", "") or TWILIO_API).rstrip("/")
-        self.timeout = float(getattr(settings, "TWILIO_TIMEOUT", 10))
-        self.status_callback = getattr(settings, "TWILIO_STATUS_CALLBACK_URL", "")
+        self.account_sid = settings.TWILIO_ACCOUNT_SID
+        self.auth_token = settings.TWILIO_AUTH_TOKEN
+        self.from_number = settings.TWILIO_FROM_NUMBER
+        self.messaging_service_sid = settings.TWILIO_MESSAGING_SERVICE_SID
+        self.api_base = (settings.TWILIO_API_BASE or TWILIO_API).rstrip("/")
+        self.timeout = float(settings.TWILIO_TIMEOUT)
+        self.status_callback = settings.TWILIO_STATUS_CALLBACK_URL
 
     def client(self):
         from twilio.rest import Client

@@ -20,7 +20,7 @@ EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>'
 def _signature_valid(request) -> bool:
     from twilio.request_validator import RequestValidator
 
-    token = getattr(settings, "TWILIO_AUTH_TOKEN", "")
+    token = settings.TWILIO_AUTH_TOKEN
     signature = request.headers.get("X-Twilio-Signature", "")
     if not token or not signature:
         return False

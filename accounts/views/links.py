@@ -236,7 +236,7 @@ def invitation_open(request, token: str):
             "invitation": invitation,
             "account": account,
             "token": token,
-            "consent_text": invitations.paperless_consent_text(invitation=invitation),
+            "consent_text": paperless_consent_text(account=account),
         }
         return _private_page(render(request, "accounts/invitation_paperless.html", context))
     # Join and autopay: remember the invitation in this browser's session, then sign in (or up) and finish.

@@ -18,7 +18,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from billing.autopay import enrolment as autopay_enrolment
 from billing.autopay.selectors import autopay_current, autopay_upcoming
-from billing.bills.paylinks import biller_today
+from billing.clock import biller_today
 from billing.enrolment.paperless import paperless_cancel, paperless_consent_text, paperless_enroll
 from billing.errors import ApplicationError
 from billing.methods import services as method_services

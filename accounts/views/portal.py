@@ -17,7 +17,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from billing.autopay.selectors import enrollment_statuses
 from billing.bills.documents import bill_document_get, bill_document_html, bill_pdf_response
-from billing.bills.paylinks import biller_today
+from billing.clock import biller_today
 from billing.enrolment.paperless import paperless_consent_text
 from billing.payments import lookup
 

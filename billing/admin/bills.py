@@ -10,18 +10,20 @@ from django.db.models import F, Q
 from django.forms.models import BaseInlineFormSet
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
 
 from billing.bills.selectors import biller_for_site
 from billing.bills.services import LineInput, bill_issue, bill_mark_uncollectible, bill_recalculate, bill_void
+from billing.clock import zone_of, zone_today
 from billing.errors import ApplicationError
 from billing.models import Bill, BillLine, Biller, PaymentAllocation
 from billing.money import from_minor, validate_currency
 
 from .autopay import AutopayChargeTimelineInline
-from .mixins import HistoryInline, ReadOnlyTabularInline, admin_link, money_display, staff_amount_parse, today_in_zone
+from .mixins import HistoryInline, ReadOnlyTabularInline, admin_link, money_display, staff_amount_parse
 
 
 class DueFilter(admin.SimpleListFilter):
@@ -45,7 +47,7 @@ class DueFilter(admin.SimpleListFilter):
             return queryset
         by_zone = Q(pk__in=[])
         for time_zone in Biller.objects.order_by().values_list("time_zone", flat=True).distinct():
-            today = today_in_zone(time_zone)
+            today = zone_today(zone_of(time_zone, fallback=timezone.get_default_timezone()))
             week_end = today + dt.timedelta(days=7)
             if value == self.OVERDUE:
                 window = Q(due_date__lt=today)

@@ -14,12 +14,13 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from billing.bills.selectors import account_balance
+from billing.clock import biller_today, biller_zone
 from billing.errors import ApplicationError
 from billing.models import Bill, CustomerAccount, Payment
 from billing.money import format_money
 from billing.payments.offline import payment_record_offline
 
-from .mixins import ReadOnlyTabularInline, admin_link, staff_amount_parse, today_in_zone, zone_or_default
+from .mixins import ReadOnlyTabularInline, admin_link, staff_amount_parse
 
 
 class OfflinePaymentForm(forms.Form):
@@ -45,7 +46,8 @@ class OfflinePaymentForm(forms.Form):
         self.account = account
         self.owed = owed
         self.currency = account.biller.currency
-        self.today = today_in_zone(account.biller.time_zone)
+        # Staff forms fall back to the server's zone when the biller's zone name is unknown.
+        self.today = biller_today(account.biller, fallback=timezone.get_default_timezone())
         self.fields["amount"].help_text = _("In %(currency)s. Open balance: %(owed)s.") % {
             "currency": self.currency,
             "owed": format_money(owed, self.currency),
@@ -79,7 +81,8 @@ class OfflinePaymentForm(forms.Form):
         if day == self.today:
             return timezone.now()
         # An earlier day: noon where the biller is, so the date reads the same in every report.
-        return dt.datetime.combine(day, dt.time(12), tzinfo=zone_or_default(self.account.biller.time_zone))
+        return dt.datetime.combine(day, dt.time(12), tzinfo=biller_zone(self.account.biller, fallback=timezone.get_default_timezone())
+        )
 
 
 class AccountBillsInline(ReadOnlyTabularInline):

@@ -1,14 +1,11 @@
 """What the admin modules share: money and link display, staff-typed amounts, the read-only history mixins and
 inlines, and the CSV cell guard used by every staff CSV download."""
 
-import datetime as dt
 import re
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 
@@ -21,20 +18,6 @@ def money_display(minor: int | None, currency: str) -> str:
     if minor is None or not currency:
         return "—"
     return format_money(minor, currency)
-
-
-# The biller's own time zone, for staff forms and filters (the server's zone when the name is unknown). Issue 9 merges
-# these with the other copies into one clock helper.
-def zone_or_default(time_zone: str):
-    try:
-        return ZoneInfo(time_zone)
-    except (ZoneInfoNotFoundError, ValueError):
-        return timezone.get_default_timezone()
-
-
-def today_in_zone(time_zone: str) -> dt.date:
-    """Today where the biller is: a bill due "today" in Honolulu is not overdue yet while it is tomorrow in UTC."""
-    return timezone.localdate(timezone=zone_or_default(time_zone))
 
 
 # Amounts typed by staff: digits, an optional point and decimals; thousands separators only in groups of three, so a

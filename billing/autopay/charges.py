@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..events import status_move
 from ..models import AutopayCharge, AutopayChargeEvent
 
 Status = AutopayCharge.Status
@@ -10,16 +11,14 @@ Reason = AutopayCharge.Reason
 
 def charge_status_move(charge: AutopayCharge, to: str, *, message: str = "", **fields) -> None:
     """Change a locked row's status through the transition map, with an event. An illegal move raises."""
-    from ..errors import ApplicationError
-
-    if not charge.can_transition_to(to):
-        raise ApplicationError(f"An autopay charge cannot go from {charge.status} to {to}.")
-    from_status = charge.status
-    charge.status = to
-    for name, value in fields.items():
-        setattr(charge, name, value)
-    charge.save()
-    AutopayChargeEvent.objects.create(charge=charge, from_status=from_status, to_status=to, message=message[:500])
+    status_move(
+        charge, to,
+        error=lambda: f"An autopay charge cannot go from {charge.status} to {to}.",
+        record=lambda from_status: AutopayChargeEvent.objects.create(
+            charge=charge, from_status=from_status, to_status=to, message=message[:500]
+        ),
+        changes=fields,
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -32,13 +32,12 @@ nothing is charged after a bill is paid another way; and the payment services ap
 from __future__ import annotations
 
 import logging
-import os
-import time
-from pathlib import Path
 
 from django.db import transaction
 from django.utils import timezone
 
+from billing.clock import biller_today
+from billing.models.methods import card_summary
 from billing.payments import gateway as gateway_api
 from billing.payments.gateway import GatewayError, IntentResult, IntentStatus, PaymentDeclined
 
@@ -54,7 +53,6 @@ from ..models import (
     PaymentMethod,
 )
 from .charges import charge_status_move
-from .common import autopay_setting, biller_local_today
 from .dunning import charge_conclude, charge_declined
 from .selectors import autopay_cards
 
@@ -112,7 +110,7 @@ def _charge_step(charge_id: int) -> str:
             if stop:
                 charge_status_move(charge, Status.CANCELLED, reason=stop, next_attempt_at=None, message=stop)
                 return charge.status
-            today = biller_local_today(charge.account.biller, timezone.now())
+            today = biller_today(charge.account.biller)
             card = autopay_cards(enrollment=charge.enrollment, today=today)[role]
             if card is None:
                 # Removed or expired since enrolment: that card is out, as after a hard decline.
@@ -160,15 +158,12 @@ def _try_start(*, charge: AutopayCharge, bill: Bill, role: str, card: PaymentMet
     from billing.events import event_record
     from billing.payments.core import confirmation_number_new
 
-    from billing.payments.attempts import CARD_BRANDS
-
     key = f"autopay-{charge.pk}-{charge.attempt_number}-{role}"
-    brand = CARD_BRANDS.get((card.brand or "").lower(), (card.brand or "Card").title())
     payment = Payment.objects.create(
         biller_id=bill.biller_id, account_id=bill.account_id, confirmation_number=confirmation_number_new(),
         channel=Payment.Channel.AUTOPAY, method=Payment.Method.CARD, status=Payment.Status.PENDING,
         currency=bill.currency, amount=bill.balance_due, payer_email=charge.account.email,
-        payment_method_summary=f"{brand} •••• {card.last4}"[:64], idempotency_key=key,
+        payment_method_summary=card_summary(card.brand, card.last4)[:64], idempotency_key=key,
     )  # fmt: skip
     event_record(
         kind=BillingEvent.Kind.PAYMENT_RECORDED, payment=payment, to_status=payment.status, amount=payment.amount,
@@ -295,13 +290,12 @@ def _confirm_and_record(*, charge, bill, payment, attempt, resuming: bool) -> st
             # Did it charge? Unknown: the row stays charging, and the resumed run asks the gateway.
             logger.warning("autopay charge %s: confirm failed, will resume", charge.pk, exc_info=True)
             return "gateway_error"
-        _test_pause_point()  # tests only: the kill test stops the worker here, after the money moved
         payment_sync(payment=payment, intent=intent, source="autopay")
     return _after_sync(charge=charge, bill=bill, payment=payment, attempt=attempt, intent=intent)
 
 
 def _after_sync(*, charge, bill, payment, attempt, intent: IntentResult | None) -> str:
-    from billing.payments.attempts import payment_gateway_call, payment_status_move
+    from billing.payments.attempts import payment_intent_cancel, payment_status_move
 
     if payment.status == Payment.Status.SUCCEEDED:
         attempt.outcome = AutopayChargeTry.Outcome.SUCCEEDED
@@ -312,12 +306,8 @@ def _after_sync(*, charge, bill, payment, attempt, intent: IntentResult | None) 
     if payment.status == Payment.Status.REQUIRES_ACTION:
         # Off-session, the bank wants the payer: cancel this intent (it can never complete behind their back) and
         # ask them to pay on-session with the pay link.
-        gateway = gateway_api.get_gateway()
         try:
-            payment_gateway_call(
-                payment=payment, kind=PaymentAttempt.Kind.CANCEL, amount=payment.amount, key_from_attempt=True,
-                call=lambda k: gateway.cancel_payment_intent(payment.gateway_payment_id, idempotency_key=k),
-            )  # fmt: skip
+            payment_intent_cancel(payment=payment, amount=payment.amount)
         except GatewayError:
             return "gateway_error"
         payment_status_move(payment=payment, to=Payment.Status.CANCELED, message="autopay: authentication required")
@@ -332,14 +322,10 @@ def _after_sync(*, charge, bill, payment, attempt, intent: IntentResult | None) 
 
 def _try_abandon(*, charge, bill, payment, attempt, stop: str) -> str:
     """The bill was paid (or changed) between step 1 and the confirm: cancel the unconfirmed intent, charge nothing."""
-    from billing.payments.attempts import payment_gateway_call, payment_status_move
+    from billing.payments.attempts import payment_intent_cancel, payment_status_move
 
-    gateway = gateway_api.get_gateway()
     try:
-        payment_gateway_call(
-            payment=payment, kind=PaymentAttempt.Kind.CANCEL, amount=payment.amount, key_from_attempt=True,
-            call=lambda k: gateway.cancel_payment_intent(payment.gateway_payment_id, idempotency_key=k),
-        )  # fmt: skip
+        payment_intent_cancel(payment=payment, amount=payment.amount)
     except GatewayError:
         pass  # never confirmed, so never charged; the janitor may cancel it later
     PaymentAttempt.objects.filter(
@@ -357,13 +343,3 @@ def _try_abandon(*, charge, bill, payment, attempt, stop: str) -> str:
     charge_status_move(charge, Status.RETRY_SCHEDULED, next_attempt_at=timezone.now(), message="balance changed")
     return charge.status
 
-
-def _test_pause_point() -> None:
-    """Tests only (AUTOPAY_TEST_PAUSE_FILE is set by the kill test's worker settings, never in config/settings): write
-    the marker file and sleep, right after the gateway answered the confirm and before anything is recorded, so the
-    test can SIGKILL the worker at exactly that point. Once per marker file."""
-    marker = autopay_setting("AUTOPAY_TEST_PAUSE_FILE", "")
-    if not marker or os.path.exists(marker):
-        return
-    Path(marker).write_text(str(os.getpid()))
-    time.sleep(float(autopay_setting("AUTOPAY_TEST_PAUSE_SECONDS", 60)))

@@ -6,13 +6,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
+from django.conf import settings
 from django.utils import timezone
 
+from billing.clock import biller_today
 from billing.payments.gateway import DeclineClass, decline_classify
 
 from ..models import AutopayCharge, AutopayChargeTry, Bill
 from .charges import charge_status_move
-from .common import autopay_setting, biller_local_today
 from .enrolment import autopay_suspend
 from .notices import autopay_notify
 from .selectors import autopay_cards, autopay_retry_days
@@ -45,7 +46,7 @@ def charge_declined(charge: AutopayCharge, bill: Bill, attempt: AutopayChargeTry
     charge.save()
     logger.info("autopay charge %s: %s card declined (%s, %s)", charge.pk, attempt.method_role, info.code,
                 info.decline_class)  # fmt: skip
-    today = biller_local_today(charge.account.biller, timezone.now())
+    today = biller_today(charge.account.biller)
     if attempt.method_role == Role.DEFAULT and not charge.backup_tried:
         if autopay_cards(enrollment=charge.enrollment, today=today)[Role.BACKUP] is not None:
             return "continue"  # the backup card, once, at once
@@ -57,7 +58,7 @@ def charge_declined(charge: AutopayCharge, bill: Bill, attempt: AutopayChargeTry
 def charge_conclude(charge: AutopayCharge, bill: Bill, last: AutopayChargeTry | None) -> str:
     """An attempt ended without a success: retry later, or stop. Under the locks, in the recording transaction."""
     now = timezone.now()
-    today = biller_local_today(charge.account.biller, now)
+    today = biller_today(charge.account.biller, now=now)
     cards = autopay_cards(enrollment=charge.enrollment, today=today)
     still_in = [r for r in (Role.DEFAULT, Role.BACKUP) if cards[r] is not None and not getattr(charge, f"{r}_out")]
     schedule = autopay_retry_days(charge.account.biller)
@@ -78,7 +79,7 @@ def charge_conclude(charge: AutopayCharge, bill: Bill, last: AutopayChargeTry | 
         return charge.status
     # Catch-up: retries keep their count, but two charges of one bill are never closer than AUTOPAY_MIN_RETRY_GAP_HOURS.
     planned = (charge.first_failed_at or now) + dt.timedelta(days=schedule[charge.attempt_number - 1])
-    gap = dt.timedelta(hours=int(autopay_setting("AUTOPAY_MIN_RETRY_GAP_HOURS", 12)))
+    gap = dt.timedelta(hours=settings.AUTOPAY_MIN_RETRY_GAP_HOURS)
     charge_status_move(charge, Status.RETRY_SCHEDULED, next_attempt_at=max(planned, now + gap),
                        message=f"retry {charge.attempt_number} of {len(schedule)} scheduled after {charge.last_decline_code}")  # fmt: skip
     autopay_notify("payment_failed", account_id=charge.account_id, bill_id=bill.pk, payment_id=payment_id)

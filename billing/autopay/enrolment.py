@@ -10,6 +10,7 @@ from django.utils.translation import gettext as _
 from ..access import payer_access
 from ..events import enrollment_event_record
 from ..errors import ApplicationError
+from ..events import status_move
 from ..methods.services import (
     SAVED_CARD_NEEDS_LOOKUP,
     gateway_customer_lock,
@@ -89,17 +90,16 @@ def autopay_enroll(
 
 
 def autopay_status_move(enrollment: AutopayEnrollment, to_status: str, *, user=None, ip=None, message="") -> None:
-    if not enrollment.can_transition_to(to_status):
-        raise ApplicationError(
-            _("Autopay cannot go from “%(from)s” to “%(to)s”.")
-            % {"from": enrollment.get_status_display(), "to": AutopayEnrollment.Status(to_status).label}
-        )
-    from_status = enrollment.status
-    enrollment.status, enrollment.status_changed_at = to_status, timezone.now()
-    enrollment.save(update_fields=["status", "status_changed_at", "updated_at"])
-    enrollment_event_record(
-        EnrollmentEvent.Kind.AUTOPAY_STATUS, user=user, account=enrollment.account, autopay=enrollment,
-        from_status=from_status, to_status=to_status, message=message, ip=ip,
+    status_move(
+        enrollment, to_status,
+        error=lambda: _("Autopay cannot go from “%(from)s” to “%(to)s”.")
+        % {"from": enrollment.get_status_display(), "to": AutopayEnrollment.Status(to_status).label},
+        update_fields=["status", "status_changed_at", "updated_at"],
+        record=lambda from_status: enrollment_event_record(
+            EnrollmentEvent.Kind.AUTOPAY_STATUS, user=user, account=enrollment.account, autopay=enrollment,
+            from_status=from_status, to_status=to_status, message=message, ip=ip,
+        ),
+        changes={"status_changed_at": timezone.now()},
     )  # fmt: skip
 
 

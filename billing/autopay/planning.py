@@ -11,9 +11,9 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from billing.clock import biller_today, biller_zone
 from ..models import AutopayCharge, AutopayChargeEvent, AutopayEnrollment, Bill
 from .charges import charge_status_move
-from .common import autopay_setting, biller_local_today, biller_zone
 from .notices import autopay_notify
 from .selectors import expiring_cards
 
@@ -23,14 +23,12 @@ Reason = AutopayCharge.Reason
 
 def charging_timeout() -> dt.timedelta:
     """A row still charging this long after its claim lost its worker. Longer than the task's hard time limit."""
-    return dt.timedelta(seconds=int(autopay_setting("AUTOPAY_CHARGING_TIMEOUT_SECONDS", 600)))
+    return dt.timedelta(seconds=settings.AUTOPAY_CHARGING_TIMEOUT_SECONDS)
 
 
 def _charge_time(biller, day: dt.date, now: dt.datetime) -> dt.datetime:
     """The biller's charge hour (AUTOPAY_CHARGE_HOUR, default 8:00 local) on `day`, or now if that has passed."""
-    planned = dt.datetime.combine(
-        day, dt.time(int(autopay_setting("AUTOPAY_CHARGE_HOUR", 8))), tzinfo=biller_zone(biller)
-    )
+    planned = dt.datetime.combine(day, dt.time(settings.AUTOPAY_CHARGE_HOUR), tzinfo=biller_zone(biller))
     return max(planned, now)
 
 
@@ -51,7 +49,7 @@ def autopay_plan(*, now: dt.datetime | None = None, batch_size: int = 500) -> Pl
     most AUTOPAY_CATCH_UP_DAYS (default 2) past its due date; an older bill is left to the past-due reminders. A bill
     above the payer's maximum gets a cancelled row (reason above_max) and a notice instead of a charge."""
     now = now or timezone.now()
-    catch_up = int(autopay_setting("AUTOPAY_CATCH_UP_DAYS", 2))
+    catch_up = settings.AUTOPAY_CATCH_UP_DAYS
     result = PlanResult()
     last_pk = 0
     while True:
@@ -64,7 +62,7 @@ def autopay_plan(*, now: dt.datetime | None = None, batch_size: int = 500) -> Pl
             break
         last_pk = enrollments[-1].pk
         by_account = {e.account_id: e for e in enrollments}
-        earliest_due = min(biller_local_today(e.account.biller, now) for e in enrollments) - dt.timedelta(days=catch_up)
+        earliest_due = min(biller_today(e.account.biller, now=now) for e in enrollments) - dt.timedelta(days=catch_up)
         bills = (
             Bill.objects.filter(
                 account_id__in=by_account, status=Bill.Status.OPEN, amount_paid__lt=F("total"),
@@ -78,7 +76,7 @@ def autopay_plan(*, now: dt.datetime | None = None, batch_size: int = 500) -> Pl
             biller = enrollment.account.biller
             if bill.currency != enrollment.currency:
                 continue
-            if bill.due_date < biller_local_today(biller, now) - dt.timedelta(days=catch_up):
+            if bill.due_date < biller_today(biller, now=now) - dt.timedelta(days=catch_up):
                 continue
             created = _charge_plan_one(enrollment=enrollment, bill=bill, now=now)
             if created is not None:
@@ -115,13 +113,13 @@ def _charge_plan_one(*, enrollment: AutopayEnrollment, bill: Bill, now: dt.datet
 
 def _upcoming_notices(*, now: dt.datetime) -> int:
     """autopay_upcoming, AUTOPAY_UPCOMING_NOTICE_DAYS (default 3) before a scheduled charge: amount and card."""
-    days = int(autopay_setting("AUTOPAY_UPCOMING_NOTICE_DAYS", 3))
+    days = settings.AUTOPAY_UPCOMING_NOTICE_DAYS
     sent = 0
     rows = AutopayCharge.objects.filter(
         status=Status.SCHEDULED, charge_on__lte=timezone.localdate(now) + dt.timedelta(days=days + 1)
     ).select_related("account__biller")
     for charge in rows.order_by("pk"):
-        today = biller_local_today(charge.account.biller, now)
+        today = biller_today(charge.account.biller, now=now)
         if not today < charge.charge_on <= today + dt.timedelta(days=days):
             continue  # a charge made today or late has nothing "upcoming" to announce
         with transaction.atomic():
@@ -142,7 +140,7 @@ def autopay_cards_expiring_notify(*, now: dt.datetime | None = None) -> int:
         "account__biller", "payment_method"
     )
     for enrollment in enrollments.order_by("pk"):
-        today = biller_local_today(enrollment.account.biller, now)
+        today = biller_today(enrollment.account.biller, now=now)
         if not expiring_cards(enrollment, today):
             continue
         bill = (

@@ -24,6 +24,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from ..events import transition_check
 from ..models import Bill, Biller, BillingEvent, BillLine, CustomerAccount, ImportBatch, normalize_postal_code
 from ..money import format_money, validate_currency
 from .csv_rows import (
@@ -435,9 +436,18 @@ def bill_import_batch_create(*, biller: Biller, filename: str, content: bytes, a
     return batch
 
 
+def _import_batch_check(from_status: str, to: str) -> None:
+    """ImportBatch.TRANSITIONS, checked before the conditional UPDATEs that move a batch (the UPDATE's filter is the
+    lock: only one worker claims a waiting batch)."""
+    transition_check(
+        ImportBatch, to, from_status=from_status, error=lambda: f"A bill import cannot go from {from_status} to {to}."
+    )
+
+
 def bill_import_run(*, batch: ImportBatch) -> ImportBatch:
     """Run a waiting batch to the end and store its outcome. A batch that is not waiting is left alone, so a task
     delivered twice imports once."""
+    _import_batch_check(ImportBatch.Status.PENDING, ImportBatch.Status.RUNNING)
     claimed = ImportBatch.objects.filter(pk=batch.pk, status=ImportBatch.Status.PENDING).update(
         status=ImportBatch.Status.RUNNING, processed_rows=0
     )
@@ -463,11 +473,14 @@ def bill_import_run(*, batch: ImportBatch) -> ImportBatch:
     except Exception:
         logger.exception("Bill import batch %s failed", batch.pk)
         crashed = RowError(None, "", _("The import stopped because of an internal error. Nothing was imported."))
+        _import_batch_check(ImportBatch.Status.RUNNING, ImportBatch.Status.FAILED)
         ImportBatch.objects.filter(pk=batch.pk).update(
             status=ImportBatch.Status.FAILED, finished_at=timezone.now(), errors=[crashed.as_dict()]
         )
         raise
-    batch.status = ImportBatch.Status.SUCCEEDED if result.ok else ImportBatch.Status.FAILED
+    outcome = ImportBatch.Status.SUCCEEDED if result.ok else ImportBatch.Status.FAILED
+    _import_batch_check(batch.status, outcome)
+    batch.status = outcome
     batch.total_rows = result.total_rows
     batch.processed_rows = result.processed_rows
     # A rejected file created nothing, so its counts stay zero; the report is in `errors`.

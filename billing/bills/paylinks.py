@@ -10,13 +10,12 @@ never to a login or to any other account.
 """
 
 import datetime as dt
-from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.core import signing
 from django.urls import reverse
-from django.utils import timezone
 
+from ..clock import biller_today
 from ..models import Bill
 
 SALT = "billpay.paylink"
@@ -52,14 +51,6 @@ def pay_token(bill: Bill) -> str:
 def bill_pay_url(bill: Bill) -> str:
     """The absolute pay link for a bill, for e-mails and PDFs. The same on every call for the same bill."""
     return settings.SITE_URL + reverse("billing:pay_link", kwargs={"token": pay_token(bill)})
-
-
-def biller_today(biller) -> dt.date:
-    try:
-        zone = ZoneInfo(biller.time_zone)
-    except (ValueError, KeyError):  # an unknown zone name must not break payment
-        zone = ZoneInfo("UTC")
-    return timezone.localdate(timezone=zone)
 
 
 def bill_from_pay_token(token: str, *, today: dt.date | None = None) -> Bill:

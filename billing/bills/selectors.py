@@ -8,7 +8,7 @@ from ..models import Bill, Biller, CustomerAccount
 
 def biller_for_site() -> Biller | None:
     """The biller this portal runs for: BILLPAY_BILLER_SLUG if set, else the first one."""
-    slug = getattr(settings, "BILLPAY_BILLER_SLUG", "")
+    slug = settings.BILLPAY_BILLER_SLUG
     qs = Biller.objects.all()
     if slug:
         return qs.filter(slug=slug).first()

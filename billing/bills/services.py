@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from ..errors import ApplicationError
-from ..events import event_record
+from ..events import event_record, status_move
 from ..models import Bill, BillingEvent, BillLine, Biller, CustomerAccount
 from ..money import multiply, validate_currency
 
@@ -73,22 +73,16 @@ def _bill_locked(bill: Bill) -> Bill:
 
 def bill_status_move(*, bill: Bill, to: str, actor=None, message: str = "") -> Bill:
     """Change a (locked) bill's status if the transition map allows it, and record the change."""
-    if not bill.can_transition_to(to):
-        raise ApplicationError(
-            _("A %(from)s bill cannot become %(to)s.")
-            % {"from": Bill.Status(bill.status).label.lower(), "to": Bill.Status(to).label.lower()}
-        )
-    from_status = bill.status
-    bill.status = to
-    bill.save(update_fields=["status", "issue_date", "updated_at"])
-    event_record(
-        kind=BillingEvent.Kind.BILL_STATUS,
-        bill=bill,
-        from_status=from_status,
-        to_status=to,
-        message=message,
-        actor=actor,
-    )
+    status_move(
+        bill, to,
+        error=lambda: _("A %(from)s bill cannot become %(to)s.")
+        % {"from": Bill.Status(bill.status).label.lower(), "to": Bill.Status(to).label.lower()},
+        update_fields=["status", "issue_date", "updated_at"],
+        record=lambda from_status: event_record(
+            kind=BillingEvent.Kind.BILL_STATUS, bill=bill, from_status=from_status, to_status=to, message=message,
+            actor=actor,
+        ),
+    )  # fmt: skip
     return bill
 
 

@@ -27,7 +27,7 @@ from billing.payments.gateway import GatewayError
 
 from ..errors import ApplicationError
 from ..models import GuestEnrollmentLink, GuestEnrollmentRequest, PaperlessEnrollment, Payment
-from .links import token_hash
+from .links import token_hash, token_new
 from .paperless import paperless_consent_text, paperless_enroll
 
 GUEST_LINK_SALT = "billpay.guest-enrolment"
@@ -68,11 +68,11 @@ def guest_enrollment_links_send(*, enrollment_request_id: int) -> list[str]:
         for purpose in wanted:
             if purpose in existing:
                 continue
-            raw = secrets.token_urlsafe(32)  # 256 bits
+            raw, digest = token_new()
             GuestEnrollmentLink.objects.create(
                 request=request,
                 purpose=purpose,
-                token_hash=token_hash(raw),
+                token_hash=digest,
                 expires_at=timezone.now() + GUEST_LINK_VALID,
             )
             name = (

@@ -97,7 +97,7 @@ class Biller(models.Model):
         return self.name
 
 
-class ImportBatch(models.Model):
+class ImportBatch(TransitionsMixin, models.Model):
     """One uploaded bill file and its progress. The rows it created point back to it."""
 
     class Status(models.TextChoices):
@@ -105,6 +105,13 @@ class ImportBatch(models.Model):
         RUNNING = "running", _("Importing")
         SUCCEEDED = "succeeded", _("Imported")
         FAILED = "failed", _("Rejected")
+
+    TRANSITIONS = {
+        Status.PENDING: {Status.RUNNING},
+        Status.RUNNING: {Status.SUCCEEDED, Status.FAILED},
+        Status.SUCCEEDED: set(),
+        Status.FAILED: set(),
+    }
 
     biller = models.ForeignKey(Biller, on_delete=models.PROTECT, related_name="import_batches")
     filename = models.CharField(_("file name"), max_length=255)

@@ -6,6 +6,29 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
+# The gateway's brand codes, as a payer reads them.
+CARD_BRANDS = {
+    "visa": "Visa",
+    "mastercard": "Mastercard",
+    "amex": "American Express",
+    "discover": "Discover",
+    "diners": "Diners Club",
+    "jcb": "JCB",
+    "unionpay": "UnionPay",
+}
+
+
+def card_brand_label(brand: str | None) -> str:
+    """"American Express" for the gateway's "amex"; an unknown brand title-cased; "Card" when there is none."""
+    if not brand:
+        return str(_("Card"))
+    return CARD_BRANDS.get(brand.lower(), brand.title())
+
+
+def card_summary(brand: str | None, last4: str) -> str:
+    """The short form on payments and receipts: "Visa •••• 4242"."""
+    return f"{card_brand_label(brand)} •••• {last4}"
+
 
 class GatewayCustomer(models.Model):
     """The gateway's customer object for one portal login: saved cards are attached to it."""
@@ -78,7 +101,7 @@ class PaymentMethod(models.Model):
 
     @property
     def summary(self) -> str:
-        brand = (self.brand or _("Card")).title() if self.brand else str(_("Card"))
+        brand = card_brand_label(self.brand)
         if self.exp_month and self.exp_year:
             return _("%(brand)s ending %(last4)s, expires %(month)02d/%(year)d") % {
                 "brand": brand, "last4": self.last4, "month": self.exp_month, "year": self.exp_year,

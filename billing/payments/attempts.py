@@ -9,8 +9,7 @@ from collections.abc import Callable
 
 from django.utils.translation import gettext as _
 
-from billing.errors import ApplicationError
-from billing.events import event_record
+from billing.events import event_record, status_move
 from billing.models import BillingEvent, CustomerAccount, Payment, PaymentAttempt
 
 from . import gateway as gateway_api
@@ -24,18 +23,6 @@ logger = logging.getLogger(__name__)
 # Lock order, everywhere: the CustomerAccount row, then the Payment row, then the bills in primary-key order. Every
 # service that changes an online payment's state takes the account lock first, so a start, a webhook, the browser's
 # return and the janitor for one account run one after another, and never deadlock.
-
-CARD_BRANDS = {
-    "visa": "Visa",
-    "mastercard": "Mastercard",
-    "amex": "American Express",
-    "discover": "Discover",
-    "diners": "Diners Club",
-    "jcb": "JCB",
-    "unionpay": "UnionPay",
-}
-
-
 
 def is_int(value) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
@@ -51,17 +38,15 @@ def payment_status_move(*, payment: Payment, to: str, message: str = "", actor=N
     no-op, so the services can be called repeatedly."""
     if payment.status == to:
         return
-    if not payment.can_transition_to(to):
-        raise ApplicationError(
-            _("A %(from)s payment cannot become %(to)s.")
-            % {"from": Payment.Status(payment.status).label.lower(), "to": Payment.Status(to).label.lower()}
-        )
-    from_status = payment.status
-    payment.status = to
-    payment.save(update_fields=["status", "updated_at"])
-    event_record(
-        kind=BillingEvent.Kind.PAYMENT_STATUS, payment=payment, from_status=from_status, to_status=to,
-        amount=payment.total_charged, currency=payment.currency, message=message, actor=actor,
+    status_move(
+        payment, to,
+        error=lambda: _("A %(from)s payment cannot become %(to)s.")
+        % {"from": Payment.Status(payment.status).label.lower(), "to": Payment.Status(to).label.lower()},
+        update_fields=["status", "updated_at"],
+        record=lambda from_status: event_record(
+            kind=BillingEvent.Kind.PAYMENT_STATUS, payment=payment, from_status=from_status, to_status=to,
+            amount=payment.total_charged, currency=payment.currency, message=message, actor=actor,
+        ),
     )  # fmt: skip
 
 
@@ -138,8 +123,13 @@ def payment_intent_retrieve(payment: Payment, *, source: str) -> IntentResult:
     return intent
 
 
-def card_summary(intent: IntentResult) -> str:
-    if not intent.card_last4:
-        return ""
-    brand = CARD_BRANDS.get((intent.card_brand or "").lower(), (intent.card_brand or _("Card")).title())
-    return f"{brand} •••• {intent.card_last4}"
+def payment_intent_cancel(*, payment: Payment, amount: int | None = None):
+    """Cancel the payment's intent at the gateway, with its CANCEL attempt row (keyed `attempt-<pk>`). `amount` is what
+    the row records: the payment's total unless told. Raises GatewayError like any gateway call; the payment's status
+    is the caller's to move."""
+    gateway = gateway_api.get_gateway()
+    return payment_gateway_call(
+        payment=payment, kind=PaymentAttempt.Kind.CANCEL,
+        amount=payment.total_charged if amount is None else amount, key_from_attempt=True,
+        call=lambda k: gateway.cancel_payment_intent(payment.gateway_payment_id, idempotency_key=k),
+    )  # fmt: skip

@@ -14,9 +14,10 @@ from django.utils import timezone
 
 from billing.models import Bill, Payment
 from billing.signals import payment_succeeded
+from billing.models.methods import card_summary
 
 from .allocations import payment_apply
-from .attempts import account_lock, card_summary, intent_declined, payment_intent_retrieve, payment_status_move
+from .attempts import account_lock, intent_declined, payment_intent_retrieve, payment_status_move
 from .gateway import GatewayError, IntentResult, IntentStatus
 from .refunds import refund_excess_return
 
@@ -86,7 +87,8 @@ def payment_sync(*, payment: Payment, intent: IntentResult, source: str) -> None
 
 def _payment_succeed(*, payment: Payment, intent: IntentResult, source: str) -> None:
     payment.received_at = timezone.now()
-    payment.payment_method_summary = card_summary(intent) or payment.payment_method_summary
+    if intent.card_last4:
+        payment.payment_method_summary = card_summary(intent.card_brand, intent.card_last4)
     payment.save(update_fields=["received_at", "payment_method_summary", "updated_at"])
     payment_status_move(payment=payment, to=Payment.Status.SUCCEEDED, message=source)
     # The payer's enrolment choices and the receipt notice follow the one recorded success, after commit, on

@@ -14,8 +14,7 @@ import logging
 from django.db import transaction
 from django.utils.translation import gettext as _
 
-from billing.errors import ApplicationError
-from billing.events import event_record
+from billing.events import event_record, status_move
 from billing.models import BillingEvent, CustomerAccount, Dispute, Payment, Refund
 from billing.signals import dispute_recorded
 
@@ -97,15 +96,15 @@ def dispute_record(*, event_type: str, data: dict, event_created: int | None, so
 
 
 def _dispute_move(*, payment: Payment, dispute: Dispute, to: str, message: str = "") -> None:
-    if not dispute.can_transition_to(to):
-        raise ApplicationError(_("A %(from)s dispute cannot become %(to)s.") % {"from": dispute.status, "to": to})
-    from_status = dispute.status
-    dispute.status = to
-    dispute.save(update_fields=["status", "updated_at"])
-    event_record(
-        kind=BillingEvent.Kind.DISPUTE, payment=payment, from_status=from_status[:16], to_status=to[:16],
-        amount=dispute.amount, currency=dispute.currency,
-        message=f"dispute {dispute.gateway_dispute_id}: {Dispute.Status(to).label} ({message})",
+    status_move(
+        dispute, to,
+        error=lambda: _("A %(from)s dispute cannot become %(to)s.") % {"from": dispute.status, "to": to},
+        update_fields=["status", "updated_at"],
+        record=lambda from_status: event_record(
+            kind=BillingEvent.Kind.DISPUTE, payment=payment, from_status=from_status[:16], to_status=to[:16],
+            amount=dispute.amount, currency=dispute.currency,
+            message=f"dispute {dispute.gateway_dispute_id}: {Dispute.Status(to).label} ({message})",
+        ),
     )  # fmt: skip
     if to in (Dispute.Status.WON, Dispute.Status.LOST):
         _staff_notify(payment=payment, dispute=dispute)

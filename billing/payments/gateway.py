@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.utils.functional import Promise
@@ -326,10 +325,7 @@ class PaymentGateway(Protocol):
 
 def is_live_api() -> bool:
     """True when the configured API base is real Stripe (test or live mode), false for localstripe."""
-    live = getattr(settings, "STRIPE_LIVE_API", None)
-    if live is None:
-        live = urlsplit(getattr(settings, "STRIPE_API_BASE", STRIPE_API_BASE)).hostname == "api.stripe.com"
-    return bool(live)
+    return bool(settings.STRIPE_LIVE_API)
 
 
 def get_gateway() -> PaymentGateway:
@@ -337,9 +333,9 @@ def get_gateway() -> PaymentGateway:
     from .stripe_gateway import StripeGateway  # the Stripe SDK is loaded only when a gateway is used
 
     return StripeGateway(
-        api_key=getattr(settings, "STRIPE_SECRET_KEY", ""),
-        api_base=getattr(settings, "STRIPE_API_BASE", STRIPE_API_BASE),
+        api_key=settings.STRIPE_SECRET_KEY,
+        api_base=settings.STRIPE_API_BASE,
         live_api=is_live_api(),
-        webhook_secret=getattr(settings, "STRIPE_WEBHOOK_SECRET", ""),
-        max_network_retries=getattr(settings, "STRIPE_MAX_NETWORK_RETRIES", 2),
+        webhook_secret=settings.STRIPE_WEBHOOK_SECRET,
+        max_network_retries=settings.STRIPE_MAX_NETWORK_RETRIES,
     )

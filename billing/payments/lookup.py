@@ -22,9 +22,8 @@ import math
 import time
 from dataclasses import dataclass
 
-from django.core.cache import cache
-
 from billing.models import Bill, Biller, CustomerAccount, normalize_postal_code
+from billing.ratelimit import rate_limit_hit, rate_limit_key, rate_limit_undo
 
 IP_ATTEMPT_LIMIT = 10
 IP_WINDOW_SECONDS = 15 * 60
@@ -70,34 +69,6 @@ def _number_variants(account_number: str) -> list[str]:
     return [account_number] if compact == account_number else [account_number, compact]
 
 
-def _key(kind: str, ident: str) -> str:
-    # Hashed so that raw IPs and account numbers never sit in the cache (and keys stay short and safe for memcached).
-    return f"billpay:lookup:{kind}:{hashlib.sha256(ident.encode()).hexdigest()[:32]}"
-
-
-def _hit(key: str, window: int) -> tuple[int, int]:
-    """Count one event in a fixed window that starts with the first event. Returns (count, seconds left)."""
-    now = time.time()
-    cache.add(f"{key}:start", now, timeout=window)
-    start = cache.get(f"{key}:start", now)
-    remaining = max(1, math.ceil(start + window - now))
-    cache.add(key, 0, timeout=remaining)
-    try:
-        count = cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.set(key, 1, timeout=remaining)
-        count = 1
-    cache.touch(key, remaining)  # some backends' incr resets the timeout to the default
-    return count, remaining
-
-
-def _undo(key: str) -> None:
-    try:
-        cache.decr(key)
-    except ValueError:
-        pass
-
-
 def _digest(value: str) -> bytes:
     # Comparing fixed-length digests keeps the comparison's time independent of the lengths, too.
     return hashlib.sha256(value.encode()).digest()
@@ -126,15 +97,15 @@ def _given_factor(*, biller: Biller, factor: LookupFactor) -> str:
 def account_lookup(*, biller: Biller, account_number: str, factor: LookupFactor, client_ip: str) -> CustomerAccount:
     """The account these details belong to. Raises LookupLocked (nothing was tried) or LookupFailed."""
     account_number = normalize_account_number(account_number)
-    ip_key = _key("ip", client_ip or "unknown")
+    ip_key = rate_limit_key("lookup", "ip", client_ip or "unknown")
     variants = _number_variants(account_number)
-    account_key = _key("acct", f"{biller.pk}:{variants[-1].upper()}")
+    account_key = rate_limit_key("lookup", "acct", f"{biller.pk}:{variants[-1].upper()}")
 
-    ip_count, ip_left = _hit(ip_key, IP_WINDOW_SECONDS)
+    ip_count, ip_left = rate_limit_hit(ip_key, IP_WINDOW_SECONDS)
     if ip_count > IP_ATTEMPT_LIMIT:
         raise LookupLocked(ip_left)
     # Counted as a failure up front and given back on success, so that parallel guesses cannot overshoot the limit.
-    failures, account_left = _hit(account_key, ACCOUNT_WINDOW_SECONDS)
+    failures, account_left = rate_limit_hit(account_key, ACCOUNT_WINDOW_SECONDS)
     if failures > ACCOUNT_FAILURE_LIMIT:
         raise LookupLocked(account_left)
 
@@ -149,7 +120,7 @@ def account_lookup(*, biller: Biller, account_number: str, factor: LookupFactor,
     matches = hmac.compare_digest(_digest(expected), _digest(given))
     if account is None or not given or not matches:
         raise LookupFailed()
-    _undo(account_key)
+    rate_limit_undo(account_key)
     return account
 
 

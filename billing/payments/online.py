@@ -25,6 +25,7 @@ from .attempts import (
     account_lock,
     is_int,
     payment_gateway_call,
+    payment_intent_cancel,
     payment_intent_retrieve,
     payment_status_move,
 )
@@ -286,13 +287,9 @@ def _intent_reuse(*, payment: Payment, intent: IntentResult, quote: Quote, choic
 
 
 def _intent_replace(*, payment: Payment, intent: IntentResult, quote: Quote, choices: dict):
-    gateway = gateway_api.get_gateway()
     if intent.status != IntentStatus.CANCELED:
         try:
-            payment_gateway_call(
-                payment=payment, kind=PaymentAttempt.Kind.CANCEL, amount=payment.total_charged, key_from_attempt=True,
-                call=lambda k: gateway.cancel_payment_intent(payment.gateway_payment_id, idempotency_key=k),
-            )  # fmt: skip
+            payment_intent_cancel(payment=payment)
         except GatewayError:
             return _unavailable()
     payment.gateway_payment_id = None  # the old intent is canceled; its late webhooks now match no payment
@@ -354,11 +351,7 @@ def _owed_locked(account_id: int) -> int:
 def _payment_cancel_balance_changed(*, payment: Payment, owed: int) -> ConfirmOutcome:
     """The bills were paid down (autopay, the counter, another payer) after the payer's quote: charging it now would
     only be refunded. Cancel the unconfirmed intent, so a stale page cannot charge it either, and say so."""
-    gateway = gateway_api.get_gateway()
-    payment_gateway_call(
-        payment=payment, kind=PaymentAttempt.Kind.CANCEL, amount=payment.total_charged, key_from_attempt=True,
-        call=lambda k: gateway.cancel_payment_intent(payment.gateway_payment_id, idempotency_key=k),
-    )  # fmt: skip
+    payment_intent_cancel(payment=payment)
     payment_status_move(
         payment=payment, to=Payment.Status.CANCELED,
         message=f"balance changed: {owed} owed now, {payment.amount} quoted; intent canceled, nothing charged",

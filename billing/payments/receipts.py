@@ -9,15 +9,14 @@ phone and printed, so they are not secrets.
 
 from __future__ import annotations
 
-from zoneinfo import ZoneInfo
-
 from django.conf import settings
 from django.core import signing
 from django.template.loader import render_to_string
 from django.urls import reverse
-from django.utils import timezone, translation
+from django.utils import translation
 
 from billing.bills.documents import pdf_from_html
+from billing.clock import biller_localtime
 from billing.models import Payment, PaymentAllocation
 from billing.money import format_money
 
@@ -60,13 +59,6 @@ def session_may_see(request, confirmation_number: str) -> bool:
 # --- What a receipt shows -------------------------------------------------------------------------------------------
 
 
-def _biller_zone(biller) -> ZoneInfo:
-    try:
-        return ZoneInfo(biller.time_zone)
-    except (ValueError, KeyError):
-        return ZoneInfo("UTC")
-
-
 def receipt_context(payment: Payment) -> dict:
     """Everything a receipt shows, formatted, in the active language."""
     biller = payment.biller
@@ -90,7 +82,7 @@ def receipt_context(payment: Payment) -> dict:
             for a in allocations
         ],
         "card": payment.payment_method_summary,
-        "paid_at": timezone.localtime(when, _biller_zone(biller)),
+        "paid_at": biller_localtime(biller, when),
         "succeeded": payment.status == Payment.Status.SUCCEEDED,
     }
 

@@ -9,10 +9,9 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from billing.models import Payment, PaymentAttempt
+from billing.models import Payment
 
-from . import gateway as gateway_api
-from .attempts import account_lock, payment_gateway_call, payment_intent_retrieve, payment_status_move
+from .attempts import account_lock, payment_intent_cancel, payment_intent_retrieve, payment_status_move
 from .core import ABANDONED_AFTER, OPEN_INTENT_STATUSES, payment_sync
 from .gateway import GatewayError
 
@@ -60,10 +59,6 @@ def _payment_reconcile_locked(*, payment: Payment, abandoned_before) -> int:
     if intent is not None and intent.status not in OPEN_INTENT_STATUSES:
         return 0  # processing: money is moving, never cancel it
     if intent is not None:
-        gateway = gateway_api.get_gateway()
-        payment_gateway_call(
-            payment=payment, kind=PaymentAttempt.Kind.CANCEL, amount=payment.total_charged, key_from_attempt=True,
-            call=lambda k: gateway.cancel_payment_intent(payment.gateway_payment_id, idempotency_key=k),
-        )  # fmt: skip
+        payment_intent_cancel(payment=payment)
     payment_status_move(payment=payment, to=Payment.Status.CANCELED, message="abandoned: not completed within 24 hours")
     return 1

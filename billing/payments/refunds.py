@@ -14,7 +14,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from billing.errors import ApplicationError
-from billing.events import event_record
+from billing.events import event_record, status_move
 from billing.models import BillingEvent, Payment, PaymentAttempt, Refund
 from billing.money import format_money
 from billing.signals import refund_issued
@@ -88,17 +88,15 @@ def _refund_send(*, payment: Payment, refund: Refund) -> tuple[str, RefundResult
 
 def _refund_move(*, payment: Payment, refund: Refund, to: str, message: str = "", actor=None) -> None:
     """Change a locked refund's status through Refund.TRANSITIONS, with an event in the payment's history."""
-    if not refund.can_transition_to(to):
-        raise ApplicationError(
-            _("A %(from)s refund cannot become %(to)s.")
-            % {"from": Refund.Status(refund.status).label.lower(), "to": Refund.Status(to).label.lower()}
-        )
-    from_status = refund.status
-    refund.status = to
-    refund.save(update_fields=["status", "gateway_refund_id"])
-    event_record(
-        kind=BillingEvent.Kind.REFUND_STATUS, payment=payment, from_status=from_status, to_status=to,
-        amount=refund.amount, currency=refund.currency, message=message, actor=actor,
+    status_move(
+        refund, to,
+        error=lambda: _("A %(from)s refund cannot become %(to)s.")
+        % {"from": Refund.Status(refund.status).label.lower(), "to": Refund.Status(to).label.lower()},
+        update_fields=["status", "gateway_refund_id"],
+        record=lambda from_status: event_record(
+            kind=BillingEvent.Kind.REFUND_STATUS, payment=payment, from_status=from_status, to_status=to,
+            amount=refund.amount, currency=refund.currency, message=message, actor=actor,
+        ),
     )  # fmt: skip
 
 

@@ -206,6 +206,26 @@ CELERY_BEAT_SCHEDULE = {
 NOTIFICATIONS_UNSTARTED_TIMEOUT_SECONDS = env.int("NOTIFICATIONS_UNSTARTED_TIMEOUT_SECONDS", default=60)
 AUTOPAY_UNSTARTED_TIMEOUT_SECONDS = env.int("AUTOPAY_UNSTARTED_TIMEOUT_SECONDS", default=60)
 
+# Notices: attempts per notice before it fails, seconds a claimed "sending" row waits before the sweeper reclaims it
+# (longer than the send task's hard time limit), and the first retry delay (doubling after each failure, at most 6 h).
+NOTIFICATIONS_MAX_ATTEMPTS = env.int("NOTIFICATIONS_MAX_ATTEMPTS", default=5)
+NOTIFICATIONS_SENDING_TIMEOUT_SECONDS = env.int("NOTIFICATIONS_SENDING_TIMEOUT_SECONDS", default=600)
+NOTIFICATIONS_RETRY_BASE_SECONDS = env.int("NOTIFICATIONS_RETRY_BASE_SECONDS", default=60)
+# Attach the bill's PDF to bill e-mails.
+NOTIFICATIONS_ATTACH_BILL_PDF = env.bool("NOTIFICATIONS_ATTACH_BILL_PDF", default=True)
+
+# Autopay: seconds a "charging" row waits before it counts as lost (longer than the charge task's hard time limit);
+# the biller-local hour charges are planned for; how many days late a missed due date is still charged; how many days
+# ahead the "autopay will charge" notice goes out; and the least hours between two tries of one charge.
+AUTOPAY_CHARGING_TIMEOUT_SECONDS = env.int("AUTOPAY_CHARGING_TIMEOUT_SECONDS", default=600)
+AUTOPAY_CHARGE_HOUR = env.int("AUTOPAY_CHARGE_HOUR", default=8)
+AUTOPAY_CATCH_UP_DAYS = env.int("AUTOPAY_CATCH_UP_DAYS", default=2)
+AUTOPAY_UPCOMING_NOTICE_DAYS = env.int("AUTOPAY_UPCOMING_NOTICE_DAYS", default=3)
+AUTOPAY_MIN_RETRY_GAP_HOURS = env.int("AUTOPAY_MIN_RETRY_GAP_HOURS", default=12)
+
+# Days an e-mailed invitation link stays valid.
+INVITATION_VALID_DAYS = env.int("INVITATION_VALID_DAYS", default=14)
+
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False
 X_FRAME_OPTIONS = "DENY"
@@ -274,3 +294,8 @@ TWILIO_AUTH_TOKEN = env("TWILIO_AUTH_TOKEN", default="")
 TWILIO_FROM_NUMBER = env("TWILIO_FROM_NUMBER", default="")
 TWILIO_MESSAGING_SERVICE_SID = env("TWILIO_MESSAGING_SERVICE_SID", default="")
 TWILIO_API_BASE = env("TWILIO_API_BASE", default="https://api.twilio.com").rstrip("/")
+# Seconds one Twilio API call may take; the address Twilio reports delivery to (empty: none).
+TWILIO_TIMEOUT = env.float("TWILIO_TIMEOUT", default=10)
+TWILIO_STATUS_CALLBACK_URL = env("TWILIO_STATUS_CALLBACK_URL", default="")
+# The sender name or number on text messages; empty means TWILIO_FROM_NUMBER, else "Billpay".
+SMS_FROM = env("SMS_FROM", default="")

@@ -20,6 +20,7 @@ from django.utils import timezone
 from accounts import invitations
 from accounts.models import AccountLink, Invitation, InvitationBatch, InvitationKind
 from accounts.tasks import invitation_batch_send_task
+from billing.enrolment import links
 from billing.errors import ApplicationError
 from billing.models import CustomerAccount, ImportBatch
 from tests.factories import CustomerAccountFactory
@@ -367,8 +368,8 @@ def test_a_paperless_link_sends_bills_only_to_the_invited_address_whoever_opens_
 
 def test_only_the_hash_of_the_token_is_stored_and_the_token_has_at_least_128_bits(account, mailoutbox, monkeypatch):
     asked = []
-    real = invitations.secrets.token_urlsafe
-    monkeypatch.setattr(invitations.secrets, "token_urlsafe", lambda n: asked.append(n) or real(n))
+    real = links.secrets.token_urlsafe
+    monkeypatch.setattr(links.secrets, "token_urlsafe", lambda n: asked.append(n) or real(n))
     invitation, token = _issue(account)
     assert asked and min(asked) * 8 >= 128
     assert len(token) >= 22  # 128 bits in URL-safe base64

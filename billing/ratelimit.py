@@ -1,0 +1,38 @@
+"""Fixed-window rate limits in Django's cache, which every process shares (settings.CACHES). Used by the guest account
+lookup and by the "send me a new invitation link" page."""
+
+import hashlib
+import math
+import time
+
+from django.core.cache import cache
+
+
+def rate_limit_key(scope: str, kind: str, ident: str) -> str:
+    """`billpay:<scope>:<kind>:<hash>`. Hashed so that raw IPs and account numbers never sit in the cache (and keys stay
+    short and safe for memcached)."""
+    return f"billpay:{scope}:{kind}:{hashlib.sha256(ident.encode()).hexdigest()[:32]}"
+
+
+def rate_limit_hit(key: str, window: int) -> tuple[int, int]:
+    """Count one event in a fixed window that starts with the first event. Returns (count, seconds left)."""
+    now = time.time()
+    cache.add(f"{key}:start", now, timeout=window)
+    start = cache.get(f"{key}:start", now)
+    remaining = max(1, math.ceil(start + window - now))
+    cache.add(key, 0, timeout=remaining)
+    try:
+        count = cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, timeout=remaining)
+        count = 1
+    cache.touch(key, remaining)  # some backends' incr resets the timeout to the default
+    return count, remaining
+
+
+def rate_limit_undo(key: str) -> None:
+    """Take back one counted event (a lookup that succeeded does not count as a failure)."""
+    try:
+        cache.decr(key)
+    except ValueError:
+        pass
