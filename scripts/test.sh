@@ -13,4 +13,6 @@ if ! command -v chromium >/dev/null 2>&1 && [ -z "${CHROMIUM_PATH:-}" ]; then
   fi
 fi
 
+# The import contracts (pyproject.toml, docs/architecture.md) first: a layering break fails fast, before the suite.
+.venv/bin/lint-imports --no-cache
 exec .venv/bin/python -m pytest "$@"

@@ -145,24 +145,25 @@ STAFF_TEMPLATES = ("templates/admin/",)
 # The .po references still name the pre-issue-9 paths (billing/lookup.py, …) until makemessages runs again; both are
 # listed.
 PAYER_MODULES = {
-    "billing/forms.py",
-    "billing/lookup.py",
-    "billing/gateway.py",
-    "billing/payments.py",
-    "billing/receipts.py",
+    # billing's payer-facing modules (the old forms, lookup, gateway, payments, receipts, enrollments modules' homes)
     "billing/money.py",
     "billing/views.py",
-    "billing/enrollments.py",
+    "billing/payments/forms.py",
+    "billing/payments/lookup.py",
+    "billing/payments/gateway.py",
+    "billing/payments/stripe_gateway.py",
+    "billing/payments/online.py",
+    "billing/payments/core.py",
+    "billing/payments/attempts.py",
+    "billing/payments/allocations.py",
+    "billing/payments/refunds.py",
+    "billing/payments/receipts.py",
     "billing/methods/services.py",
+    "billing/enrolment/forms.py",
     "billing/enrolment/paperless.py",
     "billing/enrolment/guest.py",
     "billing/autopay/enrolment.py",
-    "billing/payments/forms.py",
-    "billing/enrolment/forms.py",
-    "billing/payments/lookup.py",
-    "billing/payments/gateway.py",
-    "billing/payments/online.py",
-    "billing/payments/receipts.py",
+    "billing/autopay/selectors.py",
     "config/settings/base.py",  # the language names in the language switch
 }
 
