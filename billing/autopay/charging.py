@@ -39,6 +39,7 @@ from django.utils import timezone
 from billing.clock import biller_today
 from billing.models.methods import card_summary
 from billing.payments import gateway as gateway_api
+from billing.payments.attempts import payment_confirm_attempt_open, payment_confirm_off_session
 from billing.payments.gateway import GatewayError, IntentResult, IntentStatus, PaymentDeclined
 
 from ..models import (
@@ -206,7 +207,7 @@ def _try_run(charge_id: int, try_id: int, *, resuming: bool) -> str:
         Payment.objects.filter(pk=payment.pk).update(gateway_payment_id=intent.id, updated_at=timezone.now())
         resuming = False
     payment.refresh_from_db()
-    _confirm_row(payment)
+    payment_confirm_attempt_open(payment)
     with transaction.atomic():
         charge, bill = _lock(charge_id)
         payment = Payment.objects.select_for_update().get(pk=payment.pk)
@@ -214,41 +215,6 @@ def _try_run(charge_id: int, try_id: int, *, resuming: bool) -> str:
         if charge.status != Status.CHARGING or attempt.outcome != AutopayChargeTry.Outcome.PENDING:
             return charge.status
         return _confirm_and_record(charge=charge, bill=bill, payment=payment, attempt=attempt, resuming=resuming)
-
-
-def _confirm_row(payment: Payment) -> PaymentAttempt:
-    """The confirm's PaymentAttempt, committed before the confirm runs (in its own autocommit write, outside the
-    locked transaction that makes the call), so a worker killed during or after the call still leaves its trace."""
-    row, _created = PaymentAttempt.objects.get_or_create(
-        idempotency_key=f"{payment.idempotency_key}:confirm",
-        defaults={"payment": payment, "kind": PaymentAttempt.Kind.CONFIRM, "amount": payment.amount,
-                  "currency": payment.currency, "outcome": PaymentAttempt.Outcome.PENDING,
-                  "gateway_reference": payment.gateway_payment_id or ""},
-    )  # fmt: skip
-    return row
-
-
-def _confirm(payment: Payment) -> IntentResult:
-    """Confirm off-session and complete the pre-written attempt row (inside the caller's locked transaction)."""
-    from billing.payments.attempts import intent_outcome
-
-    row = PaymentAttempt.objects.select_for_update().get(idempotency_key=f"{payment.idempotency_key}:confirm")
-    try:
-        intent = gateway_api.get_gateway().confirm_payment_intent(
-            payment.gateway_payment_id, idempotency_key=row.idempotency_key, off_session=True
-        )
-    except PaymentDeclined as exc:
-        row.outcome, row.decline_code = PaymentAttempt.Outcome.DECLINED, (exc.decline_code or exc.code or "")[:64]
-        row.message = (exc.message or "")[:500]
-        row.save()
-        raise
-    except GatewayError as exc:
-        row.outcome, row.message = PaymentAttempt.Outcome.ERROR, str(exc)[:500]
-        row.save()
-        raise
-    row.outcome = intent_outcome(intent)
-    row.save()
-    return intent
 
 
 def _confirm_and_record(*, charge, bill, payment, attempt, resuming: bool) -> str:
@@ -279,7 +245,7 @@ def _confirm_and_record(*, charge, bill, payment, attempt, resuming: bool) -> st
         if stop or bill.balance_due < payment.amount:
             return _try_abandon(charge=charge, payment=payment, attempt=attempt, stop=stop, bill=bill)
         try:
-            intent = _confirm(payment)
+            intent = payment_confirm_off_session(payment)
         except PaymentDeclined as declined:
             if payment.status in Payment.IN_FLIGHT_STATUSES:
                 payment_status_move(

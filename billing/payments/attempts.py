@@ -75,16 +75,23 @@ def payment_gateway_call(
     idempotency_key: str | None = None,
     key_from_attempt: bool = False,
     reference: str = "",
+    attempt: PaymentAttempt | None = None,
 ):
     """Make one gateway call and write its PaymentAttempt row (before the call, completed after it, so a crash in
-    between still leaves a trace). With key_from_attempt the idempotency key is `attempt-<pk>` of that row."""
-    attempt = PaymentAttempt.objects.create(
-        payment=payment, kind=kind, amount=max(amount, 0), currency=payment.currency,
-        outcome=PaymentAttempt.Outcome.PENDING, gateway_reference=reference or payment.gateway_payment_id or "",
-    )  # fmt: skip
+    between still leaves a trace). With key_from_attempt the idempotency key is `attempt-<pk>` of that row. With
+    `attempt`, the caller wrote (and committed) the row beforehand, and its key is the call's key."""
+    if attempt is not None:
+        idempotency_key = attempt.idempotency_key
+    else:
+        attempt = PaymentAttempt.objects.create(
+            payment=payment, kind=kind, amount=max(amount, 0), currency=payment.currency,
+            outcome=PaymentAttempt.Outcome.PENDING, gateway_reference=reference or payment.gateway_payment_id or "",
+        )  # fmt: skip
     if key_from_attempt:
         idempotency_key = attempt.idempotency_key = f"attempt-{attempt.pk}"
-    elif idempotency_key and not PaymentAttempt.objects.filter(idempotency_key=idempotency_key).exists():
+    elif idempotency_key and not attempt.idempotency_key and not PaymentAttempt.objects.filter(
+        idempotency_key=idempotency_key
+    ).exists():
         attempt.idempotency_key = idempotency_key  # a retry with the same key is recorded without it (unique column)
     try:
         result = call(idempotency_key)
@@ -132,4 +139,29 @@ def payment_intent_cancel(*, payment: Payment, amount: int | None = None):
         payment=payment, kind=PaymentAttempt.Kind.CANCEL,
         amount=payment.total_charged if amount is None else amount, key_from_attempt=True,
         call=lambda k: gateway.cancel_payment_intent(payment.gateway_payment_id, idempotency_key=k),
+    )  # fmt: skip
+
+
+def payment_confirm_attempt_open(payment: Payment) -> PaymentAttempt:
+    """The off-session confirm's PaymentAttempt, written before the confirm runs and committed by the caller outside
+    the locked transaction that makes the call, so a worker killed during or after the call still leaves its trace.
+    Its key is derived from the payment, so a resumed run finds the same row."""
+    row, _created = PaymentAttempt.objects.get_or_create(
+        idempotency_key=f"{payment.idempotency_key}:confirm",
+        defaults={"payment": payment, "kind": PaymentAttempt.Kind.CONFIRM, "amount": payment.amount,
+                  "currency": payment.currency, "outcome": PaymentAttempt.Outcome.PENDING,
+                  "gateway_reference": payment.gateway_payment_id or ""},
+    )  # fmt: skip
+    return row
+
+
+def payment_confirm_off_session(payment: Payment) -> IntentResult:
+    """Confirm a saved-method payment with no payer present (autopay), completing the row that
+    `payment_confirm_attempt_open` wrote, inside the caller's locked transaction."""
+    row = PaymentAttempt.objects.select_for_update().get(idempotency_key=f"{payment.idempotency_key}:confirm")
+    return payment_gateway_call(
+        payment=payment, kind=PaymentAttempt.Kind.CONFIRM, amount=row.amount, attempt=row,
+        call=lambda key: gateway_api.get_gateway().confirm_payment_intent(
+            payment.gateway_payment_id, idempotency_key=key, off_session=True
+        ),
     )  # fmt: skip

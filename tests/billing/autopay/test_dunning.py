@@ -279,13 +279,13 @@ def test_a_run_killed_after_the_charge_is_resumed_from_the_intent_without_chargi
 
     from billing.autopay import charging
 
-    confirm = charging._confirm
+    confirm = charging.payment_confirm_off_session
 
     def confirm_then_die(payment):
         confirm(payment)  # the gateway answered; nothing after it runs, as if the worker were killed right here
         raise Killed
 
-    monkeypatch.setattr(charging, "_confirm", confirm_then_die)
+    monkeypatch.setattr(charging, "payment_confirm_off_session", confirm_then_die)
     (charge_id,) = driver.sweep().claimed
     with pytest.raises(Killed):
         autopay_charge(charge_id=charge_id)
@@ -294,7 +294,7 @@ def test_a_run_killed_after_the_charge_is_resumed_from_the_intent_without_chargi
     assert charge.status == S.CHARGING and charge.tries.get().outcome == AutopayChargeTry.Outcome.PENDING
     assert charge.tries.get().payment.gateway_payment_id  # stored before the confirm
 
-    monkeypatch.setattr(charging, "_confirm", confirm)
+    monkeypatch.setattr(charging, "payment_confirm_off_session", confirm)
     assert driver.charge(charge_id) == "noop"  # a second delivery of the same claim does nothing
     settings.AUTOPAY_CHARGING_TIMEOUT_SECONDS = 0
     assert driver.run(days=1.01) == [S.SUCCEEDED]  # reclaimed: asks the gateway, records, never confirms again
