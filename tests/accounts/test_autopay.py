@@ -12,7 +12,7 @@ from billing.models import AutopayEnrollment, PaperlessEnrollment
 from tests.accounts import test_payment_methods as card_pages
 from tests.accounts.test_dashboard import DASHBOARD_QUERY_BUDGET, _accounts_with_history, linked
 from tests.billing import conftest as billing_fixtures
-from tests.billing.enrolment.test_enrollments import save_card
+from tests.billing.cards_support import save_card
 from tests.factories import make_bill
 
 pytestmark = pytest.mark.django_db

@@ -16,7 +16,7 @@ from billing.models import AutopayEnrollment, PaperlessEnrollment, PaymentMethod
 from tests.accounts import test_payment_methods as card_pages
 from tests.accounts.test_dashboard import linked
 from tests.billing import conftest as billing_fixtures
-from tests.billing.enrolment.test_enrollments import guest_card_payment, link_token
+from tests.billing.cards_support import guest_card_payment, link_token
 from tests.factories import CustomerAccountFactory, make_bill
 
 pytestmark = pytest.mark.django_db
@@ -111,7 +111,10 @@ def test_the_export_needs_staff(client, biller):
 
 
 def test_guest_paperless_link_shows_the_consent_then_one_button_enrols(client, account, mailoutbox):
-    from tests.billing.enrolment.test_enrollments import Payment, confirmation_number_new, timezone
+    from django.utils import timezone
+
+    from billing.models import Payment
+    from billing.payments.core import confirmation_number_new
 
     payment = Payment.objects.create(
         biller=account.biller, account=account, confirmation_number=confirmation_number_new(),

@@ -10,7 +10,7 @@ from billing.methods.services import payment_method_make_backup
 from billing.models import PaymentMethod
 from tests.accounts.conftest import PASSWORD
 from tests.billing import conftest as billing_fixtures
-from tests.billing.enrolment.test_enrollments import confirm_setup_in_browser_stand_in, gateway_pm, save_card
+from tests.billing.cards_support import confirm_setup_in_browser_stand_in, gateway_pm, save_card
 
 pytestmark = pytest.mark.django_db
 

@@ -44,3 +44,11 @@ def webhook_receiver(localstripe, stripe_settings):
     )
     yield receiver
     receiver.stop()
+
+
+@pytest.fixture
+def user(django_user_model):
+    """A payer's login with a verified address (tests/billing/cards_support.py make_user)."""
+    from tests.billing.cards_support import make_user
+
+    return make_user(django_user_model)

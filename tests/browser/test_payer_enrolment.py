@@ -23,7 +23,7 @@ from accounts.models import AccountLink
 from accounts.services import account_link_grant
 from billing.enrolment.guest import guest_enrollment_links_send, guest_enrollment_record
 from billing.models import AutopayEnrollment, PaperlessEnrollment, Payment, PaymentMethod
-from tests.billing.enrolment.test_enrollments import guest_card_payment, link_token, save_card
+from tests.billing.cards_support import guest_card_payment, link_token, save_card
 from tests.browser.conftest import axe_serious_violations, has_horizontal_overflow
 from tests.factories import BillerFactory, CustomerAccountFactory, make_bill
 

@@ -19,7 +19,7 @@ from billing.payments.offline import payment_record_offline
 from billing.payments.online import payment_confirm, payment_start
 from tests import stripe_support
 from tests.billing.autopay.test_autopay_runs import autopay_payer, intents
-from tests.billing.enrolment.test_enrollments import save_card
+from tests.billing.cards_support import save_card
 from tests.billing.payments.test_pay_flow import grant, start
 from tests.factories import make_bill
 

@@ -8,7 +8,7 @@ from accounts.models import AccountLink
 from accounts.services import account_link_grant
 from billing.models import Payment
 from tests import stripe_support
-from tests.billing.enrolment.test_enrollments import save_card
+from tests.billing.cards_support import save_card
 from tests.billing.payments.test_pay_flow import card_token, confirm, grant, start
 from tests.factories import make_bill
 
