@@ -11,10 +11,14 @@ class BillingConfig(AppConfig):
         # INSTALLED_APPS order), so a guest's enrolment ticks are recorded before the receipt goes out.
         from .autopay import receivers as autopay_receivers
         from .enrolment import receivers as enrolment_receivers
+        from .plans import receivers as plans_receivers
         from .signals import bill_paid, notice_context_wanted, payment_succeeded
 
         bill_paid.connect(
             autopay_receivers.autopay_stop_on_bill_paid, dispatch_uid="billing.autopay.autopay_stop_on_bill_paid"
+        )
+        bill_paid.connect(
+            plans_receivers.plans_progress_on_bill_paid, dispatch_uid="billing.plans.plans_progress_on_bill_paid"
         )
         notice_context_wanted.connect(
             autopay_receivers.autopay_notice_context_give, dispatch_uid="billing.autopay.autopay_notice_context_give"

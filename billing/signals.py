@@ -48,3 +48,8 @@ autopay_notice_wanted = Signal()
 # context (empty for kinds they do not know) and must not write.
 # Receiver: billing.autopay.receivers.autopay_notice_context_give.
 notice_context_wanted = Signal()
+
+# Sent by billing.plans when a payer should hear about their payment plan, inside the caller's transaction. kwargs: kind
+# ("plan_proposed": staff's proposal with its signed accept link; "plan_active"; "plan_broken"), plan_id. A receiver enqueues the notice after commit (errors logged and
+# swallowed: a notice never undoes a plan change). Receiver: notifications.receivers.
+plan_notice_wanted = Signal()

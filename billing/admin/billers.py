@@ -11,6 +11,8 @@ from billing.errors import ApplicationError
 from billing.models import Biller
 from billing.money import validate_currency
 
+from .plans import PlanRulesInline
+
 
 class BillerAdminForm(forms.ModelForm):
     class Meta:
@@ -61,6 +63,7 @@ class BillerAdmin(admin.ModelAdmin):
     list_display = ("name", "slug", "currency", "time_zone", "support_email")
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
+    inlines = (PlanRulesInline,)
     fieldsets = (
         (None, {"fields": ("name", "slug")}),
         (_("Branding"), {"fields": ("brand_color", "tagline", "remit_address")}),

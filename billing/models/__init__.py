@@ -21,6 +21,7 @@ from .payments import Dispute, Payment, PaymentAllocation, PaymentAttempt, Refun
 from .methods import GatewayCustomer, PaymentMethod
 from .enrolment import EnrollmentEvent, GuestEnrollmentLink, GuestEnrollmentRequest, PaperlessEnrollment
 from .autopay import AutopayCharge, AutopayChargeEvent, AutopayChargeTry, AutopayEnrollment
+from .plans import Frequency, PaymentPlan, PaymentPlanEvent, PlanBill, PlanInstalment, PlanRules, RemainderOn
 
 __all__ = [
     "AutopayCharge",
@@ -33,6 +34,7 @@ __all__ = [
     "BillingEvent",
     "CustomerAccount",
     "Dispute",
+    "Frequency",
     "EnrollmentEvent",
     "GatewayCustomer",
     "GuestEnrollmentLink",
@@ -43,7 +45,13 @@ __all__ = [
     "PaymentAllocation",
     "PaymentAttempt",
     "PaymentMethod",
+    "PaymentPlan",
+    "PaymentPlanEvent",
+    "PlanBill",
+    "PlanInstalment",
+    "PlanRules",
     "Refund",
+    "RemainderOn",
     "WebhookEvent",
     "default_reminder_schedule",
     "default_retry_schedule",

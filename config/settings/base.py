@@ -197,6 +197,8 @@ CELERY_BEAT_SCHEDULE = {
     # Autopay: plan one charge row per due bill hourly; claim due rows (first tries and retries) every minute.
     "autopay-plan": {"task": "billing.tasks.autopay_plan_task", "schedule": 60 * 60, "options": {"expires": 50 * 60}},
     "autopay-sweep": {"task": "billing.tasks.autopay_sweep_task", "schedule": 60, "options": {"expires": 50}},
+    # Payment plans: mark late instalments, break plans past their grace days, let unanswered proposals lapse.
+    "plans-sweep": {"task": "billing.tasks.plans_sweep_task", "schedule": 60 * 60, "options": {"expires": 50 * 60}},
 }
 
 # A claimed outbox row or autopay charge that no worker has started this long after its claim lost its task message
