@@ -23,6 +23,9 @@ class BillingConfig(AppConfig):
         notice_context_wanted.connect(
             autopay_receivers.autopay_notice_context_give, dispatch_uid="billing.autopay.autopay_notice_context_give"
         )
+        notice_context_wanted.connect(
+            plans_receivers.plans_notice_context_give, dispatch_uid="billing.plans.plans_notice_context_give"
+        )
         payment_succeeded.connect(
             enrolment_receivers.guest_choices_on_payment_succeeded,
             dispatch_uid="billing.enrolment.guest_choices_on_payment_succeeded",

@@ -27,6 +27,7 @@ from billing.clock import biller_today
 from billing.errors import ApplicationError
 from billing.events import transition_check
 from billing.models import Bill
+from billing.plans.selectors import bills_in_good_standing_plans, plan_notice_stale
 
 from .channels import PermanentSendError, TransientSendError, channel_get, channel_names
 from .models import (
@@ -72,8 +73,13 @@ def retry_delay(attempts: int) -> dt.timedelta:
     return dt.timedelta(seconds=min(base * 2 ** max(attempts - 1, 0), 6 * 3600))
 
 
-def dedupe_key(*, kind: str, channel: str, bill=None, payment=None, refund=None, step: int | None = None) -> str:
-    if refund is not None:
+def dedupe_key(
+    *, kind: str, channel: str, bill=None, payment=None, refund=None, plan=None, step: int | None = None,
+    instalment: int | None = None,
+) -> str:  # fmt: skip
+    if plan is not None:
+        subject = f"plan:{_pk(plan)}" + (f":{instalment}" if instalment is not None else "")
+    elif refund is not None:
         subject = f"refund:{_pk(refund)}"
     elif payment is not None:
         subject = f"payment:{_pk(payment)}"
@@ -116,8 +122,9 @@ def chunk_peers(accounts) -> _ChunkPeers:
 
 @transaction.atomic
 def notice_enqueue(
-    *, kind: str, account, bill=None, payment=None, refund=None, now: dt.datetime | None = None
-) -> list[Notification]:
+    *, kind: str, account, bill=None, payment=None, refund=None, plan=None, instalment: int | None = None,
+    step: int | None = None, now: dt.datetime | None = None,
+) -> list[Notification]:  # fmt: skip
     """Outbox rows for an event notice (payment received or failed, refund issued, autopay …) on every channel the
     account wants. Call it from the service that caused the event, after commit. Idempotent per event and channel."""
     if bill is None and payment is None and refund is None:
@@ -132,14 +139,17 @@ def notice_enqueue(
     wanted = {"policy": policy, "choices": peers.choices, "opted_out": peers.opted_out, "payment": paid_with}
     rows = [
         Notification(
-            dedupe_key=dedupe_key(kind=kind, channel=channel, bill=bill, payment=payment, refund=refund),
+            dedupe_key=dedupe_key(kind=kind, channel=channel, bill=bill, payment=payment, refund=refund, plan=plan,
+                                  instalment=instalment, step=step),
             biller_id=biller.pk,
             account_id=account.pk,
             bill=bill,
             payment=payment,
             refund=refund,
+            plan=plan,
             kind=kind,
             channel=channel,
+            step=step,
             status=Status.PENDING,
             send_at=at,
             next_attempt_at=at,
@@ -333,6 +343,12 @@ def _skip_reason(row: Notification, now: dt.datetime) -> str:
             return f"bill is {bill.status}"
         if row.kind in REMINDER_KINDS and (bill.status != Bill.Status.OPEN or bill.balance_due <= 0):
             return "bill no longer owes anything" if bill.balance_due <= 0 else f"bill is {bill.status}"
+        if row.kind in REMINDER_KINDS and bills_in_good_standing_plans(bill_ids=[bill.pk]):
+            return "the bill is on a payment plan in good standing"
+    if row.plan_id:
+        reason = plan_notice_stale(row)
+        if reason:
+            return reason
         today = biller_today(biller, now=now)
         if row.kind == NoticeKind.DUE_UPCOMING and today >= bill.due_date:
             return "the due date has come"

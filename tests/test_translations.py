@@ -164,6 +164,10 @@ PAYER_MODULES = {
     "billing/enrolment/guest.py",
     "billing/autopay/enrolment.py",
     "billing/autopay/selectors.py",
+    "billing/plans/schedule.py",
+    "billing/plans/selectors.py",
+    "billing/plans/services.py",
+    "billing/plans/setup.py",
     "config/settings/base.py",  # the language names in the language switch
 }
 

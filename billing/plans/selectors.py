@@ -7,7 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 
-from django.db.models import F, Sum
+from django.db.models import F
 from django.utils.translation import gettext as _
 
 from ..models import Bill, CustomerAccount, PaymentPlan, PlanBill, PlanInstalment, PlanRules
@@ -82,29 +82,30 @@ def plan_eligibility(*, account: CustomerAccount, today: dt.date, by_staff: bool
     return Eligibility(True, "", total, biller.currency, bills, options)
 
 
+def _paid_of(plan: PaymentPlan, plan_bills) -> int:
+    paid = sum(max(0, row.balance_at_start - row.bill.balance_due) for row in plan_bills)
+    return min(paid, plan.total)
+
+
 def plan_paid(plan: PaymentPlan) -> int:
     """What the plan's bills owe less than when the plan was made (a refund that reopens a bill lowers it again)."""
-    paid = 0
-    for row in plan.plan_bills.select_related("bill"):
-        paid += max(0, row.balance_at_start - row.bill.balance_due)
-    return min(paid, plan.total)
+    return _paid_of(plan, plan.plan_bills.select_related("bill"))
 
 
 def plan_instalments(plan: PaymentPlan) -> list[PlanInstalment]:
     return list(plan.instalments.exclude(status=PlanInstalment.Status.CANCELLED).order_by("number"))
 
 
+def _owed_of(instalment: PlanInstalment, live: list[PlanInstalment], paid: int) -> int:
+    through = sum(i.amount for i in live if i.number <= instalment.number)
+    return max(0, min(through - paid, instalment.amount))
+
+
 def instalment_owed(*, plan: PaymentPlan, instalment: PlanInstalment, paid: int | None = None) -> int:
     """What must still be paid for this instalment to be paid: the scheduled amounts up to and including it, less
     everything the plan has been paid. An extra payment earlier lowers it; never below zero."""
     paid = plan_paid(plan) if paid is None else paid
-    through = (
-        plan.instalments.exclude(status=PlanInstalment.Status.CANCELLED)
-        .filter(number__lte=instalment.number)
-        .aggregate(s=Sum("amount"))["s"]
-        or 0
-    )
-    return max(0, min(through - paid, instalment.amount))
+    return _owed_of(instalment, plan_instalments(plan), paid)
 
 
 @dataclass
@@ -138,31 +139,52 @@ class PlanView:
         return self.money(self.next_owed)
 
 
-def plan_view(plan: PaymentPlan) -> PlanView:
-    paid = plan_paid(plan)
-    instalments = plan_instalments(plan)
-    upcoming = [i for i in instalments if i.status != PlanInstalment.Status.PAID]
+def _view_of(plan: PaymentPlan, plan_bills, instalments) -> PlanView:
+    paid = _paid_of(plan, plan_bills)
+    live = sorted((i for i in instalments if i.status != PlanInstalment.Status.CANCELLED), key=lambda i: i.number)
+    upcoming = [i for i in live if i.status != PlanInstalment.Status.PAID]
     nxt = upcoming[0] if upcoming else None
-    owed = instalment_owed(plan=plan, instalment=nxt, paid=paid) if nxt else 0
-    return PlanView(plan, paid, plan.total - paid, instalments, nxt, owed)
+    owed = _owed_of(nxt, live, paid) if nxt else 0
+    return PlanView(plan, paid, plan.total - paid, live, nxt, owed)
+
+
+def plan_view(plan: PaymentPlan) -> PlanView:
+    return _view_of(plan, plan.plan_bills.select_related("bill"), plan.instalments.all())
 
 
 def plan_current(*, account_id: int) -> PaymentPlan | None:
     """The account's plan a payer should see: the active one, else one waiting for their agreement."""
     plans = PaymentPlan.objects.filter(account_id=account_id, status__in=PaymentPlan.OPEN_STATUSES)
-    return plans.order_by("status", "-pk").first()  # "active" sorts before "proposed"
+    return plans.select_related("payment_method").order_by("status", "-pk").first()  # "active" before "proposed"
 
 
 def plans_by_account(*, account_ids: list[int]) -> dict[int, PlanView]:
-    """The current plan of each account, for the dashboard."""
-    plans = PaymentPlan.objects.filter(account_id__in=account_ids, status__in=PaymentPlan.OPEN_STATUSES).order_by(
-        "status", "-pk"
+    """The current plan of each account, for the dashboard: three queries however many accounts."""
+    plans = list(
+        PaymentPlan.objects.filter(account_id__in=account_ids, status__in=PaymentPlan.OPEN_STATUSES)
+        .select_related("payment_method")
+        .order_by("status", "-pk")
     )
-    found: dict[int, PlanView] = {}
+    current: dict[int, PaymentPlan] = {}
     for plan in plans:
-        if plan.account_id not in found:
-            found[plan.account_id] = plan_view(plan)
-    return found
+        current.setdefault(plan.account_id, plan)
+    ids = [p.pk for p in current.values()]
+    bills_of: dict[int, list] = {pk: [] for pk in ids}
+    for row in PlanBill.objects.filter(plan_id__in=ids).select_related("bill"):
+        bills_of[row.plan_id].append(row)
+    instalments_of: dict[int, list] = {pk: [] for pk in ids}
+    for instalment in PlanInstalment.objects.filter(plan_id__in=ids):
+        instalments_of[instalment.plan_id].append(instalment)
+    return {
+        account_id: _view_of(plan, bills_of[plan.pk], instalments_of[plan.pk]) for account_id, plan in current.items()
+    }
+
+
+def plans_offered(*, billers) -> set[int]:
+    """Of these billers, those whose payers may set up a plan themselves (one query)."""
+    return set(
+        PlanRules.objects.filter(biller__in=billers, enabled=True, self_service=True).values_list("biller_id", flat=True)
+    )
 
 
 def bills_in_good_standing_plans(*, bill_ids) -> set[int]:
@@ -171,3 +193,40 @@ def bills_in_good_standing_plans(*, bill_ids) -> set[int]:
     return set(
         PlanBill.objects.filter(bill_id__in=list(bill_ids), plan__status=Status.ACTIVE).values_list("bill_id", flat=True)
     )
+
+
+# Reminders for instalments paid by hand: days from the instalment's date (before, and on the day).
+INSTALMENT_REMINDER_STEPS = (-3, 0)
+
+
+def instalments_to_remind(*, today_of, plans=None):
+    """(plan, instalment, step) for every unpaid instalment of an active plan paid by hand whose reminder day has
+    come: the latest step of INSTALMENT_REMINDER_STEPS on or before today, up to the instalment's date. `today_of`
+    gives a biller's today."""
+    plans = plans if plans is not None else (
+        PaymentPlan.objects.filter(status=Status.ACTIVE, pays_by_hand=True).select_related("account__biller")
+    )  # fmt: skip
+    for plan in plans.order_by("pk"):
+        today = today_of(plan.account.biller)
+        paid = plan_paid(plan)
+        for instalment in plan_instalments(plan):
+            if instalment.status == PlanInstalment.Status.PAID:
+                continue
+            days = (today - instalment.due_date).days
+            steps = [s for s in INSTALMENT_REMINDER_STEPS if s <= days <= 0]
+            if steps and instalment_owed(plan=plan, instalment=instalment, paid=paid) > 0:
+                yield plan, instalment, steps[-1]
+            break  # only the next unpaid instalment is reminded
+
+
+def plan_notice_stale(notification) -> str:
+    """Why a plan notice planned earlier must not go out now, or "" (checked at send time)."""
+    plan = notification.plan
+    if notification.kind == "plan_proposed" and (plan.status != Status.PROPOSED or plan.agreed_at):
+        return f"the plan is {plan.status}"
+    if notification.kind == "plan_instalment_due":
+        if plan.status != Status.ACTIVE:
+            return f"the plan is {plan.status}"
+        if plan_view(plan).next_owed <= 0:
+            return "the instalment is paid"
+    return ""

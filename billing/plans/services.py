@@ -30,7 +30,7 @@ from ..models import CustomerAccount, PaymentMethod, PaymentPlan, PaymentPlanEve
 from ..money import format_money
 from ..signals import plan_notice_wanted
 from .schedule import Schedule, down_payment_for, schedule_build
-from .selectors import plan_bills_owed, plan_eligibility, plan_paid, plan_rules_for
+from .selectors import plan_bills_owed, plan_eligibility, plan_paid, plan_rules_for, plan_view
 
 Status = PaymentPlan.Status
 IStatus = PlanInstalment.Status
@@ -130,22 +130,28 @@ def plan_create(
     return plan
 
 
+def plan_terms_text(*, account: CustomerAccount, total: int, grace_days: int | None = None) -> str:
+    """The terms the payer agrees to, as the page shows them above the schedules."""
+    if grace_days is None:
+        grace_days = plan_rules_for(account.biller).grace_days
+    return _(
+        "I agree to pay %(total)s owed on account %(number)s to %(biller)s in the instalments of the schedule I "
+        "chose. There is no interest and no fee. A payment made another way counts toward the next instalments. If an "
+        "instalment is more than %(grace)d days late, the plan ends and the whole balance is due."
+    ) % {"total": format_money(total, account.biller.currency), "number": account.account_number,
+         "biller": account.biller.name, "grace": grace_days}  # fmt: skip
+
+
 def plan_agreement_text(*, plan: PaymentPlan) -> str:
-    """The words the payer agrees to, with every date and amount; stored on the plan as they were shown."""
+    """The terms with every date and amount of the plan's schedule: stored on the plan as the payer agreed to it."""
     money = lambda minor: format_money(minor, plan.currency)  # noqa: E731
     lines = [
         (_("Down payment, %(date)s: %(amount)s") if i.number == 0 else _("Instalment %(n)d, %(date)s: %(amount)s"))
         % {"n": i.number, "date": i.due_date.isoformat(), "amount": money(i.amount)}
-        for i in plan.instalments.order_by("number")
+        for i in plan.instalments.exclude(status=IStatus.CANCELLED).order_by("number")
     ]
-    return "\n".join([
-        _("I agree to pay %(total)s owed on account %(number)s to %(biller)s in the instalments below. There is no "
-          "interest and no fee. A payment made another way counts toward the next instalments. If an instalment is "
-          "more than %(grace)d days late, the plan ends and the whole balance is due.")
-        % {"total": money(plan.total), "number": plan.account.account_number, "biller": plan.biller.name,
-           "grace": plan.grace_days},
-        *lines,
-    ])  # fmt: skip
+    terms = plan_terms_text(account=plan.account, total=plan.total, grace_days=plan.grace_days)
+    return "\n".join([terms, *lines])
 
 
 @transaction.atomic
@@ -239,6 +245,19 @@ def plan_accept_by_link(
         raise ApplicationError(_("This link has already been used or does not work."))
     return plan_agree(plan=plan, user=user, ip=ip, agreement_text=plan_agreement_text(plan=plan),
                       payment_method=payment_method, pays_by_hand=pays_by_hand)  # fmt: skip
+
+
+def plan_notice_context(plan: PaymentPlan, *, proposal: bool) -> dict:
+    """What a plan notice shows: the plan (paid, left, next), every instalment, and for a proposal the accept link."""
+    view = plan_view(plan)
+    lines = [
+        {"number": i.number, "date": i.due_date, "amount": view.money(i.amount), "paid": i.status == IStatus.PAID}
+        for i in view.instalments
+    ]
+    context = {"plan": view, "plan_lines": lines, "plan_grace_days": plan.grace_days}
+    if proposal:
+        context["pay_url"] = context["accept_url"] = plan_accept_url(plan)
+    return context
 
 
 # --------------------------------------------------------------------------------------------------------------------
