@@ -56,3 +56,32 @@ def test_a_reminder_planned_before_the_plan_is_not_sent(account, django_user_mod
     row.refresh_from_db()
     assert row.status == Status.SKIPPED and "payment plan" in row.last_error
     assert mail.outbox == []
+
+
+def test_instalments_paid_by_hand_are_reminded_before_and_on_their_date(planned):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from billing.models import Payment
+    from billing.payments.offline import payment_record_offline
+    from notifications.planner import plan_reminders_plan
+
+    bill, plan = planned
+    first = plan.instalments.get(number=1)
+    offset = (first.due_date - timezone.localdate()).days
+
+    def plan_on(days):
+        return plan_reminders_plan(now=timezone.now() + dt.timedelta(days=offset + days))
+
+    plan_on(-4)
+    assert not Notification.objects.filter(plan=plan).exists()
+    plan_on(-3)
+    plan_on(-2)
+    plan_on(0)
+    keys = sorted(Notification.objects.filter(plan=plan).values_list("dedupe_key", flat=True))
+    assert keys == [f"plan:{plan.pk}:1:plan_instalment_due:email:-3", f"plan:{plan.pk}:1:plan_instalment_due:email:0"]
+    payment_record_offline(account=plan.account, amount=first.amount, method=Payment.Method.CASH)
+    Notification.objects.all().delete()
+    plan_on(0)  # paid: nothing to remind
+    assert not Notification.objects.filter(plan=plan).exists()
