@@ -12,3 +12,18 @@ def pay_over_time(account) -> dict:
 
     offered = account is not None and account.biller_id in plans_offered(billers=[account.biller_id])
     return {"account": account, "offered": offered and plan_current(account_id=account.pk) is None}
+
+
+@register.inclusion_tag("billing/bill_plan_note.html")
+def bill_plan_note(bill) -> dict:
+    """The e-bill's note when the bill is on a payment plan that is running: what the plan has been paid and what
+    is due next, instead of the whole balance by the due date."""
+    from billing.models import PaymentPlan
+    from billing.plans.selectors import plan_view
+
+    plan = (
+        PaymentPlan.objects.filter(plan_bills__bill_id=getattr(bill, "pk", None), status=PaymentPlan.Status.ACTIVE)
+        .order_by("-pk")
+        .first()
+    )
+    return {"plan": plan_view(plan) if plan else None}
