@@ -30,6 +30,16 @@ def autopay_cards(*, enrollment: AutopayEnrollment, today: dt.date) -> dict[str,
     return {Role.DEFAULT: default, Role.BACKUP: backup if usable(backup) else None}
 
 
+def charge_mandate(charge: AutopayCharge):
+    """What authorises a charge row: its autopay enrolment, or the payment plan of its instalment. Both carry
+    payment_method and user_id, which is all autopay_cards reads."""
+    return charge.enrollment if charge.enrollment_id else charge.instalment.plan
+
+
+def charge_cards(charge: AutopayCharge, today: dt.date) -> dict[str, PaymentMethod | None]:
+    return autopay_cards(enrollment=charge_mandate(charge), today=today)
+
+
 def autopay_charges_for_bill(*, bill: Bill):
     return AutopayCharge.objects.filter(bill=bill).prefetch_related("tries__payment__attempts").order_by("pk")
 

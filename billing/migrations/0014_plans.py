@@ -185,4 +185,24 @@ class Migration(migrations.Migration):
             model_name='planrules',
             constraint=models.CheckConstraint(condition=models.Q(('down_payment_fixed__gte', 0)), name='plan_rules_down_fixed_nonnegative'),
         ),
+        migrations.AddField(
+            model_name='autopaycharge',
+            name='instalment',
+            field=models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='autopay_charge', to='billing.planinstalment', verbose_name='payment plan instalment'),
+        ),
+        migrations.AlterField(
+            model_name='autopaycharge',
+            name='enrollment',
+            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='charges', to='billing.autopayenrollment', verbose_name='autopay enrolment'),
+        ),
+        migrations.AddConstraint(
+            model_name='autopaycharge',
+            constraint=models.CheckConstraint(condition=models.Q(models.Q(('enrollment__isnull', False), ('instalment__isnull', True)), models.Q(('enrollment__isnull', True), ('instalment__isnull', False)), _connector='OR'), name='autopay_charge_enrolment_or_instalment'),
+        ),
+        migrations.AlterField(
+            model_name='autopaycharge',
+            name='reason',
+            field=models.CharField(blank=True, choices=[('', '—'), ('above_max', "Bill above the payer's autopay maximum"), ('paid_elsewhere', 'Bill paid another way'), ('not_payable', 'Bill no longer payable'), ('autopay_off', 'Autopay paused, suspended or cancelled'), ('no_card', 'No usable card'), ('hard_decline', 'Card declined for good'), ('authentication', 'The bank wants the payer to authenticate'), ('retries_exhausted', 'Last retry failed'), ('plan_ended', 'Payment plan no longer running')], max_length=32, verbose_name='why it stopped'),
+        ),
+
     ]

@@ -183,6 +183,12 @@ class PaymentPlan(TransitionsMixin, models.Model):
     def __str__(self):
         return f"{self.account} · {self.get_status_display()}"
 
+    @property
+    def user_id(self):
+        """The payer whose saved cards back the plan's method up (read by billing.autopay.selectors.autopay_cards,
+        which takes a plan where it takes an enrolment)."""
+        return self.agreed_by_id
+
 
 class PlanBill(models.Model):
     """A bill covered by a plan, with what it still owed when the plan was made. What the plan has been paid is what

@@ -230,3 +230,29 @@ def plan_notice_stale(notification) -> str:
         if plan_view(plan).next_owed <= 0:
             return "the instalment is paid"
     return ""
+
+
+def instalment_charge_amount(instalment: PlanInstalment) -> tuple[int, str]:
+    """What an automatic charge of this instalment takes now, or 0 and why not ("plan_ended", "paid_elsewhere"):
+    the instalment's cumulative amount less what the plan was paid (a payment made another way lowers it), never more
+    than the plan still owes."""
+    plan = instalment.plan
+    if plan.status != Status.ACTIVE or instalment.status == PlanInstalment.Status.CANCELLED:
+        return 0, "plan_ended"
+    paid = plan_paid(plan)
+    owed = min(instalment_owed(plan=plan, instalment=instalment, paid=paid), plan.total - paid)
+    return (owed, "") if owed > 0 else (0, "paid_elsewhere")
+
+
+def instalments_due_for_charging(*, today_of):
+    """(plan, instalment) for every instalment of an active plan paid by a saved method whose date has come, that no
+    autopay row charges yet (the OneToOne on AutopayCharge.instalment makes it once)."""
+    plans = PaymentPlan.objects.filter(status=Status.ACTIVE, pays_by_hand=False, payment_method__isnull=False)
+    for plan in plans.select_related("account__biller").order_by("pk"):
+        today = today_of(plan.account.biller)
+        due = plan.instalments.filter(
+            number__gte=1, due_date__lte=today, autopay_charge__isnull=True,
+            status__in=[PlanInstalment.Status.SCHEDULED, PlanInstalment.Status.MISSED],
+        ).order_by("number")  # fmt: skip
+        for instalment in due:
+            yield plan, instalment
