@@ -345,10 +345,6 @@ def _skip_reason(row: Notification, now: dt.datetime) -> str:
             return "bill no longer owes anything" if bill.balance_due <= 0 else f"bill is {bill.status}"
         if row.kind in REMINDER_KINDS and bills_in_good_standing_plans(bill_ids=[bill.pk]):
             return "the bill is on a payment plan in good standing"
-    if row.plan_id:
-        reason = plan_notice_stale(row)
-        if reason:
-            return reason
         today = biller_today(biller, now=now)
         if row.kind == NoticeKind.DUE_UPCOMING and today >= bill.due_date:
             return "the due date has come"
@@ -358,6 +354,10 @@ def _skip_reason(row: Notification, now: dt.datetime) -> str:
             late = (today - bill.due_date - dt.timedelta(days=row.step)).days
             if late > policy.catch_up_days:
                 return f"{late} days late, more than the {policy.catch_up_days} allowed"
+    if row.plan_id:
+        reason = plan_notice_stale(row)
+        if reason:
+            return reason
     peers = chunk_peers([account])
     if not channel_wanted(
         account=account, kind=row.kind, channel=row.channel, policy=policy, choices=peers.choices,

@@ -8,9 +8,10 @@ register = template.Library()
 
 @register.inclusion_tag("billing/pay_over_time.html")
 def pay_over_time(account) -> dict:
-    from billing.plans.selectors import plan_current, plans_offered
+    from billing.plans.selectors import plan_current, plan_rules_for
 
-    offered = account is not None and account.biller_id in plans_offered(billers=[account.biller_id])
+    rules = plan_rules_for(account.biller) if account is not None else None  # read with the account by the view
+    offered = rules is not None and rules.enabled and rules.self_service
     return {"account": account, "offered": offered and plan_current(account_id=account.pk) is None}
 
 

@@ -161,3 +161,28 @@ def test_a_cancelled_plan_charges_nothing(stripe_settings, localstripe, account,
     assert driver.run(days=days + 0.5) == [S.CANCELLED]
     assert AutopayCharge.objects.get().reason == AutopayCharge.Reason.PLAN_ENDED
     assert not Payment.objects.filter(channel="autopay").exists()
+
+
+def test_a_guest_card_payment_during_the_plan_lowers_the_next_instalment(
+    stripe_settings, localstripe, account, django_user_model
+):
+    """A guest pays part of the balance on the pay screen (payment core, localstripe): the plan counts it."""
+    from billing.payments.core import payment_record_result
+    from billing.payments.online import payment_confirm, payment_start
+    from billing.plans.selectors import plan_view
+
+    rules_on(account.biller, down_payment="none")
+    owing(account)
+    payer = make_user(django_user_model)
+    linked(payer, account)
+    plan = plan_setup_by_payer(account=account, user=payer, schedule_key="monthly-3", payment_method=save_card(payer),
+                               pays_by_hand=False, ip=None).plan  # fmt: skip
+    assert plan_view(plan).next_owed == 10_000
+    payment, _secret = payment_start(account=account, payer_email="guest@example.com", channel=Payment.Channel.GUEST_WEB,
+                                     amount=2_500)  # fmt: skip
+    outcome = payment_confirm(account_id=account.pk, payment_intent_id=payment.gateway_payment_id,
+                              payment_method_id="pm_card_visa")  # fmt: skip
+    assert outcome.status == "succeeded"
+    payment_record_result(payment_intent_id=payment.gateway_payment_id, source="return")
+    view = plan_view(PaymentPlan.objects.get(pk=plan.pk))
+    assert view.paid == 2_500 and view.next_instalment.number == 1 and view.next_owed == 7_500
