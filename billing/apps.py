@@ -11,6 +11,7 @@ class BillingConfig(AppConfig):
         # INSTALLED_APPS order), so a guest's enrolment ticks are recorded before the receipt goes out.
         from .autopay import receivers as autopay_receivers
         from .enrolment import receivers as enrolment_receivers
+        from .payments import bank_debits
         from .signals import bill_paid, notice_context_wanted, payment_succeeded
 
         bill_paid.connect(
@@ -18,6 +19,9 @@ class BillingConfig(AppConfig):
         )
         notice_context_wanted.connect(
             autopay_receivers.autopay_notice_context_give, dispatch_uid="billing.autopay.autopay_notice_context_give"
+        )
+        notice_context_wanted.connect(
+            bank_debits.bank_debit_notice_context_give, dispatch_uid="billing.payments.bank_debit_notice_context_give"
         )
         payment_succeeded.connect(
             enrolment_receivers.guest_choices_on_payment_succeeded,
