@@ -158,6 +158,8 @@ PAYER_MODULES = {
     "billing/payments/allocations.py",
     "billing/payments/refunds.py",
     "billing/payments/receipts.py",
+    "billing/payments/mandates.py",
+    "billing/payments/bank_debits.py",
     "billing/methods/services.py",
     "billing/enrolment/forms.py",
     "billing/enrolment/paperless.py",
