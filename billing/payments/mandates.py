@@ -44,17 +44,9 @@ class CheckedBankAccount:
     last4: str
 
 
-def bank_account_check(
-    *, kind: str, account_number: str, holder_name: str, holder_email: str
-) -> CheckedBankAccount:
-    """Check an IBAN's country, length and checksum (schwifty) and the holder's name before anything reaches the
-    gateway. Raises ApplicationError with a message for the payer; nothing is sent or stored then."""
-    if kind != PaymentMethod.Kind.SEPA_DEBIT:
-        raise ApplicationError(_("This kind of bank account cannot be debited here."))
-    holder_name = " ".join((holder_name or "").split())
-    if len(holder_name) < 2:
-        raise ApplicationError(_("Enter the account holder's name as the bank knows it."))
-    compact = "".join((account_number or "").split()).upper()
+def iban_check(value: str) -> IBAN:
+    """The IBAN the payer typed (spaces and case do not matter), or ApplicationError saying what is wrong with it."""
+    compact = "".join((value or "").split()).upper()
     if not compact:
         raise ApplicationError(_("Enter your IBAN."))
     try:
@@ -73,6 +65,20 @@ def bank_account_check(
         raise ApplicationError(_("This IBAN is not valid. Please check it.")) from None
     if not iban.in_sepa_zone:
         raise ApplicationError(_("Only bank accounts in the SEPA area can be debited. Please use another account."))
+    return iban
+
+
+def bank_account_check(
+    *, kind: str, account_number: str, holder_name: str, holder_email: str
+) -> CheckedBankAccount:
+    """Check an IBAN's country, length and checksum (schwifty) and the holder's name before anything reaches the
+    gateway. Raises ApplicationError with a message for the payer; nothing is sent or stored then."""
+    if kind != PaymentMethod.Kind.SEPA_DEBIT:
+        raise ApplicationError(_("This kind of bank account cannot be debited here."))
+    holder_name = " ".join((holder_name or "").split())
+    if len(holder_name) < 2:
+        raise ApplicationError(_("Enter the account holder's name as the bank knows it."))
+    iban = iban_check(account_number)
     return CheckedBankAccount(
         details=BankAccountDetails(
             kind=kind, account_number=iban.compact, holder_name=holder_name, holder_email=holder_email.strip()
