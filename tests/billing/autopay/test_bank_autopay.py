@@ -144,3 +144,59 @@ def test_a_returned_autopay_debit_reopens_the_bill_and_its_charge_once(
     assert Notification.objects.filter(payment=payment, kind="payment_failed", channel="email").count() == 1
     (mail,) = [m for m in mailoutbox if m.subject.startswith("Your payment of")]
     assert "returned the direct debit" in mail.body and "try again" in mail.body
+
+
+class FakeBankReturnGateway:
+    """The real (localstripe) gateway, except that a failed intent reads back with the bank failure code given:
+    localstripe reports every failure as card_declined, and a closed account is what this test needs."""
+
+    def __init__(self, real, code: str):
+        self.real, self.code = real, code
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def retrieve_payment_intent(self, intent_id):
+        import dataclasses
+
+        intent = self.real.retrieve_payment_intent(intent_id)
+        if intent.status == "requires_payment_method" and intent.error_code:
+            return dataclasses.replace(intent, error_code=self.code)
+        return intent
+
+
+@pytest.mark.django_db
+def test_an_account_closed_return_is_hard_and_autopay_falls_back_to_the_backup_card(
+    stripe_settings, localstripe, account, django_user_model, driver, monkeypatch
+):
+    """A returned debit with `account_closed` (delivered through FakeBankReturnGateway, see its docstring): the bank
+    account is out for this bill and the retry charges the payer's backup card, once."""
+    from billing.methods.services import payment_method_make_backup
+    from billing.payments import gateway
+    from tests.billing.autopay.test_autopay_runs import VISA, save_card
+
+    user, _method = bank_autopay_payer(account, django_user_model, iban=RETURNED_IBAN)
+    payment_method_make_backup(user=user, payment_method=save_card(user, VISA))
+    bill = make_bill(account, amounts=(4200,), due_in_days=1)
+    driver.plan()
+    assert driver.run(days=4) == [S.SUCCEEDED]
+    debit = Payment.objects.get()
+    wait_for_intent(localstripe, debit.gateway_payment_id, "requires_payment_method")
+
+    real = gateway.get_gateway
+    monkeypatch.setattr(gateway, "get_gateway", lambda: FakeBankReturnGateway(real(), "account_closed"))
+    with driver.capture(execute=True):
+        payment_record_result(payment_intent_id=debit.gateway_payment_id, source="webhook")
+    monkeypatch.setattr(gateway, "get_gateway", real)
+    charge = AutopayCharge.objects.get(bill=bill)
+    assert (charge.status, charge.last_decline_class, charge.default_out) == (S.RETRY_SCHEDULED, "hard", True)
+
+    assert driver.run(days=30) == [S.SUCCEEDED]
+    charge.refresh_from_db()
+    paid = charge.payment
+    assert (paid.method, paid.status, paid.payment_method_summary) == ("card", "succeeded", "Visa •••• 4242")
+    assert [(t.method_role, t.outcome) for t in charge.tries.order_by("pk")] == [
+        ("default", "declined"), ("backup", "succeeded"),
+    ]  # fmt: skip
+    bill.refresh_from_db()
+    assert bill.status == Bill.Status.PAID and bill.amount_paid == 4200
