@@ -87,3 +87,24 @@ def test_a_bank_debit_is_refunded_like_a_card_payment(superclient, stripe_settin
     assert payment.amount_refunded == 2000 and bill.status == "open" and bill.balance_due == 2000
     refunds = stripe_support.list_objects(localstripe, "/v1/refunds", api_key=stripe_support.SECRET_KEY)
     assert [r["amount"] for r in refunds] == [2000]
+
+
+def test_the_mandate_list_costs_the_same_queries_for_2_and_12_mandates(
+    superclient, stripe_settings, localstripe, sepa_account, django_assert_max_num_queries
+):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def add(n):
+        for _ in range(n):
+            other = CustomerAccountFactory(biller=sepa_account.biller)
+            make_bill(other, amounts=(1000,))
+            pay_by_bank(other)
+
+    add(2)
+    with CaptureQueriesContext(connection) as two:
+        assert superclient.get(MANDATES).status_code == 200
+    add(10)
+    with django_assert_max_num_queries(len(two.captured_queries)):
+        response = superclient.get(MANDATES)
+    assert response.context["cl"].result_count == 12

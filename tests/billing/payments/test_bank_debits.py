@@ -9,6 +9,7 @@ from billing.models import BankMandate, BillingEvent, Payment, PaymentAllocation
 from billing.payments.gateway import bank_decline_classify
 from billing.payments.mandates import bank_account_check, mandate_sync
 from notifications.models import Notification
+from notifications.planner import reminders_plan
 from tests import stripe_support
 from tests.billing.bank_support import (
     BAD_CHECKSUM_IBAN,
@@ -143,6 +144,9 @@ def test_a_debit_that_is_processing_counts_on_the_bills_and_cannot_be_paid_twice
     with pytest.raises(ApplicationError, match="nothing to pay"):
         pay_by_bank(sepa_account)
     assert len(stripe_support.payment_intents(localstripe)) == 1
+    # No reminder nags about a bill that is being debited: on its due date the planner writes none for it.
+    reminders_plan(today=bill.due_date)
+    assert not Notification.objects.filter(bill=bill, kind__in=["due_today", "due_upcoming", "past_due"]).exists()
 
 
 @pytest.mark.usefixtures("celery_eager")
