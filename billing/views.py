@@ -30,7 +30,7 @@ from billing.payments.mandates import bank_debit_available
 from billing.payments.online import payment_confirm, payment_quote, payment_start
 
 from .errors import ApplicationError
-from .models import CustomerAccount, Payment
+from .models import CustomerAccount, Payment, PaymentMethod
 from .money import format_money
 
 
@@ -209,7 +209,8 @@ def _payer_of(request, account: CustomerAccount) -> bool:
 def _saved_cards(request, account: CustomerAccount) -> list:
     if not (request.user.is_authenticated and payment_method_may_pay(user=request.user, account=account)):
         return []
-    return list(user_payment_methods(user=request.user))
+    # Cards only: a saved bank account debits under its standing mandate (autopay), not from this screen.
+    return list(user_payment_methods(user=request.user).filter(kind=PaymentMethod.Kind.CARD))
 
 
 def _pay_config(quote) -> dict:
@@ -304,7 +305,9 @@ def pay_confirm(request):
     if request.POST.get("saved_card"):
         # Only a card saved by this login, identified by our own row: a guest (or another login) cannot name one.
         saved = (
-            user_payment_methods(user=request.user).filter(pk=request.POST["saved_card"]).first()
+            user_payment_methods(user=request.user)
+            .filter(pk=request.POST["saved_card"], kind=PaymentMethod.Kind.CARD)
+            .first()
             if request.user.is_authenticated and request.POST["saved_card"].isdigit()
             else None
         )

@@ -65,3 +65,23 @@ def test_save_then_revoke_the_mandate(stripe_settings, localstripe, fresh_client
     mandate.refresh_from_db()
     assert mandate.status == "revoked"
     assert "Mandate revoked: not debited" in fresh_client.get(reverse("accounts:payment_methods")).content.decode()
+
+
+def test_removing_a_bank_account_revokes_its_mandate_and_the_pay_screen_never_offers_it(
+    stripe_settings, localstripe, fresh_client, payer, account
+):
+    from billing.payments import lookup
+    from tests.factories import make_bill
+
+    sepa_biller(account.biller)
+    linked(payer, account)
+    make_bill(account, amounts=(5000,))
+    fresh_client.post(reverse("accounts:autopay_bank", args=[account.pk]), bank_form(account))
+    method = PaymentMethod.objects.get(user=payer)
+    session = fresh_client.session
+    session[lookup.GRANT_SESSION_KEY] = {"account_id": account.pk, "expires_at": 2**40}
+    session.save()
+    assert f'name="saved_card" value="{method.pk}"' not in fresh_client.get(reverse("billing:pay_account")).content.decode()
+    fresh_client.post(reverse("accounts:payment_method_remove", args=[method.pk]))
+    method.refresh_from_db()
+    assert method.removed_at is not None and method.mandate.status == "revoked"
