@@ -12,6 +12,8 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from billing.clock import biller_zone
+
 from .periods import Period
 from .report import Section
 
@@ -29,14 +31,13 @@ class InsightContext:
     active_accounts_previous: int = 0
     active_by_month: dict[dt.date, int] = field(default_factory=dict)
 
+    def day_start(self, day: dt.date) -> dt.datetime:
+        """Midnight at the start of `day` on the biller's clock."""
+        return dt.datetime.combine(day, dt.time.min, tzinfo=biller_zone(self.biller))
+
     def bounds(self, period: Period) -> tuple[dt.datetime, dt.datetime]:
         """The period as aware moments [start, end) on the biller's clock."""
-        from billing.clock import biller_zone
-
-        zone = biller_zone(self.biller)
-        start = dt.datetime.combine(period.start, dt.time.min, tzinfo=zone)
-        end = dt.datetime.combine(period.end + dt.timedelta(days=1), dt.time.min, tzinfo=zone)
-        return start, end
+        return self.day_start(period.start), self.day_start(period.end + dt.timedelta(days=1))
 
 
 class InsightSource(Protocol):
