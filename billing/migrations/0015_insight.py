@@ -7,7 +7,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0008_guest_link_proof'),
+        ('billing', '0010_ebill_paper_usage'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
