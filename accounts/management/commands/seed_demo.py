@@ -14,6 +14,7 @@ from accounts.demo import (
     demo_sepa_biller,
     demo_staff_totp_secrets,
 )
+from accounts.demo_history import demo_history_seed
 
 
 class Command(BaseCommand):
@@ -25,6 +26,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         call_command("setup_roles", verbosity=0)  # the demo clerk joins the Clerk role
         result = demo_seed()
+        demo_history_seed(biller=result.biller)  # twelve months of history for the staff insight page
         accounts = demo_accounts(biller=result.biller)
         sepa = demo_sepa_biller()
         if sepa is not None:  # the bank-debit demo account, with its bank mandate under "payment_methods"
