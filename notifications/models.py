@@ -29,6 +29,8 @@ class NoticeKind(models.TextChoices):
     PLAN_ACTIVE = "plan_active", _("Payment plan started")
     PLAN_INSTALMENT_DUE = "plan_instalment_due", _("Instalment due")
     PLAN_BROKEN = "plan_broken", _("Payment plan ended")
+    MANDATE_CONFIRMED = "mandate_confirmed", _("Direct debit mandate confirmed")
+    DEBIT_NOTICE = "debit_notice", _("Bank debit coming (pre-notification)")
 
 
 class ChannelName(models.TextChoices):
@@ -148,6 +150,9 @@ class Notification(TransitionsMixin, models.Model):
     plan = models.ForeignKey(
         "billing.PaymentPlan", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
     )
+    mandate = models.ForeignKey(
+        "billing.BankMandate", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
     kind = models.CharField(_("notice"), max_length=32, choices=NoticeKind.choices)
     channel = models.CharField(_("channel"), max_length=16, choices=ChannelName.choices)
     step = models.SmallIntegerField(_("schedule step (days from due date)"), null=True, blank=True)
@@ -176,7 +181,8 @@ class Notification(TransitionsMixin, models.Model):
         ]
         constraints = [
             models.CheckConstraint(
-                condition=Q(bill__isnull=False) | Q(payment__isnull=False) | Q(refund__isnull=False),
+                condition=Q(bill__isnull=False) | Q(payment__isnull=False) | Q(refund__isnull=False)
+                | Q(mandate__isnull=False),
                 name="notification_is_about_something",
             ),
         ]

@@ -158,6 +158,10 @@ PAYER_MODULES = {
     "billing/payments/allocations.py",
     "billing/payments/refunds.py",
     "billing/payments/receipts.py",
+    "billing/payments/mandates.py",
+    "billing/payments/bank_debits.py",
+    "billing/payments/bank_forms.py",
+    "billing/methods/bank.py",
     "billing/bills/documents.py",  # the e-bill's usage chart and QR code
     "billing/methods/services.py",
     "billing/enrolment/forms.py",
@@ -178,7 +182,8 @@ def payer_facing(path: str) -> bool:
         return False
     if path.startswith(PAYER_TEMPLATES) or path in PAYER_MODULES:
         return True
-    return path.startswith("accounts/") and path != "accounts/admin.py"
+    # accounts/insight.py feeds the staff insight page (billing/admin/insight.py), not a payer page.
+    return path.startswith("accounts/") and path not in ("accounts/admin.py", "accounts/insight.py")
 
 
 def _unquote(token: str) -> str:

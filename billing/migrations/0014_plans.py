@@ -10,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0010_ebill_paper_usage'),
+        ('billing', '0012_bank_debit_mandates'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

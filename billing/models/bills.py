@@ -121,11 +121,22 @@ class Biller(models.Model):
     retry_schedule = models.JSONField(
         _("failed-charge retry schedule (days after the failure)"), default=default_retry_schedule, blank=True
     )
+    # SEPA Direct Debit: the creditor identifier printed on every mandate (the biller's, from its bank), and how many
+    # days before each autopay debit the payer is told its amount and date (the mandate text states it).
+    sepa_creditor_identifier = models.CharField(
+        _("SEPA creditor identifier"), max_length=35, blank=True,
+        help_text=_("For example DE98ZZZ09999999999. Empty: payers cannot pay by bank debit."),
+    )
+    debit_notice_days = models.PositiveSmallIntegerField(
+        _("days between a debit's pre-notification and the debit"), default=3, validators=[MinValueValidator(1)]
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         verbose_name = _("biller")
         verbose_name_plural = _("billers")
+        # A view_ permission, so `setup_roles` gives it to clerks as well as billing admins.
+        permissions = [("view_insight", _("Can view the insight page and its reports"))]
         constraints = [
             models.CheckConstraint(condition=Q(minimum_payment__gte=1), name="biller_minimum_payment_positive"),
             models.CheckConstraint(condition=Q(convenience_fee_fixed__gte=0), name="biller_fee_nonnegative"),
@@ -291,7 +302,12 @@ class Bill(TransitionsMixin, models.Model):
             models.CheckConstraint(condition=Q(amount_paid__lte=F("total")), name="bill_never_overpaid"),
             models.CheckConstraint(condition=Q(period_end__gte=F("period_start")), name="bill_period_ordered"),
         ]
-        indexes = [models.Index(fields=["account", "status", "due_date"])]
+        indexes = [
+            models.Index(fields=["account", "status", "due_date"]),
+            # The insight page: bills issued in a period, and what is still owed by due date (billing/insight/).
+            models.Index(fields=["biller", "issue_date"], name="bill_biller_issued"),
+            models.Index(fields=["biller", "status", "due_date"], name="bill_biller_status_due"),
+        ]
 
     def __str__(self):
         return self.number
@@ -356,6 +372,7 @@ class BillingEvent(models.Model):
         REFUND = "refund", _("Refund")
         REFUND_STATUS = "refund_status", _("Refund status changed")
         DISPUTE = "dispute", _("Dispute")
+        MANDATE = "mandate", _("Direct debit mandate")
         PDF_RENDERED = "pdf_rendered", _("PDF rendered")
         IMPORTED = "imported", _("Imported")
 

@@ -9,10 +9,14 @@ from accounts.demo import (
     DEMO_PLAN_PAYER_EMAIL,
     DEMO_STAFF_EMAIL,
     DEMO_STAFF_PASSWORD,
+    DEMO_SEPA_PAYER_EMAIL,
+    DEMO_SEPA_PAYER_PASSWORD,
     demo_accounts,
     demo_seed,
+    demo_sepa_biller,
     demo_staff_totp_secrets,
 )
+from accounts.demo_history import demo_history_seed
 
 
 class Command(BaseCommand):
@@ -24,7 +28,11 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         call_command("setup_roles", verbosity=0)  # the demo clerk joins the Clerk role
         result = demo_seed()
+        demo_history_seed(biller=result.biller)  # twelve months of history for the staff insight page
         accounts = demo_accounts(biller=result.biller)
+        sepa = demo_sepa_biller()
+        if sepa is not None:  # the bank-debit demo account, with its bank mandate under "payment_methods"
+            accounts += demo_accounts(biller=sepa)
         if options["json"]:
             self.stdout.write(json.dumps(accounts, indent=2))
             return
@@ -43,3 +51,7 @@ class Command(BaseCommand):
         self.stdout.write("Demo accounts (account number · postal code · open balance):")
         for row in [a for a in accounts if a["open_balance_minor"] > 0][:6]:
             self.stdout.write(f"  {row['account_number']} · {row['postal_code']} · {row['open_balance']}  {row['holder_name']}")
+        self.stdout.write(
+            f"Bank-debit demo (Rhein Stadtwerke, EUR): payer login {DEMO_SEPA_PAYER_EMAIL} / {DEMO_SEPA_PAYER_PASSWORD}"
+            ", a saved bank account under an active SEPA mandate."
+        )
