@@ -11,7 +11,8 @@ class BillingConfig(AppConfig):
         # INSTALLED_APPS order), so a guest's enrolment ticks are recorded before the receipt goes out.
         from .autopay import receivers as autopay_receivers
         from .enrolment import receivers as enrolment_receivers
-        from .signals import bill_paid, notice_context_wanted, payment_succeeded
+        from .payments import receivers as payment_receivers
+        from .signals import bill_paid, bills_issued, notice_context_wanted, payment_succeeded
 
         bill_paid.connect(
             autopay_receivers.autopay_stop_on_bill_paid, dispatch_uid="billing.autopay.autopay_stop_on_bill_paid"
@@ -22,4 +23,8 @@ class BillingConfig(AppConfig):
         payment_succeeded.connect(
             enrolment_receivers.guest_choices_on_payment_succeeded,
             dispatch_uid="billing.enrolment.guest_choices_on_payment_succeeded",
+        )
+        bills_issued.connect(
+            payment_receivers.credit_apply_on_bills_issued,
+            dispatch_uid="billing.payments.credit_apply_on_bills_issued",
         )

@@ -23,10 +23,11 @@ from django.utils import translation
 from ..events import event_record
 from ..models import Bill, BillingEvent, BillLine
 from ..money import format_money
+from .selectors import bank_transfer_details
 from .paylinks import bill_pay_url  # the bill's signed pay link: stable per bill, so it can be part of the fingerprint
 
 # Bump when the template, its CSS or the document's wording changes, so that every stored PDF is rendered again.
-BILL_DOCUMENT_VERSION = "2"  # 2: the "how to pay" box carries the signed pay link
+BILL_DOCUMENT_VERSION = "3"  # 2: the "how to pay" box carries the signed pay link; 3: and the bank transfer
 BILL_DOCUMENT_TEMPLATE = "billing/bill_document.html"
 
 # Countries that print on US Letter; everyone else gets A4.
@@ -89,6 +90,7 @@ def bill_fingerprint(document: BillDocument) -> str:
             for line in document.lines
         ],
         "pay_url": bill_pay_url(bill),
+        "bank_transfer": bank_transfer_details(account=account, biller=biller),
     }
     payload = json.dumps(shown, default=str, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()
@@ -132,6 +134,7 @@ def _context(document: BillDocument) -> dict:
         "watermark": bill.status if bill.status in _WATERMARKS else "",
         "is_payable": bill.status in Bill.PAYABLE_STATUSES or bill.status == Bill.Status.DRAFT,
         "pay_url": bill_pay_url(bill),
+        "bank_transfer": bank_transfer_details(account=account, biller=bill.biller),
         "service_address": [
             part
             for part in (
