@@ -8,7 +8,7 @@ from django.utils.translation import gettext_lazy as _
 
 from ..money import format_money
 from ..storage import private_storage
-from .base import TransitionsMixin
+from .base import TransitionsMixin, percent_done
 
 
 class AccountCreditEntry(models.Model):
@@ -78,7 +78,7 @@ class BankStatement(TransitionsMixin, models.Model):
 
     TRANSITIONS = {
         Status.PENDING: {Status.RUNNING, Status.FAILED},
-        Status.RUNNING: {Status.SUCCEEDED, Status.FAILED, Status.RUNNING},
+        Status.RUNNING: {Status.SUCCEEDED, Status.FAILED},
         Status.SUCCEEDED: {Status.RUNNING},  # "match again": resumes lines left new by an interrupted run
         Status.FAILED: set(),
     }
@@ -118,9 +118,8 @@ class BankStatement(TransitionsMixin, models.Model):
 
     @property
     def percent_done(self) -> int:
-        if not self.total_lines:
-            return 100 if self.status in {self.Status.SUCCEEDED, self.Status.FAILED} else 0
-        return min(100, round(100 * self.processed_lines / self.total_lines))
+        finished = self.status in {self.Status.SUCCEEDED, self.Status.FAILED}
+        return percent_done(processed=self.processed_lines, total=self.total_lines, finished=finished)
 
 
 class StatementLine(TransitionsMixin, models.Model):
@@ -185,6 +184,12 @@ class StatementLine(TransitionsMixin, models.Model):
     amount_applied = models.BigIntegerField(_("applied to bills"), default=0)
     amount_credited = models.BigIntegerField(_("held as credit"), default=0)
     note = models.CharField(_("why"), max_length=500, blank=True)
+    # Who decided an unmatched line (assigned it to an account, or marked it not ours), and when.
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+        verbose_name=_("decided by"),
+    )  # fmt: skip
+    decided_at = models.DateTimeField(_("decided"), null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -12,7 +12,7 @@ from django.utils.translation import gettext_lazy as _
 from ..money import format_money
 from ..references import bank_reference, bank_reference_display
 from ..storage import private_storage
-from .base import TransitionsMixin
+from .base import TransitionsMixin, percent_done
 
 
 def default_reminder_schedule() -> list[int]:
@@ -172,9 +172,8 @@ class ImportBatch(TransitionsMixin, models.Model):
 
     @property
     def percent_done(self) -> int:
-        if not self.total_rows:
-            return 100 if self.status in {self.Status.SUCCEEDED, self.Status.FAILED} else 0
-        return min(100, round(100 * self.processed_rows / self.total_rows))
+        finished = self.status in {self.Status.SUCCEEDED, self.Status.FAILED}
+        return percent_done(processed=self.processed_rows, total=self.total_rows, finished=finished)
 
 
 class CustomerAccount(models.Model):

@@ -234,6 +234,8 @@ SECURE_REFERRER_POLICY = "same-origin"
 
 # Bill import: rows are validated and written in chunks of this size; progress is saved after each chunk.
 BILL_IMPORT_CHUNK_SIZE = env.int("BILL_IMPORT_CHUNK_SIZE", default=500)
+# A bank statement with at most this many lines is matched during the upload; a bigger one by a worker, with progress.
+STATEMENT_MATCH_INLINE_LINES = env.int("STATEMENT_MATCH_INLINE_LINES", default=200)
 
 LOGGING = {
     "version": 1,
