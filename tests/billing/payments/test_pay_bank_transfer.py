@@ -49,7 +49,9 @@ def test_no_bank_details_no_box(payer, account):  # noqa: F811
 def test_the_e_bill_prints_the_reference_in_how_to_pay(account, bank_biller):
     bill = make_bill(account, amounts=(5000,))
     html = bill_document_html(document=bill_document_get(bill=bill))
-    assert "By bank transfer" in html and account.bank_reference_display in html
+    assert "By bank transfer" in html
+    assert html.count(account.bank_reference_display) == 2  # the how-to-pay box and the payment stub
+    assert "Transfer reference" in html.split('class="stub"', 1)[1]
 
 
 def test_seed_demo_json_gives_each_account_its_reference_and_credit(capsys):
