@@ -109,3 +109,17 @@ def test_a_large_statement_shows_progress_then_its_report(superclient, sample, s
     assert (status["done"], status["processed_rows"]) == (True, 8)
     page = superclient.get(reverse("admin:billing_bankstatement_change", args=[statement.pk])).content.decode()
     assert "matched=3 unmatched=3 duplicate=0" in page
+
+
+def test_staff_pay_held_credit_back_from_the_account_page(superclient, sample):
+    biller, accounts = sample
+    statement_match(statement=statement_store(biller=biller, filename="s", content=render("mt940", accounts)))
+    d = accounts["D"]
+    page = superclient.get(reverse("admin:billing_customeraccount_change", args=[d.pk])).content.decode()
+    assert "€100.00" in page and "Pay held credit back" in page and d.bank_reference_display in page
+    url = reverse("admin:billing_customeraccount_credit_refund", args=[d.pk])
+    too_much = superclient.post(url, {"amount": "150.00", "reference": "TRF-1"})
+    assert "more than the credit held" in too_much.content.decode()
+    superclient.post(url, {"amount": "60.00", "reference": "TRF-1"})
+    d.refresh_from_db()
+    assert d.credit_balance == 4000
