@@ -11,7 +11,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0010_ebill_paper_usage'),
+        ('billing', '0015_insight'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
