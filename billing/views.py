@@ -194,6 +194,7 @@ def pay_account(request):
         "stripe_js_url": settings.STRIPE_JS_URL,
         "saved_cards": _saved_cards(request, account),
         "bank_transfer": bank_transfer_details(account=account),
+        "credit": money(account.credit_balance) if account.credit_balance else "",
         "above_card_limit": bool(biller.maximum_payment and owed > biller.maximum_payment),
         "card_limit": money(biller.maximum_payment) if biller.maximum_payment else "",
     }

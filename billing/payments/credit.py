@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 
 from django.db import transaction
-from django.db.models import Case, F, Sum, When
+from django.db.models import Case, Exists, F, OuterRef, Sum, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -117,6 +117,17 @@ def _credit_payment_create(*, account: CustomerAccount, amount: int, actor) -> P
         currency=payment.currency, message="account credit applied", actor=actor,
     )  # fmt: skip
     return payment
+
+
+def credits_apply(*, limit: int = 500) -> int:
+    """The sweeper's pass: accounts that hold credit while their bills owe something (a bill reopened by a refund or a
+    dispute, or a `bills_issued` reaction that failed after commit) get it applied. Returns how many were paid."""
+    owing = Bill.objects.filter(account_id=OuterRef("pk"), status__in=Bill.PAYABLE_STATUSES, amount_paid__lt=F("total"))
+    account_ids = list(
+        CustomerAccount.objects.filter(credit_balance__gt=0).filter(Exists(owing)).order_by("pk")
+        .values_list("pk", flat=True)[:limit]
+    )  # fmt: skip
+    return sum(1 for account_id in account_ids if account_credit_apply(account_id=account_id) is not None)
 
 
 @transaction.atomic

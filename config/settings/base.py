@@ -183,6 +183,8 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 5 * 60,
         "options": {"expires": 4 * 60},
     },
+    # Credit held on accounts whose bills owe something (normally applied at once when bills are issued).
+    "credits-apply": {"task": "billing.tasks.credits_apply_task", "schedule": 60 * 60, "options": {"expires": 50 * 60}},
     # Reminders: plan outbox rows hourly (idempotent by unique key); sweep due rows every minute.
     "reminders-plan": {
         "task": "notifications.tasks.reminders_plan_task",

@@ -64,3 +64,16 @@ def test_seed_demo_json_gives_each_account_its_reference_and_credit(capsys):
     assert rows and all(iso11649.is_valid(row["bank_reference"]) for row in rows)
     assert len({row["bank_reference"] for row in rows}) == len(rows)
     assert all(row["credit_minor"] == 0 and row["open_balance_minor"] >= 0 for row in rows)
+
+
+def test_credit_held_is_shown_on_the_pay_screen(payer, account):  # noqa: F811
+    from billing.payments.transfers import bank_entry_key, payment_record_bank_transfer
+
+    make_bill(account, amounts=(5000,))
+    assert 'data-testid="credit"' not in html_of(payer.get(SCREEN))
+    payment_record_bank_transfer(
+        account=account, amount=7000, currency="USD",
+        key=bank_entry_key(kind="transfer", biller_id=account.biller_id, entry_key="E1"),
+    )  # fmt: skip
+    make_bill(account, amounts=(9000,))  # owes again; the credit waits for the after-commit reaction
+    assert 'data-testid="credit"><bdi dir="ltr">$20.00<' in html_of(payer.get(SCREEN))

@@ -126,3 +126,15 @@ def test_a_transfer_in_another_currency_is_refused(account):
     with pytest.raises(ApplicationError):
         payment_record_bank_transfer(account=account, amount=100, currency="EUR", key=key)
     assert not Payment.objects.exists()
+
+
+def test_the_sweeper_applies_credit_the_after_commit_reaction_missed(account):
+    from billing.payments.credit import credits_apply
+
+    _transfer(account, 3000)  # nothing owed: all credit
+    bill = make_bill(account, amounts=(2000,))  # issued, but the after-commit reaction never ran here
+    assert credits_apply() == 1
+    bill.refresh_from_db()
+    account.refresh_from_db()
+    assert (bill.status, account.credit_balance) == (Bill.Status.PAID, 1000)
+    assert credits_apply() == 0  # nothing owed any more
