@@ -145,6 +145,15 @@ class Biller(models.Model):
         validators=[RegexValidator(r"^[A-Za-z0-9]*$", _("Use letters and digits only."))],
         help_text=_("Put in front of every account's reference. Digits only for numeric references."),
     )  # fmt: skip
+    # SEPA Direct Debit: the creditor identifier printed on every mandate (the biller's, from its bank), and how many
+    # days before each autopay debit the payer is told its amount and date (the mandate text states it).
+    sepa_creditor_identifier = models.CharField(
+        _("SEPA creditor identifier"), max_length=35, blank=True,
+        help_text=_("For example DE98ZZZ09999999999. Empty: payers cannot pay by bank debit."),
+    )
+    debit_notice_days = models.PositiveSmallIntegerField(
+        _("days between a debit's pre-notification and the debit"), default=3, validators=[MinValueValidator(1)]
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -409,6 +418,7 @@ class BillingEvent(models.Model):
         REFUND = "refund", _("Refund")
         REFUND_STATUS = "refund_status", _("Refund status changed")
         DISPUTE = "dispute", _("Dispute")
+        MANDATE = "mandate", _("Direct debit mandate")
         PDF_RENDERED = "pdf_rendered", _("PDF rendered")
         IMPORTED = "imported", _("Imported")
         CREDIT = "credit", _("Account credit")
