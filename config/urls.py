@@ -3,11 +3,16 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.i18n import JavaScriptCatalog
 
+from config import health, metrics
+
 admin.site.site_header = "Billpay staff"
 admin.site.site_title = "Billpay staff"
 admin.site.index_title = "Billing"
 
 urlpatterns = [
+    path("healthz/live/", health.live, name="healthz_live"),
+    path("healthz/ready/", health.ready, name="healthz_ready"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("me/", include("accounts.urls")),
