@@ -60,12 +60,15 @@ class JsonFormatter(logging.Formatter):
     """One JSON object per line: time, level, logger, message, request_id, and any `extra=` fields."""
 
     def format(self, record: logging.LogRecord) -> str:
+        request_id = getattr(record, "request_id", None)
+        if not request_id or request_id == "-":  # "-" is RequestIdFilter's "none" for plain text lines
+            request_id = _request_id.get() or None
         entry = {
             "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
-            "request_id": getattr(record, "request_id", None) or _request_id.get() or None,
+            "request_id": request_id,
         }
         for key, value in vars(record).items():
             if key not in _RECORD_FIELDS and not key.startswith("_"):

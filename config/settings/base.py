@@ -152,6 +152,7 @@ STORAGES = {
 }
 
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+EMAIL_FILE_PATH = env("EMAIL_FILE_PATH", default=str(VAR_DIR / "mail"))  # for the file-based backend
 EMAIL_URL = env.email_url("EMAIL_URL", default="smtp://localhost:25")
 EMAIL_HOST = EMAIL_URL["EMAIL_HOST"]
 EMAIL_PORT = EMAIL_URL["EMAIL_PORT"]

@@ -69,8 +69,8 @@ STATIC_ROOT = env("STATIC_ROOT", default=str(STATIC_ROOT))  # noqa: F405
 
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
-# The load balancer asks the web processes for /healthz/ over plain HTTP.
-SECURE_REDIRECT_EXEMPT = [r"^healthz/"]
+# The load balancer probes /healthz/ and Prometheus scrapes /metrics on each web process over plain HTTP.
+SECURE_REDIRECT_EXEMPT = [r"^healthz/", r"^metrics$"]
 SESSION_COOKIE_SECURE = True
 CSRF_COOKIE_SECURE = True
 SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=60 * 60 * 24 * 365)
