@@ -38,7 +38,11 @@ def machine() -> str:
         (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?"
     )
     memory_kb = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal"))
-    return f"{os.cpu_count()} cores ({model}), {memory_kb / 1024 / 1024:.0f} GiB RAM, {platform.platform()}"
+    load = open("/proc/loadavg").read().split()[:3]
+    return (
+        f"{os.cpu_count()} cores ({model}), {memory_kb / 1024 / 1024:.0f} GiB RAM, {platform.platform()}; "
+        f"load average now {' '.join(load)} (other work on the machine counts too)"
+    )
 
 
 def faults(cluster: Cluster, at: float, log: list) -> None:
