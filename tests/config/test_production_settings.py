@@ -105,3 +105,24 @@ def test_database_connections_switch_between_persistent_pool_and_pgbouncer(mode,
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == expected
+
+
+def test_sentry_starts_only_with_a_dsn_and_always_with_the_scrubber():
+    code = (
+        "import django; django.setup()\n"
+        "import sentry_sdk\n"
+        "client = sentry_sdk.get_client()\n"
+        "hook = client.options.get('before_send') if client.is_active() else None\n"
+        "print(client.is_active(), getattr(hook, '__qualname__', None), client.options.get('send_default_pii'))\n"
+    )
+
+    def started(**changes):
+        result = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, env=production_env(**changes), capture_output=True, text=True,
+            timeout=120,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        return result.stdout.split()
+
+    assert started(SENTRY_DSN=None)[0] == "False"
+    assert started(SENTRY_DSN="https://public@sentry.invalid/1") == ["True", "scrub_event", "False"]
