@@ -39,21 +39,24 @@ class BillpayCollector:
         attempts = GaugeMetricFamily(
             "billpay_payment_attempts", "Gateway calls by kind and outcome", labels=["kind", "outcome"]
         )
-        for kind, outcome, n in PaymentAttempt.objects.values_list("kind", "outcome").annotate(n=Count("pk")).order_by():
+        for kind, outcome, n in (
+            PaymentAttempt.objects.values_list("kind", "outcome").annotate(n=Count("pk")).order_by()
+        ):
             attempts.add_metric([kind, outcome], n)
         yield attempts
 
         outbox = GaugeMetricFamily("billpay_outbox_backlog", "Notices due and not sent yet", labels=["status"])
         due = Notification.objects.filter(
-            Q(status=Notification.Status.SENDING)
-            | Q(status=Notification.Status.PENDING, next_attempt_at__lte=now)
+            Q(status=Notification.Status.SENDING) | Q(status=Notification.Status.PENDING, next_attempt_at__lte=now)
         )
         counts = dict(due.values_list("status").annotate(n=Count("pk")).order_by())
         for status in (Notification.Status.PENDING, Notification.Status.SENDING):
             outbox.add_metric([status], counts.get(status, 0))
         yield outbox
 
-        autopay = GaugeMetricFamily("billpay_autopay_backlog", "Autopay charges due and not charged yet", labels=["status"])
+        autopay = GaugeMetricFamily(
+            "billpay_autopay_backlog", "Autopay charges due and not charged yet", labels=["status"]
+        )
         waiting = (AutopayCharge.Status.SCHEDULED, AutopayCharge.Status.RETRY_SCHEDULED)
         due = AutopayCharge.objects.filter(
             Q(status=AutopayCharge.Status.CHARGING) | Q(status__in=waiting, next_attempt_at__lte=now)

@@ -45,7 +45,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for(what: str, check, *, timeout: float = 60, process: subprocess.Popen | None = None, log: Path | None = None):
+def wait_for(
+    what: str, check, *, timeout: float = 60, process: subprocess.Popen | None = None, log: Path | None = None
+):
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -87,7 +89,9 @@ class Ports:
     def pick(cls, base: int, web_count: int) -> Ports:
         if base:
             return cls(base, [base + 1 + i for i in range(web_count)], base + 10, base + 11, base + 12, base + 13)
-        return cls(free_port(), [free_port() for _ in range(web_count)], free_port(), free_port(), free_port(), free_port())
+        return cls(
+            free_port(), [free_port() for _ in range(web_count)], free_port(), free_port(), free_port(), free_port()
+        )
 
 
 @dataclass
@@ -156,7 +160,9 @@ class Cluster:
             **extra,
         }
 
-    def _spawn(self, name: str, command: list[str], *, env: dict | None = None, user: str | None = None) -> subprocess.Popen:
+    def _spawn(
+        self, name: str, command: list[str], *, env: dict | None = None, user: str | None = None
+    ) -> subprocess.Popen:
         log = self.state / "logs" / f"{name}.log"
         if user:
             command = ["runuser", "-u", user, "--", *command]
@@ -215,7 +221,17 @@ class Cluster:
         )  # fmt: skip
 
     def _redis(self) -> None:
-        command = ["redis-server", "--port", str(self.ports.redis), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        command = [
+            "redis-server",
+            "--port",
+            str(self.ports.redis),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ]
         process = self._spawn("redis", command, env=dict(os.environ))
         wait_for("Redis", lambda: port_open(self.ports.redis), process=process, log=self.state / "logs" / "redis.log")
 
@@ -282,10 +298,14 @@ class Cluster:
 
     def _beat(self) -> None:
         schedule = self.state / "var" / "celerybeat-schedule"
-        self._spawn("beat", [PY, "-m", "celery", "-A", "config", "beat", "--schedule", str(schedule), "--loglevel", "INFO"])
+        self._spawn(
+            "beat", [PY, "-m", "celery", "-A", "config", "beat", "--schedule", str(schedule), "--loglevel", "INFO"]
+        )
 
     def _nginx(self) -> None:
-        upstreams = "\n".join(f"        server 127.0.0.1:{port} max_fails=1 fail_timeout=5s;" for port in self.ports.web)
+        upstreams = "\n".join(
+            f"        server 127.0.0.1:{port} max_fails=1 fail_timeout=5s;" for port in self.ports.web
+        )
         temp = Path(tempfile.mkdtemp(prefix="billpay-cluster-nginx-"))
         temp.chmod(0o777)
         conf = (ROOT / "scripts" / "cluster-nginx.conf").read_text()
@@ -297,7 +317,9 @@ class Cluster:
         path = self.state / "nginx.conf"
         path.write_text(conf)
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-        process = self._spawn("nginx", [nginx, "-c", str(path), "-p", str(self.state), "-g", "daemon off;"], env=dict(os.environ))
+        process = self._spawn(
+            "nginx", [nginx, "-c", str(path), "-p", str(self.state), "-g", "daemon off;"], env=dict(os.environ)
+        )
         wait_for("nginx", lambda: self._get(f"{self.url}/healthz/ready/") == 200, process=process,
                  log=self.state / "logs" / "nginx-error.log")  # fmt: skip
 
@@ -404,8 +426,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--web", type=int, default=int(os.environ.get("CLUSTER_WEB", "2")), help="gunicorn instances")
     parser.add_argument("--web-workers", type=int, default=int(os.environ.get("CLUSTER_WEB_WORKERS", "2")))
-    parser.add_argument("--port-base", type=int, default=int(os.environ.get("CLUSTER_PORT_BASE", "8800")),
-                        help="nginx on this port, web on the next ones, servers from +10; 0 picks free ports")
+    parser.add_argument(
+        "--port-base",
+        type=int,
+        default=int(os.environ.get("CLUSTER_PORT_BASE", "8800")),
+        help="nginx on this port, web on the next ones, servers from +10; 0 picks free ports",
+    )
     parser.add_argument("--state", default=os.environ.get("CLUSTER_DIR", str(ROOT / "var" / "cluster")))
     args = parser.parse_args()
     cluster = Cluster(state=Path(args.state), ports=Ports.pick(args.port_base, args.web), web_workers=args.web_workers)
@@ -424,14 +450,18 @@ def main() -> int:
     signal.signal(signal.SIGINT, stop)
     print("Starting the cluster (PostgreSQL, Redis, S3, localstripe, migrate, gunicorn, Celery, nginx) ...", flush=True)
     seeded = cluster.start()
-    print(f"\n{cluster.describe()}\n\n{seeded}\nPress Ctrl-C (or scripts/cluster.sh down) to stop everything.", flush=True)
+    print(
+        f"\n{cluster.describe()}\n\n{seeded}\nPress Ctrl-C (or scripts/cluster.sh down) to stop everything.", flush=True
+    )
     (cluster.state / "supervisor.pid").write_text(str(os.getpid()))
     reported = set()
     while True:
         for name, process in cluster.processes.items():
             if process.poll() is not None and name not in reported:
                 reported.add(name)
-                print(f"{name} exited with status {process.returncode}; see {cluster.state}/logs/{name}.log", flush=True)
+                print(
+                    f"{name} exited with status {process.returncode}; see {cluster.state}/logs/{name}.log", flush=True
+                )
         time.sleep(2)
 
 

@@ -30,7 +30,11 @@ CSRF = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
-    missing = [name for name in ("nginx", "redis-server", "openssl") if not (shutil.which(name) or Path(f"/usr/sbin/{name}").exists())]
+    missing = [
+        name
+        for name in ("nginx", "redis-server", "openssl")
+        if not (shutil.which(name) or Path(f"/usr/sbin/{name}").exists())
+    ]
     try:
         postgres_bin()
     except RuntimeError:

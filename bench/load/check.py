@@ -20,9 +20,9 @@ import django  # noqa: E402
 django.setup()
 
 from django.db.models import F, Sum  # noqa: E402
+from localstripe_server import list_objects  # noqa: E402
 
 from billing.models import Bill, Payment, PaymentAllocation  # noqa: E402
-from localstripe_server import list_objects  # noqa: E402
 from notifications.models import Notification  # noqa: E402
 
 
@@ -66,7 +66,9 @@ def main() -> int:
 
     over_allocated = [
         p.pk
-        for p in Payment.objects.filter(gateway_payment_id__in=list(charged)).annotate(applied=Sum("allocations__amount"))
+        for p in Payment.objects.filter(gateway_payment_id__in=list(charged)).annotate(
+            applied=Sum("allocations__amount")
+        )
         if p.applied != p.amount
     ]
     results.append((not over_allocated, f"payments applied to bills more or less than once: {len(over_allocated)}"))

@@ -56,7 +56,9 @@ class PayScreens(BillpayUser):
     @task
     def pay_link(self):
         item = random.choice(DATA["browse"])
-        with self.client.get(f"/pay/b/{item['token']}/", name="/pay/b/[token]/ -> pay screen", catch_response=True) as r:
+        with self.client.get(
+            f"/pay/b/{item['token']}/", name="/pay/b/[token]/ -> pay screen", catch_response=True
+        ) as r:
             if r.status_code != 200 or "/pay/account/" not in r.url:
                 r.failure(f"pay link did not open the pay screen: {r.status_code} {r.url}")
 
@@ -71,7 +73,11 @@ class Lookups(BillpayUser):
         wrong = random.random() < 0.25
         item = random.choice(DATA["lookup"])
         number = f"0{random.randint(10**8, 10**9 - 1)}" if wrong else item["account_number"]
-        form = {"csrfmiddlewaretoken": self.csrf_from(page), "account_number": number, "postal_code": item["postal_code"]}
+        form = {
+            "csrfmiddlewaretoken": self.csrf_from(page),
+            "account_number": number,
+            "postal_code": item["postal_code"],
+        }
         name = "/pay/ (wrong lookup)" if wrong else "/pay/ (lookup)"
         with self.client.post("/pay/", form, name=name, catch_response=True) as r:
             found = r.status_code == 200 and "/pay/account/" in r.url
@@ -117,15 +123,23 @@ class Payers(BillpayUser):
         self.client.headers["X-Forwarded-For"] = random_address()
         screen = self.client.get(f"/pay/b/{item['token']}/", name="pay: open the pay screen")
         csrf = self.csrf_from(screen)
-        form = {"csrfmiddlewaretoken": csrf, "amount_choice": "full", "receipt_email": f"load{item['account_id']}@example.com"}
+        form = {
+            "csrfmiddlewaretoken": csrf,
+            "amount_choice": "full",
+            "receipt_email": f"load{item['account_id']}@example.com",
+        }
         headers = {"X-CSRFToken": csrf}
-        with self.client.post("/pay/account/start/", form, headers=headers, name="pay: start", catch_response=True) as r:
+        with self.client.post(
+            "/pay/account/start/", form, headers=headers, name="pay: start", catch_response=True
+        ) as r:
             if r.status_code != 200:
                 r.failure(f"start answered {r.status_code}: {r.text[:200]}")
                 return
             intent = r.json()["paymentIntent"]
         confirm = {"payment_intent": intent, "payment_method": "pm_card_visa"}
-        with self.client.post("/pay/account/confirm/", confirm, headers=headers, name="pay: confirm", catch_response=True) as r:
+        with self.client.post(
+            "/pay/account/confirm/", confirm, headers=headers, name="pay: confirm", catch_response=True
+        ) as r:
             if r.status_code != 200 or r.json().get("status") != "succeeded":
                 r.failure(f"confirm answered {r.status_code}: {r.text[:200]}")
                 return

@@ -38,7 +38,10 @@ def test_ready_reports_the_part_that_failed(client, db, settings, tmp_path, monk
     not_a_folder.write_text("")  # storage "root" is a file: nothing can be saved under it, even as root
     settings.STORAGES = {
         **settings.STORAGES,
-        "private": {"BACKEND": "django.core.files.storage.FileSystemStorage", "OPTIONS": {"location": str(not_a_folder)}},
+        "private": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(not_a_folder)},
+        },
     }
     response = client.get("/healthz/ready/")
     body = response.json()

@@ -102,7 +102,9 @@ def test_database_connections_switch_between_persistent_pool_and_pgbouncer(mode,
         " db.get('OPTIONS', {}).get('pool'))\n"
     )
     env = production_env(DATABASE_CONNECTIONS=mode, CONN_MAX_AGE=None)
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == expected
 

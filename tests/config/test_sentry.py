@@ -16,7 +16,9 @@ def test_card_numbers_are_masked_in_any_text_but_other_numbers_stay():
 def test_ibans_and_secrets_are_masked():
     text = "refund to DE89 3704 0044 0532 0130 00 with sk_live_abcdef123456 and whsec_0123456789, Bearer abc.def"
     scrubbed = scrub_text(text)
-    assert "DE89" not in scrubbed and "sk_live" not in scrubbed and "whsec_" not in scrubbed and "abc.def" not in scrubbed
+    assert (
+        "DE89" not in scrubbed and "sk_live" not in scrubbed and "whsec_" not in scrubbed and "abc.def" not in scrubbed
+    )
     assert scrubbed.startswith("refund to ")
 
 
