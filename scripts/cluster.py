@@ -260,12 +260,12 @@ class Cluster:
         log = self.state / "logs" / "localstripe.log"
         wait_for("localstripe", lambda: b"localstripe ready at" in log.read_bytes(), process=process, log=log)
 
-    def _django(self) -> str:
+    def _django(self, demo: bool) -> str:
         for folder in ("var", "mail", "sms", "static"):
             (self.state / folder).mkdir(parents=True, exist_ok=True)
         self._manage("migrate", "--noinput", "-v", "0")
         self._manage("collectstatic", "--noinput", "-v", "0")
-        return self._manage("seed_demo")
+        return self._manage("seed_demo") if demo else ""
 
     def start_web(self, index: int) -> None:
         metrics = self.state / "metrics" / f"web{index + 1}"
@@ -333,8 +333,9 @@ class Cluster:
         except urllib.error.HTTPError as error:
             return error.code
 
-    def start(self, *, workers: bool = True) -> str:
-        """Start every part (the Celery workers and beat only with `workers`); returns seed_demo's output."""
+    def start(self, *, workers: bool = True, demo: bool = True) -> str:
+        """Start every part (the Celery workers and beat only with `workers`); returns seed_demo's output (only
+        with `demo`: the demo data, with a year of history, takes a while to write)."""
         shutil.rmtree(self.state, ignore_errors=True)
         (self.state / "logs").mkdir(parents=True)
         try:
@@ -343,7 +344,7 @@ class Cluster:
             self._redis()
             self._s3()
             self._localstripe()
-            seeded = self._django()
+            seeded = self._django(demo)
             for index in range(len(self.ports.web)):
                 self.start_web(index)
             if workers:

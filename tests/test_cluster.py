@@ -43,7 +43,7 @@ def cluster(tmp_path_factory):
         unavailable(f"the cluster test needs {', '.join(missing)} (scripts/test.sh installs them as root)")
     running = Cluster(state=tmp_path_factory.mktemp("cluster"), ports=Ports.pick(0, 2), web_workers=1)
     try:
-        running.start(workers=False)
+        running.start(workers=False, demo=False)
     except Exception as exc:  # noqa: BLE001 - whatever failed, the logs say why
         pytest.fail(f"the cluster did not start: {exc}")
     yield running

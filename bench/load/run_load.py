@@ -88,7 +88,7 @@ def main() -> int:
 
     cluster = Cluster(state=Path(args.state), ports=Ports.pick(0, 2), web_workers=args.web_workers)
     print("Starting the cluster ...", flush=True)
-    cluster.start()
+    cluster.start(demo=False)  # only the load data: the demo's history has card payments no stand-in charged
     try:
         print(cluster.describe(), flush=True)
         seed = subprocess.run(

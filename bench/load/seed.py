@@ -50,7 +50,10 @@ def main() -> None:
     parser.add_argument("--browse", type=int, default=100)
     parser.add_argument("--payers", type=int, default=40)
     args = parser.parse_args()
-    biller = Biller.objects.order_by("pk").first()
+    # The demo's biller when the cluster seeded it; else one of our own (the cluster test skips the demo data).
+    biller = Biller.objects.order_by("pk").first() or Biller.objects.create(
+        slug="load-test-water", name="Load Test Water", currency="USD", support_email="help@load.example"
+    )
     today = dt.date.today()
     out = {"pay": [], "browse": [], "lookup": [], "payers": [], "password": PAYER_PASSWORD}
     index = 0
