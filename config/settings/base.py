@@ -184,9 +184,11 @@ CELERY_TASK_CREATE_MISSING_QUEUES = False
 CELERY_TASK_ROUTES = {
     "billing.tasks.autopay_charge_task": {"queue": "payments"},
     "billing.tasks.payments_reconcile_task": {"queue": "payments"},
+    "billing.tasks.credits_apply_task": {"queue": "payments"},
     "billing.tasks.payment*": {"queue": "payments"},
     "notifications.tasks.notification_send_task": {"queue": "notifications"},
     "billing.tasks.bill_import_run_task": {"queue": "bulk"},
+    "billing.tasks.statement_match_task": {"queue": "bulk"},
     "billing.tasks.autopay_plan_task": {"queue": "bulk"},
     "notifications.tasks.reminders_plan_task": {"queue": "bulk"},
     "accounts.tasks.invitation_batch_send_task": {"queue": "bulk"},
