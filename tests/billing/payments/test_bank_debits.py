@@ -2,7 +2,10 @@
 reaches the gateway, the mandate recorded as accepted, a processing debit counted on the bills, and a debit the bank
 returns days later taken off them exactly once, whatever the order or number of webhook deliveries."""
 
+import io
+
 import pytest
+from pypdf import PdfReader
 
 from billing.errors import ApplicationError
 from billing.models import BankMandate, BillingEvent, Payment, PaymentAllocation, WebhookEvent
@@ -129,6 +132,10 @@ def test_a_one_time_debit_records_the_mandate_and_pays_the_bill(
     assert len(confirmation) == 1 and confirmation[0].to == ["jana@example.com"]
     assert mandate.reference in confirmation[0].body and CREDITOR_ID in confirmation[0].body
     assert "€50.00" in confirmation[0].body
+    ((name, pdf, kind),) = confirmation[0].attachments  # the payer's copy of the mandate
+    assert kind == "application/pdf" and name == f"mandate-{mandate.reference}.pdf"
+    text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
+    assert mandate.reference in text and CREDITOR_ID in text and "8 weeks" in text
 
 
 def test_a_debit_that_is_processing_counts_on_the_bills_and_cannot_be_paid_twice(
