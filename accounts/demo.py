@@ -109,6 +109,10 @@ def demo_seed(*, today: dt.date | None = None) -> SeedResult:
             "support_phone": "+1 555 0100",
             "remit_address": "Riverside Water & Power\nPO Box 1200\nRiverside, CA 92501",
             "convenience_fee_fixed": 0,
+            "bank_account_name": "Riverside Water & Power",
+            "bank_name": "Valley Community Bank",
+            "bank_account_number": "4402917730",
+            "bank_routing_number": "122000661",
         },
     )
     User = get_user_model()
@@ -232,6 +236,7 @@ def _demo_bank_debit_seed(*, today: dt.date) -> tuple[int, int]:
             text=mandate_text(biller=biller, usage=BankMandate.Usage.MULTI_USE),
             acceptance=MandateAcceptance(accepted_at=int(timezone.now().timestamp()), ip="127.0.0.1",
                                          user_agent="seed_demo"),
+            confirm_by_email=False,
         )  # fmt: skip
         mandate_status_move(mandate=mandate, to=BankMandate.Status.ACTIVE, message="demo data")
     return created_accounts, created_bills
@@ -322,6 +327,7 @@ def demo_accounts(*, biller: Biller, limit: int | None = None) -> list[dict]:
     """The seeded accounts with what a payer needs to find them, and what they owe. Read by scripts and tests."""
     accounts = (
         CustomerAccount.objects.filter(biller=biller)
+        .select_related("biller")
         .order_by("account_number")
         .prefetch_related("bills", "mandates__user")
     )
@@ -343,6 +349,8 @@ def demo_accounts(*, biller: Biller, limit: int | None = None) -> list[dict]:
                 "email": account.email,
                 "currency": biller.currency,
                 "open_balance_minor": balance,
+                "bank_reference": account.bank_reference,
+                "credit_minor": account.credit_balance,
                 "open_balance": format_money(balance, biller.currency, "en"),
                 "payment_methods": _payment_methods(account),
                 "open_bills": [

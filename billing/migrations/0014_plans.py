@@ -10,7 +10,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0012_bank_debit_mandates'),
+        ('billing', '0013_bank_transfers'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
