@@ -138,6 +138,12 @@ class Biller(models.Model):
     def __str__(self):
         return self.name
 
+    def email_sender(self) -> str:
+        """The From of every e-mail sent for this biller: its name, on the site's sending address."""
+        from email.utils import formataddr, parseaddr
+
+        return formataddr((self.name, parseaddr(settings.DEFAULT_FROM_EMAIL)[1]))
+
 
 class ImportBatch(TransitionsMixin, models.Model):
     """One uploaded bill file and its progress. The rows it created point back to it."""

@@ -56,6 +56,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "billing.middleware.BillerTimeZoneMiddleware",  # the admin shows times on the biller's clock
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
@@ -93,6 +94,7 @@ LOGIN_REDIRECT_URL = "/me/"
 # Payer sign-in (django-allauth): e-mail is the identifier, verified before first sign-in; a one-time code by e-mail
 # works instead of a password; optional TOTP two-factor with recovery codes. allauth's rate limits and enumeration
 # prevention stay at their defaults (on).
+ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"  # allauth's e-mails as the biller's, on SITE_URL
 ACCOUNT_USER_MODEL_USERNAME_FIELD = None
 ACCOUNT_LOGIN_METHODS = {"email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]
