@@ -18,7 +18,8 @@ DEBUG = env.bool("DJANGO_DEBUG", default=False)
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="")  # local and test set their own; production requires it
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
 # The public address of the portal, used for links in e-mails and PDFs (no request is at hand there).
-SITE_URL = env("SITE_URL", default="http://localhost:8000").rstrip("/")
+# The public address in e-mails, PDFs and pay links. Locally it follows PORT, as the run command's web server does.
+SITE_URL = env("SITE_URL", default=f"http://localhost:{env('PORT', default='8000')}").rstrip("/")
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'billpay.sqlite3'}")}
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
