@@ -5,12 +5,16 @@ from django.views.generic.base import RedirectView
 from django.views.i18n import JavaScriptCatalog
 
 from billing.admin.insight import insight_urls
+from config import health, metrics
 
 admin.site.site_header = "Billpay staff"
 admin.site.site_title = "Billpay staff"
 admin.site.index_title = "Billing"
 
 urlpatterns = [
+    path("healthz/live/", health.live, name="healthz_live"),
+    path("healthz/ready/", health.ready, name="healthz_ready"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("favicon.ico", RedirectView.as_view(url=f"{settings.STATIC_URL}favicon.svg", permanent=True)),  # browsers ask here
     path("admin/insight/", include(insight_urls)),  # before the admin's own catch-all
     path("admin/", admin.site.urls),
