@@ -94,6 +94,13 @@ def _states_for(index: int) -> list[str]:
     return patterns[index % len(patterns)]
 
 
+# Days from today to the newest open bill's due date, by account. With the default reminder schedule [-5, 0, 3, 10]
+# some accounts have a reminder due today (five days before, on the day), so a new user sees reminders going out;
+# the rest are a fortnight away. An overdue bill is three days late: its "3 days after" reminder is due today too.
+OPEN_DUE_IN_DAYS = (14, 5, 0)
+OVERDUE_DAYS = 3
+
+
 @transaction.atomic
 def demo_seed(*, today: dt.date | None = None) -> SeedResult:
     today = today or timezone.localdate()
@@ -155,7 +162,10 @@ def demo_seed(*, today: dt.date | None = None) -> SeedResult:
                 continue
             period_end = today.replace(day=1) - dt.timedelta(days=1 + 30 * months_back)
             period_start = period_end - dt.timedelta(days=29)
-            due = today + dt.timedelta(days=14 - 30 * months_back) if state != "overdue" else today - dt.timedelta(days=9)
+            if state == "overdue":
+                due = today - dt.timedelta(days=OVERDUE_DAYS)
+            else:
+                due = today + dt.timedelta(days=OPEN_DUE_IN_DAYS[i % len(OPEN_DUE_IN_DAYS)] - 30 * months_back)
             bill = bill_create(
                 account=account,
                 number=bill_number,

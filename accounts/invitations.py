@@ -47,7 +47,7 @@ from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from billing.clock import biller_zone
+from billing.clock import biller_zone, datetime_display
 from billing.enrolment.links import token_hash, token_new
 from billing.enrolment.paperless import paperless_consent_text, paperless_enroll
 from billing.errors import ApplicationError
@@ -189,6 +189,8 @@ def _email_context(*, invitation: Invitation, token: str) -> dict:
         "biller": biller,
         "url": invitation_url(token),
         "expires_at": timezone.localtime(invitation.expires_at, zone),
+        # On the biller's clock with its zone named; a template's |date would show it in the server's zone (UTC).
+        "expires": datetime_display(invitation.expires_at, biller=biller),
         "time_zone": str(zone),
         "valid_days": VALID_DAYS,
         "LANGUAGE_CODE": translation.get_language(),
@@ -203,7 +205,7 @@ def _send_email(*, invitation: Invitation, token: str) -> None:
         subject = render_to_string("accounts/email/invitation_subject.txt", context).strip()
         text = render_to_string("accounts/email/invitation.txt", context)
         html = render_to_string("accounts/email/invitation.html", context)
-    message = EmailMultiAlternatives(subject, text, None, [invitation.email])
+    message = EmailMultiAlternatives(subject, text, account.biller.email_sender(), [invitation.email])
     message.attach_alternative(html, "text/html")
     message.send()
 

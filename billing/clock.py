@@ -81,8 +81,8 @@ def date_display(value: dt.date | None, *, biller=None, language: str | None = N
 
     if value is None:
         return ""
-    if isinstance(value, dt.datetime):
-        value = value.date()
+    if isinstance(value, dt.datetime):  # a moment: its date where the biller is
+        value = (biller_localtime(biller, value) if biller is not None else timezone.localtime(value)).date()
     if _uses_solar_hijri(biller, language):
         return _solar_hijri(value)
     return format_date(value, DATE_STYLE, locale=_locale_of(language))

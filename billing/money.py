@@ -153,12 +153,22 @@ def from_minor(minor: int, currency: str) -> Decimal:
     return Decimal(int(minor)).scaleb(-places).quantize(Decimal(1).scaleb(-places))
 
 
+# Right-to-left languages: an amount is a left-to-right island in the sentence around it. Unicode's isolates
+# (LEFT-TO-RIGHT ISOLATE ... POP DIRECTIONAL ISOLATE) keep "62.49 US$" from showing as "$US 62.49" on pages, in PDFs
+# and in e-mails alike, wherever the string lands.
+_RTL_LANGUAGES = frozenset({"ar", "fa", "he", "ur"})
+LTR_ISOLATE, POP_ISOLATE = "\u2066", "\u2069"
+
+
 def format_money(minor: int, currency: str, locale: str | None = None) -> str:
     locale = locale or to_locale(get_language() or "en")
     try:
-        return format_currency(from_minor(minor, currency), currency, locale=locale)
+        text = format_currency(from_minor(minor, currency), currency, locale=locale)
     except Exception:  # an unknown locale must never break a page
         return format_currency(from_minor(minor, currency), currency, locale="en")
+    if locale.split("_")[0].lower() in _RTL_LANGUAGES:
+        return f"{LTR_ISOLATE}{text}{POP_ISOLATE}"
+    return text
 
 
 def percent_of(minor: int, basis_points: int) -> int:

@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic.base import RedirectView
 from django.views.i18n import JavaScriptCatalog
 
 from billing.admin.insight import insight_urls
@@ -14,6 +15,7 @@ urlpatterns = [
     path("healthz/live/", health.live, name="healthz_live"),
     path("healthz/ready/", health.ready, name="healthz_ready"),
     path("metrics", metrics.metrics, name="metrics"),
+    path("favicon.ico", RedirectView.as_view(url=f"{settings.STATIC_URL}favicon.svg", permanent=True)),  # browsers ask here
     path("admin/insight/", include(insight_urls)),  # before the admin's own catch-all
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),

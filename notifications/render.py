@@ -31,6 +31,9 @@ _COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
 # Kinds whose e-mail carries the bill itself as a PDF: the e-bill. Reminders carry the link only (lighter, and the
 # payer has the PDF already).
 PDF_KINDS = frozenset({NoticeKind.BILL_ISSUED})
+# Kinds that never ask for money: a refund is money going back. A payment notice asks only while a bill still owes.
+NEVER_ASKS_PAYMENT = frozenset({NoticeKind.REFUND_ISSUED})
+NO_BILL_NO_ASK = frozenset({NoticeKind.PAYMENT_RECEIVED, NoticeKind.REFUND_ISSUED})
 
 
 def pay_url_for(bill) -> str:
@@ -95,6 +98,9 @@ def notification_context(notification: Notification, *, now=None) -> dict:
         "brand_text_color": brand_text,
         "language": translation.get_language(),
         "bidi": get_language_bidi(),
+        # "Amount due … Pay now" only when something is owed and the notice is about paying it.
+        "asks_payment": notification.kind not in NEVER_ASKS_PAYMENT
+        and (bill.balance_due > 0 if bill is not None else notification.kind not in NO_BILL_NO_ASK),
     }
     if bill is not None:
         # Days counted from the day the message goes out, in the biller's zone: a reminder delayed by quiet hours or an

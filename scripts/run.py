@@ -1,7 +1,9 @@
 """Start the portal for local use: migrate, seed demo data, then run web, Celery worker and Celery beat together,
 and localstripe (a local stand-in for Stripe's API and stripe.js) unless real Stripe keys are in the environment.
 
-Ctrl-C or SIGTERM stops every process it started; if one of them dies, the others are stopped too.
+Ctrl-C or SIGTERM stops every process it started; if one of them dies, the others are stopped too. The worker and beat
+log to VAR_DIR/logs/, so the banner (logins, demo accounts, where e-mails go), printed once the web server answers,
+stays on screen.
 DATABASE_URL and REDIS_URL, when set, are passed through to every process (PostgreSQL and Redis instead of the
 embedded SQLite and folder broker).
 """
@@ -12,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -47,6 +50,16 @@ def start_localstripe(web_port: int) -> tuple[subprocess.Popen, str]:
     # Keep draining its output so a full pipe can never stall it.
     threading.Thread(target=lambda: [sys.stdout.write(chunk) for chunk in proc.stdout], daemon=True).start()
     return proc, line.removeprefix("localstripe ready at ")
+
+
+def wait_until_answering(url: str, *, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return
+        except OSError:
+            time.sleep(0.3)
 
 
 def main() -> int:
@@ -102,14 +115,20 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, lambda *a: (stop(), sys.exit(0)))
     signal.signal(signal.SIGINT, lambda *a: (stop(), sys.exit(0)))
+    logs = var / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
     for name, command in commands.items():
-        children[name] = subprocess.Popen(command, cwd=ROOT)
+        # The worker and beat are chatty; their logs go to files so they never bury the banner.
+        output = None if name == "web" else open(logs / f"{name}.log", "a")  # noqa: SIM115 - closed at exit
+        children[name] = subprocess.Popen(command, cwd=ROOT, stdout=output, stderr=subprocess.STDOUT if output else None)
+    wait_until_answering(f"http://127.0.0.1:{port}/")
 
     database = "PostgreSQL" if os.environ.get("DATABASE_URL", "").startswith("postgres") else f"SQLite ({var})"
     broker = "Redis" if os.environ.get("REDIS_URL") else f"folder broker ({var / 'broker'})"
     print(
         f"\nBillpay is starting on http://localhost:{port}/  (staff admin: http://localhost:{port}/admin/)\n"
-        f"Database: {database} · Celery broker: {broker}\n{stripe_note}\n{seeded}\nPress Ctrl-C to stop.\n",
+        f"Database: {database} · Celery broker: {broker}\n{stripe_note}\n"
+        f"Worker and beat logs: {logs / 'worker.log'}, {logs / 'beat.log'}\n{seeded}\nPress Ctrl-C to stop.\n",
         flush=True,
     )
     try:

@@ -57,8 +57,15 @@ def test_run_command_starts_everything_and_sigterm_stops_it(tmp_path):
         # Wait for the worker and beat to report in, so the stop below really stops three processes.
         while time.monotonic() < deadline and not ("ready." in output and "beat: Starting" in output):
             time.sleep(0.5)
-            output = (tmp_path / "run.log").read_text()
+            output = "".join(
+                (tmp_path / name).read_text() for name in ("run.log", "logs/worker.log", "logs/beat.log")
+                if (tmp_path / name).exists()
+            )
         assert "ready." in output and "beat: Starting" in output, output
+        # The banner is the last thing on the console: the worker and beat log to VAR_DIR/logs/.
+        console = (tmp_path / "run.log").read_text()
+        assert "ready." not in console and "beat: Starting" not in console
+        assert "Worker and beat logs:" in console
         assert f"http://localhost:{port}/" in output
         assert "Staff login:" in output and "Demo accounts" in output
         assert (tmp_path / "billpay.sqlite3").exists()

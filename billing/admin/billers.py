@@ -10,7 +10,9 @@ from stdnum import bic, iban
 
 from billing.errors import ApplicationError
 from billing.models import Biller
-from billing.money import validate_currency
+from billing.money import from_minor, validate_currency
+
+from .mixins import staff_amount_parse
 
 from .plans import PlanRulesInline
 
@@ -22,10 +24,27 @@ class PrivateFileInput(forms.ClearableFileInput):
 
 
 class BillerAdminForm(forms.ModelForm):
+    # Typed in the currency's units ("1.50"), as refunds and offline payments are; stored in minor units.
+    convenience_fee_fixed = forms.CharField(
+        label=_("convenience fee, fixed"), max_length=32, initial="0",
+        help_text=_("In the biller's currency, for example 1.50. 0 for none."),
+    )
+
     class Meta:
         model = Biller
         fields = "__all__"
         widgets = {"logo": PrivateFileInput(attrs={"accept": "image/png,image/jpeg"})}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk:
+            self.initial["convenience_fee_fixed"] = str(
+                from_minor(self.instance.convenience_fee_fixed, self.instance.currency)
+            )
+
+    def clean_convenience_fee_fixed(self):
+        currency = self.cleaned_data.get("currency") or self.instance.currency or "USD"
+        return staff_amount_parse(self.cleaned_data["convenience_fee_fixed"], currency, allow_zero=True)
 
     def clean_currency(self):
         try:

@@ -75,9 +75,12 @@ def usage_chart_svg(
             f'height="{max(h, 0.5):.1f}"/>'
         )
         centre = i * slot + slot / 2
-        parts.append(
-            f'<text x="{centre:.1f}" y="{height - 10}" text-anchor="middle" font-size="9">{escape(point.label)}</text>'
-        )
+        # Twelve month names do not fit under twelve narrow bars: label every other one, counting back from the
+        # current period (the table beside the chart has them all).
+        if len(points) <= 6 or (len(points) - 1 - i) % 2 == 0:
+            parts.append(
+                f'<text x="{centre:.1f}" y="{height - 10}" text-anchor="middle" font-size="9">{escape(point.label)}</text>'
+            )
         if point.current:
             parts.append(
                 f'<text x="{centre:.1f}" y="{max(top + plot - h - 4, 10):.1f}" text-anchor="middle" font-size="10" '

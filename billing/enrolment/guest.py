@@ -95,7 +95,7 @@ def guest_enrollment_links_send(*, enrollment_request_id: int) -> list[str]:
             body = render_to_string("accounts/email/guest_enrollment.txt", context)
         # Sent inside the transaction, as the receipt is: if sending fails, the links roll back and the next call
         # sends them again. Under the request's row lock, so two calls never both send.
-        send_mail(subject, body, None, [request.email])
+        send_mail(subject, body, account.biller.email_sender(), [request.email])
     return list(urls)
 
 
@@ -198,7 +198,7 @@ def guest_link_code_send(*, link: GuestEnrollmentLink) -> None:
             subject = render_to_string("accounts/email/guest_code_subject.txt", context).strip()
             body = render_to_string("accounts/email/guest_code.txt", context)
         # Under the row lock and inside the transaction: if sending fails, the code rolls back with it.
-        send_mail(subject, body, None, [locked.request.email])
+        send_mail(subject, body, account.biller.email_sender(), [locked.request.email])
 
 
 def guest_link_code_check(*, link: GuestEnrollmentLink, code: str) -> None:

@@ -181,6 +181,12 @@ class Biller(models.Model):
     def bank_transfer_offered(self) -> bool:
         return bool(self.bank_iban or self.bank_account_number)
 
+    def email_sender(self) -> str:
+        """The From of every e-mail sent for this biller: its name, on the site's sending address."""
+        from email.utils import formataddr, parseaddr
+
+        return formataddr((self.name, parseaddr(settings.DEFAULT_FROM_EMAIL)[1]))
+
 
 class ImportBatch(TransitionsMixin, models.Model):
     """One uploaded bill file and its progress. The rows it created point back to it."""

@@ -150,6 +150,14 @@ class PaymentAllocation(models.Model):
     # Given back to the payer by refunds; the bill's amount_paid went down by the same amount.
     amount_reversed = models.BigIntegerField(_("amount refunded"), default=0)
 
+    def __str__(self):
+        # The admin shows this as the row's title in a bill's "payments applied".
+        return _("%(amount)s from payment %(payment)s to bill %(bill)s") % {
+            "amount": format_money(self.amount - self.amount_reversed, self.payment.currency),
+            "payment": self.payment.confirmation_number,
+            "bill": self.bill.number,
+        }
+
     class Meta:
         verbose_name = _("payment allocation")
         constraints = [

@@ -19,7 +19,8 @@ DEBUG = env.bool("DJANGO_DEBUG", default=False)
 SECRET_KEY = env("DJANGO_SECRET_KEY", default="")  # local and test set their own; production requires it
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1"])
 # The public address of the portal, used for links in e-mails and PDFs (no request is at hand there).
-SITE_URL = env("SITE_URL", default="http://localhost:8000").rstrip("/")
+# The public address in e-mails, PDFs and pay links. Locally it follows PORT, as the run command's web server does.
+SITE_URL = env("SITE_URL", default=f"http://localhost:{env('PORT', default='8000')}").rstrip("/")
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'billpay.sqlite3'}")}
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
@@ -61,6 +62,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "billing.middleware.BillerTimeZoneMiddleware",  # the admin shows times on the biller's clock
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
@@ -99,6 +101,7 @@ LOGIN_REDIRECT_URL = "/me/"
 # Payer sign-in (django-allauth): e-mail is the identifier, verified before first sign-in; a one-time code by e-mail
 # works instead of a password; optional TOTP two-factor with recovery codes. allauth's rate limits and enumeration
 # prevention stay at their defaults (on).
+ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"  # allauth's e-mails as the biller's, on SITE_URL
 ACCOUNT_USER_MODEL_USERNAME_FIELD = None
 ACCOUNT_LOGIN_METHODS = {"email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "password1*", "password2*"]

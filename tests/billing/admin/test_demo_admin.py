@@ -93,3 +93,38 @@ def test_the_demo_has_one_account_on_an_active_plan_shown_in_the_json(db):
     assert plan["status"] == "active" and plan["next"]["number"] == 1
     assert [i["status"] for i in plan["instalments"]] == ["paid", "scheduled", "scheduled", "scheduled"]
     assert plan["paid"] == plan["instalments"][0]["amount"]
+
+
+def test_the_demo_has_reminders_going_out_today_not_only_skipped_ones(db):
+    import datetime as dt
+
+    from django.utils import timezone
+
+    from accounts.demo import demo_seed
+    from notifications.models import Notification
+    from notifications.planner import reminders_plan
+
+    today = timezone.localdate()
+    demo_seed(today=today)
+    reminders_plan(today=today, now=timezone.make_aware(dt.datetime.combine(today, dt.time(6))))
+
+    planned = Notification.objects.filter(kind__in=["due_upcoming", "due_today", "past_due"])
+    going_out = planned.exclude(status=Notification.Status.SKIPPED)
+    assert set(going_out.values_list("kind", flat=True)) == {"due_upcoming", "due_today", "past_due"}
+    assert not planned.filter(status=Notification.Status.SKIPPED, last_error__contains="days late").exists()
+
+
+def test_seed_demo_json_pay_links_use_the_port_the_portal_runs_on(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from django.conf import settings
+
+    env = {k: v for k, v in os.environ.items() if k not in {"SITE_URL", "DJANGO_SETTINGS_MODULE"}}
+    env.update(PORT="8234", DJANGO_SETTINGS_MODULE="config.settings.local", VAR_DIR=str(tmp_path))
+    site_url = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup(); from django.conf import settings; print(settings.SITE_URL)"],
+        cwd=settings.BASE_DIR, env=env, capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    assert site_url == "http://localhost:8234"
