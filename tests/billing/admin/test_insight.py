@@ -166,3 +166,18 @@ def test_query_count_is_the_same_for_10_and_2000_bills(clerk_client, django_asse
     with CaptureQueriesContext(connection) as cached:
         clerk_client.get(INSIGHT, {"biller": large.pk, "period": "this_month"})
     assert len(cached) < many
+
+
+def test_posting_file_and_deposit_report_download(clerk_client, django_user_model):
+    data = build(django_user_model)
+    response = clerk_client.get(INSIGHT + "payments.csv", {"biller": data.biller.pk, "date": "2026-10-12"})
+    assert response["Content-Type"].startswith("text/csv") and "payments-2026-10-12" in response["Content-Disposition"]
+    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    # Oct 12: P2 only, 50.00 by card through the portal on B2 (insight_support.py's table).
+    assert [(r["record_type"], r["account_number"], r["bill_number"], r["amount"], r["channel"]) for r in rows] == [
+        ("payment", "A2", "B2", "50.00", "portal")
+    ]
+    assert clerk_client.get(INSIGHT + "payments.csv", {"biller": data.biller.pk, "date": "12/10"}).status_code == 400
+    deposits = clerk_client.get(INSIGHT + "deposits.csv", october(data.biller))
+    days = [r["date"] for r in csv.DictReader(io.StringIO(deposits.content.decode()))]
+    assert days == ["2026-10-10", "2026-10-12", "2026-10-15", "2026-10-25"]
