@@ -306,7 +306,7 @@ class Cluster:
         upstreams = "\n".join(
             f"        server 127.0.0.1:{port} max_fails=1 fail_timeout=5s;" for port in self.ports.web
         )
-        temp = Path(tempfile.mkdtemp(prefix="billpay-cluster-nginx-"))
+        temp = self.nginx_temp = Path(tempfile.mkdtemp(prefix="billpay-cluster-nginx-"))
         temp.chmod(0o777)
         conf = (ROOT / "scripts" / "cluster-nginx.conf").read_text()
         for token, value in {
@@ -387,9 +387,9 @@ class Cluster:
                     os.killpg(process.pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-        pg_data = getattr(self, "pg_data", None)
-        if pg_data:
-            shutil.rmtree(pg_data, ignore_errors=True)
+        for folder in (getattr(self, "pg_data", None), getattr(self, "nginx_temp", None)):
+            if folder:
+                shutil.rmtree(folder, ignore_errors=True)
 
     def describe_json(self) -> dict:
         return {

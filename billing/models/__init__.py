@@ -6,6 +6,7 @@ model; the app label stays `billing`, so tables, migrations and permissions do n
 """
 
 from .bills import (
+    BankReferenceScheme,
     Bill,
     Biller,
     BillingEvent,
@@ -21,19 +22,25 @@ from .payments import Dispute, Payment, PaymentAllocation, PaymentAttempt, Refun
 from .methods import BankMandate, GatewayCustomer, PaymentMethod
 from .enrolment import EnrollmentEvent, GuestEnrollmentLink, GuestEnrollmentRequest, PaperlessEnrollment
 from .autopay import AutopayCharge, AutopayChargeEvent, AutopayChargeTry, AutopayEnrollment
+from .banking import AccountCreditEntry, BankStatement, StatementLine
+from .plans import Frequency, PaymentPlan, PaymentPlanEvent, PlanBill, PlanInstalment, PlanRules, RemainderOn
 
 __all__ = [
+    "AccountCreditEntry",
+    "BankStatement",
     "AutopayCharge",
     "AutopayChargeEvent",
     "AutopayChargeTry",
     "AutopayEnrollment",
     "BankMandate",
+    "BankReferenceScheme",
     "Bill",
     "BillLine",
     "Biller",
     "BillingEvent",
     "CustomerAccount",
     "Dispute",
+    "Frequency",
     "EnrollmentEvent",
     "GatewayCustomer",
     "GuestEnrollmentLink",
@@ -44,7 +51,14 @@ __all__ = [
     "PaymentAllocation",
     "PaymentAttempt",
     "PaymentMethod",
+    "PaymentPlan",
+    "PaymentPlanEvent",
+    "PlanBill",
+    "PlanInstalment",
+    "PlanRules",
     "Refund",
+    "RemainderOn",
+    "StatementLine",
     "WebhookEvent",
     "default_reminder_schedule",
     "default_retry_schedule",

@@ -13,8 +13,9 @@ from tests.factories import CustomerAccountFactory, make_bill
 pytestmark = pytest.mark.django_db
 
 # Session, user, verified e-mail, the site's biller (context processor), links, balances, bills, payments; then
-# autopay and paperless enrolments, and the next bills of accounts with autopay on (tests/accounts/test_autopay.py).
-DASHBOARD_QUERY_BUDGET = 11
+# autopay and paperless enrolments, and the next bills of accounts with autopay on (tests/accounts/test_autopay.py);
+# payment plans: the current plans, their bills and instalments, and which billers offer plans.
+DASHBOARD_QUERY_BUDGET = 15
 
 
 def linked(user, account):
@@ -162,3 +163,18 @@ def test_pay_now_for_someone_elses_account_is_404(payer_client, biller):
     assert payer_client.post(reverse("accounts:pay", args=[other.pk])).status_code == 404
     assert lookup.GRANT_SESSION_KEY not in payer_client.session
     assert payer_client.get(reverse("accounts:pay", args=[other.pk])).status_code == 405
+
+
+def test_dashboard_shows_a_bank_transfer_applied_from_a_statement(payer_client, payer, biller):
+    from billing.payments.transfers import bank_entry_key, payment_record_bank_transfer
+
+    account = CustomerAccountFactory(biller=biller)
+    linked(payer, account)
+    make_bill(account, amounts=(4000,))
+    result = payment_record_bank_transfer(
+        account=account, amount=4000, currency="USD",
+        key=bank_entry_key(kind="transfer", biller_id=biller.pk, entry_key="2611030012345"),
+    )  # fmt: skip
+    html = payer_client.get(reverse("accounts:dashboard")).content.decode()
+    assert result.payment.confirmation_number in html and "Bank transfer" in html
+    assert "Nothing due" in html
