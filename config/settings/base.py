@@ -22,7 +22,10 @@ SITE_URL = env("SITE_URL", default="http://localhost:8000").rstrip("/")
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'billpay.sqlite3'}")}
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
-DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
+# Persistent connections, checked before reuse: a new PostgreSQL connection per request costs more than the page
+# itself. This is the one documented choice (docs/performance.md); CONN_MAX_AGE=0 in the environment turns it off.
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", env.bool("CONN_HEALTH_CHECKS", default=True))
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL plus a busy timeout lets web, worker and beat share one SQLite file in the embedded run.
     DATABASES["default"]["OPTIONS"] = {
