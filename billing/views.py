@@ -6,6 +6,7 @@ from django.contrib import messages
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.formats import date_format
 from django.utils.translation import get_language, gettext_noop, ngettext, to_locale
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
@@ -23,11 +24,11 @@ from billing.payments import lookup, receipts
 from billing.payments.core import payment_record_result
 from billing.payments.forms import LookupForm, PaymentForm
 from billing.payments.gateway import GatewayError
-from billing.payments.online import payment_confirm, payment_quote, payment_start
+from billing.payments.online import QUOTE_BILLS, payment_confirm, payment_quote, payment_start
 
 from .errors import ApplicationError
 from .models import CustomerAccount, Payment
-from .money import format_money
+from .money import format_money, money_formatter
 
 
 def _format_percent(basis_points: int, *, locale: str) -> str:
@@ -154,8 +155,9 @@ def pay_account(request):
     biller = account.biller
     today = biller_today(biller)
 
+    all_bills = request.GET.get("bills") == "all"  # "and N more": the payer asked to see every open bill
     try:
-        full = payment_quote(account=account)
+        full = payment_quote(account=account, bills_shown=None if all_bills else QUOTE_BILLS)
     except ApplicationError as error:
         full, nothing_due = None, error.message
     else:
@@ -171,9 +173,16 @@ def pay_account(request):
             quote = None
 
     currency = biller.currency
-    money = lambda minor: format_money(minor, currency)  # noqa: E731
+    money = money_formatter(currency, to_locale(get_language() or "en"))  # one formatter for every amount
+    # Translated once, filled in per row.
+    bill_label, due_label = _("Bill %(number)s"), _("Due %(date)s")
     bills = [
-        {"number": b.number, "due_date": b.due_date, "balance": money(b.balance_due), "overdue": b.is_overdue(today)}
+        {
+            "label": bill_label % {"number": b.number},
+            "due": due_label % {"date": date_format(b.due_date, "DATE_FORMAT")},
+            "balance": money(b.balance_due),
+            "overdue": b.is_overdue(today),
+        }
         for b in (full.bills if full else ())
     ]
     context = {
@@ -181,6 +190,7 @@ def pay_account(request):
         "account": account,
         "holder_masked": _masked_name(account.holder_name),
         "bills": bills,
+        "bills_more": full.open_bills - len(bills) if full else 0,
         "nothing_due": nothing_due,
         "form": form,
         "balance": money(full.owed) if full else "",

@@ -16,7 +16,7 @@ from billing.models import Bill, Payment
 from billing.signals import payment_succeeded
 from billing.models.methods import card_summary
 
-from .allocations import payment_apply
+from .allocations import payable_bills_lock, payment_apply
 from .attempts import account_lock, intent_declined, payment_intent_retrieve, payment_status_move
 from .gateway import GatewayError, IntentResult, IntentStatus
 from .refunds import refund_excess_return
@@ -42,8 +42,9 @@ _CHARGED_INTENT_STATUSES = (IntentStatus.SUCCEEDED, IntentStatus.PROCESSING, Int
 # Recording what the gateway says
 
 
-def payment_sync(*, payment: Payment, intent: IntentResult, source: str) -> None:
-    """Bring a locked payment in line with its intent as the gateway reports it. Idempotent."""
+def payment_sync(*, payment: Payment, intent: IntentResult, source: str, bills: list[Bill] | None = None) -> None:
+    """Bring a locked payment in line with its intent as the gateway reports it. Idempotent. A caller that already
+    holds the account's payable bills locked (in primary-key order, this transaction) passes them as `bills`."""
     if payment.status in FINAL_STATUSES:
         return
     if intent.status in _CHARGED_INTENT_STATUSES and (
@@ -69,7 +70,7 @@ def payment_sync(*, payment: Payment, intent: IntentResult, source: str) -> None
         payment_status_move(payment=payment, to=Payment.Status.PENDING, message=f"payer tried again ({source})")
 
     if intent.status == IntentStatus.SUCCEEDED:
-        _payment_succeed(payment=payment, intent=intent, source=source)
+        _payment_succeed(payment=payment, intent=intent, source=source, bills=bills)
     elif intent.status in (IntentStatus.PROCESSING, IntentStatus.REQUIRES_CAPTURE):
         if payment.status in (Payment.Status.PENDING, Payment.Status.REQUIRES_ACTION):
             payment_status_move(payment=payment, to=Payment.Status.PROCESSING, message=source)
@@ -85,12 +86,11 @@ def payment_sync(*, payment: Payment, intent: IntentResult, source: str) -> None
             payment_status_move(payment=payment, to=Payment.Status.CANCELED, message=f"intent canceled ({source})")
 
 
-def _payment_succeed(*, payment: Payment, intent: IntentResult, source: str) -> None:
-    payment.received_at = timezone.now()
+def _payment_succeed(*, payment: Payment, intent: IntentResult, source: str, bills: list[Bill] | None) -> None:
+    changes = {"received_at": timezone.now()}
     if intent.card_last4:
-        payment.payment_method_summary = card_summary(intent.card_brand, intent.card_last4)
-    payment.save(update_fields=["received_at", "payment_method_summary", "updated_at"])
-    payment_status_move(payment=payment, to=Payment.Status.SUCCEEDED, message=source)
+        changes["payment_method_summary"] = card_summary(intent.card_brand, intent.card_last4)
+    payment_status_move(payment=payment, to=Payment.Status.SUCCEEDED, message=source, changes=changes)
     # The payer's enrolment choices and the receipt notice follow the one recorded success, after commit, on
     # payment_succeeded (billing/signals.py). The receipt is raised once whichever path got here first (one
     # conditional UPDATE of receipt_sent_at, and one outbox row per payment, kind and channel).
@@ -101,17 +101,14 @@ def _payment_succeed(*, payment: Payment, intent: IntentResult, source: str) -> 
 
     # The bills may have been paid some other way (at the counter, a second payer) since the quote. Apply only what
     # is owed now, under the bill locks, and give the rest back: a bill is never overpaid.
-    bills = list(
-        Bill.objects.select_for_update()
-        .filter(account_id=payment.account_id, status__in=Bill.PAYABLE_STATUSES)
-        .order_by("pk")
-    )
+    if bills is None:
+        bills = payable_bills_lock(account_id=payment.account_id)
     owed = sum(bill.balance_due for bill in bills)
     applied = min(owed, payment.amount)
     if applied:
         portion = copy.copy(payment)  # payment_apply applies `amount`; the row itself keeps what was charged
         portion.amount = applied
-        payment_apply(payment=portion)
+        payment_apply(payment=portion, bills=bills)
     if applied < payment.amount:
         # Nothing applied at all: nothing was delivered for the fee and tip either, so they go back too.
         excess = payment.amount - applied if applied else payment.total_charged

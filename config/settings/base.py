@@ -258,6 +258,9 @@ STRIPE_PUBLISHABLE_KEY = env("STRIPE_PUBLISHABLE_KEY", default="")
 STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", default="")
 STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
 STRIPE_JS_URL = env("STRIPE_JS_URL", default="https://js.stripe.com/v3/")
+# Gateway requests per second, all web and worker processes together (counted in the shared cache, so it holds only
+# with Redis when several processes run). Stripe's live-mode limit is 100 per second; 0 turns the limit off.
+GATEWAY_RATE_LIMIT_PER_SECOND = env.int("GATEWAY_RATE_LIMIT_PER_SECOND", default=100)
 
 
 def _origin(url: str) -> str:
