@@ -136,7 +136,7 @@ def fetch(base: str, path: str, cookie: str | None) -> bytes:
     return response.read()
 
 
-def profile(sessions: dict[str, str], repeat: int = 50) -> None:
+def profile(sessions: dict[str, str], repeat: int = 30) -> None:
     from django.conf import settings
     from django.test import Client
 
@@ -150,10 +150,12 @@ def profile(sessions: dict[str, str], repeat: int = 50) -> None:
         for _ in range(repeat):
             client.get(path)
         profiler.disable()
-        out = io.StringIO()
-        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(25)
         print(f"\n===== {name} ({path}), {repeat} requests in-process =====")
-        print("\n".join(out.getvalue().splitlines()[:45]))
+        for order, restriction in (("tottime", 20), ("cumulative", r"/(billing|accounts|notifications)/")):
+            out = io.StringIO()
+            stats = pstats.Stats(profiler, stream=out).sort_stats(order)
+            stats.print_stats(restriction, 20) if isinstance(restriction, str) else stats.print_stats(restriction)
+            print("\n".join(line for line in out.getvalue().splitlines() if re.match(r"\s+[\d/]+\s", line)))
 
 
 def main() -> None:
