@@ -15,8 +15,8 @@ from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import translation
 
-from billing.bills.documents import pdf_from_html
-from billing.clock import biller_localtime
+from billing.bills.documents import page_size_of, pdf_from_html
+from billing.clock import biller_localtime, date_display, datetime_display
 from billing.models import Payment, PaymentAllocation
 from billing.money import format_money
 
@@ -78,22 +78,30 @@ def receipt_context(payment: Payment) -> dict:
         "total": money(payment.total_charged),
         "refunded": money(payment.amount_refunded) if payment.amount_refunded else "",
         "bills_paid": [
-            {"number": a.bill.number, "due_date": a.bill.due_date, "amount": money(a.amount - a.amount_reversed)}
+            {
+                "number": a.bill.number,
+                "due_date": a.bill.due_date,
+                "due": date_display(a.bill.due_date, biller=biller),
+                "amount": money(a.amount - a.amount_reversed),
+            }
             for a in allocations
         ],
         "card": payment.payment_method_summary,
         "paid_at": biller_localtime(biller, when),
+        "paid_at_display": datetime_display(when, biller=biller),  # on the biller's clock, the zone named
         "succeeded": payment.status == Payment.Status.SUCCEEDED,
     }
 
 
-def receipt_pdf(payment: Payment) -> bytes:
+def receipt_pdf(payment: Payment, *, language: str | None = None) -> bytes:
     """The receipt as a PDF, rendered on demand (it is small and never changes after the payment, except for a
-    refund, which it then shows)."""
-    with translation.override(payment.account.language or settings.LANGUAGE_CODE):
+    refund, which it then shows), in `language` (the one the payer chose on the page; the account's by default), on
+    the biller's paper size."""
+    with translation.override(language or payment.account.language or settings.LANGUAGE_CODE):
         context = receipt_context(payment) | {
             "lang": translation.get_language(),
             "dir": "rtl" if translation.get_language_bidi() else "ltr",
+            "page_size": page_size_of(payment.biller),
         }
         html = render_to_string("billing/receipt_document.html", context)
     return pdf_from_html(html)
