@@ -291,7 +291,11 @@ class Bill(TransitionsMixin, models.Model):
             models.CheckConstraint(condition=Q(amount_paid__lte=F("total")), name="bill_never_overpaid"),
             models.CheckConstraint(condition=Q(period_end__gte=F("period_start")), name="bill_period_ordered"),
         ]
-        indexes = [models.Index(fields=["account", "status", "due_date"])]
+        indexes = [
+            models.Index(fields=["account", "status", "due_date"]),
+            # An account's newest bills (the dashboard's three) read from the index, not from its whole history.
+            models.Index(fields=["account", "-due_date", "-id"], name="bill_account_newest"),
+        ]
 
     def __str__(self):
         return self.number

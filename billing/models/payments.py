@@ -106,6 +106,8 @@ class Payment(TransitionsMixin, models.Model):
                 name="one_in_flight_online_payment_per_account",
             ),
         ]
+        # An account's newest payments (the dashboard's three) read from the index, not from its whole history.
+        indexes = [models.Index(fields=["account", "-created_at", "-id"], name="payment_account_newest")]
 
     def __str__(self):
         return self.confirmation_number
