@@ -163,7 +163,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=3)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="cProfile each page in-process instead of serving it")
+    parser.add_argument("--only", default="", help="only the pages whose name contains this")
     args = parser.parse_args()
+    PAGES[:] = [page for page in PAGES if args.only in page[0]]
     if not args.profile and not shutil.which("wrk"):
         raise SystemExit("needs wrk: apt-get install -y wrk")
 

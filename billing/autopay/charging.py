@@ -235,23 +235,28 @@ def _try_run(run: ChargeRun, attempt: AutopayChargeTry, *, resuming: bool) -> st
     if not payment.gateway_payment_id:
         card = attempt.payment_method
         gateway = gateway_api.get_gateway()
-        try:
-            intent = payment_gateway_call(
-                payment=payment, kind=PaymentAttempt.Kind.CREATE, amount=payment.amount, reference="-",
-                idempotency_key=payment.idempotency_key, attempt=_fresh(run.create_row, payment),
-                call=lambda k: gateway.create_payment_intent(
-                    amount=payment.amount, currency=payment.currency, idempotency_key=k,
-                    customer=card.gateway_customer_id, payment_method=card.gateway_payment_method_id,
-                    metadata={"payment": str(payment.pk), "autopay_charge": str(run.charge_id),
-                              "account": str(payment.account_id)},
-                ),
-            )  # fmt: skip
-        except GatewayError:
+        # One commit for the call's attempt row and the intent id. No row is locked while the gateway answers.
+        with transaction.atomic():
+            try:
+                intent = payment_gateway_call(
+                    payment=payment, kind=PaymentAttempt.Kind.CREATE, amount=payment.amount, reference="-",
+                    idempotency_key=payment.idempotency_key, attempt=_fresh(run.create_row, payment),
+                    call=lambda k: gateway.create_payment_intent(
+                        amount=payment.amount, currency=payment.currency, idempotency_key=k,
+                        customer=card.gateway_customer_id, payment_method=card.gateway_payment_method_id,
+                        metadata={"payment": str(payment.pk), "autopay_charge": str(run.charge_id),
+                                  "account": str(payment.account_id)},
+                    ),
+                )  # fmt: skip
+            except GatewayError:
+                intent = None  # the attempt row says why; it is committed all the same
+            else:
+                payment.gateway_payment_id = intent.id
+                Payment.objects.filter(pk=payment.pk).update(gateway_payment_id=intent.id, updated_at=timezone.now())
+        if intent is None:
             # Nothing was confirmed. The row stays charging; a reclaim after the timeout resumes this try.
-            logger.warning("autopay charge %s: intent not created, will resume", run.charge_id, exc_info=True)
+            logger.warning("autopay charge %s: intent not created, will resume", run.charge_id)
             return "gateway_error"
-        payment.gateway_payment_id = intent.id
-        Payment.objects.filter(pk=payment.pk).update(gateway_payment_id=intent.id, updated_at=timezone.now())
         resuming = False
     confirm_row = _fresh(run.confirm_row, payment) or payment_confirm_attempt_open(payment)
     run.create_row = run.confirm_row = None

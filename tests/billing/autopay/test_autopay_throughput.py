@@ -11,14 +11,14 @@ from tests.billing.autopay_support import Driver, enroll, make_user, saved_card
 from tests.factories import make_bill
 
 S = AutopayCharge.Status
-# One successful charge, in three transactions: (1) the row locked and read with its bill, account, enrolment and
+# One successful charge, in three transactions (in production each is one BEGIN … COMMIT, which Django does not count): (1) the row locked and read with its bill, account, enrolment and
 # card in one query; the Payment, its event, the row's claim, the try and the two attempt rows (6); (2) after the
 # intent is created, its attempt row and the payment's intent id (2); (3) the account, the row with its try and
 # payment, and the payable bills locked (3); the confirm's attempt row; the payment's status and its event; the
 # bill's amount and status in one UPDATE; the allocation; the "applied"/"paid" events in one insert; the waiting
 # rows of paid bills; the try, the row and the row's event (10). 71 before the rework.
 CHARGE_QUERIES = 21
-SAVEPOINTS = 4  # the test runs inside a transaction, so each of the two atomic blocks is a savepoint pair
+SAVEPOINTS = 6  # the test runs inside a transaction, so each of the three atomic blocks is a savepoint pair
 # The receipt, raised after commit on payment_succeeded (notifications: the outbox row and its send task).
 RECEIPT_QUERIES = 16
 
