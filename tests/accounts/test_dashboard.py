@@ -162,3 +162,20 @@ def test_pay_now_for_someone_elses_account_is_404(payer_client, biller):
     assert payer_client.post(reverse("accounts:pay", args=[other.pk])).status_code == 404
     assert lookup.GRANT_SESSION_KEY not in payer_client.session
     assert payer_client.get(reverse("accounts:pay", args=[other.pk])).status_code == 405
+
+
+def test_each_account_card_shows_its_three_newest_bills_newest_first(payer_client, payer, biller):
+    """The newest bills per account are read with one LIMIT per account (PostgreSQL) or a window (SQLite): either way
+    each card gets its own three newest, in order, and nothing older."""
+    cards = {}
+    for name in ("first", "second"):
+        account = CustomerAccountFactory(biller=biller)
+        linked(payer, account)
+        cards[name] = [make_bill(account, amounts=(1000,), due_in_days=days, number=f"{name}-{days + 100}")
+                       for days in (-50, -40, -30, -20, -10, 0)]  # fmt: skip
+    html = payer_client.get(reverse("accounts:dashboard")).content.decode()
+    for bills in cards.values():
+        newest = [b.number for b in reversed(bills[-3:])]
+        positions = [html.index(f"Bill {number}") for number in newest]
+        assert positions == sorted(positions)  # newest first
+        assert all(f"Bill {b.number}<" not in html for b in bills[:3])  # the older three are not on the dashboard
