@@ -46,7 +46,6 @@ from django.utils import timezone
 
 from billing.clock import biller_today
 from billing.events import event_record
-from billing.models.methods import card_summary
 from billing.payments import gateway as gateway_api
 from billing.payments.allocations import payable_bills_lock
 from billing.payments.attempts import (
@@ -66,6 +65,7 @@ from ..models import (
     AutopayCharge,
     AutopayChargeTry,
     AutopayEnrollment,
+    BankMandate,
     Bill,
     BillingEvent,
     Payment,
@@ -74,6 +74,7 @@ from ..models import (
 )
 from .charges import charge_status_move
 from .dunning import charge_conclude, charge_declined
+from .notices import debit_notice_given
 from .selectors import autopay_cards
 
 logger = logging.getLogger(__name__)
@@ -140,6 +141,8 @@ def _charge_step(run: ChargeRun) -> str:
                 charge_status_move(charge, Status.CANCELLED, reason=stop, next_attempt_at=None, message=stop)
                 return charge.status
             card = autopay_cards(enrollment=run.enrollment, today=biller_today(run.account.biller))[role]
+            if card is not None and card.is_bank_account and not debit_notice_given(charge):
+                card = None  # never debit a bank account its pre-notification did not announce
             if card is None:
                 # Removed or expired since enrolment: that card is out, as after a hard decline.
                 if role == Role.DEFAULT:
@@ -204,9 +207,10 @@ def _try_start(run: ChargeRun, *, charge: AutopayCharge, role: str, card: Paymen
     key = f"autopay-{charge.pk}-{charge.attempt_number}-{role}"
     payment = Payment.objects.create(
         biller_id=bill.biller_id, account_id=bill.account_id, confirmation_number=confirmation_number_new(),
-        channel=Payment.Channel.AUTOPAY, method=Payment.Method.CARD, status=Payment.Status.PENDING,
-        currency=bill.currency, amount=bill.balance_due, payer_email=run.account.email,
-        payment_method_summary=card_summary(card.brand, card.last4)[:64], idempotency_key=key,
+        channel=Payment.Channel.AUTOPAY, method=card.kind if card.is_bank_account else Payment.Method.CARD,
+        status=Payment.Status.PENDING, currency=bill.currency, amount=bill.balance_due,
+        payer_email=run.account.email, payment_method_summary=card.short_summary[:64], idempotency_key=key,
+        mandate=BankMandate.objects.filter(payment_method=card).first() if card.is_bank_account else None,
     )  # fmt: skip
     event_record(
         kind=BillingEvent.Kind.PAYMENT_RECORDED, payment=payment, to_status=payment.status, amount=payment.amount,
@@ -246,6 +250,8 @@ def _try_run(run: ChargeRun, attempt: AutopayChargeTry, *, resuming: bool) -> st
                         customer=card.gateway_customer_id, payment_method=card.gateway_payment_method_id,
                         metadata={"payment": str(payment.pk), "autopay_charge": str(run.charge_id),
                                   "account": str(payment.account_id)},
+                        payment_method_types=[card.kind] if card.is_bank_account else None,
+                        mandate=payment.mandate.gateway_mandate_id if payment.mandate_id else None,
                     ),
                 )  # fmt: skip
             except GatewayError:
@@ -357,6 +363,13 @@ def _after_sync(run, *, charge, bill, payment, attempt, intent: IntentResult | N
         return charge_declined(charge, bill, attempt, code=code, decline_code=intent.decline_code if intent else None)
     if payment.status == Payment.Status.CANCELED:
         return charge_declined(charge, bill, attempt, code="processing_error", decline_code=None)
+    if payment.is_bank_debit and payment.status == Payment.Status.PROCESSING:
+        # A bank debit counts as paid while it processes (docs/payments.md); a return reopens this row (dunning).
+        attempt.outcome = Outcome.SUCCEEDED
+        attempt.save(update_fields=["outcome"])
+        charge_status_move(charge, Status.SUCCEEDED, payment=payment, next_attempt_at=None, reason="",
+                           message=f"debited by {payment.confirmation_number}, processing at the bank")  # fmt: skip
+        return charge.status
     return charge.status  # processing: money is moving; the row stays charging and is resumed later
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from django.db.models import F, Q, Window
 from django.db.models.functions import RowNumber
 
-from ..models import AutopayCharge, AutopayEnrollment, Bill, PaperlessEnrollment, PaymentMethod
+from ..models import AutopayCharge, AutopayEnrollment, BankMandate, Bill, PaperlessEnrollment, PaymentMethod
 from ..money import format_money
 
 Role = AutopayCharge.MethodRole
@@ -23,7 +23,10 @@ def autopay_cards(*, enrollment: AutopayEnrollment, today: dt.date) -> dict[str,
     charge run asks several times and reads the cards once)."""
 
     def usable(method):
-        return method is not None and method.removed_at is None and not method.is_expired(today)
+        if method is None or method.removed_at is not None or method.is_expired(today):
+            return False
+        # A bank account debits only under a mandate for this account that is not revoked or inactive.
+        return not method.is_bank_account or bank_mandate_may_debit(method, account_id=enrollment.account_id)
 
     return _Cards(enrollment, today, usable)
 
@@ -49,6 +52,11 @@ class _Cards(dict):
             memo[self._today] = backup if self._usable(backup) else None
         self[role] = memo[self._today]
         return self[role]
+
+
+def bank_mandate_may_debit(method: PaymentMethod, *, account_id: int) -> bool:
+    mandate = BankMandate.objects.filter(payment_method=method).first()
+    return mandate is not None and mandate.account_id == account_id and mandate.may_debit
 
 
 def autopay_charges_for_bill(*, bill: Bill):

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('billing', '0015_insight'),
+        ('billing', '0012_bank_debit_mandates'),
     ]
 
     operations = [
