@@ -10,9 +10,9 @@ Guessing is slowed by two fixed-window limits in Django's cache, which every pro
 attempts per client IP, and failures per account number (counted whether or not the account exists). While either
 is exhausted the lookup is not attempted at all.
 
-The client IP is REMOTE_ADDR. Behind a reverse proxy or load balancer, that proxy must set REMOTE_ADDR to the real
-client address (e.g. gunicorn's --forwarded-allow-ips with a proxy-fixing middleware, or nginx's real_ip module);
-otherwise every payer shares the proxy's address and one attacker can lock everyone out. X-Forwarded-For is not read
+The client IP is REMOTE_ADDR. Behind a load balancer, config/proxy.py sets REMOTE_ADDR to the real client address
+from X-Forwarded-For, but only for requests that come from settings.TRUSTED_PROXIES (docs/deploy.md); otherwise
+every payer would share the proxy's address and one attacker could lock everyone out. X-Forwarded-For is not read
 here because any client can forge it.
 """
 
