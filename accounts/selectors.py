@@ -3,6 +3,7 @@
 import datetime as dt
 from dataclasses import dataclass, field
 
+from django.db import connection
 from django.db.models import F, Min, Q, QuerySet, Sum, Window
 from django.db.models.functions import RowNumber
 
@@ -76,12 +77,19 @@ def _balances(account_ids: list[int]) -> dict[int, dict]:
     return {row["account_id"]: row for row in rows}
 
 
-def _latest_per_account(queryset: QuerySet, *, order_by: list, per_account: int) -> QuerySet:
-    """The newest `per_account` rows of each account, in one query (a window function, not one query per account)."""
+def _latest_per_account(queryset: QuerySet, account_ids: list[int], *, order_by: tuple, per_account: int):
+    """The newest `per_account` rows of each account, in one query, in no particular order. Where the database
+    allows it (PostgreSQL), one `ORDER BY … LIMIT` per account joined by UNION ALL, each read from the account's
+    newest-first index: the query costs what it shows, however long the history. Elsewhere (SQLite) a window
+    function, which ranks every row of the accounts."""
+    if connection.features.supports_slicing_ordering_in_compound:
+        parts = [queryset.filter(account_id=pk).order_by(*order_by)[:per_account] for pk in account_ids]
+        return parts[0].union(*parts[1:], all=True) if len(parts) > 1 else parts[0]
+    by = [F(name[1:]).desc() if name.startswith("-") else F(name).asc() for name in order_by]
     return (
-        queryset.annotate(rank=Window(RowNumber(), partition_by=[F("account_id")], order_by=order_by))
+        queryset.filter(account_id__in=account_ids)
+        .annotate(rank=Window(RowNumber(), partition_by=[F("account_id")], order_by=by))
         .filter(rank__lte=per_account)
-        .order_by("account_id", "rank")
     )
 
 
@@ -97,18 +105,14 @@ def dashboard_accounts(
         summaries[account_id].balance = row["owed"] or 0
         summaries[account_id].next_due_date = row["next_due"]
     bills = _latest_per_account(
-        Bill.objects.filter(account_id__in=ids).exclude(status=Bill.Status.DRAFT),
-        order_by=[F("due_date").desc(), F("pk").desc()],
-        per_account=bills_per_account,
+        Bill.objects.exclude(status=Bill.Status.DRAFT), ids, order_by=("-due_date", "-pk"), per_account=bills_per_account
     )
-    for bill in bills:
+    for bill in sorted(bills, key=lambda b: (b.due_date, b.pk), reverse=True):
         summaries[bill.account_id].bills.append(bill)
     payments = _latest_per_account(
-        Payment.objects.filter(account_id__in=ids),
-        order_by=[F("created_at").desc(), F("pk").desc()],
-        per_account=payments_per_account,
+        Payment.objects.all(), ids, order_by=("-created_at", "-pk"), per_account=payments_per_account
     )
-    for payment in payments:
+    for payment in sorted(payments, key=lambda p: (p.created_at, p.pk), reverse=True):
         summaries[payment.account_id].payments.append(payment)
     return list(summaries.values())
 

@@ -1,5 +1,6 @@
 """Fixed-window rate limits in Django's cache, which every process shares (settings.CACHES). Used by the guest account
-lookup and by the "send me a new invitation link" page."""
+lookup and by the "send me a new invitation link" page (count and refuse), and by the payment gateway (wait for a
+slot: `rate_limit_slot_take`)."""
 
 import hashlib
 import math
@@ -36,3 +37,22 @@ def rate_limit_undo(key: str) -> None:
         cache.decr(key)
     except ValueError:
         pass
+
+
+def rate_limit_slot_take(scope: str, per_second: int, *, clock=time.time, sleep=time.sleep) -> int:
+    """Wait until a slot is free in this calendar second's window and take it: at most `per_second` slots per second
+    in every process together, since the count is the shared cache's atomic increment (Redis INCR in production).
+    Returns the window (a Unix second). Windows are the machines' clocks' seconds, so they must be NTP-synchronised
+    (as Stripe's own limiter is per second, a one-second fixed window is the unit it counts in)."""
+    while True:
+        now = clock()
+        window = int(now)
+        key = f"billpay:{scope}:slots:{window}"
+        cache.add(key, 0, timeout=10)
+        try:
+            taken = cache.incr(key)
+        except ValueError:  # evicted between add and incr: count again
+            continue
+        if taken <= per_second:
+            return window
+        sleep(max(window + 1 - now, 0.001))  # full: wait for the next second

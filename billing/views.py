@@ -27,11 +27,11 @@ from billing.payments.core import payment_record_result
 from billing.payments.forms import LookupForm, PaymentForm
 from billing.payments.gateway import GatewayError, MandateAcceptance
 from billing.payments.mandates import bank_debit_available
-from billing.payments.online import payment_confirm, payment_quote, payment_start
+from billing.payments.online import QUOTE_BILLS, payment_confirm, payment_quote, payment_start
 
 from .errors import ApplicationError
 from .models import CustomerAccount, Payment, PaymentMethod
-from .money import format_money
+from .money import format_money, money_formatter
 
 
 def _format_percent(basis_points: int, *, locale: str) -> str:
@@ -161,8 +161,9 @@ def pay_account(request):
     biller = account.biller
     today = biller_today(biller)
 
+    all_bills = request.GET.get("bills") == "all"  # "and N more": the payer asked to see every open bill
     try:
-        full = payment_quote(account=account)
+        full = payment_quote(account=account, bills_shown=None if all_bills else QUOTE_BILLS)
     except ApplicationError as error:
         full, nothing_due = None, error.message
     else:
@@ -178,7 +179,7 @@ def pay_account(request):
             quote = None
 
     currency = biller.currency
-    money = lambda minor: format_money(minor, currency)  # noqa: E731
+    money = money_formatter(currency, to_locale(get_language() or "en"))  # one formatter for every amount
     owed = full.owed if full else account_balance(account=account)  # above the card limit there is no full quote
     bills = [
         {"number": b.number, "due_date": b.due_date, "balance": money(b.balance_due), "overdue": b.is_overdue(today)}
@@ -189,6 +190,7 @@ def pay_account(request):
         "account": account,
         "holder_masked": _masked_name(account.holder_name),
         "bills": bills,
+        "bills_more": full.open_bills - len(bills) if full else 0,
         "nothing_due": nothing_due,
         "form": form,
         "balance": money(full.owed) if full else "",

@@ -31,6 +31,17 @@ def empty_cache():
     cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def biller_cache_forget():
+    """The site's biller is cached across requests (billing/bills/selectors.py). A test's rolled-back biller would
+    otherwise be the next test's, since a rollback sends no post_delete."""
+    from billing.bills.selectors import biller_cache_forget as forget
+
+    forget()
+    yield
+    forget()
+
+
 @pytest.fixture
 def biller(db):
     return BillerFactory()

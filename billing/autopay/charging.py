@@ -19,26 +19,46 @@ take over.
 Exactly once. A charge is a Payment (channel autopay) whose idempotency key `autopay-<row>-<attempt>-<card>` sits in a
 unique column, with an `AutopayChargeTry` that is unique per (row, attempt, card). The work is split so that a worker
 killed at any point can be resumed from the database alone:
-  1. under the account, row and bill locks: compute what is owed *now*, write the Payment and the try (commit);
-  2. create the PaymentIntent, unconfirmed (no money moves), and store its id (commit);
-  3. under the account, row and bill locks again: re-check the bill is still owed, confirm the intent, and record
-     the result through the payment services' one apply path (commit).
+  1. with the row locked (its claim: `started_at`), read the row, its bill, enrolment and card in one query; write
+     the Payment for what the bill owes now, the try, and the rows of the two gateway calls to come (commit);
+  2. no lock held: create the PaymentIntent, unconfirmed (no money moves), and store its id (commit);
+  3. under the account, row and bill locks: re-check the bill is still owed and autopay still on, confirm the
+     intent, and record the result through the payment core's one apply path (commit).
 A redelivered or reclaimed run finds the pending try and asks the gateway about its intent instead of creating one;
 an intent that was never stored (a crash inside step 2) was never confirmed, so it can never be charged. While step 3
 holds the bill lock, an offline payment (which locks the bills) and a guest payment (which locks the account) wait, so
 nothing is charged after a bill is paid another way; and the payment services apply at most what is owed now.
+
+Cost: each row is read once per step that needs it and locked once per charge (step 3; step 1's row lock is the
+claim), the enrolment and the cards are read once per run, and a successful charge makes about 20 queries in three
+short transactions (tests/billing/autopay/test_autopay_throughput.py counts them). The charge of a due row goes
+through `charge_run`, which later kinds of due rows (bank debits, instalments) can reuse step by step.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from billing.clock import biller_today
+from billing.events import event_record
 from billing.payments import gateway as gateway_api
-from billing.payments.attempts import payment_confirm_attempt_open, payment_confirm_off_session
+from billing.payments.allocations import payable_bills_lock
+from billing.payments.attempts import (
+    account_lock,
+    intent_outcome,
+    payment_confirm_attempt_open,
+    payment_confirm_off_session,
+    payment_gateway_call,
+    payment_intent_cancel,
+    payment_intent_retrieve,
+    payment_status_move,
+)
+from billing.payments.core import confirmation_number_new, payment_sync
 from billing.payments.gateway import GatewayError, IntentResult, IntentStatus, PaymentDeclined
 from billing.plans.selectors import instalment_charge_amount
 
@@ -49,7 +69,6 @@ from ..models import (
     BankMandate,
     Bill,
     BillingEvent,
-    CustomerAccount,
     Payment,
     PaymentAttempt,
     PaymentMethod,
@@ -57,64 +76,73 @@ from ..models import (
 from .charges import charge_status_move
 from .dunning import charge_conclude, charge_declined
 from .notices import debit_notice_given
-from .selectors import charge_cards
+from .selectors import autopay_cards, charge_mandate
 
 logger = logging.getLogger(__name__)
 
 Status = AutopayCharge.Status
 Role = AutopayCharge.MethodRole
 Reason = AutopayCharge.Reason
+Outcome = AutopayChargeTry.Outcome
+
+
+@dataclass
+class ChargeRun:
+    """One run of a claimed row, across its passes (the autopay card, then the backup card): what was read once."""
+
+    charge_id: int
+    claimed: bool = False
+    enrollment: AutopayEnrollment | None = None  # read with the row on the first pass; its cards are memoised on it
+    account: object = None
+    mandate: object = None  # what authorises the row: the enrolment, or the plan of an instalment (charge_mandate)
+    # Step 1's rows for the gateway calls of a fresh try (a resumed try writes new ones, as any retried call does).
+    create_row: PaymentAttempt | None = None
+    confirm_row: PaymentAttempt | None = None
+    after_commit: list = field(default_factory=list)  # gateway calls that need no lock: made after step 3 commits
 
 
 def autopay_charge(*, charge_id: int) -> str:
     """Run a claimed row: charge the autopay card, and the backup card once if it declines. Returns the row's status
     afterwards, or "noop" when another delivery of the task has this claim (or the row is not charging)."""
-    started = AutopayCharge.objects.filter(pk=charge_id, status=Status.CHARGING, started_at__isnull=True).update(
-        started_at=timezone.now()
-    )
-    if not started:
-        return "noop"
+    run = ChargeRun(charge_id)
     for _ in range(4):  # at most two tries (autopay card, backup card) and two passes that skip a missing card
-        outcome = _charge_step(charge_id)
+        outcome = _charge_step(run)
         if outcome != "continue":
             return outcome
-    return AutopayCharge.objects.get(pk=charge_id).status
+    return AutopayCharge.objects.values_list("status", flat=True).get(pk=charge_id)
 
 
-def _lock(charge_id: int) -> tuple[AutopayCharge, Bill]:
-    """Lock order, as in billing/payments/: the account, then this row, then the bill."""
-    account_id = AutopayCharge.objects.values_list("account_id", flat=True).get(pk=charge_id)
-    CustomerAccount.objects.select_for_update().filter(pk=account_id).first()
-    charge = (
-        AutopayCharge.objects.select_for_update(of=("self",))
-        .select_related("enrollment", "instalment__plan", "account__biller", "bill")
-        .get(pk=charge_id)
-    )
-    bill = Bill.objects.select_for_update().get(pk=charge.bill_id)
-    return charge, bill
-
-
-def _charge_step(charge_id: int) -> str:
+def _charge_step(run: ChargeRun) -> str:
     """One pass: start (or resume) the next try of the current attempt and run it. "continue" asks for another pass
     (the backup card after a decline, or the next card when one is missing)."""
     with transaction.atomic():
-        charge, bill = _lock(charge_id)
-        if charge.status != Status.CHARGING:
+        charge = _charge_read(run)
+        if not run.claimed:
+            # The claim: one run per sweeper claim. A second delivery waits for this lock, then finds it started.
+            if charge.status != Status.CHARGING or charge.started_at is not None:
+                return "noop"
+            run.claimed = True
+            charge.started_at = timezone.now()  # saved with this pass's first write below
+        elif charge.status != Status.CHARGING:
             return charge.status
-        current = list(
-            charge.tries.filter(attempt_number=charge.attempt_number).select_related("payment").order_by("pk")
-        )
-        pending = next((t for t in current if t.outcome == AutopayChargeTry.Outcome.PENDING), None)
-        if pending is None:
+        current = []
+        if charge.has_current_tries:
+            current = list(
+                charge.tries.filter(attempt_number=charge.attempt_number).select_related("payment").order_by("pk")
+            )
+        pending = next((t for t in current if t.outcome == Outcome.PENDING), None)
+        resuming = pending is not None
+        if resuming:
+            charge.save(update_fields=["started_at", "updated_at"])
+        else:
             role = _next_role(charge, current)
             if role is None:
-                return charge_conclude(charge, bill, current[-1] if current else None)
-            stop = _stop_reason(charge, bill)
+                return charge_conclude(charge, charge.bill, current[-1] if current else None)
+            stop = _stop_reason(charge, charge.bill, run.enrollment)
             if stop:
                 charge_status_move(charge, Status.CANCELLED, reason=stop, next_attempt_at=None, message=stop)
                 return charge.status
-            today = biller_today(charge.account.biller)
-            card = charge_cards(charge, today)[role]
+            card = autopay_cards(enrollment=run.mandate, today=biller_today(run.account.biller))[role]
             if card is not None and card.is_bank_account and not debit_notice_given(charge):
                 card = None  # never debit a bank account its pre-notification did not announce
             if card is None:
@@ -123,11 +151,32 @@ def _charge_step(charge_id: int) -> str:
                     charge.default_out = True
                 else:
                     charge.backup_out = charge.backup_tried = True
-                charge.save(update_fields=["default_out", "backup_out", "backup_tried", "updated_at"])
+                charge.save(update_fields=["started_at", "default_out", "backup_out", "backup_tried", "updated_at"])
                 return "continue"
-            pending = _try_start(charge=charge, bill=bill, role=role, card=card)
-        resuming = pending.payment.attempts.exists()
-    return _try_run(charge_id, pending.pk, resuming=resuming)
+            pending = _try_start(run, charge=charge, role=role, card=card)
+    return _try_run(run, pending, resuming=resuming)
+
+
+def _charge_read(run: ChargeRun) -> AutopayCharge:
+    """Step 1's one read, with the row locked: the row, its bill, its account and biller, its enrolment and card
+    (first pass only; later passes keep them), and whether the current attempt has tries already."""
+    current_tries = AutopayChargeTry.objects.filter(charge=OuterRef("pk"), attempt_number=OuterRef("attempt_number"))
+    related = (
+        ["bill"] if run.claimed
+        else ["bill", "account__biller", "enrollment__payment_method", "instalment__plan__payment_method"]
+    )  # fmt: skip
+    charge = (
+        AutopayCharge.objects.select_for_update(of=("self",))
+        .select_related(*related)
+        .annotate(has_current_tries=Exists(current_tries))
+        .get(pk=run.charge_id)
+    )
+    if run.claimed:
+        charge.account, charge.enrollment = run.account, run.enrollment
+    else:
+        run.account, run.enrollment = charge.account, charge.enrollment
+        run.mandate = charge_mandate(charge)
+    return charge
 
 
 def _next_role(charge: AutopayCharge, current: list[AutopayChargeTry]) -> str | None:
@@ -137,7 +186,7 @@ def _next_role(charge: AutopayCharge, current: list[AutopayChargeTry]) -> str | 
             return Role.DEFAULT
         return Role.BACKUP if not charge.backup_out else None
     last = current[-1]
-    if last.outcome in (AutopayChargeTry.Outcome.SUCCEEDED, AutopayChargeTry.Outcome.CANCELLED):
+    if last.outcome in (Outcome.SUCCEEDED, Outcome.CANCELLED):
         return None
     if last.method_role == Role.DEFAULT and not charge.backup_tried and not charge.backup_out:
         return Role.BACKUP  # the backup card, once per bill, right after the autopay card declined
@@ -151,8 +200,9 @@ def _owed(charge: AutopayCharge, bill: Bill) -> int:
     return bill.balance_due
 
 
-def _stop_reason(charge: AutopayCharge, bill: Bill) -> str:
-    """Why a try must not start, checked under the locks with the bill as it is now."""
+def _stop_reason(charge: AutopayCharge, bill: Bill, enrollment: AutopayEnrollment | None) -> str:
+    """Why a try must not start (or confirm), with the bill and the enrolment as last read; for a plan's instalment,
+    what the instalment still owes (read again: a payment made another way lowers it)."""
     if charge.instalment_id:
         charge.instalment.refresh_from_db()
         charge.instalment.plan.refresh_from_db()
@@ -161,7 +211,6 @@ def _stop_reason(charge: AutopayCharge, bill: Bill) -> str:
         return Reason.PAID_ELSEWHERE if bill.status == Bill.Status.PAID else Reason.NOT_PAYABLE
     if bill.balance_due <= 0:
         return Reason.PAID_ELSEWHERE
-    enrollment = AutopayEnrollment.objects.get(pk=charge.enrollment_id)
     if enrollment.status != AutopayEnrollment.Status.ACTIVE:
         return Reason.AUTOPAY_OFF
     if enrollment.max_amount is not None and bill.balance_due > enrollment.max_amount:
@@ -169,17 +218,16 @@ def _stop_reason(charge: AutopayCharge, bill: Bill) -> str:
     return ""
 
 
-def _try_start(*, charge: AutopayCharge, bill: Bill, role: str, card: PaymentMethod) -> AutopayChargeTry:
-    """Step 1: the Payment and the try, for what the bill owes now. Both carry the row's idempotency key."""
-    from billing.events import event_record
-    from billing.payments.core import confirmation_number_new
-
+def _try_start(run: ChargeRun, *, charge: AutopayCharge, role: str, card: PaymentMethod) -> AutopayChargeTry:
+    """Step 1's writes: the Payment and the try, for what the bill owes now, both carrying the row's idempotency key,
+    and the PaymentAttempt rows of the create and the confirm to come (committed before either call is made)."""
+    bill = charge.bill
     key = f"autopay-{charge.pk}-{charge.attempt_number}-{role}"
     payment = Payment.objects.create(
         biller_id=bill.biller_id, account_id=bill.account_id, confirmation_number=confirmation_number_new(),
         channel=Payment.Channel.AUTOPAY, method=card.kind if card.is_bank_account else Payment.Method.CARD,
         status=Payment.Status.PENDING, currency=bill.currency, amount=_owed(charge, bill),
-        payer_email=charge.account.email, payment_method_summary=card.short_summary[:64], idempotency_key=key,
+        payer_email=run.account.email, payment_method_summary=card.short_summary[:64], idempotency_key=key,
         mandate=BankMandate.objects.filter(payment_method=card).first() if card.is_bank_account else None,
     )  # fmt: skip
     event_record(
@@ -189,81 +237,117 @@ def _try_start(*, charge: AutopayCharge, bill: Bill, role: str, card: PaymentMet
     if role == Role.BACKUP:
         charge.backup_tried = True
     charge.last_method_role, charge.amount = role, payment.amount
-    charge.save(update_fields=["backup_tried", "last_method_role", "amount", "updated_at"])
+    charge.save(update_fields=["started_at", "backup_tried", "last_method_role", "amount", "updated_at"])
+    run.create_row, run.confirm_row = PaymentAttempt.objects.bulk_create([
+        PaymentAttempt(payment=payment, kind=PaymentAttempt.Kind.CREATE, amount=payment.amount,
+                       currency=payment.currency, outcome=PaymentAttempt.Outcome.PENDING, idempotency_key=key),
+        PaymentAttempt(payment=payment, kind=PaymentAttempt.Kind.CONFIRM, amount=payment.amount,
+                       currency=payment.currency, outcome=PaymentAttempt.Outcome.PENDING,
+                       idempotency_key=f"{key}:confirm"),
+    ])  # fmt: skip
     return AutopayChargeTry.objects.create(
         charge=charge, attempt_number=charge.attempt_number, method_role=role, payment_method=card, payment=payment
     )
 
 
-def _try_run(charge_id: int, try_id: int, *, resuming: bool) -> str:
+def _try_run(run: ChargeRun, attempt: AutopayChargeTry, *, resuming: bool) -> str:
     """Steps 2 and 3 for one try: make sure an intent exists (stored before it is confirmed), then confirm and record
     under the locks. A resumed try asks the gateway where its intent stands first."""
-    gateway = gateway_api.get_gateway()
-    attempt = AutopayChargeTry.objects.select_related("payment", "payment_method").get(pk=try_id)
     payment = attempt.payment
     if not payment.gateway_payment_id:
-        from billing.payments.attempts import payment_gateway_call
-
         card = attempt.payment_method
-        try:
-            intent = payment_gateway_call(
-                payment=payment, kind=PaymentAttempt.Kind.CREATE, amount=payment.amount, reference="-",
-                idempotency_key=payment.idempotency_key,
-                call=lambda k: gateway.create_payment_intent(
-                    amount=payment.amount, currency=payment.currency, idempotency_key=k,
-                    customer=card.gateway_customer_id, payment_method=card.gateway_payment_method_id,
-                    metadata={"payment": str(payment.pk), "autopay_charge": str(charge_id),
-                              "account": str(payment.account_id)},
-                    payment_method_types=[card.kind] if card.is_bank_account else None,
-                    mandate=payment.mandate.gateway_mandate_id if payment.mandate_id else None,
-                ),
-            )  # fmt: skip
-        except GatewayError:
+        gateway = gateway_api.get_gateway()
+        # One commit for the call's attempt row and the intent id. No row is locked while the gateway answers.
+        with transaction.atomic():
+            try:
+                intent = payment_gateway_call(
+                    payment=payment, kind=PaymentAttempt.Kind.CREATE, amount=payment.amount, reference="-",
+                    idempotency_key=payment.idempotency_key, attempt=_fresh(run.create_row, payment),
+                    call=lambda k: gateway.create_payment_intent(
+                        amount=payment.amount, currency=payment.currency, idempotency_key=k,
+                        customer=card.gateway_customer_id, payment_method=card.gateway_payment_method_id,
+                        metadata={"payment": str(payment.pk), "autopay_charge": str(run.charge_id),
+                                  "account": str(payment.account_id)},
+                        payment_method_types=[card.kind] if card.is_bank_account else None,
+                        mandate=payment.mandate.gateway_mandate_id if payment.mandate_id else None,
+                    ),
+                )  # fmt: skip
+            except GatewayError:
+                intent = None  # the attempt row says why; it is committed all the same
+            else:
+                payment.gateway_payment_id = intent.id
+                Payment.objects.filter(pk=payment.pk).update(gateway_payment_id=intent.id, updated_at=timezone.now())
+        if intent is None:
             # Nothing was confirmed. The row stays charging; a reclaim after the timeout resumes this try.
-            logger.warning("autopay charge %s: intent not created, will resume", charge_id, exc_info=True)
+            logger.warning("autopay charge %s: intent not created, will resume", run.charge_id)
             return "gateway_error"
-        Payment.objects.filter(pk=payment.pk).update(gateway_payment_id=intent.id, updated_at=timezone.now())
         resuming = False
-    payment.refresh_from_db()
-    payment_confirm_attempt_open(payment)
+    confirm_row = _fresh(run.confirm_row, payment) or payment_confirm_attempt_open(payment)
+    run.create_row = run.confirm_row = None
     with transaction.atomic():
-        charge, bill = _lock(charge_id)
-        payment = Payment.objects.select_for_update().get(pk=payment.pk)
-        attempt = AutopayChargeTry.objects.select_for_update().get(pk=try_id)
-        if charge.status != Status.CHARGING or attempt.outcome != AutopayChargeTry.Outcome.PENDING:
+        # Lock order, as in billing/payments/: the account, then this row (with the try and its payment), then the
+        # account's payable bills by primary key. The confirm below is made while they are held, on purpose: the
+        # locks are what prevent a double charge. A guest payment (account lock) or an offline payment (bill locks)
+        # for this bill waits until our charge is recorded, and we re-check the bill under them before confirming.
+        account_lock(payment.account_id)
+        attempt = (
+            AutopayChargeTry.objects.select_for_update(of=("self", "charge", "payment"))
+            .select_related("charge__enrollment", "payment")
+            .get(pk=attempt.pk)
+        )
+        charge, payment = attempt.charge, attempt.payment
+        enrollment_now, charge.enrollment, charge.account = charge.enrollment, run.enrollment, run.account
+        if charge.status != Status.CHARGING or attempt.outcome != Outcome.PENDING:
             return charge.status
-        return _confirm_and_record(charge=charge, bill=bill, payment=payment, attempt=attempt, resuming=resuming)
+        bills = payable_bills_lock(account_id=payment.account_id)
+        bill = next((b for b in bills if b.pk == charge.bill_id), None)
+        if bill is None:  # paid or voided since step 1: it is not among the payable bills
+            bill = Bill.objects.select_for_update().get(pk=charge.bill_id)
+        charge.bill = bill
+        outcome = _confirm_and_record(
+            run, charge=charge, bill=bill, bills=bills, payment=payment, attempt=attempt, confirm_row=confirm_row,
+            enrollment=enrollment_now, resuming=resuming,
+        )  # fmt: skip
+    for call in run.after_commit:
+        call()
+    run.after_commit.clear()
+    return outcome
 
 
-def _confirm_and_record(*, charge, bill, payment, attempt, resuming: bool) -> str:
-    from billing.payments.attempts import intent_outcome, payment_intent_retrieve, payment_status_move
-    from billing.payments.core import payment_sync
+def _fresh(row: PaymentAttempt | None, payment: Payment) -> PaymentAttempt | None:
+    """Step 1's row for this payment, if it was written in this run and not used yet."""
+    if row is not None and row.payment_id == payment.pk and row.outcome == PaymentAttempt.Outcome.PENDING:
+        row.gateway_reference = payment.gateway_payment_id or ""
+        return row
+    return None
 
+
+def _confirm_and_record(run, *, charge, bill, bills, payment, attempt, confirm_row, enrollment, resuming) -> str:
     intent: IntentResult | None = None
     if resuming or payment.status != Payment.Status.PENDING:
+        # Asked under the locks: what we do next (confirm, or record) depends on this answer staying true.
         try:
             intent = payment_intent_retrieve(payment, source="autopay")
         except GatewayError:
             return "gateway_error"
-        lost = PaymentAttempt.objects.filter(
-            payment=payment, kind=PaymentAttempt.Kind.CONFIRM, outcome=PaymentAttempt.Outcome.PENDING
-        )
         if intent.status != IntentStatus.REQUIRES_CONFIRMATION:
             # The confirm reached the gateway but its worker died before recording: complete its row from the intent.
-            lost.update(
+            PaymentAttempt.objects.filter(
+                payment=payment, kind=PaymentAttempt.Kind.CONFIRM, outcome=PaymentAttempt.Outcome.PENDING
+            ).update(
                 outcome=intent_outcome(intent),
                 message="outcome read back from the gateway after a lost worker",
                 decline_code=(intent.decline_code or intent.error_code or "")[:64],
             )
-        payment_sync(payment=payment, intent=intent, source="autopay")
+        payment_sync(payment=payment, intent=intent, source="autopay", bills=bills)
     if payment.status == Payment.Status.PENDING and (
         intent is None or intent.status in (IntentStatus.REQUIRES_CONFIRMATION, IntentStatus.REQUIRES_PAYMENT_METHOD)
     ):
-        stop = _stop_reason(charge, bill)
+        stop = _stop_reason(charge, bill, enrollment)
         if stop or _owed(charge, bill) < payment.amount:
-            return _try_abandon(charge=charge, payment=payment, attempt=attempt, stop=stop, bill=bill)
+            return _try_abandon(run, charge=charge, payment=payment, attempt=attempt, stop=stop)
         try:
-            intent = payment_confirm_off_session(payment)
+            intent = payment_confirm_off_session(payment, attempt=confirm_row)
         except PaymentDeclined as declined:
             if payment.status in Payment.IN_FLIGHT_STATUSES:
                 payment_status_move(
@@ -274,27 +358,23 @@ def _confirm_and_record(*, charge, bill, payment, attempt, resuming: bool) -> st
             # Did it charge? Unknown: the row stays charging, and the resumed run asks the gateway.
             logger.warning("autopay charge %s: confirm failed, will resume", charge.pk, exc_info=True)
             return "gateway_error"
-        payment_sync(payment=payment, intent=intent, source="autopay")
-    return _after_sync(charge=charge, bill=bill, payment=payment, attempt=attempt, intent=intent)
+        payment_sync(payment=payment, intent=intent, source="autopay", bills=bills)
+    return _after_sync(run, charge=charge, bill=bill, payment=payment, attempt=attempt, intent=intent)
 
 
-def _after_sync(*, charge, bill, payment, attempt, intent: IntentResult | None) -> str:
-    from billing.payments.attempts import payment_intent_cancel, payment_status_move
-
+def _after_sync(run, *, charge, bill, payment, attempt, intent: IntentResult | None) -> str:
     if payment.status == Payment.Status.SUCCEEDED:
-        attempt.outcome = AutopayChargeTry.Outcome.SUCCEEDED
+        attempt.outcome = Outcome.SUCCEEDED
         attempt.save(update_fields=["outcome"])
         charge_status_move(charge, Status.SUCCEEDED, payment=payment, next_attempt_at=None, reason="",
                            message=f"paid by {payment.confirmation_number} ({attempt.method_role} card)")  # fmt: skip
         return charge.status
     if payment.status == Payment.Status.REQUIRES_ACTION:
-        # Off-session, the bank wants the payer: cancel this intent (it can never complete behind their back) and
-        # ask them to pay on-session with the pay link.
-        try:
-            payment_intent_cancel(payment=payment, amount=payment.amount)
-        except GatewayError:
-            return "gateway_error"
+        # Off-session, the bank wants the payer: this intent can never complete behind their back. It is recorded
+        # as cancelled now and cancelled at the gateway after commit (no lock is needed for that); the payer is
+        # asked to pay on-session with the pay link.
         payment_status_move(payment=payment, to=Payment.Status.CANCELED, message="autopay: authentication required")
+        run.after_commit.append(lambda: _intent_cancel_quietly(payment))
         return charge_declined(charge, bill, attempt, code="authentication_required", decline_code=None)
     if payment.status == Payment.Status.FAILED:
         code = (intent.error_code if intent else None) or "card_declined"
@@ -303,7 +383,7 @@ def _after_sync(*, charge, bill, payment, attempt, intent: IntentResult | None) 
         return charge_declined(charge, bill, attempt, code="processing_error", decline_code=None)
     if payment.is_bank_debit and payment.status == Payment.Status.PROCESSING:
         # A bank debit counts as paid while it processes (docs/payments.md); a return reopens this row (dunning).
-        attempt.outcome = AutopayChargeTry.Outcome.SUCCEEDED
+        attempt.outcome = Outcome.SUCCEEDED
         attempt.save(update_fields=["outcome"])
         charge_status_move(charge, Status.SUCCEEDED, payment=payment, next_attempt_at=None, reason="",
                            message=f"debited by {payment.confirmation_number}, processing at the bank")  # fmt: skip
@@ -311,21 +391,17 @@ def _after_sync(*, charge, bill, payment, attempt, intent: IntentResult | None) 
     return charge.status  # processing: money is moving; the row stays charging and is resumed later
 
 
-def _try_abandon(*, charge, bill, payment, attempt, stop: str) -> str:
-    """The bill was paid (or changed) between step 1 and the confirm: cancel the unconfirmed intent, charge nothing."""
-    from billing.payments.attempts import payment_intent_cancel, payment_status_move
-
-    try:
-        payment_intent_cancel(payment=payment, amount=payment.amount)
-    except GatewayError:
-        pass  # never confirmed, so never charged; the janitor may cancel it later
+def _try_abandon(run, *, charge, payment, attempt, stop: str) -> str:
+    """The bill was paid (or changed) between step 1 and the confirm: charge nothing. The unconfirmed intent is
+    cancelled at the gateway after commit (never confirmed, so never charged, whether or not that call works)."""
     PaymentAttempt.objects.filter(
         payment=payment, kind=PaymentAttempt.Kind.CONFIRM, outcome=PaymentAttempt.Outcome.PENDING
     ).update(outcome=PaymentAttempt.Outcome.CANCELED, message="not sent: the bill changed before the charge")
     payment_status_move(
         payment=payment, to=Payment.Status.CANCELED, message=f"autopay: not charged ({stop or 'amount'})"
     )
-    attempt.outcome = AutopayChargeTry.Outcome.CANCELLED
+    run.after_commit.append(lambda: _intent_cancel_quietly(payment))
+    attempt.outcome = Outcome.CANCELLED
     attempt.save(update_fields=["outcome"])
     if stop:
         charge_status_move(charge, Status.CANCELLED, reason=stop, next_attempt_at=None, message=stop)
@@ -334,3 +410,10 @@ def _try_abandon(*, charge, bill, payment, attempt, stop: str) -> str:
     charge_status_move(charge, Status.RETRY_SCHEDULED, next_attempt_at=timezone.now(), message="balance changed")
     return charge.status
 
+
+def _intent_cancel_quietly(payment: Payment) -> None:
+    try:
+        payment_intent_cancel(payment=payment, amount=payment.amount)
+    except GatewayError:
+        # Never confirmed, so never charged; the intent expires at the gateway on its own.
+        logger.warning("autopay: intent %s of payment %s not cancelled", payment.gateway_payment_id, payment.pk)

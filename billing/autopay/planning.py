@@ -202,10 +202,21 @@ class SweepResult:
     requeued: list[int] = field(default_factory=list)
 
 
-def autopay_sweep(*, now: dt.datetime | None = None, batch_size: int = 100, enqueue: bool = True) -> SweepResult:
+def sweep_max_batches(batch_size: int) -> int:
+    """How many batches one sweep claims at most: what the gateway rate limit lets the workers charge in a minute
+    (two requests per charge: create, confirm), so a backlog is cleared within a beat period without claiming rows no
+    worker could reach before the next sweep."""
+    per_minute = settings.GATEWAY_RATE_LIMIT_PER_SECOND * 60 // 2 or 10_000
+    return max(1, -(-per_minute // batch_size))
+
+
+def autopay_sweep(
+    *, now: dt.datetime | None = None, batch_size: int = 100, max_batches: int | None = None, enqueue: bool = True
+) -> SweepResult:
     """Reclaim rows a dead worker left charging, enqueue again claimed rows no worker started (a lost message), then
-    claim due rows (skip_locked: concurrent sweeps take disjoint rows), mark them charging and enqueue one
-    `autopay_charge_task` each after commit."""
+    claim due rows batch after batch while the batches come back full (skip_locked: concurrent sweeps take disjoint
+    rows), mark them charging and enqueue one `autopay_charge_task` each after its batch commits. A backlog of any
+    size drains at what the gateway rate limit allows (`sweep_max_batches`), not at one batch a minute."""
     from .tasks import autopay_charge_task
 
     now = now or timezone.now()
@@ -251,19 +262,22 @@ def autopay_sweep(*, now: dt.datetime | None = None, batch_size: int = 100, enqu
                 autopay_charge_task.delay_on_commit(charge.pk)
             result.requeued.append(charge.pk)
     autopay_debit_notices_raise(now=now)  # a bank debit due without its pre-notification gets it now, and waits
-    with transaction.atomic():
-        due = list(
-            AutopayCharge.objects.select_for_update(skip_locked=True, of=("self",))
-            .filter(status__in=AutopayCharge.WAITING_STATUSES, next_attempt_at__lte=now)
-            .exclude(debit_notice_at__isnull=True, enrollment__payment_method__kind__in=PaymentMethod.BANK_KINDS)
-            .order_by("next_attempt_at", "pk")[:batch_size]
-        )
-        for charge in due:
-            charge_status_move(
-                charge, Status.CHARGING, claimed_at=now, started_at=None, attempt_number=charge.attempt_number + 1,
-                message=f"attempt {charge.attempt_number + 1} claimed",
-            )  # fmt: skip
-            if enqueue:
-                autopay_charge_task.delay_on_commit(charge.pk)
-            result.claimed.append(charge.pk)
+    for _ in range(max_batches or sweep_max_batches(batch_size)):
+        with transaction.atomic():  # one batch per transaction: workers start on it while the next is claimed
+            due = list(
+                AutopayCharge.objects.select_for_update(skip_locked=True, of=("self",))
+                .filter(status__in=AutopayCharge.WAITING_STATUSES, next_attempt_at__lte=now)
+                .exclude(debit_notice_at__isnull=True, enrollment__payment_method__kind__in=PaymentMethod.BANK_KINDS)
+                .order_by("next_attempt_at", "pk")[:batch_size]
+            )
+            for charge in due:
+                charge_status_move(
+                    charge, Status.CHARGING, claimed_at=now, started_at=None, attempt_number=charge.attempt_number + 1,
+                    message=f"attempt {charge.attempt_number + 1} claimed",
+                )  # fmt: skip
+                if enqueue:
+                    autopay_charge_task.delay_on_commit(charge.pk)
+                result.claimed.append(charge.pk)
+        if len(due) < batch_size:
+            break
     return result

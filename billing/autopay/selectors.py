@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from django.db.models import F, Window
+from django.db.models import F, Q, Window
 from django.db.models.functions import RowNumber
 
 from ..models import AutopayCharge, AutopayEnrollment, BankMandate, Bill, PaperlessEnrollment, PaymentMethod
@@ -17,7 +17,10 @@ Role = AutopayCharge.MethodRole
 
 def autopay_cards(*, enrollment: AutopayEnrollment, today: dt.date) -> dict[str, PaymentMethod | None]:
     """The cards autopay may charge: the enrolment's card ("default"), and the payer's backup card ("backup"; the
-    payer's default card when the enrolment card is the backup). Removed or expired cards are left out."""
+    payer's default card when the enrolment card is the backup). Removed or expired cards are left out.
+
+    One query for the backup, made only when the backup is asked for, and remembered on this enrolment instance (a
+    charge run asks several times and reads the cards once)."""
 
     def usable(method):
         if method is None or method.removed_at is not None or method.is_expired(today):
@@ -25,12 +28,30 @@ def autopay_cards(*, enrollment: AutopayEnrollment, today: dt.date) -> dict[str,
         # A bank account debits only under a mandate for this account that is not revoked or inactive.
         return not method.is_bank_account or bank_mandate_may_debit(method, account_id=enrollment.account_id)
 
-    default = enrollment.payment_method if usable(enrollment.payment_method) else None
-    saved = PaymentMethod.objects.filter(user_id=enrollment.user_id, removed_at__isnull=True).exclude(
-        pk=enrollment.payment_method_id
-    )
-    backup = saved.filter(is_backup=True).first() or saved.filter(is_default=True).first()
-    return {Role.DEFAULT: default, Role.BACKUP: backup if usable(backup) else None}
+    return _Cards(enrollment, today, usable)
+
+
+class _Cards(dict):
+    """{role: card or None}, the backup looked up on first access."""
+
+    def __init__(self, enrollment: AutopayEnrollment, today: dt.date, usable):
+        default = enrollment.payment_method
+        super().__init__({Role.DEFAULT: default if usable(default) else None})
+        self._enrollment, self._today, self._usable = enrollment, today, usable
+
+    def __missing__(self, role):
+        if role != Role.BACKUP:
+            raise KeyError(role)
+        memo = self._enrollment.__dict__.setdefault("_autopay_backup_by_day", {})
+        if self._today not in memo:
+            saved = PaymentMethod.objects.filter(user_id=self._enrollment.user_id, removed_at__isnull=True).exclude(
+                pk=self._enrollment.payment_method_id
+            )
+            # The backup card, else the payer's default card: one query, backup first.
+            backup = saved.filter(Q(is_backup=True) | Q(is_default=True)).order_by("-is_backup", "pk").first()
+            memo[self._today] = backup if self._usable(backup) else None
+        self[role] = memo[self._today]
+        return self[role]
 
 
 def charge_mandate(charge: AutopayCharge):
@@ -41,6 +62,8 @@ def charge_mandate(charge: AutopayCharge):
 
 def charge_cards(charge: AutopayCharge, today: dt.date) -> dict[str, PaymentMethod | None]:
     return autopay_cards(enrollment=charge_mandate(charge), today=today)
+
+
 def bank_mandate_may_debit(method: PaymentMethod, *, account_id: int) -> bool:
     mandate = BankMandate.objects.filter(payment_method=method).first()
     return mandate is not None and mandate.account_id == account_id and mandate.may_debit

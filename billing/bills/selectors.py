@@ -1,19 +1,39 @@
 """Selectors read. They never write, and each returns a fixed number of queries however much data there is."""
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db.models import F, QuerySet, Sum
 
 from ..models import Bill, Biller, CustomerAccount
 from ..references import bank_reference, bank_reference_display
 
+# Every page asks for the biller (its name and branding, through the context processor): it is kept in the shared
+# cache, so all web processes see one copy, and dropped whenever a Biller is saved or deleted (billing/bills/receivers.py).
+# The timeout is only a safety net for a change made behind the ORM's back (raw SQL, another database client).
+BILLER_CACHE_SECONDS = 5 * 60
+_NO_BILLER = "none"  # cached "there is no biller yet", so an empty site does not query on every page either
+
+
+def _biller_cache_key() -> str:
+    return f"billpay:biller_for_site:{settings.BILLPAY_BILLER_SLUG or '-'}"
+
 
 def biller_for_site() -> Biller | None:
-    """The biller this portal runs for: BILLPAY_BILLER_SLUG if set, else the first one."""
+    """The biller this portal runs for: BILLPAY_BILLER_SLUG if set, else the first one. Cached (see above)."""
+    key = _biller_cache_key()
+    cached = cache.get(key)
+    if cached is not None:
+        return None if cached == _NO_BILLER else cached
     slug = settings.BILLPAY_BILLER_SLUG
     qs = Biller.objects.all()
-    if slug:
-        return qs.filter(slug=slug).first()
-    return qs.order_by("pk").first()
+    biller = qs.filter(slug=slug).first() if slug else qs.order_by("pk").first()
+    cache.set(key, _NO_BILLER if biller is None else biller, BILLER_CACHE_SECONDS)
+    return biller
+
+
+def biller_cache_forget() -> None:
+    """Drop the cached biller: the next page reads it again. Runs when any Biller is saved or deleted."""
+    cache.delete(_biller_cache_key())
 
 
 def account_payable_bills(*, account: CustomerAccount) -> QuerySet[Bill]:

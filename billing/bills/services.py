@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from ..errors import ApplicationError
-from ..events import event_record, status_move
+from ..events import event_new, event_record, status_move
 from ..models import Bill, BillingEvent, BillLine, Biller, CustomerAccount
 from ..money import multiply, validate_currency
 from ..signals import bills_issued
@@ -83,17 +83,29 @@ def _bill_locked(bill: Bill) -> Bill:
     return Bill.objects.select_for_update(of=("self",)).select_related("account", "biller").get(pk=bill.pk)
 
 
-def bill_status_move(*, bill: Bill, to: str, actor=None, message: str = "") -> Bill:
-    """Change a (locked) bill's status if the transition map allows it, and record the change."""
+def bill_status_move(
+    *, bill: Bill, to: str, actor=None, message: str = "", also_save: tuple[str, ...] = (), events: list | None = None
+) -> Bill:
+    """Change a (locked) bill's status if the transition map allows it, and record the change. `also_save` names
+    fields the caller changed on the row, written in the same UPDATE; with `events`, the history row is appended
+    there for the caller to `bulk_create` with its own."""
+
+    def record(from_status: str) -> None:
+        event = event_new(
+            kind=BillingEvent.Kind.BILL_STATUS, bill=bill, from_status=from_status, to_status=to, message=message,
+            actor=actor,
+        )  # fmt: skip
+        if events is None:
+            event.save(force_insert=True)
+        else:
+            events.append(event)
+
     status_move(
         bill, to,
         error=lambda: _("A %(from)s bill cannot become %(to)s.")
         % {"from": Bill.Status(bill.status).label.lower(), "to": Bill.Status(to).label.lower()},
-        update_fields=["status", "issue_date", "updated_at"],
-        record=lambda from_status: event_record(
-            kind=BillingEvent.Kind.BILL_STATUS, bill=bill, from_status=from_status, to_status=to, message=message,
-            actor=actor,
-        ),
+        update_fields=["status", "issue_date", "updated_at", *also_save],
+        record=record,
     )  # fmt: skip
     return bill
 

@@ -359,6 +359,8 @@ class Bill(TransitionsMixin, models.Model):
             # The insight page: bills issued in a period, and what is still owed by due date (billing/insight/).
             models.Index(fields=["biller", "issue_date"], name="bill_biller_issued"),
             models.Index(fields=["biller", "status", "due_date"], name="bill_biller_status_due"),
+            # An account's newest bills (the dashboard's three) read from the index, not from its whole history.
+            models.Index(fields=["account", "-due_date", "-id"], name="bill_account_newest"),
         ]
 
     def __str__(self):

@@ -9,25 +9,23 @@ from django.utils.translation import gettext as _
 
 from billing.bills.services import bill_status_move
 from billing.errors import ApplicationError
-from billing.events import event_record
+from billing.events import event_new, event_record
 from billing.models import Bill, BillingEvent, Payment, PaymentAllocation
 from billing.money import format_money
 from billing.signals import bill_paid
 
 
-def payment_apply(*, payment: Payment, actor=None) -> list[PaymentAllocation]:
+def payment_apply(*, payment: Payment, actor=None, bills: list[Bill] | None = None) -> list[PaymentAllocation]:
     """Apply a succeeded payment to the account's payable bills, oldest due date first.
 
     Must run inside the caller's transaction. The bills are locked in primary-key order (a fixed order, so two
     payments for one account never deadlock), and the balance is computed under the lock, so two payers at once can
-    never overpay a bill: the second sees the first one's amount_paid.
+    never overpay a bill: the second sees the first one's amount_paid. A caller that already holds those locks passes
+    the rows as `bills` (the account's payable bills, locked in this transaction), which saves reading them again.
     """
-    bills = list(
-        Bill.objects.select_for_update()
-        .filter(account_id=payment.account_id, status__in=Bill.PAYABLE_STATUSES)
-        .order_by("pk")
-    )
-    bills.sort(key=lambda b: (b.due_date, b.pk))
+    if bills is None:
+        bills = payable_bills_lock(account_id=payment.account_id)
+    bills = sorted(bills, key=lambda b: (b.due_date, b.pk))
     owed = sum(b.balance_due for b in bills)
     if payment.amount > owed:
         raise ApplicationError(
@@ -35,7 +33,7 @@ def payment_apply(*, payment: Payment, actor=None) -> list[PaymentAllocation]:
             % {"amount": format_money(payment.amount, payment.currency), "owed": format_money(owed, payment.currency)}
         )
     remaining = payment.amount
-    allocations = []
+    allocations, events = [], []
     for bill in bills:
         if remaining == 0:
             break
@@ -44,19 +42,31 @@ def payment_apply(*, payment: Payment, actor=None) -> list[PaymentAllocation]:
             continue
         remaining -= share
         bill.amount_paid += share
-        bill.save(update_fields=["amount_paid", "updated_at"])
         allocations.append(PaymentAllocation(payment=payment, bill=bill, amount=share))
-        event_record(
+        events.append(event_new(
             kind=BillingEvent.Kind.PAYMENT_APPLIED, bill=bill, payment=payment, amount=share,
             currency=payment.currency, actor=actor,
-        )
-        if bill.balance_due == 0:
-            bill_status_move(bill=bill, to=Bill.Status.PAID, actor=actor, message=payment.confirmation_number)
+        ))  # fmt: skip
+        if bill.balance_due == 0:  # the new amount paid and the status in one UPDATE
+            bill_status_move(bill=bill, to=Bill.Status.PAID, actor=actor, message=payment.confirmation_number,
+                             also_save=("amount_paid",), events=events)  # fmt: skip
+        else:
+            bill.save(update_fields=["amount_paid", "updated_at"])
     PaymentAllocation.objects.bulk_create(allocations)
+    BillingEvent.objects.bulk_create(events)  # in order: each bill's "applied", then its "paid"
     # A bill paid any way stops its waiting autopay charges at once: `send`, not robust, under these locks and in
     # this transaction, so a receiver's error rolls the payment back.
     bill_paid.send(sender=Bill, bills=bills)
     return allocations
+
+
+def payable_bills_lock(*, account_id: int) -> list[Bill]:
+    """The account's payable bills, locked in primary-key order (inside the caller's transaction)."""
+    return list(
+        Bill.objects.select_for_update()
+        .filter(account_id=account_id, status__in=Bill.PAYABLE_STATUSES)
+        .order_by("pk")
+    )
 
 
 def allocations_reverse(*, payment: Payment, amount: int, reason: str, actor) -> int:

@@ -33,16 +33,19 @@ def account_lock(account_id: int, *, skip_locked: bool = False) -> CustomerAccou
     return CustomerAccount.objects.select_for_update(skip_locked=skip_locked).filter(pk=account_id).first()
 
 
-def payment_status_move(*, payment: Payment, to: str, message: str = "", actor=None) -> None:
+def payment_status_move(
+    *, payment: Payment, to: str, message: str = "", actor=None, changes: dict | None = None
+) -> None:
     """Change a locked payment's status through the transition map, with an event. Moving to the same status is a
-    no-op, so the services can be called repeatedly."""
+    no-op, so the services can be called repeatedly. `changes` (field: value) are written in the same UPDATE."""
     if payment.status == to:
         return
     status_move(
         payment, to,
         error=lambda: _("A %(from)s payment cannot become %(to)s.")
         % {"from": Payment.Status(payment.status).label.lower(), "to": Payment.Status(to).label.lower()},
-        update_fields=["status", "updated_at"],
+        update_fields=["status", "updated_at", *(changes or {})],
+        changes=changes,
         record=lambda from_status: event_record(
             kind=BillingEvent.Kind.PAYMENT_STATUS, payment=payment, from_status=from_status, to_status=to,
             amount=payment.total_charged, currency=payment.currency, message=message, actor=actor,
@@ -155,10 +158,15 @@ def payment_confirm_attempt_open(payment: Payment) -> PaymentAttempt:
     return row
 
 
-def payment_confirm_off_session(payment: Payment) -> IntentResult:
+def payment_confirm_off_session(payment: Payment, *, attempt: PaymentAttempt | None = None) -> IntentResult:
     """Confirm a saved-method payment with no payer present (autopay), completing the row that
-    `payment_confirm_attempt_open` wrote, inside the caller's locked transaction."""
-    row = PaymentAttempt.objects.select_for_update().get(idempotency_key=f"{payment.idempotency_key}:confirm")
+    `payment_confirm_attempt_open` wrote (or the caller wrote and committed, passed as `attempt`, keyed
+    `<payment key>:confirm`), inside the caller's locked transaction."""
+    key = f"{payment.idempotency_key}:confirm"
+    if attempt is not None and attempt.idempotency_key == key:
+        row = attempt
+    else:
+        row = PaymentAttempt.objects.select_for_update().get(idempotency_key=key)
     return payment_gateway_call(
         payment=payment, kind=PaymentAttempt.Kind.CONFIRM, amount=row.amount, attempt=row,
         call=lambda key: gateway_api.get_gateway().confirm_payment_intent(

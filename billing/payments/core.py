@@ -17,7 +17,7 @@ from billing.models import Bill, BillingEvent, Payment
 from billing.signals import bank_debit_returned, payment_succeeded
 from billing.models.methods import card_summary
 
-from .allocations import allocations_reverse, payment_apply
+from .allocations import allocations_reverse, payable_bills_lock, payment_apply
 from .attempts import account_lock, intent_declined, payment_intent_retrieve, payment_status_move
 from .gateway import GatewayError, IntentResult, IntentStatus
 from .mandates import mandate_activate_on_debit
@@ -44,8 +44,9 @@ _CHARGED_INTENT_STATUSES = (IntentStatus.SUCCEEDED, IntentStatus.PROCESSING, Int
 # Recording what the gateway says
 
 
-def payment_sync(*, payment: Payment, intent: IntentResult, source: str) -> None:
-    """Bring a locked payment in line with its intent as the gateway reports it. Idempotent."""
+def payment_sync(*, payment: Payment, intent: IntentResult, source: str, bills: list[Bill] | None = None) -> None:
+    """Bring a locked payment in line with its intent as the gateway reports it. Idempotent. A caller that already
+    holds the account's payable bills locked (in primary-key order, this transaction) passes them as `bills`."""
     if payment.status in FINAL_STATUSES:
         return
     if intent.status in _CHARGED_INTENT_STATUSES and (
@@ -71,7 +72,7 @@ def payment_sync(*, payment: Payment, intent: IntentResult, source: str) -> None
         payment_status_move(payment=payment, to=Payment.Status.PENDING, message=f"payer tried again ({source})")
 
     if intent.status == IntentStatus.SUCCEEDED:
-        _payment_succeed(payment=payment, intent=intent, source=source)
+        _payment_succeed(payment=payment, intent=intent, source=source, bills=bills)
     elif intent.status in (IntentStatus.PROCESSING, IntentStatus.REQUIRES_CAPTURE):
         if payment.status in (Payment.Status.PENDING, Payment.Status.REQUIRES_ACTION):
             payment_status_move(payment=payment, to=Payment.Status.PROCESSING, message=source)
@@ -95,20 +96,17 @@ def payment_sync(*, payment: Payment, intent: IntentResult, source: str) -> None
 # Bank debits: counted on the bills while they process, taken off again if the bank returns them (docs/payments.md)
 
 
-def _apply_what_is_owed(payment: Payment) -> int:
+def _apply_what_is_owed(payment: Payment, bills: list[Bill] | None = None) -> int:
     """Apply the payment to the bills, never more than is owed now (they may have been paid some other way since
-    the quote). Under the bill locks; returns what was applied."""
-    bills = list(
-        Bill.objects.select_for_update()
-        .filter(account_id=payment.account_id, status__in=Bill.PAYABLE_STATUSES)
-        .order_by("pk")
-    )
+    the quote). Under the bill locks (the caller's `bills`, if it holds them); returns what was applied."""
+    if bills is None:
+        bills = payable_bills_lock(account_id=payment.account_id)
     owed = sum(bill.balance_due for bill in bills)
     applied = min(owed, payment.amount)
     if applied:
         portion = copy.copy(payment)  # payment_apply applies `amount`; the row itself keeps what was charged
         portion.amount = applied
-        payment_apply(payment=portion)
+        payment_apply(payment=portion, bills=bills)
     return applied
 
 
@@ -137,12 +135,16 @@ def _bank_debit_reverse(*, payment: Payment, code: str, source: str) -> None:
     bank_debit_returned.send(sender=Payment, payment_id=payment.pk, code=code)
 
 
-def _payment_succeed(*, payment: Payment, intent: IntentResult, source: str) -> None:
-    payment.received_at = timezone.now()
+def _payment_succeed(*, payment: Payment, intent: IntentResult, source: str, bills: list[Bill] | None) -> None:
+    # One UPDATE: the status, when it was received, the card, and (when it is applied below, in this transaction)
+    # when it was applied.
+    changes = {"received_at": timezone.now()}
     if intent.card_last4:
-        payment.payment_method_summary = card_summary(intent.card_brand, intent.card_last4)
-    payment.save(update_fields=["received_at", "payment_method_summary", "updated_at"])
-    payment_status_move(payment=payment, to=Payment.Status.SUCCEEDED, message=source)
+        changes["payment_method_summary"] = card_summary(intent.card_brand, intent.card_last4)
+    applying_now = payment.applied_at is None
+    if applying_now:
+        changes["applied_at"] = changes["received_at"]
+    payment_status_move(payment=payment, to=Payment.Status.SUCCEEDED, message=source, changes=changes)
     if payment.mandate_id:
         mandate_activate_on_debit(mandate_id=payment.mandate_id, source=source)
     # The payer's enrolment choices and the receipt notice follow the one recorded success, after commit, on
@@ -156,12 +158,10 @@ def _payment_succeed(*, payment: Payment, intent: IntentResult, source: str) -> 
     # The bills may have been paid some other way (at the counter, a second payer) since the quote. Apply only what
     # is owed now, under the bill locks, and give the rest back: a bill is never overpaid. A bank debit was applied
     # while it processed; what it could not apply then is given back now that it settled.
-    if payment.applied_at is not None:
-        applied = sum(a.amount for a in payment.allocations.all())
+    if applying_now:
+        applied = _apply_what_is_owed(payment, bills)
     else:
-        applied = _apply_what_is_owed(payment)
-        payment.applied_at = timezone.now()
-        payment.save(update_fields=["applied_at", "updated_at"])
+        applied = sum(a.amount for a in payment.allocations.all())
     if applied < payment.amount:
         # Nothing applied at all: nothing was delivered for the fee and tip either, so they go back too.
         excess = payment.amount - applied if applied else payment.total_charged

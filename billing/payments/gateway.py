@@ -430,4 +430,5 @@ def get_gateway() -> PaymentGateway:
         live_api=is_live_api(),
         webhook_secret=settings.STRIPE_WEBHOOK_SECRET,
         max_network_retries=settings.STRIPE_MAX_NETWORK_RETRIES,
+        rate_limit_per_second=settings.GATEWAY_RATE_LIMIT_PER_SECOND,
     )

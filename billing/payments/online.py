@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 from django.db import transaction
+from django.db.models import BigIntegerField, Count, F, Sum, Window
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -48,7 +49,8 @@ class Quote:
     """What the payer owes and what one payment would charge, all in integer minor units of `currency`.
 
     `amount` goes to the bills (oldest due first), `fee` is the biller's convenience fee, `tip` the payer's optional
-    tip, and `total` = amount + fee + tip is what the card is charged."""
+    tip, and `total` = amount + fee + tip is what the card is charged. `bills` are the oldest open bills, at most
+    the number asked for; `open_bills` says how many there are in all."""
 
     owed: int
     amount: int
@@ -57,6 +59,29 @@ class Quote:
     total: int
     currency: str
     bills: tuple[Bill, ...]
+    open_bills: int = 0
+
+
+# The pay screen lists this many of the oldest open bills, then "and N more" with a link to all of them: an account
+# with 200 open bills costs what one with 10 does.
+QUOTE_BILLS = 10
+
+
+def open_bills_with_balance(*, account_id: int, limit: int | None) -> tuple[tuple[Bill, ...], int, int]:
+    """The oldest open bills with a balance (at most `limit`; None: all), what they owe together and how many there
+    are: one query, the total and the count computed by the database over all of them (window aggregates)."""
+    rows = (
+        Bill.objects.filter(account_id=account_id, status__in=Bill.PAYABLE_STATUSES, amount_paid__lt=F("total"))
+        .annotate(
+            owed_all=Window(Sum(F("total") - F("amount_paid"), output_field=BigIntegerField())),
+            open_all=Window(Count("pk")),
+        )
+        .order_by("due_date", "pk")
+    )
+    bills = tuple(rows if limit is None else rows[:limit])
+    if not bills:
+        return (), 0, 0
+    return bills, bills[0].owed_all or 0, bills[0].open_all
 
 
 
@@ -66,18 +91,16 @@ def payment_quote(
     amount: int | None = None,
     tip_percent: int | None = None,
     tip_amount: int | None = None,
+    bills_shown: int | None = QUOTE_BILLS,
 ) -> Quote:
     """Quote a payment on `account`. `amount` None means the full balance. At most one of `tip_percent` (one of the
-    biller's presets) and `tip_amount` (a custom tip in minor units) may be given, and only when tips are enabled."""
+    biller's presets) and `tip_amount` (a custom tip in minor units) may be given, and only when tips are enabled.
+    The quote carries the oldest `bills_shown` open bills (None: all of them)."""
     biller = account.biller
     currency = validate_currency(biller.currency)
     money = lambda minor: format_money(minor, currency)  # noqa: E731 - a local shorthand for the messages
 
-    bills = tuple(
-        Bill.objects.filter(account_id=account.pk, status__in=Bill.PAYABLE_STATUSES).order_by("due_date", "pk")
-    )
-    bills = tuple(bill for bill in bills if bill.balance_due > 0)
-    owed = sum(bill.balance_due for bill in bills)
+    bills, owed, open_bills = open_bills_with_balance(account_id=account.pk, limit=bills_shown)
     if owed <= 0:
         raise ApplicationError(_("There is nothing to pay on this account right now."))
 
@@ -131,7 +154,10 @@ def payment_quote(
             raise ApplicationError(_("The tip cannot be negative."))
         tip = tip_amount
 
-    return Quote(owed=owed, amount=amount, fee=fee, tip=tip, total=amount + fee + tip, currency=currency, bills=bills)
+    return Quote(
+        owed=owed, amount=amount, fee=fee, tip=tip, total=amount + fee + tip, currency=currency, bills=bills,
+        open_bills=open_bills,
+    )  # fmt: skip
 
 
 

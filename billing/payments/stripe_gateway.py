@@ -21,6 +21,8 @@ from urllib.parse import urlsplit
 
 import stripe
 
+from billing.ratelimit import rate_limit_slot_take
+
 from .gateway import (
     STRIPE_API_BASE,
     BankAccountDetails,
@@ -237,7 +239,9 @@ class StripeGateway:
         webhook_secret: str = "",
         max_network_retries: int = 2,
         http_client: Any = None,  # a stripe.HTTPClient; tests pass a fake one
+        rate_limit_per_second: int = 0,  # requests per second for all processes together; 0: no limit
     ):
+        self._rate_limit = rate_limit_per_second
         self._api_key = api_key
         self._api_base = api_base
         self._max_network_retries = max_network_retries
@@ -267,6 +271,10 @@ class StripeGateway:
         return sent
 
     def _call(self, operation: str, fn, *args, payment_intent_id: str | None = None, **kwargs):
+        if self._rate_limit:
+            # Every API request waits for a slot of the shared limit, so however many web and worker processes run,
+            # together they stay under Stripe's rate limit instead of meeting its 429s.
+            rate_limit_slot_take("gateway", self._rate_limit)
         try:
             return fn(*args, **kwargs)
         except stripe.StripeError as exc:

@@ -24,7 +24,10 @@ SITE_URL = env("SITE_URL", default=f"http://localhost:{env('PORT', default='8000
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'billpay.sqlite3'}")}
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
-DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=0))
+# Persistent connections, checked before reuse: a new PostgreSQL connection per request costs more than the page
+# itself. This is the one documented choice (docs/performance.md); CONN_MAX_AGE=0 in the environment turns it off.
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", env.bool("CONN_HEALTH_CHECKS", default=True))
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL plus a busy timeout lets web, worker and beat share one SQLite file in the embedded run.
     DATABASES["default"]["OPTIONS"] = {
@@ -310,6 +313,9 @@ STRIPE_PUBLISHABLE_KEY = env("STRIPE_PUBLISHABLE_KEY", default="")
 STRIPE_WEBHOOK_SECRET = env("STRIPE_WEBHOOK_SECRET", default="")
 STRIPE_MAX_NETWORK_RETRIES = env.int("STRIPE_MAX_NETWORK_RETRIES", default=2)
 STRIPE_JS_URL = env("STRIPE_JS_URL", default="https://js.stripe.com/v3/")
+# Gateway requests per second, all web and worker processes together (counted in the shared cache, so it holds only
+# with Redis when several processes run). Stripe's live-mode limit is 100 per second; 0 turns the limit off.
+GATEWAY_RATE_LIMIT_PER_SECOND = env.int("GATEWAY_RATE_LIMIT_PER_SECOND", default=100)
 
 
 def _origin(url: str) -> str:

@@ -178,3 +178,20 @@ def test_dashboard_shows_a_bank_transfer_applied_from_a_statement(payer_client, 
     html = payer_client.get(reverse("accounts:dashboard")).content.decode()
     assert result.payment.confirmation_number in html and "Bank transfer" in html
     assert "Nothing due" in html
+
+
+def test_each_account_card_shows_its_three_newest_bills_newest_first(payer_client, payer, biller):
+    """The newest bills per account are read with one LIMIT per account (PostgreSQL) or a window (SQLite): either way
+    each card gets its own three newest, in order, and nothing older."""
+    cards = {}
+    for name in ("first", "second"):
+        account = CustomerAccountFactory(biller=biller)
+        linked(payer, account)
+        cards[name] = [make_bill(account, amounts=(1000,), due_in_days=days, number=f"{name}-{days + 100}")
+                       for days in (-50, -40, -30, -20, -10, 0)]  # fmt: skip
+    html = payer_client.get(reverse("accounts:dashboard")).content.decode()
+    for bills in cards.values():
+        newest = [b.number for b in reversed(bills[-3:])]
+        positions = [html.index(f"Bill {number}") for number in newest]
+        assert positions == sorted(positions)  # newest first
+        assert all(f"Bill {b.number}<" not in html for b in bills[:3])  # the older three are not on the dashboard

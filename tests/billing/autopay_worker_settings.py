@@ -25,8 +25,8 @@ def _pause_after_the_confirm(**_kwargs) -> None:
     if getattr(confirm, "pauses_for_the_kill_test", False):
         return
 
-    def confirm_then_pause(payment):
-        intent = confirm(payment)
+    def confirm_then_pause(payment, **kwargs):
+        intent = confirm(payment, **kwargs)
         if not os.path.exists(_pause_file):
             Path(_pause_file).write_text(str(os.getpid()))
             time.sleep(_pause_seconds)

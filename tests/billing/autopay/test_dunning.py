@@ -281,8 +281,8 @@ def test_a_run_killed_after_the_charge_is_resumed_from_the_intent_without_chargi
 
     confirm = charging.payment_confirm_off_session
 
-    def confirm_then_die(payment):
-        confirm(payment)  # the gateway answered; nothing after it runs, as if the worker were killed right here
+    def confirm_then_die(payment, **kwargs):
+        confirm(payment, **kwargs)  # the gateway answered; nothing after it runs, as if the worker were killed right here
         raise Killed
 
     monkeypatch.setattr(charging, "payment_confirm_off_session", confirm_then_die)

@@ -6,6 +6,7 @@ import pytest
 from billing.models import Bill, BillLine
 from billing.payments import lookup
 from billing.payments.offline import payment_record_offline
+from billing.payments.online import QUOTE_BILLS
 from tests.factories import CustomerAccountFactory, make_bill
 
 SCREEN = "/pay/account/"
@@ -202,12 +203,27 @@ def _bulk_open_bills(account, count):
 @pytest.mark.parametrize("count", [1, 200])
 def test_the_screen_runs_a_fixed_number_of_queries(payer, account, count, django_assert_max_num_queries):
     _bulk_open_bills(account, count)
-    # The same budget for 1 and 200 bills: session, account with biller, payable bills.
+    # The same budget for 1 and 200 bills: session, account with biller, payable bills (the oldest ten, with the
+    # balance and the count of all of them).
     with django_assert_max_num_queries(3):
         html = html_of(payer.get(SCREEN))
-    assert html.count('class="bill-row"') == count
+    assert html.count('class="bill-row"') == min(count, QUOTE_BILLS)
     with django_assert_max_num_queries(4):  # the quote re-reads the bills
         html_of(payer.post(SCREEN, {"amount_choice": "full", "receipt_email": "a@b.co"}))
+
+
+def test_many_open_bills_list_the_oldest_and_say_how_many_more(payer, account):
+    _bulk_open_bills(account, 200)
+    bills = list(Bill.objects.filter(account=account).order_by("due_date", "pk"))
+    html = html_of(payer.get(SCREEN))
+    rows = re.findall(r'<span class="bill-number">Bill ([^<]+)</span>', html)
+    assert rows == [b.number for b in bills[:QUOTE_BILLS]]  # the oldest first
+    assert "and 190 more open bills" in html and 'href="?bills=all"' in html
+    owed = sum(b.total for b in bills)
+    assert f"${owed // 100:,}.{owed % 100:02d}" in html  # the balance is every bill's, not the ten shown
+
+    everything = html_of(payer.get(SCREEN, {"bills": "all"}))
+    assert everything.count('class="bill-row"') == 200 and "more open bill" not in everything
 
 
 def test_all_errors_are_shown_at_once(payer, account):
