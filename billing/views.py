@@ -162,13 +162,12 @@ def pay_account(request):
         nothing_due = ""
 
     form = PaymentForm(request.POST or None, biller=biller)
-    quote = None
+    # The screen always shows what will be charged: the full balance at first, then the payer's own choice (a
+    # submit without JavaScript; pay.js asks pay_quote for the same figures in place).
+    quote = full
     if full is not None and request.method == "POST":
-        valid = form.is_valid()
-        if "amount" in form.cleaned_data:  # check the amount now even if, say, the e-mail is missing: all errors at once
-            quote = _quote_for(account=account, form=form)
-        if not valid:
-            quote = None
+        form.is_valid()
+        quote = _quote_for(account=account, form=form)
 
     currency = biller.currency
     money = lambda minor: format_money(minor, currency)  # noqa: E731
@@ -189,6 +188,7 @@ def pay_account(request):
         "limits": _limits(biller, full, money) if full else "",
         "quote": _quote_rows(quote, money) if quote else None,
         "quote_total": money(quote.total) if quote else "",
+        "pay_label": _pay_label(money(quote.total)) if quote else "",
         "pay_config": _pay_config(quote) if full is not None else None,
         "stripe_js_url": settings.STRIPE_JS_URL,
         "saved_cards": _saved_cards(request, account),
@@ -215,6 +215,7 @@ def _pay_config(quote) -> dict:
         "startUrl": reverse("billing:pay_start"),
         "confirmUrl": reverse("billing:pay_confirm"),
         "returnUrl": reverse("billing:pay_return"),
+        "quoteUrl": reverse("billing:pay_quote"),
         "quoteTotal": quote.total if quote else None,
         "messages": {
             "working": _("Processing your payment. Please don't close this page."),
@@ -224,7 +225,7 @@ def _pay_config(quote) -> dict:
             "network": _(
                 "We couldn't reach our server. Check your connection and try again; you will not be charged twice."
             ),
-            "changed": _("The amount changed. Press “Update the total” to see what will be charged, then pay."),
+            "changed": _("The total changed. Check the new total above, then press Pay again."),
             "unavailable": _("Card payment is not available right now. Nothing was charged. Please try again later."),
             "reload": _("Reload the page"),
         },
@@ -246,6 +247,35 @@ def _granted_account(request) -> CustomerAccount | None:
 _SESSION_EXPIRED = gettext_noop(
     "For your security, your session timed out and nothing was charged. Please find your account again."
 )
+
+
+# The fields whose errors the in-place total reports; the rest (the e-mail) are checked when the payer pays.
+_QUOTE_FIELDS = ("amount_choice", "other_amount", "tip_percent")
+
+
+@never_cache
+@require_http_methods(["POST"])
+def pay_quote(request):
+    """The total for the payer's current choices, for pay.js to show in place. Only figures: nothing is started,
+    and pay_start recomputes all of them again."""
+    account = _granted_account(request)
+    if account is None:
+        return _json_error(_(_SESSION_EXPIRED), status=403, redirect=reverse("billing:pay"))
+    form = PaymentForm(request.POST, biller=account.biller)
+    form.is_valid()
+    quote = _quote_for(account=account, form=form)
+    if quote is None:
+        errors = {name: " ".join(form.errors[name]) for name in _QUOTE_FIELDS if name in form.errors}
+        return JsonResponse({"errors": errors}, status=400)
+    money = lambda minor: format_money(minor, quote.currency)  # noqa: E731
+    return JsonResponse(
+        {
+            "total": quote.total,
+            "totalDisplay": money(quote.total),
+            "rows": _quote_rows(quote, money),
+            "payLabel": _pay_label(money(quote.total)),
+        }
+    )
 
 
 @never_cache
@@ -449,8 +479,16 @@ def _quote_rows(quote, money) -> list[tuple[str, str]]:
     return rows
 
 
+def _pay_label(total: str) -> str:
+    return _("Pay %(total)s") % {"total": total}
+
+
 def _quote_for(*, account: CustomerAccount, form: PaymentForm):
-    """Recompute the quote from the payer's choices; a broken rule becomes an error on the field it concerns."""
+    """Recompute the quote from the payer's choices (after form.is_valid()); a broken rule becomes an error on the
+    field it concerns. None when the amount or the tip cannot be quoted; an error elsewhere (the e-mail) does not
+    stop the quote, so the payer sees every error and the total at once."""
+    if any(name in form.errors for name in _QUOTE_FIELDS) or "amount" not in form.cleaned_data:
+        return None
     data = form.cleaned_data
     amount_field = "other_amount" if data["amount"] is not None else None
     try:
