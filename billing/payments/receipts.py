@@ -16,8 +16,10 @@ from django.urls import reverse
 from django.utils import translation
 
 from billing.bills.documents import pdf_from_html
-from billing.clock import biller_localtime
-from billing.models import Payment, PaymentAllocation
+from django.db.models import F, Sum
+
+from billing.clock import biller_localtime, biller_today
+from billing.models import Bill, Payment, PaymentAllocation
 from billing.money import format_money
 
 RECEIPT_SALT = "billpay.receipt"
@@ -84,7 +86,20 @@ def receipt_context(payment: Payment) -> dict:
         "card": payment.payment_method_summary,
         "paid_at": biller_localtime(biller, when),
         "succeeded": payment.status == Payment.Status.SUCCEEDED,
+        "still_owed": money(owed) if (owed := _still_owed(payment, paid_on=biller_localtime(biller, when))) else "",
+        "still_owed_on": biller_today(biller),
     }
+
+
+def _still_owed(payment: Payment, *, paid_on) -> int:
+    """What is still owed today on the bills this payment could have paid (those issued by the day it was made):
+    a partial payment's receipt says what is left, and a later bill does not make a full payment look partial."""
+    if payment.status != Payment.Status.SUCCEEDED:
+        return 0
+    owed = Bill.objects.filter(
+        account_id=payment.account_id, status__in=Bill.PAYABLE_STATUSES, issue_date__lte=paid_on.date()
+    ).aggregate(owed=Sum(F("total") - F("amount_paid")))["owed"]
+    return max(owed or 0, 0)
 
 
 def receipt_pdf(payment: Payment) -> bytes:

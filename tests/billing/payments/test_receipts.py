@@ -202,3 +202,51 @@ def test_recording_a_guest_enrolment_emails_its_confirmation_link(account, djang
         guest_enrollment_record(payment=payment, email="guest@example.com", paperless=True)
     assert [m.to for m in mail.outbox] == [["guest@example.com"]]
     assert "paperless" in mail.outbox[0].body.lower()
+
+
+# --- What is still owed after a partial payment (issue 10, item 6) ---------------------------------------------------
+
+
+def _paid(account, *, amount) -> Payment:
+    """A succeeded online payment of `amount` applied to the account's bills (oldest first), as the core does."""
+    from django.db import transaction
+
+    from billing.payments.allocations import payment_apply
+
+    payment = Payment.objects.create(
+        biller=account.biller, account=account, confirmation_number=confirmation_number_new(),
+        channel=Payment.Channel.GUEST_WEB, method=Payment.Method.CARD, status=Payment.Status.SUCCEEDED,
+        currency="USD", amount=amount, payer_email="payer@example.com", received_at=timezone.now(),
+    )  # fmt: skip
+    with transaction.atomic():
+        payment_apply(payment=payment)
+    return payment
+
+
+def _receipt_page(client, payment) -> str:
+    session = client.session
+    session[receipts.SESSION_KEY] = [payment.confirmation_number]
+    session.save()
+    response = client.get(f"/pay/receipt/{payment.confirmation_number}/")
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def test_a_partial_payments_receipt_shows_what_is_still_owed(client, account):
+    make_bill(account, amounts=(5000,), due_in_days=-5)
+    make_bill(account, amounts=(3000,), due_in_days=20)
+    payment = _paid(account, amount=6000)
+    context = receipts.receipt_context(payment)
+    assert context["still_owed"] == "$20.00"
+    html = _receipt_page(client, payment)
+    assert 'data-testid="still-owed">$20.00<' in html
+    assert "Still owed on this account on" in html
+
+
+def test_a_full_payments_receipt_says_nothing_is_owed_even_after_a_new_bill(client, account):
+    make_bill(account, amounts=(5000,))
+    payment = _paid(account, amount=5000)
+    later = make_bill(account, amounts=(7000,))
+    Bill.objects.filter(pk=later.pk).update(issue_date=timezone.localdate() + dt.timedelta(days=30))
+    assert receipts.receipt_context(payment)["still_owed"] == ""
+    assert 'data-testid="still-owed"' not in _receipt_page(client, payment)
