@@ -378,23 +378,24 @@ def pay_return(request):
 
 
 def _receipt_payment(request, confirmation_number: str) -> Payment:
-    """The payment, if this session made it. A valid signed key from the receipt e-mail lets this session in too.
-    Anything else is a 404, the same for a number that exists and one that does not."""
+    """The payment, if this session made it, or if it is on an account linked to the signed-in payer (any channel:
+    the dashboard lists them all). A valid signed key from the receipt e-mail lets this session in too. Anything
+    else is a 404, the same for a number that exists and one that does not."""
     key = request.GET.get("key")
     if key and receipts.receipt_token_valid(key, confirmation_number=confirmation_number):
         payment = Payment.objects.filter(confirmation_number=confirmation_number).first()
         if payment is not None:
             receipts.session_remember(request, payment)
-    if not receipts.session_may_see(request, confirmation_number):
-        raise Http404("not this session's receipt")
     payment = (
-        Payment.objects.select_related("account", "biller")
-        .filter(confirmation_number=confirmation_number, channel__in=Payment.ONLINE_CHANNELS)
-        .first()
+        Payment.objects.select_related("account", "biller").filter(confirmation_number=confirmation_number).first()
     )
     if payment is None:
         raise Http404("no such payment")
-    return payment
+    if receipts.session_may_see(request, confirmation_number) and payment.channel in Payment.ONLINE_CHANNELS:
+        return payment
+    if _payer_of(request, payment.account):
+        return payment
+    raise Http404("not this session's receipt")
 
 
 @never_cache
