@@ -15,7 +15,10 @@ from billing.access import payer_access
 from billing.bills import paylinks
 from billing.clock import biller_today
 from billing.bills.selectors import biller_for_site
+from billing.autopay.selectors import autopay_current
 from billing.enrolment.forms import GuestEnrollmentForm
+from billing.enrolment.paperless import paperless_current
+from billing.forms import email_masked
 from billing.enrolment.guest import guest_enrollment_record
 from billing.methods.selectors import user_payment_methods
 from billing.methods.services import SAVED_CARD_NEEDS_LOOKUP, payment_method_may_pay
@@ -161,7 +164,7 @@ def pay_account(request):
     else:
         nothing_due = ""
 
-    form = PaymentForm(request.POST or None, biller=biller)
+    form = _payment_form(request, account, request.POST or None)
     # The screen always shows what will be charged: the full balance at first, then the payer's own choice (a
     # submit without JavaScript; pay.js asks pay_quote for the same figures in place).
     quote = full
@@ -199,6 +202,29 @@ def pay_account(request):
 def _payer_of(request, account: CustomerAccount) -> bool:
     """A signed-in payer who linked this account (paying from the dashboard), not a guest."""
     return request.user.is_authenticated and payer_access().linked(user=request.user, account=account)
+
+
+def _payment_form(request, account: CustomerAccount, data) -> PaymentForm:
+    """The pay screen's form for this payer: the receipt address pre-filled (their own when signed in and linked,
+    else the account's, masked), and paperless or autopay offered only when the account does not have it yet.
+    The same form parses the quote and the start, so a choice that is not offered is never read."""
+    payer = _payer_of(request, account)
+    return PaymentForm(
+        data,
+        biller=account.biller,
+        payer_email=request.user.email if payer else "",
+        email_on_file=account.email or "",
+        offer_paperless=paperless_current(account=account) is None,
+        offer_autopay=autopay_current(account=account) is None,
+    )
+
+
+def _email_shown(request, account: CustomerAccount, address: str) -> str:
+    """An address as this viewer may see it: the account's own address is masked for anyone but its linked payer
+    (a pay link or a receipt link may have been forwarded); an address the payer typed is theirs to see."""
+    if address and account.email and address.lower() == account.email.lower() and not _payer_of(request, account):
+        return email_masked(address)
+    return address
 
 
 def _saved_cards(request, account: CustomerAccount) -> list:
@@ -261,7 +287,7 @@ def pay_quote(request):
     account = _granted_account(request)
     if account is None:
         return _json_error(_(_SESSION_EXPIRED), status=403, redirect=reverse("billing:pay"))
-    form = PaymentForm(request.POST, biller=account.biller)
+    form = _payment_form(request, account, request.POST)
     form.is_valid()
     quote = _quote_for(account=account, form=form)
     if quote is None:
@@ -287,7 +313,7 @@ def pay_start(request):
     account = _granted_account(request)
     if account is None:
         return _json_error(_(_SESSION_EXPIRED), status=403, redirect=reverse("billing:pay"))
-    form = PaymentForm(request.POST, biller=account.biller)
+    form = _payment_form(request, account, request.POST)
     if not form.is_valid():
         errors = [str(e) for field_errors in form.errors.values() for e in field_errors]
         return _json_error(" ".join(errors), status=400, reload=True)
@@ -406,14 +432,29 @@ def pay_receipt(request, confirmation_number: str):
         return redirect("billing:pay_receipt", confirmation_number=confirmation_number)  # keep the key out of history
     context = receipts.receipt_context(payment)
     enrollment = getattr(payment, "enrollment_request", None) if context["succeeded"] else None
-    context |= {
+    offer = context["succeeded"] and not (enrollment and enrollment.paperless)
+    offer = offer and paperless_current(account=payment.account) is None  # already paperless: nothing to offer
+    context |= _receipt_emails(request, payment, enrollment) | {
         "enrollment": enrollment,
-        "enrol_form": GuestEnrollmentForm(initial={"email": payment.payer_email or payment.account.email})
-        if context["succeeded"] and not (enrollment and enrollment.paperless)
-        else None,
+        "enrol_form": _enrol_form(request, payment) if offer else None,
         "in_flight": payment.status in Payment.IN_FLIGHT_STATUSES,
     }
     return render(request, "billing/receipt.html", context)
+
+
+def _receipt_emails(request, payment: Payment, enrollment) -> dict:
+    return {
+        "receipt_sent_to": _email_shown(request, payment.account, payment.payer_email),
+        "enrollment_email": _email_shown(request, payment.account, enrollment.email) if enrollment else "",
+    }
+
+
+def _enrol_form(request, payment: Payment, data=None) -> GuestEnrollmentForm:
+    account = payment.account
+    shown = _email_shown(request, account, payment.payer_email)
+    if shown and shown == payment.payer_email:
+        return GuestEnrollmentForm(data, email=payment.payer_email)
+    return GuestEnrollmentForm(data, email_on_file=account.email or "")
 
 
 @never_cache
@@ -434,10 +475,11 @@ def pay_receipt_enrol(request, confirmation_number: str):
     payment = _receipt_payment(request, confirmation_number)
     if payment.status != Payment.Status.SUCCEEDED:
         raise Http404("no offer for an unfinished payment")
-    form = GuestEnrollmentForm(request.POST)
+    form = _enrol_form(request, payment, request.POST)
     if not form.is_valid():
-        context = receipts.receipt_context(payment) | {
-            "enrollment": getattr(payment, "enrollment_request", None),
+        enrollment = getattr(payment, "enrollment_request", None)
+        context = receipts.receipt_context(payment) | _receipt_emails(request, payment, enrollment) | {
+            "enrollment": enrollment,
             "enrol_form": form,
             "in_flight": False,
         }

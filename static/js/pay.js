@@ -198,7 +198,7 @@
     // Real stripe.js: a PaymentMethod from the Card Element. localstripe's stand-in has no createPaymentMethod (it
     // returns nothing); there a token's card id works as the payment method. Either way only an id reaches us.
     var created = typeof stripe.createPaymentMethod === "function"
-      ? stripe.createPaymentMethod({ type: "card", card: card, billing_details: { email: email } })
+      ? stripe.createPaymentMethod({ type: "card", card: card, billing_details: email ? { email: email } : {} })
       : Promise.resolve(undefined);
     return Promise.resolve(created).then(function (result) {
       if (result && result.error) {
@@ -293,6 +293,9 @@
         }
         intentId = started.paymentIntent;
         var email = (form.querySelector("[name=receipt_email]") || {}).value || "";
+        if (email.indexOf("*") !== -1) {
+          email = ""; // the address on file, shown masked: the server knows it, stripe.js need not
+        }
         // A saved card (signed-in payers) is named by our own row id; otherwise stripe.js makes an id for the new card.
         var saved = form.querySelector("[name=saved_card]:checked");
         var chosen = saved && saved.value ? Promise.resolve({ saved: saved.value }) : paymentMethodId(email);

@@ -211,11 +211,12 @@ def _bulk_open_bills(account, count):
 @pytest.mark.parametrize("count", [1, 200])
 def test_the_screen_runs_a_fixed_number_of_queries(payer, account, count, django_assert_max_num_queries):
     _bulk_open_bills(account, count)
-    # The same budget for 1 and 200 bills: session, account with biller, payable bills.
-    with django_assert_max_num_queries(3):
+    # The same budget for 1 and 200 bills: session, account with biller, payable bills, current paperless and
+    # autopay (so they are not offered again).
+    with django_assert_max_num_queries(5):
         html = html_of(payer.get(SCREEN))
     assert html.count('class="bill-row"') == count
-    with django_assert_max_num_queries(4):  # the quote re-reads the bills
+    with django_assert_max_num_queries(6):  # the quote re-reads the bills
         html_of(payer.post(SCREEN, {"amount_choice": "full", "receipt_email": "a@b.co"}))
 
 
@@ -290,3 +291,47 @@ def test_the_quote_endpoint_needs_the_sessions_grant(client, account):
     make_bill(account, amounts=(5000,))
     answer = client.post(QUOTE, {"amount_choice": "full"})
     assert answer.status_code == 403 and answer.json()["redirect"] == "/pay/"
+
+
+# --- The receipt address from the account's e-mail on a pay link: masked, editable (issue 10, item 5) ------------
+
+
+def test_a_guest_sees_the_accounts_address_masked_never_in_full(payer, account):
+    account.email = "jane.doe@example.com"
+    account.save()
+    make_bill(account, amounts=(5000,))
+    html = html_of(payer.get(SCREEN))
+    assert "jane.doe@example.com" not in html and "jane.doe" not in html
+    field = re.search(r'<input[^>]*name="receipt_email"[^>]*>', html).group(0)
+    assert 'value="j*******@e******.com"' in field
+    assert "partly hidden" in html
+
+
+def test_a_masked_address_left_as_shown_sends_the_receipt_to_the_account(payer, account):
+    from billing.models import Payment
+
+    account.email = "jane.doe@example.com"
+    account.save()
+    make_bill(account, amounts=(5000,))
+    form_data = {"amount_choice": "full", "receipt_email": "j*******@e******.com"}
+    html = html_of(payer.post(SCREEN, form_data))
+    assert 'id="id_receipt_email-error"' not in html
+    assert "jane.doe@example.com" not in html  # still masked after a no-JavaScript submit
+    from billing.views import _payment_form  # the form the start view parses, with the same pre-fill
+
+    class Request:
+        user = type("Anonymous", (), {"is_authenticated": False})()
+
+    form = _payment_form(Request(), account, form_data)
+    assert form.is_valid() and form.cleaned_data["receipt_email"] == "jane.doe@example.com"
+    typed = _payment_form(Request(), account, form_data | {"receipt_email": "me@example.org"})
+    assert typed.is_valid() and typed.cleaned_data["receipt_email"] == "me@example.org"
+    assert not Payment.objects.exists()
+
+
+def test_a_masked_looking_address_that_differs_is_an_error(payer, account):
+    account.email = "jane.doe@example.com"
+    account.save()
+    make_bill(account, amounts=(5000,))
+    html = html_of(payer.post(SCREEN, {"amount_choice": "full", "receipt_email": "x***@e******.com"}))
+    assert 'id="id_receipt_email-error"' in html

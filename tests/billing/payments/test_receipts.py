@@ -1,6 +1,7 @@
 """Receipts: the e-mail goes out once whoever records the success, signed links, the PDF and enrolment requests."""
 
 import datetime as dt
+import re
 import threading
 
 import pytest
@@ -250,3 +251,26 @@ def test_a_full_payments_receipt_says_nothing_is_owed_even_after_a_new_bill(clie
     Bill.objects.filter(pk=later.pk).update(issue_date=timezone.localdate() + dt.timedelta(days=30))
     assert receipts.receipt_context(payment)["still_owed"] == ""
     assert 'data-testid="still-owed"' not in _receipt_page(client, payment)
+
+
+def test_the_receipt_page_never_shows_the_accounts_address_to_a_guest(client, account):
+    """Issue 10, item 5: a guest who kept the masked address on file gets the receipt there; the receipt page (and
+    its paperless offer) show it masked too, and the offer left as shown enrols that same address."""
+    account.email = "jane.doe@example.com"
+    account.save()
+    payment = succeeded_payment(account, payer_email="jane.doe@example.com")
+    html = _receipt_page(client, payment)
+    assert "jane.doe@example.com" not in html
+    assert "We're sending a copy of this receipt to j*******@e******.com." in html
+    assert re.search(r'<input[^>]*name="email"[^>]*value="j\*{7}@e\*{6}\.com"', html)
+    response = client.post(
+        f"/pay/receipt/{payment.confirmation_number}/enrol/", {"paperless": "on", "email": "j*******@e******.com"}
+    )
+    assert response.status_code == 302
+    assert GuestEnrollmentRequest.objects.get(payment=payment).email == "jane.doe@example.com"
+
+
+def test_an_address_the_guest_typed_is_shown_as_typed(client, account):
+    payment = succeeded_payment(account, payer_email="typed@example.org")
+    html = _receipt_page(client, payment)
+    assert "We're sending a copy of this receipt to typed@example.org." in html
