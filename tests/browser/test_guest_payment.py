@@ -218,3 +218,34 @@ def test_without_javascript_the_screen_still_quotes(live_server, browser, demo):
     finally:
         context.close()
     assert not Payment.objects.filter(channel="guest_web").exists()
+
+
+def test_after_the_stand_in_forgets_the_intent_the_payer_still_pays(live_server, phone, demo, stripe_live):
+    """Issue 10, items 2 and 3: a Stripe test decline card shows its own message; then the stand-in loses its
+    state (as a restart of the run command used to do) and the next Pay still works, with the card number typed
+    in groups as it is printed."""
+    biller, rows = demo
+    row = rows[0]
+    bill = Bill.objects.get(biller=biller, number=row["open_bills"][0]["number"])
+    phone.goto(paylinks.bill_pay_url(bill))
+    phone.wait_for_url(live_server.url + reverse("billing:pay_account"))
+    phone.get_by_label("E-mail for your receipt").fill("restart@example.com")
+    pay = phone.get_by_role("button", name=f"Pay {row['open_balance']}")
+
+    enter_card(phone, "4000000000009995")
+    pay.click()
+    alert = phone.locator("#pay-error")
+    alert.wait_for(state="visible")
+    assert alert.inner_text() == "Your card has insufficient funds. Please use a different card or try again later."
+    assert_page_is_clean(phone)
+
+    stripe_support.flush(stripe_live)  # the stand-in forgets every intent
+    enter_card(phone, "4242 4242 4242 4242")
+    pay.click()
+    phone.wait_for_url(f"{live_server.url}/pay/receipt/**")
+    assert phone.get_by_role("heading", name="Thank you, your payment is complete").is_visible()
+    online = Payment.objects.filter(channel="guest_web")
+    assert sorted(online.values_list("status", flat=True)) == ["failed", "succeeded"]
+    paid = online.get(status="succeeded")
+    assert [i["id"] for i in stripe_support.payment_intents(stripe_live)] == [paid.gateway_payment_id]
+    wait_for_webhooks([paid.gateway_payment_id])
