@@ -40,3 +40,79 @@ def biller_today(biller, *, now: dt.datetime | None = None, fallback: dt.tzinfo 
 def biller_localtime(biller, value: dt.datetime) -> dt.datetime:
     """An aware moment shown on the biller's wall clock."""
     return timezone.localtime(value, biller_zone(biller))
+
+
+# --- Dates and times as pages, PDFs and e-mails show them --------------------------------------------------------------
+# One style everywhere: CLDR's "long" date (babel) in the active language, so a receipt and a bill never differ, and
+# times on the biller's wall clock with the zone's city named ("4:36 PM Chicago"), because a payer may be elsewhere.
+# A biller may show Persian pages in the Solar Hijri calendar with Persian digits (Biller.calendar).
+
+DATE_STYLE = "long"
+_PERSIAN_DIGITS = str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹")
+
+
+def _locale_of(language: str | None) -> str:
+    from django.utils.translation import get_language, to_locale
+
+    return to_locale(language or get_language() or "en")
+
+
+def _solar_hijri(value: dt.date) -> str:
+    import jdatetime
+
+    day = jdatetime.date.fromgregorian(date=value)
+    month = jdatetime.date.j_months_fa[day.month - 1]
+    return f"{day.day} {month} {day.year}".translate(_PERSIAN_DIGITS)
+
+
+def _uses_solar_hijri(biller, language: str | None) -> bool:
+    from django.utils.translation import get_language
+
+    return (
+        biller is not None
+        and getattr(biller, "calendar", "") == "solar_hijri"
+        and (language or get_language() or "").split("-")[0] == "fa"
+    )
+
+
+def date_display(value: dt.date | None, *, biller=None, language: str | None = None) -> str:
+    """A date in the page's one style: "November 27, 2026", "27 نوفمبر 2026", or "۶ آذر ۱۴۰۵" for a Solar Hijri biller."""
+    from babel.dates import format_date
+
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime):
+        value = value.date()
+    if _uses_solar_hijri(biller, language):
+        return _solar_hijri(value)
+    return format_date(value, DATE_STYLE, locale=_locale_of(language))
+
+
+def zone_display(biller, *, language: str | None = None) -> str:
+    """The biller's zone as payers know it: its city ("Chicago"), or the zone's name when it has no city (UTC)."""
+    from babel.dates import get_timezone_location
+
+    zone = biller_zone(biller)
+    if str(zone) in {"UTC", "Etc/UTC"}:
+        return "UTC"
+    try:
+        return get_timezone_location(zone, locale=_locale_of(language), return_city=True)
+    except Exception:  # an odd zone name must never break a page
+        return str(zone)
+
+
+def datetime_display(value: dt.datetime | None, *, biller, language: str | None = None) -> str:
+    """An aware moment on the biller's clock, the zone named: "November 27, 2026, 10:36 AM Chicago"."""
+    from babel.dates import format_time, get_datetime_format
+
+    if value is None:
+        return ""
+    local = biller_localtime(biller, value)
+    locale = _locale_of(language)
+    time = format_time(local, "short", locale=locale)
+    if _uses_solar_hijri(biller, language):
+        time = time.translate(_PERSIAN_DIGITS)
+    pattern = str(get_datetime_format("medium", locale=locale))
+    return pattern.replace("{1}", date_display(local.date(), biller=biller, language=language)).replace(
+        "{0}", f"{time} {zone_display(biller, language=language)}"
+    )

@@ -463,7 +463,7 @@ def pay_receipt_pdf(request, confirmation_number: str):
     payment = _receipt_payment(request, confirmation_number)
     if payment.status != Payment.Status.SUCCEEDED:
         raise Http404("no receipt for an unfinished payment")
-    response = HttpResponse(receipts.receipt_pdf(payment), content_type="application/pdf")
+    response = HttpResponse(receipts.receipt_pdf(payment, language=get_language()), content_type="application/pdf")
     response["Content-Disposition"] = f'attachment; filename="receipt-{payment.confirmation_number}.pdf"'
     return response
 

@@ -158,6 +158,7 @@ PAYER_MODULES = {
     "billing/payments/allocations.py",
     "billing/payments/refunds.py",
     "billing/payments/receipts.py",
+    "billing/bills/documents.py",  # the e-bill's usage chart and QR code
     "billing/methods/services.py",
     "billing/enrolment/forms.py",
     "billing/enrolment/paperless.py",

@@ -11,12 +11,14 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from billing.autopay.selectors import enrollment_statuses
 from billing.bills.documents import bill_document_get, bill_document_html, bill_pdf_response
+from billing.bills.paylinks import bill_pay_path
 from billing.clock import biller_today
 from billing.enrolment.paperless import paperless_consent_text
 from billing.payments import lookup
@@ -117,8 +119,13 @@ def _payer_bill_or_404(request, bill_id: int):
 def bill_view(request, bill_id: int):
     bill = _payer_bill_or_404(request, bill_id)
     document = bill_document_get(bill=bill)
-    toolbar = {"pdf_url": reverse("accounts:bill_pdf", args=[bill.pk])}
-    return _private(HttpResponse(bill_document_html(document=document, request=request, extra={"toolbar": toolbar})))
+    toolbar = {
+        "pdf_url": reverse("accounts:bill_pdf", args=[bill.pk]),
+        "back_url": reverse("accounts:account", args=[bill.account_id]),
+        "pay_url": bill_pay_path(bill),
+    }
+    html = bill_document_html(document=document, request=request, extra={"toolbar": toolbar}, language=get_language())
+    return _private(HttpResponse(html))
 
 
 @require_GET

@@ -12,10 +12,17 @@ from billing.models import Biller
 from billing.money import validate_currency
 
 
+class PrivateFileInput(forms.ClearableFileInput):
+    """The stored file's name without a link: private storage has no public address (the logo is only embedded)."""
+
+    template_name = "billing/widgets/private_file_input.html"
+
+
 class BillerAdminForm(forms.ModelForm):
     class Meta:
         model = Biller
         fields = "__all__"
+        widgets = {"logo": PrivateFileInput(attrs={"accept": "image/png,image/jpeg"})}
 
     def clean_currency(self):
         try:
@@ -63,7 +70,8 @@ class BillerAdmin(admin.ModelAdmin):
     prepopulated_fields = {"slug": ("name",)}
     fieldsets = (
         (None, {"fields": ("name", "slug")}),
-        (_("Branding"), {"fields": ("brand_color", "tagline", "remit_address")}),
+        (_("Branding"), {"fields": ("logo", "brand_color", "tagline", "remit_address")}),
+        (_("Bills and receipts"), {"fields": ("paper_size", "calendar")}),
         (_("Money and time"), {"fields": ("currency", "time_zone")}),
         (_("Support contact"), {"fields": ("support_email", "support_phone")}),
         (

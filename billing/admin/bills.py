@@ -96,7 +96,7 @@ class BillLineForm(forms.ModelForm):
 
     class Meta:
         model = BillLine
-        fields = ("position", "description", "quantity")
+        fields = ("position", "description", "quantity", "usage_unit", "meter_start", "meter_end")
 
     def __init__(self, *args, bill: Bill | None = None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -126,6 +126,9 @@ class BillLineForm(forms.ModelForm):
                 quantity=cleaned.get("quantity") or 0,
                 unit_amount=cleaned["unit_price"],
                 tax_amount=cleaned["tax"],
+                usage_unit=cleaned.get("usage_unit") or "",
+                meter_start=cleaned.get("meter_start"),
+                meter_end=cleaned.get("meter_end"),
             ).resolved()
         except ApplicationError as error:
             raise ValidationError(error.message) from None
@@ -155,7 +158,10 @@ class BillLineEditInline(admin.TabularInline):
     model = BillLine
     form = BillLineForm
     formset = BillLineFormSet
-    fields = ("position", "description", "quantity", "unit_price", "tax", "amount_display")
+    fields = (
+        "position", "description", "quantity", "usage_unit", "meter_start", "meter_end", "unit_price", "tax",
+        "amount_display",
+    )
     readonly_fields = ("amount_display",)
     extra = 1
 
@@ -166,7 +172,10 @@ class BillLineEditInline(admin.TabularInline):
 
 class BillLineReadInline(ReadOnlyTabularInline):
     model = BillLine
-    fields = ("position", "description", "quantity", "unit_display", "amount_display", "tax_display")
+    fields = (
+        "position", "description", "quantity", "usage_unit", "meter_start", "meter_end", "unit_display",
+        "amount_display", "tax_display",
+    )
     readonly_fields = fields
 
     @admin.display(description=_("unit price"))

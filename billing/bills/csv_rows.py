@@ -33,7 +33,7 @@ ACCOUNT_COLUMNS = (
     "phone",
 )
 BILL_COLUMNS = ("bill_number", "period_start", "period_end", "due_date", "issue")
-LINE_COLUMNS = ("description", "quantity", "amount", "tax")
+LINE_COLUMNS = ("description", "quantity", "amount", "tax", "usage_unit", "meter_start", "meter_end")
 COLUMNS = ACCOUNT_COLUMNS + BILL_COLUMNS + LINE_COLUMNS
 REQUIRED_COLUMNS = frozenset(
     {
@@ -52,6 +52,7 @@ _MAX_LENGTHS = {
     **{name: CustomerAccount._meta.get_field(name).max_length for name in ACCOUNT_COLUMNS},
     "bill_number": Bill._meta.get_field("number").max_length,
     "description": BillLine._meta.get_field("description").max_length,
+    "usage_unit": BillLine._meta.get_field("usage_unit").max_length,
 }
 # The two account columns that say who the customer is. They must match an existing account, or the bill would
 # land on somebody else's account because of a typo in the account number.
@@ -109,6 +110,9 @@ class ParsedLine:
     quantity: Decimal
     amount: int
     tax: int
+    usage_unit: str = ""
+    meter_start: Decimal | None = None
+    meter_end: Decimal | None = None
 
 
 @dataclass
@@ -278,10 +282,29 @@ class RowParser:
             return None
         return minor
 
-    def quantity(self, row, values, errors) -> Decimal | None:
+    def reading(self, row, values, name, errors) -> Decimal | None:
+        """A meter reading: empty, or a number from zero up with at most 3 decimals."""
+        value = self.text(row, values, name, errors)
+        if not value:
+            return None
+        try:
+            reading = Decimal(value) if _AMOUNT_RE.match(value) else None
+        except InvalidOperation:
+            reading = None
+        if reading is None or reading < 0 or reading >= _MAX_QUANTITY or -reading.as_tuple().exponent > 3:
+            errors.append(
+                RowError(
+                    row, name, _("“%(value)s” is not a meter reading: use a number with at most 3 decimals.")
+                    % {"value": value},
+                )
+            )
+            return None
+        return reading
+
+    def quantity(self, row, values, errors, *, default: Decimal = Decimal(1)) -> Decimal | None:
         value = self.text(row, values, "quantity", errors)
         if not value:
-            return Decimal(1)
+            return default
         try:
             quantity = Decimal(value) if _AMOUNT_RE.match(value) else None
         except InvalidOperation:
@@ -337,9 +360,21 @@ class RowParser:
     def line(self, row, values, errors) -> ParsedLine | None:
         before = len(errors)
         description = self.text(row, values, "description", errors)
-        quantity = self.quantity(row, values, errors)
+        unit = self.text(row, values, "usage_unit", errors)
+        start = self.reading(row, values, "meter_start", errors)
+        end = self.reading(row, values, "meter_end", errors)
+        if (start is not None or end is not None) and not unit:
+            errors.append(RowError(row, "usage_unit", _("Meter readings need the unit they are in, like kWh.")))
+        if start is not None and end is not None and end < start:
+            errors.append(RowError(row, "meter_end", _("The end reading is below the start reading.")))
+        # A metered line with both readings and no quantity used what the meter moved.
+        used = end - start if start is not None and end is not None and end > start else Decimal(1)
+        quantity = self.quantity(row, values, errors, default=used)
         amount = self.money(row, values, "amount", errors)
         tax = self.money(row, values, "tax", errors)
         if len(errors) > before:
             return None
-        return ParsedLine(row=row, description=description, quantity=quantity, amount=amount, tax=tax)
+        return ParsedLine(
+            row=row, description=description, quantity=quantity, amount=amount, tax=tax, usage_unit=unit,
+            meter_start=start, meter_end=end,
+        )

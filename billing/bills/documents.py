@@ -5,32 +5,39 @@ payment, a status change, a line or the biller's branding changes what the bill 
 the PDF is rendered again; otherwise the stored file is served as is.
 """
 
+import base64
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from decimal import Decimal
 
+from babel.dates import format_date
 from babel.numbers import format_decimal
 from django.conf import settings
 from django.http import FileResponse
 from django.utils.text import get_valid_filename
 from django.core.files.base import ContentFile
 from django.db import transaction
+from django.db.models import Q, Sum
 from django.db.models.fields.files import FieldFile
 from django.template.loader import render_to_string
 from django.utils import translation
 
+from ..clock import date_display
 from ..events import event_record
-from ..models import Bill, BillingEvent, BillLine
+from ..models import Bill, Biller, BillingEvent, BillLine
 from ..money import format_money
+from .graphics import UsagePoint, qr_svg, usage_chart_svg
 from .paylinks import bill_pay_url  # the bill's signed pay link: stable per bill, so it can be part of the fingerprint
 
 # Bump when the template, its CSS or the document's wording changes, so that every stored PDF is rendered again.
-BILL_DOCUMENT_VERSION = "2"  # 2: the "how to pay" box carries the signed pay link
+# 3: logo, usage history, QR code, payment stub, the biller's paper size, one date style
+BILL_DOCUMENT_VERSION = "3"
 BILL_DOCUMENT_TEMPLATE = "billing/bill_document.html"
+USAGE_PERIODS = 12  # the history chart shows this many billing periods, the current one last
 
-# Countries that print on US Letter; everyone else gets A4.
-_LETTER_COUNTRIES = frozenset({"US", "CA", "MX", "PH", "CL", "CO", "VE", "GT", "CR", "PA", "DO", "PR", "SV"})
+_LOGO_TYPES = {b"\x89PNG": "image/png", b"\xff\xd8\xff": "image/jpeg"}
 _COLOUR = re.compile(r"^#[0-9a-fA-F]{6}$")
 _DEFAULT_BRAND = "#0b5cab"
 _WATERMARKS = {Bill.Status.DRAFT, Bill.Status.PAID, Bill.Status.VOID}
@@ -42,6 +49,8 @@ class BillDocument:
 
     bill: Bill
     lines: list[BillLine]
+    usage_history: list[tuple] = field(default_factory=list)  # (period_end, usage) oldest first, this bill's last
+    usage_unit: str = ""
 
     @property
     def language(self) -> str:
@@ -49,7 +58,7 @@ class BillDocument:
 
     @property
     def page_size(self) -> str:
-        return "letter" if (self.bill.account.country or "").upper() in _LETTER_COUNTRIES else "A4"
+        return page_size_of(self.bill.biller)
 
     @property
     def brand_color(self) -> str:
@@ -58,13 +67,35 @@ class BillDocument:
         return colour if _COLOUR.match(colour) else _DEFAULT_BRAND
 
 
+def page_size_of(biller: Biller) -> str:
+    """The biller's one paper size, for bills and receipts alike (a CSS @page size)."""
+    return "A4" if biller.paper_size == Biller.PaperSize.A4 else "letter"
+
+
 def bill_document_get(*, bill: Bill | int) -> BillDocument:
-    """Two cheap queries: the bill with its account and biller, then its lines. Always from the database, so a stale
-    instance in the caller's hands can never produce an out-of-date document."""
+    """Two cheap queries: the bill with its account and biller, then its lines; a third for the usage history only when
+    the bill has metered lines. Always from the database, so a stale instance in the caller's hands can never produce
+    an out-of-date document."""
     pk = bill.pk if isinstance(bill, Bill) else bill
     fresh = Bill.objects.select_related("account", "biller").get(pk=pk)
     lines = list(BillLine.objects.filter(bill_id=pk).order_by("position", "pk"))
-    return BillDocument(bill=fresh, lines=lines)
+    unit = next((line.usage_unit for line in lines if line.usage_unit), "")
+    history = _usage_history(fresh, unit) if unit else []
+    return BillDocument(bill=fresh, lines=lines, usage_history=history, usage_unit=unit)
+
+
+def _usage_history(bill: Bill, unit: str) -> list[tuple]:
+    """The account's usage in `unit` for up to USAGE_PERIODS periods ending with this bill's, oldest first. Void bills
+    and other drafts are left out: they were never (or are no longer) what the payer was billed."""
+    rows = (
+        Bill.objects.filter(account_id=bill.account_id, period_end__lte=bill.period_end)
+        .filter(Q(pk=bill.pk) | ~Q(status__in=[Bill.Status.VOID, Bill.Status.DRAFT]))
+        .annotate(usage=Sum("lines__quantity", filter=Q(lines__usage_unit=unit)))
+        .filter(usage__isnull=False)
+        .order_by("-period_end", "-pk")
+        .values_list("period_end", "usage")[:USAGE_PERIODS]
+    )
+    return list(reversed(list(rows)))
 
 
 def bill_fingerprint(document: BillDocument) -> str:
@@ -82,12 +113,14 @@ def bill_fingerprint(document: BillDocument) -> str:
         ],
         "biller": [
             biller.name, document.brand_color, biller.tagline, biller.remit_address, biller.support_email,
-            biller.support_phone,
+            biller.support_phone, biller.logo.name, biller.paper_size, biller.calendar,
         ],
         "lines": [
-            [line.description, str(line.quantity), line.unit_amount, line.amount, line.tax_amount]
+            [line.description, str(line.quantity), line.unit_amount, line.amount, line.tax_amount, line.usage_unit,
+             str(line.meter_start), str(line.meter_end)]
             for line in document.lines
         ],
+        "usage": [[period_end, str(usage)] for period_end, usage in document.usage_history],
         "pay_url": bill_pay_url(bill),
     }
     payload = json.dumps(shown, default=str, ensure_ascii=False, separators=(",", ":"))
@@ -106,10 +139,73 @@ def _readable_on(colour: str) -> str:
     return "#000000" if luminance > 0.179 else "#ffffff"
 
 
-def _context(document: BillDocument) -> dict:
-    """Must run inside translation.override(document.language): money, numbers and labels follow the account."""
+def _logo_data_uri(biller: Biller) -> str:
+    """The biller's logo as a data: URI, read through its storage; "" when there is none or it cannot be read. The
+    document is self-contained, so the logo is never fetched by URL (and private storage needs no public address)."""
+    if not biller.logo:
+        return ""
+    try:
+        with biller.logo.open("rb") as file:
+            data = file.read()
+    except OSError:
+        return ""  # a logo lost from storage must not stop bills
+    kind = next((mime for magic, mime in _LOGO_TYPES.items() if data.startswith(magic)), None)
+    return f"data:{kind};base64,{base64.b64encode(data).decode()}" if kind else ""
+
+
+def _usage(document: BillDocument, language: str, quantity, colour: str) -> dict | None:
+    """The usage box: this period's usage, the history chart and its numbers as a table. None for unmetered bills."""
+    if not document.usage_history:
+        return None
+    bill, unit, locale = document.bill, document.usage_unit, translation.to_locale(language)
+    points = []
+    for period_end, usage in document.usage_history:
+        current = period_end == bill.period_end
+        points.append(
+            UsagePoint(
+                label=_babel_date(period_end, "LLL", locale),
+                usage=Decimal(usage),
+                shown=quantity(usage),
+                current=current,
+            )
+        )
+    readings = [line for line in document.lines if line.usage_unit == unit and line.meter_end is not None]
+    this_period = quantity(sum((line.quantity for line in document.lines if line.usage_unit == unit), Decimal(0)))
+    title = translation.gettext("Your usage for the last %(count)s billing periods, in %(unit)s") % {
+        "count": len(points), "unit": unit,
+    }
+    description = translation.gettext("This period: %(usage)s %(unit)s.") % {"usage": this_period, "unit": unit}
+    return {
+        "unit": unit,
+        "this_period": this_period,
+        "readings": [
+            {"description": line.description, "start": quantity(line.meter_start) if line.meter_start is not None
+             else "", "end": quantity(line.meter_end)}
+            for line in readings
+        ],
+        "chart": usage_chart_svg(
+            points, title=title, description=description, chart_id=f"usage-{bill.pk}", colour=colour
+        ),
+        "table": [
+            {"period": date_display(period_end, biller=bill.biller, language=language), "usage": quantity(usage),
+             "current": period_end == bill.period_end}
+            for period_end, usage in document.usage_history
+        ],
+    }
+
+
+def _babel_date(value, pattern: str, locale: str) -> str:
+    try:
+        return format_date(value, pattern, locale=locale)
+    except Exception:  # an unknown locale must never break a bill
+        return format_date(value, pattern, locale="en")
+
+
+def _context(document: BillDocument, language: str) -> dict:
+    """Must run inside translation.override(language): money, numbers, dates and labels follow it."""
     bill = document.bill
-    locale = translation.to_locale(document.language)
+    biller = bill.biller
+    locale = translation.to_locale(language)
 
     def money(minor: int) -> str:
         return format_money(minor, bill.currency)
@@ -120,18 +216,33 @@ def _context(document: BillDocument) -> dict:
         except Exception:  # an unknown locale must never break a bill
             return format_decimal(value, locale="en")
 
+    def day(value) -> str:
+        return date_display(value, biller=biller, language=language)
+
     account = bill.account
+    pay_url = bill_pay_url(bill)
+    is_payable = bill.status in Bill.PAYABLE_STATUSES or bill.status == Bill.Status.DRAFT
     return {
         "bill": bill,
         "account": account,
-        "lang": document.language,
+        "lang": language,
         "dir": "rtl" if translation.get_language_bidi() else "ltr",
+        "dates": {
+            "period_start": day(bill.period_start),
+            "period_end": day(bill.period_end),
+            "issue": day(bill.issue_date),
+            "due": day(bill.due_date),
+        },
+        "logo": _logo_data_uri(biller),
+        "usage": _usage(document, language, quantity, document.brand_color),
+        "qr": qr_svg(pay_url, label=translation.gettext("QR code: scan it to pay this bill online")) if is_payable
+        else "",
         "page_size": document.page_size,
         "brand_color": document.brand_color,
         "brand_ink": _readable_on(document.brand_color),
         "watermark": bill.status if bill.status in _WATERMARKS else "",
-        "is_payable": bill.status in Bill.PAYABLE_STATUSES or bill.status == Bill.Status.DRAFT,
-        "pay_url": bill_pay_url(bill),
+        "is_payable": is_payable,
+        "pay_url": pay_url,
         "service_address": [
             part
             for part in (
@@ -148,6 +259,7 @@ def _context(document: BillDocument) -> dict:
                 "unit_price": money(line.unit_amount),
                 "amount": money(line.amount),
                 "tax": money(line.tax_amount) if line.tax_amount else "",
+                "unit": line.usage_unit,
             }
             for line in document.lines
         ],
@@ -160,10 +272,14 @@ def _context(document: BillDocument) -> dict:
     }
 
 
-def bill_document_html(*, document: BillDocument, request=None, extra: dict | None = None) -> str:
-    """The bill as one self-contained HTML page (styles inline, no images), in the account's language."""
-    with translation.override(document.language):
-        context = _context(document) | (extra or {})
+def bill_document_html(
+    *, document: BillDocument, request=None, extra: dict | None = None, language: str | None = None
+) -> str:
+    """The bill as one self-contained HTML page (styles inline, pictures as inline SVG or data), in `language`: the
+    one the payer chose on a page, the account's (the default) in the stored PDF."""
+    language = language or document.language
+    with translation.override(language):
+        context = _context(document, language) | (extra or {})
         return render_to_string(BILL_DOCUMENT_TEMPLATE, context, request=request)
 
 

@@ -361,6 +361,9 @@ def _write_chunk(*, biller, bills: list[ParsedBill], accounts: dict[str, ParsedA
                 quantity=line.quantity,
                 unit_amount=_unit_amount(line.amount, line.quantity),
                 tax_amount=line.tax,
+                usage_unit=line.usage_unit,
+                meter_start=line.meter_start,
+                meter_end=line.meter_end,
             )
             for line in bill.lines
         ]

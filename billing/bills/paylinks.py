@@ -48,9 +48,14 @@ def pay_token(bill: Bill) -> str:
     return _signer().sign_object([bill.pk, bill.biller_id])
 
 
+def bill_pay_path(bill: Bill) -> str:
+    """The pay link without the site's address, for a page on this site (the e-bill's Pay button)."""
+    return reverse("billing:pay_link", kwargs={"token": pay_token(bill)})
+
+
 def bill_pay_url(bill: Bill) -> str:
     """The absolute pay link for a bill, for e-mails and PDFs. The same on every call for the same bill."""
-    return settings.SITE_URL + reverse("billing:pay_link", kwargs={"token": pay_token(bill)})
+    return settings.SITE_URL + bill_pay_path(bill)
 
 
 def bill_from_pay_token(token: str, *, today: dt.date | None = None) -> Bill:

@@ -24,6 +24,9 @@ class LineInput:
     quantity: Decimal = Decimal(1)
     unit_amount: int | None = None
     tax_amount: int = 0
+    usage_unit: str = ""  # set on a metered line: its quantity is the period's usage in this unit
+    meter_start: Decimal | None = None
+    meter_end: Decimal | None = None
 
     def resolved(self) -> "LineInput":
         amount = self.amount
@@ -38,7 +41,12 @@ class LineInput:
             raise ApplicationError(_("Bill line amounts cannot be negative."))
         if not self.description.strip():
             raise ApplicationError(_("A bill line needs a description."))
-        return LineInput(self.description.strip(), amount, Decimal(self.quantity), unit, self.tax_amount)
+        if self.meter_start is not None and self.meter_end is not None and self.meter_end < self.meter_start:
+            raise ApplicationError(_("The end meter reading is below the start reading."))
+        return LineInput(
+            self.description.strip(), amount, Decimal(self.quantity), unit, self.tax_amount,
+            self.usage_unit.strip(), self.meter_start, self.meter_end,
+        )
 
     def as_row(self, *, bill: Bill, position: int) -> BillLine:
         """The unsaved BillLine for this (resolved) line, for bulk_create."""
@@ -50,6 +58,9 @@ class LineInput:
             unit_amount=self.unit_amount,
             amount=self.amount,
             tax_amount=self.tax_amount,
+            usage_unit=self.usage_unit,
+            meter_start=self.meter_start,
+            meter_end=self.meter_end,
         )
 
 

@@ -4,7 +4,8 @@ billing history (billing/bills/ holds the services and the import)."""
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.validators import MinValueValidator, RegexValidator
+from django.core.exceptions import ValidationError
+from django.core.validators import FileExtensionValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import F, Q
 from django.utils.translation import gettext_lazy as _
@@ -12,6 +13,15 @@ from django.utils.translation import gettext_lazy as _
 from ..money import format_money
 from ..storage import private_storage
 from .base import TransitionsMixin
+
+
+LOGO_MAX_BYTES = 512 * 1024
+
+
+def validate_logo_size(file) -> None:
+    """A logo is embedded in every e-bill and PDF, so it must stay small."""
+    if file.size > LOGO_MAX_BYTES:
+        raise ValidationError(_("The logo must be at most 512 KB."))
 
 
 def default_reminder_schedule() -> list[int]:
@@ -27,6 +37,14 @@ def default_tip_presets() -> list[int]:
 
 
 class Biller(models.Model):
+    class PaperSize(models.TextChoices):
+        A4 = "A4", "A4"
+        LETTER = "letter", _("US Letter")
+
+    class Calendar(models.TextChoices):
+        GREGORIAN = "gregorian", _("Gregorian")
+        SOLAR_HIJRI = "solar_hijri", _("Solar Hijri (Persian pages only)")
+
     class LookupFactor(models.TextChoices):
         POSTAL_CODE = "postal_code", _("Postal code of the service address")
         LAST_BILL_AMOUNT = "last_bill_amount", _("Amount of the last bill")
@@ -42,6 +60,30 @@ class Biller(models.Model):
     )
     tagline = models.CharField(_("tagline"), max_length=200, blank=True)
     remit_address = models.TextField(_("address for payments by mail"), blank=True)
+    # Kept in private storage and embedded in the e-bill and its PDF as data, never served by URL. PNG or JPEG only
+    # (no SVG, which can carry script); ImageField checks that Pillow can read it.
+    logo = models.ImageField(
+        _("logo"),
+        upload_to="logos/",
+        storage=private_storage,
+        blank=True,
+        validators=[FileExtensionValidator(["png", "jpg", "jpeg"]), validate_logo_size],
+        help_text=_("PNG or JPEG, at most 512 KB. Shown at the top of every e-bill and PDF."),
+    )
+    paper_size = models.CharField(
+        _("paper size"),
+        max_length=8,
+        choices=PaperSize.choices,
+        default=PaperSize.LETTER,
+        help_text=_("Used by every bill and receipt PDF."),
+    )
+    calendar = models.CharField(
+        _("calendar for Persian pages"),
+        max_length=16,
+        choices=Calendar.choices,
+        default=Calendar.GREGORIAN,
+        help_text=_("Solar Hijri shows dates on Persian pages and PDFs in the Persian calendar with Persian digits."),
+    )
     # Money and time
     currency = models.CharField(_("currency"), max_length=3, default="USD")
     time_zone = models.CharField(_("time zone"), max_length=64, default="UTC")
@@ -278,6 +320,11 @@ class BillLine(models.Model):
     unit_amount = models.BigIntegerField(_("unit price"), default=0)
     amount = models.BigIntegerField(_("amount"))
     tax_amount = models.BigIntegerField(_("tax"), default=0)
+    # A metered line (water, power) says its unit; its quantity is the usage for the period. Meter readings are
+    # optional and only shown.
+    usage_unit = models.CharField(_("usage unit"), max_length=16, blank=True)
+    meter_start = models.DecimalField(_("meter reading, start"), max_digits=14, decimal_places=3, null=True, blank=True)
+    meter_end = models.DecimalField(_("meter reading, end"), max_digits=14, decimal_places=3, null=True, blank=True)
 
     class Meta:
         verbose_name = _("bill line")
@@ -287,6 +334,10 @@ class BillLine(models.Model):
             models.CheckConstraint(condition=Q(amount__gte=0), name="bill_line_amount_nonnegative"),
             models.CheckConstraint(condition=Q(tax_amount__gte=0), name="bill_line_tax_nonnegative"),
             models.CheckConstraint(condition=Q(unit_amount__gte=0), name="bill_line_unit_nonnegative"),
+            models.CheckConstraint(
+                condition=Q(meter_start__isnull=True) | Q(meter_end__isnull=True) | Q(meter_end__gte=F("meter_start")),
+                name="bill_line_meter_readings_ordered",
+            ),
         ]
 
     def __str__(self):

@@ -13,12 +13,11 @@ from django.conf import settings
 from django.core import signing
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.db.models import F, Sum
 from django.utils import translation
 
-from billing.bills.documents import pdf_from_html
-from django.db.models import F, Sum
-
-from billing.clock import biller_localtime, biller_today
+from billing.bills.documents import page_size_of, pdf_from_html
+from billing.clock import biller_localtime, biller_today, date_display, datetime_display
 from billing.models import Bill, Payment, PaymentAllocation
 from billing.money import format_money
 
@@ -80,14 +79,20 @@ def receipt_context(payment: Payment) -> dict:
         "total": money(payment.total_charged),
         "refunded": money(payment.amount_refunded) if payment.amount_refunded else "",
         "bills_paid": [
-            {"number": a.bill.number, "due_date": a.bill.due_date, "amount": money(a.amount - a.amount_reversed)}
+            {
+                "number": a.bill.number,
+                "due_date": a.bill.due_date,
+                "due": date_display(a.bill.due_date, biller=biller),
+                "amount": money(a.amount - a.amount_reversed),
+            }
             for a in allocations
         ],
         "card": payment.payment_method_summary,
         "paid_at": biller_localtime(biller, when),
+        "paid_at_display": datetime_display(when, biller=biller),  # on the biller's clock, the zone named
         "succeeded": payment.status == Payment.Status.SUCCEEDED,
         "still_owed": money(owed) if (owed := _still_owed(payment, paid_on=biller_localtime(biller, when))) else "",
-        "still_owed_on": biller_today(biller),
+        "still_owed_on_display": date_display(biller_today(biller), biller=biller),
     }
 
 
@@ -102,13 +107,15 @@ def _still_owed(payment: Payment, *, paid_on) -> int:
     return max(owed or 0, 0)
 
 
-def receipt_pdf(payment: Payment) -> bytes:
+def receipt_pdf(payment: Payment, *, language: str | None = None) -> bytes:
     """The receipt as a PDF, rendered on demand (it is small and never changes after the payment, except for a
-    refund, which it then shows)."""
-    with translation.override(payment.account.language or settings.LANGUAGE_CODE):
+    refund, which it then shows), in `language` (the one the payer chose on the page; the account's by default), on
+    the biller's paper size."""
+    with translation.override(language or payment.account.language or settings.LANGUAGE_CODE):
         context = receipt_context(payment) | {
             "lang": translation.get_language(),
             "dir": "rtl" if translation.get_language_bidi() else "ltr",
+            "page_size": page_size_of(payment.biller),
         }
         html = render_to_string("billing/receipt_document.html", context)
     return pdf_from_html(html)

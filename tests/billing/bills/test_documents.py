@@ -318,7 +318,7 @@ def test_period_and_dates_are_on_the_bill(account):
     today = dt.date(2026, 3, 15)
     bill = make_bill(account, today=today)
     html = html_of(bill)
-    assert "Feb. 13, 2026 to March 14, 2026" in html
+    assert "February 13, 2026 to March 14, 2026" in html  # one date style on every page: CLDR's long date
     assert "March 29, 2026" in html  # due date
 
 

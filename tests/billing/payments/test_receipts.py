@@ -274,3 +274,36 @@ def test_an_address_the_guest_typed_is_shown_as_typed(client, account):
     payment = succeeded_payment(account, payer_email="typed@example.org")
     html = _receipt_page(client, payment)
     assert "We're sending a copy of this receipt to typed@example.org." in html
+
+
+@pytest.mark.parametrize(("paper", "points"), [("A4", (595, 842)), ("letter", (612, 792))])
+def test_the_receipt_pdf_uses_the_billers_paper_size(account, paper, points):
+    from io import BytesIO
+
+    from pypdf import PdfReader
+
+    account.biller.paper_size = paper
+    account.biller.save()
+    box = PdfReader(BytesIO(receipts.receipt_pdf(succeeded_payment(account)))).pages[0].mediabox
+    assert (round(box.width), round(box.height)) == points
+
+
+def test_the_receipt_pdf_follows_the_language_the_payer_chose(client, account, settings):
+    from io import BytesIO
+
+    from django.urls import reverse
+    from pypdf import PdfReader
+
+    account.language = "en"
+    account.save()
+    payment = succeeded_payment(account, received_at=dt.datetime(2026, 11, 27, 16, 36, tzinfo=dt.UTC))
+    account.biller.time_zone = "America/Chicago"
+    account.biller.save()
+    url = reverse("billing:pay_receipt_pdf", args=[payment.confirmation_number])
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "es"
+
+    response = client.get(url + f"?key={receipts.receipt_token(payment)}")
+
+    text = PdfReader(BytesIO(response.content)).pages[0].extract_text()
+    assert "Recibo de pago" in text
+    assert "27 de noviembre de 2026, 10:36 Chicago" in text  # the biller's clock, the zone named
