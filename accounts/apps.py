@@ -12,11 +12,16 @@ class AccountsConfig(AppConfig):
         from django.contrib.auth.signals import user_logged_in
 
         from billing.access import payer_access_set
+        from billing.insight.sources import insight_source_add
 
         from .access import AccountLinkAccess
+        from .insight import PortalAdoption
+        from .services import portal_sign_in_record
         from .staff import staff_session_shorten
 
         user_logged_in.connect(staff_session_shorten, dispatch_uid="accounts.staff_session_shorten")
+        user_logged_in.connect(portal_sign_in_record, dispatch_uid="accounts.portal_sign_in_record")
+        insight_source_add("accounts.portal", PortalAdoption())  # sign-ins and invitations on the insight page
         payer_access_set(AccountLinkAccess())  # billing asks who may pay for an account through billing.access
 
 

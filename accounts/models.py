@@ -247,3 +247,20 @@ class Invitation(TransitionsMixin, models.Model):
     def __str__(self):
         return f"{self.get_kind_display()} · {self.customer_account_id} · {self.get_status_display()}"
 
+
+
+class PortalSignIn(models.Model):
+    """Append-only: one row per payer sign-in to the portal (staff sign-ins are not counted). The staff insight page
+    counts them per biller through the sign-in's links (accounts/insight.py); nothing else reads them."""
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="portal_sign_ins", verbose_name=_("user"))
+    created_at = models.DateTimeField(_("signed in"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("portal sign-in")
+        verbose_name_plural = _("portal sign-ins")
+        ordering = ["-created_at", "-pk"]
+        indexes = [models.Index(fields=["created_at", "user"], name="portal_sign_in_when")]
+
+    def __str__(self):
+        return f"{self.user} · {self.created_at:%Y-%m-%d %H:%M}"

@@ -18,7 +18,7 @@ from billing.models import Biller, CustomerAccount
 from billing.payments import lookup
 from notifications.models import NoticePreference
 
-from .models import AccountLink, User
+from .models import AccountLink, PortalSignIn, User
 from .selectors import notice_choices
 
 logger = logging.getLogger(__name__)
@@ -142,3 +142,9 @@ def notice_choices_save(*, user: User, account: CustomerAccount, enabled: set[tu
             changed += 1
     logger.info("notice choices for account %s: %s changed by user %s", account.pk, changed, user.pk)
     return changed
+
+
+def portal_sign_in_record(sender, request, user, **kwargs) -> None:
+    """user_logged_in receiver (accounts/apps.py): count a payer's sign-in for the staff insight page."""
+    if not user.is_staff:
+        PortalSignIn.objects.create(user=user)

@@ -3,11 +3,14 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.i18n import JavaScriptCatalog
 
+from billing.admin.insight import insight_urls
+
 admin.site.site_header = "Billpay staff"
 admin.site.site_title = "Billpay staff"
 admin.site.index_title = "Billing"
 
 urlpatterns = [
+    path("admin/insight/", include(insight_urls)),  # before the admin's own catch-all
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("me/", include("accounts.urls")),

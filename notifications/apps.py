@@ -11,8 +11,12 @@ class NotificationsConfig(AppConfig):
     def ready(self):
         # Billing sends, notifications listens (billing/signals.py): billing never imports notifications.
         from billing import signals
+        from billing.insight.sources import insight_source_add
 
         from . import receivers
+        from .insight import ReminderYield
+
+        insight_source_add("notifications.reminders", ReminderYield())  # the staff insight page's reminder yield
 
         signals.payment_succeeded.connect(
             receivers.receipt_on_payment_succeeded, dispatch_uid="notifications.receipt_on_payment_succeeded"

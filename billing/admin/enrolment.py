@@ -10,6 +10,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from billing.csvsafe import csv_cell
 from billing.enrolment.selectors import paper_bill_accounts
 from billing.models import (
     CustomerAccount,
@@ -20,7 +21,7 @@ from billing.models import (
 )
 
 from . import customers  # noqa: F401 - registers the CustomerAccount admin, which the end of this module extends
-from .mixins import ReadOnlyAdminMixin, ReadOnlyTabularInline, csv_cell
+from .mixins import ReadOnlyAdminMixin, ReadOnlyTabularInline
 
 PAPER_EXPORT_COLUMNS = (
     ("account_number", _("Account number")),

@@ -20,9 +20,8 @@ from django.views.decorators.cache import never_cache
 
 from billing.bills.csv_rows import ImportFileError
 from billing.bills.imports import bill_import_submit
+from billing.csvsafe import csv_cell
 from billing.models import Biller, ImportBatch
-
-from .mixins import csv_cell
 
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024  # about 150,000 rows; bigger files belong in `manage.py import_bills`
 ERRORS_SHOWN = 1000  # the page lists this many problems; the CSV download has all of them

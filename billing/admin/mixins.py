@@ -1,5 +1,5 @@
 """What the admin modules share: money and link display, staff-typed amounts, the read-only history mixins and
-inlines, and the CSV cell guard used by every staff CSV download."""
+inlines. (The CSV cell guard is billing/csvsafe.py.)"""
 
 import re
 
@@ -8,6 +8,7 @@ from django.core.exceptions import ValidationError
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
+
 
 from billing.errors import ApplicationError
 from billing.models import BillingEvent
@@ -97,14 +98,3 @@ class HistoryInline(ReadOnlyTabularInline):
     @admin.display(description=_("amount"))
     def amount_display(self, obj):
         return money_display(obj.amount, obj.currency)
-
-
-# A cell that starts with =, +, - or @ (or a tab or carriage return) runs as a formula when a spreadsheet opens the
-# file; names and addresses are typed by people, and import problems quote the uploaded file.
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_cell(value) -> str:
-    """A value for one CSV cell, with a leading quote when a spreadsheet would otherwise run it as a formula."""
-    text = str(value or "")
-    return f"'{text}" if text[:1] in _FORMULA_STARTS else text

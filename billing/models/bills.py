@@ -126,6 +126,8 @@ class Biller(models.Model):
     class Meta:
         verbose_name = _("biller")
         verbose_name_plural = _("billers")
+        # A view_ permission, so `setup_roles` gives it to clerks as well as billing admins.
+        permissions = [("view_insight", _("Can view the insight page and its reports"))]
         constraints = [
             models.CheckConstraint(condition=Q(minimum_payment__gte=1), name="biller_minimum_payment_positive"),
             models.CheckConstraint(condition=Q(convenience_fee_fixed__gte=0), name="biller_fee_nonnegative"),
@@ -291,7 +293,12 @@ class Bill(TransitionsMixin, models.Model):
             models.CheckConstraint(condition=Q(amount_paid__lte=F("total")), name="bill_never_overpaid"),
             models.CheckConstraint(condition=Q(period_end__gte=F("period_start")), name="bill_period_ordered"),
         ]
-        indexes = [models.Index(fields=["account", "status", "due_date"])]
+        indexes = [
+            models.Index(fields=["account", "status", "due_date"]),
+            # The insight page: bills issued in a period, and what is still owed by due date (billing/insight/).
+            models.Index(fields=["biller", "issue_date"], name="bill_biller_issued"),
+            models.Index(fields=["biller", "status", "due_date"], name="bill_biller_status_due"),
+        ]
 
     def __str__(self):
         return self.number

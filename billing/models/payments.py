@@ -106,6 +106,8 @@ class Payment(TransitionsMixin, models.Model):
                 name="one_in_flight_online_payment_per_account",
             ),
         ]
+        # The insight page and the posting file: a biller's succeeded payments by the moment they were received.
+        indexes = [models.Index(fields=["biller", "status", "received_at"], name="payment_biller_received")]
 
     def __str__(self):
         return self.confirmation_number

@@ -11,6 +11,7 @@ from accounts.demo import (
     demo_seed,
     demo_staff_totp_secrets,
 )
+from accounts.demo_history import demo_history_seed
 
 
 class Command(BaseCommand):
@@ -22,6 +23,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         call_command("setup_roles", verbosity=0)  # the demo clerk joins the Clerk role
         result = demo_seed()
+        demo_history_seed(biller=result.biller)  # twelve months of history for the staff insight page
         accounts = demo_accounts(biller=result.biller)
         if options["json"]:
             self.stdout.write(json.dumps(accounts, indent=2))
