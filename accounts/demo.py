@@ -7,6 +7,7 @@ import datetime as dt
 import random
 from dataclasses import dataclass
 
+from allauth.account.models import EmailAddress
 from allauth.mfa.totp.internal.auth import format_hotp_value, hotp_value
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
@@ -23,10 +24,13 @@ from billing.bills.services import (
     customer_account_create,
 )
 from billing.management.commands.setup_roles import CLERK
-from billing.models import Bill, Biller, CustomerAccount, Payment
+from billing.models import BankMandate, Bill, Biller, CustomerAccount, Payment, PaymentMethod
 from billing.money import format_money
+from billing.payments.gateway import MandateAcceptance
+from billing.payments.mandates import bank_account_check, mandate_record, mandate_status_move, mandate_text
 from billing.payments.offline import payment_record_offline
 
+from .models import AccountLink
 from .staff import staff_has_totp, staff_totp_enrol, staff_totp_secret
 
 DEMO_BILLER_SLUG = "riverside"
@@ -35,6 +39,14 @@ DEMO_CLERK_EMAIL = "clerk@billpay.localhost"
 DEMO_STAFF_PASSWORD = "billpay-demo-admin"  # local demo only; production never runs the seed
 DEMO_STAFF_EMAILS = (DEMO_STAFF_EMAIL, DEMO_CLERK_EMAIL)
 DEMO_ACCOUNT_COUNT = 36
+# Bank debits need euros and a SEPA creditor identifier: a second, small demo biller with one payer who saved a bank
+# account under a standing mandate. Its payment method id is a placeholder (the seed never calls the gateway): to
+# debit for real, save a bank account through the autopay page.
+DEMO_SEPA_BILLER_SLUG = "rhein-stadtwerke"
+DEMO_SEPA_ACCOUNT = "DE-7700100"
+DEMO_SEPA_PAYER_EMAIL = "jana@billpay.localhost"
+DEMO_SEPA_PAYER_PASSWORD = "billpay-demo-payer"  # local demo only
+DEMO_SEPA_IBAN = "DE89370400440532013000"  # Stripe's test IBAN (debits succeed)
 
 FIRST = ["Amira", "Ben", "Carmen", "Dariush", "Elena", "Farid", "Grace", "Hassan", "Ines", "Jonah", "Kaveh", "Lina"]
 LAST = ["Haddad", "Okafor", "Silva", "Moradi", "Novak", "Rahimi", "Chen", "Mansour", "Garcia", "Schmidt", "Tehrani"]
@@ -154,7 +166,66 @@ def demo_seed(*, today: dt.date | None = None) -> SeedResult:
                 bill_void(bill=bill, reason="Meter misread; rebilled")
             elif state == "uncollectible":
                 bill_mark_uncollectible(bill=bill, reason="Account in collections")
-    return SeedResult(biller=biller, accounts_created=accounts_created, bills_created=bills_created)
+    sepa_accounts, sepa_bills = _demo_bank_debit_seed(today=today)
+    return SeedResult(
+        biller=biller, accounts_created=accounts_created + sepa_accounts, bills_created=bills_created + sepa_bills
+    )
+
+
+@transaction.atomic
+def _demo_bank_debit_seed(*, today: dt.date) -> tuple[int, int]:
+    """The bank-debit demo: a euro biller, one account with an open bill, and its payer's saved bank account with an
+    active standing SEPA mandate. Idempotent like the rest."""
+    biller, _ = Biller.objects.get_or_create(
+        slug=DEMO_SEPA_BILLER_SLUG,
+        defaults={
+            "name": "Rhein Stadtwerke", "currency": "EUR", "time_zone": "Europe/Berlin",
+            "support_email": "hilfe@rhein-stadtwerke.example", "sepa_creditor_identifier": "DE98ZZZ09999999999",
+        },
+    )  # fmt: skip
+    created_accounts = created_bills = 0
+    account = CustomerAccount.objects.filter(biller=biller, account_number=DEMO_SEPA_ACCOUNT).first()
+    if account is None:
+        account = customer_account_create(
+            biller=biller, account_number=DEMO_SEPA_ACCOUNT, holder_name="Jana Novak", postal_code="50667",
+            address_line1="Rheinufer 12", city="Köln", region="NRW", email="jana.novak@example.com", language="en",
+        )  # fmt: skip
+        created_accounts = 1
+    number = f"RS-{DEMO_SEPA_ACCOUNT}-01"
+    if not Bill.objects.filter(biller=biller, number=number).exists():
+        period_end = today.replace(day=1) - dt.timedelta(days=1)
+        bill = bill_create(
+            account=account, number=number, period_start=period_end - dt.timedelta(days=29), period_end=period_end,
+            due_date=today + dt.timedelta(days=14), lines=[LineInput(description="Strom", amount=6480)],
+        )  # fmt: skip
+        bill_issue(bill=bill, issue_date=period_end + dt.timedelta(days=2))
+        created_bills = 1
+    User = get_user_model()
+    payer = User.objects.filter(email=DEMO_SEPA_PAYER_EMAIL).first()
+    if payer is None:
+        payer = User.objects.create_user(email=DEMO_SEPA_PAYER_EMAIL, password=DEMO_SEPA_PAYER_PASSWORD, name="Jana Novak")
+        EmailAddress.objects.create(user=payer, email=payer.email, verified=True, primary=True)
+    AccountLink.objects.get_or_create(
+        user=payer, customer_account=account, defaults={"created_via": AccountLink.Via.LOOKUP}
+    )
+    if not BankMandate.objects.filter(account=account, usage=BankMandate.Usage.MULTI_USE).exists():
+        checked = bank_account_check(
+            kind="sepa_debit", account_number=DEMO_SEPA_IBAN, holder_name="Jana Novak", holder_email=payer.email
+        )
+        method = PaymentMethod.objects.create(
+            user=payer, kind=PaymentMethod.Kind.SEPA_DEBIT, gateway_customer_id="cus_demo_sepa",
+            gateway_payment_method_id="pm_demo_sepa_debit", last4=checked.last4, bank_name=checked.bank_name,
+            bank_country=checked.country, holder_name="Jana Novak", holder_email=payer.email, is_default=True,
+        )  # fmt: skip
+        mandate = mandate_record(
+            account=account, checked=checked, gateway_payment_method_id=method.gateway_payment_method_id,
+            usage=BankMandate.Usage.MULTI_USE, reference="BPM-DEMO00000001", user=payer, payment_method=method,
+            text=mandate_text(biller=biller, usage=BankMandate.Usage.MULTI_USE),
+            acceptance=MandateAcceptance(accepted_at=int(timezone.now().timestamp()), ip="127.0.0.1",
+                                         user_agent="seed_demo"),
+        )  # fmt: skip
+        mandate_status_move(mandate=mandate, to=BankMandate.Status.ACTIVE, message="demo data")
+    return created_accounts, created_bills
 
 
 def demo_staff_totp_secrets() -> dict[str, str]:
@@ -171,9 +242,30 @@ def demo_totp_code(*, email: str) -> str:
     return format_hotp_value(hotp_value(secret, int(timezone.now().timestamp()) // 30))
 
 
+def demo_sepa_biller() -> Biller | None:
+    return Biller.objects.filter(slug=DEMO_SEPA_BILLER_SLUG).first()
+
+
+def _payment_methods(account: CustomerAccount) -> list[dict]:
+    """The saved methods under the account's standing mandates (bank accounts), as the JSON lists them."""
+    return [
+        {
+            "type": mandate.scheme, "bank": mandate.bank_name, "last4": mandate.last4,
+            "holder_name": mandate.holder_name, "mandate_reference": mandate.display_reference,
+            "mandate_status": mandate.status, "login": mandate.user.email if mandate.user_id else None,
+        }  # fmt: skip
+        for mandate in account.mandates.all()
+        if mandate.usage == BankMandate.Usage.MULTI_USE
+    ]
+
+
 def demo_accounts(*, biller: Biller, limit: int | None = None) -> list[dict]:
     """The seeded accounts with what a payer needs to find them, and what they owe. Read by scripts and tests."""
-    accounts = CustomerAccount.objects.filter(biller=biller).order_by("account_number").prefetch_related("bills")
+    accounts = (
+        CustomerAccount.objects.filter(biller=biller)
+        .order_by("account_number")
+        .prefetch_related("bills", "mandates__user")
+    )
     rows = []
     for account in accounts[:limit] if limit else accounts:
         open_bills = sorted(
@@ -191,6 +283,7 @@ def demo_accounts(*, biller: Biller, limit: int | None = None) -> list[dict]:
                 "currency": biller.currency,
                 "open_balance_minor": balance,
                 "open_balance": format_money(balance, biller.currency, "en"),
+                "payment_methods": _payment_methods(account),
                 "open_bills": [
                     {
                         "number": b.number,

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import links, payment_settings, portal
+from .views import bank_accounts, links, payment_settings, portal
 
 app_name = "accounts"
 
@@ -29,6 +29,8 @@ urlpatterns += [
     path("cards/no-backup/", payment_settings.payment_method_no_backup, name="payment_method_no_backup"),
     path("cards/<int:method_id>/remove/", payment_settings.payment_method_remove, name="payment_method_remove"),
     path("accounts/<int:account_id>/autopay/", payment_settings.autopay, name="autopay"),
+    path("accounts/<int:account_id>/autopay/bank/", bank_accounts.autopay_bank, name="autopay_bank"),
+    path("cards/<int:method_id>/revoke/", bank_accounts.bank_mandate_revoke_view, name="bank_mandate_revoke"),
     path("accounts/<int:account_id>/autopay/pause/", payment_settings.autopay_pause, name="autopay_pause"),
     path("accounts/<int:account_id>/autopay/resume/", payment_settings.autopay_resume, name="autopay_resume"),
     path("accounts/<int:account_id>/autopay/cancel/", payment_settings.autopay_cancel, name="autopay_cancel"),

@@ -11,13 +11,21 @@ class BillingConfig(AppConfig):
         # INSTALLED_APPS order), so a guest's enrolment ticks are recorded before the receipt goes out.
         from .autopay import receivers as autopay_receivers
         from .enrolment import receivers as enrolment_receivers
-        from .signals import bill_paid, notice_context_wanted, payment_succeeded
+        from .payments import bank_debits
+        from .signals import bank_debit_returned, bill_paid, notice_context_wanted, payment_succeeded
 
         bill_paid.connect(
             autopay_receivers.autopay_stop_on_bill_paid, dispatch_uid="billing.autopay.autopay_stop_on_bill_paid"
         )
         notice_context_wanted.connect(
             autopay_receivers.autopay_notice_context_give, dispatch_uid="billing.autopay.autopay_notice_context_give"
+        )
+        bank_debit_returned.connect(
+            autopay_receivers.autopay_dunning_on_bank_debit_returned,
+            dispatch_uid="billing.autopay.autopay_dunning_on_bank_debit_returned",
+        )
+        notice_context_wanted.connect(
+            bank_debits.bank_debit_notice_context_give, dispatch_uid="billing.payments.bank_debit_notice_context_give"
         )
         payment_succeeded.connect(
             enrolment_receivers.guest_choices_on_payment_succeeded,

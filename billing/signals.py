@@ -48,3 +48,14 @@ autopay_notice_wanted = Signal()
 # context (empty for kinds they do not know) and must not write.
 # Receiver: billing.autopay.receivers.autopay_notice_context_give.
 notice_context_wanted = Signal()
+
+# Sent by billing.payments.mandates when a payer accepted a direct-debit mandate, after commit. kwargs: mandate_id.
+# Receiver: notifications.receivers (the mandate confirmation e-mail with the mandate text, once per mandate).
+mandate_accepted = Signal()
+
+# Sent by billing.payments.core when a bank debit that was processing (and counted on the bills) failed: the bank
+# returned it. Synchronously, inside the recording transaction, after the money came off the bills (like bill_paid:
+# a receiver's error rolls it all back). kwargs: payment_id, code (the bank's failure code).
+# Receivers: billing.autopay.receivers (dunning for an autopay debit), notifications.receivers (the payer is told,
+# after commit).
+bank_debit_returned = Signal()

@@ -14,6 +14,7 @@ urlpatterns = [
     path("pay/account/quote/", views.pay_quote, name="pay_quote"),
     path("pay/account/start/", views.pay_start, name="pay_start"),
     path("pay/account/confirm/", views.pay_confirm, name="pay_confirm"),
+    path("pay/account/bank/", views.pay_bank, name="pay_bank"),
     path("pay/return/", views.pay_return, name="pay_return"),
     path("pay/receipt/<str:confirmation_number>/", views.pay_receipt, name="pay_receipt"),
     path("pay/receipt/<str:confirmation_number>/pdf/", views.pay_receipt_pdf, name="pay_receipt_pdf"),

@@ -6,6 +6,7 @@ from django.contrib import messages
 from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.translation import get_language, gettext_noop, ngettext, to_locale
 from django.utils.translation import gettext as _
 from django.views.decorators.cache import never_cache
@@ -23,13 +24,16 @@ from billing.enrolment.guest import guest_enrollment_record
 from billing.methods.selectors import user_payment_methods
 from billing.methods.services import SAVED_CARD_NEEDS_LOOKUP, payment_method_may_pay
 from billing.payments import lookup, receipts
+from billing.payments.bank_debits import bank_debit_pay
+from billing.payments.bank_forms import BankDebitForm
 from billing.payments.core import payment_record_result
 from billing.payments.forms import LookupForm, PaymentForm
-from billing.payments.gateway import GatewayError
+from billing.payments.gateway import GatewayError, MandateAcceptance
+from billing.payments.mandates import bank_debit_available
 from billing.payments.online import payment_confirm, payment_quote, payment_start
 
 from .errors import ApplicationError
-from .models import CustomerAccount, Payment
+from .models import CustomerAccount, Payment, PaymentMethod
 from .money import format_money
 
 
@@ -195,6 +199,7 @@ def pay_account(request):
         "pay_config": _pay_config(quote) if full is not None else None,
         "stripe_js_url": settings.STRIPE_JS_URL,
         "saved_cards": _saved_cards(request, account),
+        "bank_form": BankDebitForm(biller=biller) if bank_debit_available(biller) else None,
     }
     return render(request, "billing/pay_account.html", context)
 
@@ -230,7 +235,8 @@ def _email_shown(request, account: CustomerAccount, address: str) -> str:
 def _saved_cards(request, account: CustomerAccount) -> list:
     if not (request.user.is_authenticated and payment_method_may_pay(user=request.user, account=account)):
         return []
-    return list(user_payment_methods(user=request.user))
+    # Cards only: a saved bank account debits under its standing mandate (autopay), not from this screen.
+    return list(user_payment_methods(user=request.user).filter(kind=PaymentMethod.Kind.CARD))
 
 
 def _pay_config(quote) -> dict:
@@ -355,7 +361,9 @@ def pay_confirm(request):
     if request.POST.get("saved_card"):
         # Only a card saved by this login, identified by our own row: a guest (or another login) cannot name one.
         saved = (
-            user_payment_methods(user=request.user).filter(pk=request.POST["saved_card"]).first()
+            user_payment_methods(user=request.user)
+            .filter(pk=request.POST["saved_card"], kind=PaymentMethod.Kind.CARD)
+            .first()
             if request.user.is_authenticated and request.POST["saved_card"].isdigit()
             else None
         )
@@ -395,9 +403,71 @@ def pay_return(request):
         pass  # the webhook or the janitor will record it; the receipt page says it is being confirmed
     payment.refresh_from_db()
     if payment.status == Payment.Status.FAILED:
-        messages.error(request, _("Your card was declined. Nothing was charged. Please try another card."))
+        if payment.is_bank_debit:
+            messages.error(request, _("Your bank did not accept the debit. Nothing was debited. Please pay another way."))
+        else:
+            messages.error(request, _("Your card was declined. Nothing was charged. Please try another card."))
         return redirect("billing:pay_account")
     return redirect("billing:pay_receipt", confirmation_number=payment.confirmation_number)
+
+
+# --- Paying by bank debit (SEPA) --------------------------------------------------------------------------------------
+
+
+def mandate_acceptance_of(request) -> MandateAcceptance:
+    """When and from where the payer accepted a mandate: now, this request's address and browser."""
+    return MandateAcceptance(
+        accepted_at=int(timezone.now().timestamp()),
+        ip=request.META.get("REMOTE_ADDR", ""),
+        user_agent=request.headers.get("User-Agent", "")[:500],
+    )
+
+
+@never_cache
+@require_http_methods(["POST"])
+def pay_bank(request):
+    """The payer chose "Pay from a bank account", typed the IBAN and accepted the mandate: check it all, then debit
+    once (billing/payments/bank_debits.py). pay_bank.js posts here and reads JSON; without JavaScript the form's bank
+    button posts here and gets the receipt (or the pay screen with the message)."""
+    wants_json = request.headers.get("Accept", "").startswith("application/json")
+    account = _granted_account(request)
+    if account is None:
+        if wants_json:
+            return _json_error(_(_SESSION_EXPIRED), status=403, redirect=reverse("billing:pay"))
+        messages.info(request, _(_SESSION_EXPIRED))
+        return redirect("billing:pay")
+
+    def refuse(message: str, *, status: int, errors: dict | None = None):
+        if wants_json:
+            return _json_error(message, status=status, errors=errors or {})
+        messages.error(request, message)
+        return redirect("billing:pay_account")
+
+    form = _payment_form(request, account, request.POST)
+    bank_form = BankDebitForm(request.POST, biller=account.biller)
+    form_ok, bank_ok = form.is_valid(), bank_form.is_valid()
+    if not (form_ok and bank_ok):
+        errors = {name: " ".join(str(e) for e in errs) for f in (form, bank_form) for name, errs in f.errors.items()}
+        return refuse(" ".join(errors.values()), status=400, errors=errors)
+    data, bank = form.cleaned_data, bank_form.cleaned_data
+    try:
+        outcome = bank_debit_pay(
+            account=account, payer_email=data["receipt_email"],
+            channel=Payment.Channel.PORTAL if _payer_of(request, account) else Payment.Channel.GUEST_WEB,
+            amount=data["amount"], tip_percent=data.get("tip_percent") or None,
+            paperless_requested=data.get("paperless", False), kind="sepa_debit", account_number=bank["iban"],
+            holder_name=bank["holder_name"], shown_text_digest=bank.get("mandate_digest", ""),
+            acceptance=mandate_acceptance_of(request), user=request.user,
+        )  # fmt: skip
+    except ApplicationError as error:
+        return refuse(error.message, status=409)
+    receipts.session_remember(request, outcome.payment)
+    if outcome.status not in ("succeeded", "processing"):
+        return refuse(outcome.payer_message or _("Your bank did not accept the debit. Nothing was debited."), status=409)
+    next_url = f"{reverse('billing:pay_return')}?payment_intent={outcome.payment.gateway_payment_id}"
+    if wants_json:
+        return JsonResponse({"status": outcome.status, "next": next_url})
+    return redirect(next_url)
 
 
 # --- The receipt ------------------------------------------------------------------------------------------------------

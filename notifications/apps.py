@@ -27,6 +27,12 @@ class NotificationsConfig(AppConfig):
         signals.dispute_recorded.connect(
             receivers.staff_mail_on_dispute_recorded, dispatch_uid="notifications.staff_mail_on_dispute_recorded"
         )
+        signals.mandate_accepted.connect(
+            receivers.mandate_confirmation_on_accepted, dispatch_uid="notifications.mandate_confirmation_on_accepted"
+        )
+        signals.bank_debit_returned.connect(
+            receivers.payer_told_on_bank_debit_returned, dispatch_uid="notifications.payer_told_on_bank_debit_returned"
+        )
         signals.autopay_notice_wanted.connect(
             receivers.autopay_notice_on_wanted, dispatch_uid="notifications.autopay_notice_on_wanted"
         )

@@ -25,6 +25,8 @@ class NoticeKind(models.TextChoices):
     CARD_EXPIRING = "card_expiring", _("Card expiring")
     AUTOPAY_SUSPENDED = "autopay_suspended", _("Autopay suspended")
     REFUND_ISSUED = "refund_issued", _("Refund issued")
+    MANDATE_CONFIRMED = "mandate_confirmed", _("Direct debit mandate confirmed")
+    DEBIT_NOTICE = "debit_notice", _("Bank debit coming (pre-notification)")
 
 
 class ChannelName(models.TextChoices):
@@ -140,6 +142,9 @@ class Notification(TransitionsMixin, models.Model):
     bill = models.ForeignKey("billing.Bill", on_delete=models.CASCADE, null=True, blank=True, related_name="+")
     payment = models.ForeignKey("billing.Payment", on_delete=models.CASCADE, null=True, blank=True, related_name="+")
     refund = models.ForeignKey("billing.Refund", on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    mandate = models.ForeignKey(
+        "billing.BankMandate", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
     kind = models.CharField(_("notice"), max_length=32, choices=NoticeKind.choices)
     channel = models.CharField(_("channel"), max_length=16, choices=ChannelName.choices)
     step = models.SmallIntegerField(_("schedule step (days from due date)"), null=True, blank=True)
@@ -168,7 +173,8 @@ class Notification(TransitionsMixin, models.Model):
         ]
         constraints = [
             models.CheckConstraint(
-                condition=Q(bill__isnull=False) | Q(payment__isnull=False) | Q(refund__isnull=False),
+                condition=Q(bill__isnull=False) | Q(payment__isnull=False) | Q(refund__isnull=False)
+                | Q(mandate__isnull=False),
                 name="notification_is_about_something",
             ),
         ]

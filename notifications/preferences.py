@@ -23,7 +23,7 @@ SMS_DEFAULT_KINDS = frozenset(
     {NoticeKind.DUE_UPCOMING, NoticeKind.DUE_TODAY, NoticeKind.PAST_DUE, NoticeKind.PAYMENT_FAILED}
 )
 # Answers to something the payer just did: they go out at once, quiet hours or not.
-TRANSACTIONAL_KINDS = frozenset({NoticeKind.PAYMENT_RECEIVED, NoticeKind.REFUND_ISSUED})
+TRANSACTIONAL_KINDS = frozenset({NoticeKind.PAYMENT_RECEIVED, NoticeKind.REFUND_ISSUED, NoticeKind.MANDATE_CONFIRMED})
 DEFAULT_SEND_TIME = dt.time(9, 0)
 DEFAULT_CATCH_UP_DAYS = 2
 

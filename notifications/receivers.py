@@ -11,12 +11,12 @@ import logging
 
 from django.db import transaction
 
-from billing.models import Bill, CustomerAccount, Payment
+from billing.models import BankMandate, Bill, CustomerAccount, Payment
 
 from .disputes import dispute_notice_send
-from .models import Notification
+from .models import NoticeKind, Notification
 from .receipts import payment_after_success, refund_notice_send
-from .services import notice_enqueue
+from .services import notice_enqueue, notices_dispatch
 
 logger = logging.getLogger(__name__)
 
@@ -60,3 +60,29 @@ def autopay_notice_on_wanted(
 
     transaction.on_commit(enqueue)
     return True
+
+
+def mandate_confirmation_on_accepted(sender, *, mandate_id: int, **kwargs) -> None:
+    """mandate_accepted (after commit): the mandate confirmation e-mail to the account holder, with the mandate text
+    and its reference, once per mandate (the outbox key), sent now."""
+    try:
+        mandate = BankMandate.objects.select_related("account__biller").get(pk=mandate_id)
+        rows = notice_enqueue(kind=NoticeKind.MANDATE_CONFIRMED, account=mandate.account, mandate=mandate)
+        notices_dispatch(notification_ids=[row.pk for row in rows])
+    except Exception:
+        logger.exception("mandate %s: confirmation e-mail not raised", mandate_id)
+
+
+def payer_told_on_bank_debit_returned(sender, *, payment_id: int, **kwargs) -> None:
+    """bank_debit_returned (in the recording transaction): tell the payer, after commit, that the debit came back and
+    the bill is open again (payment_failed; the outbox key makes it once per payment, autopay's notice included)."""
+
+    def enqueue():
+        try:
+            payment = Payment.objects.select_related("account__biller").get(pk=payment_id)
+            rows = notice_enqueue(kind=NoticeKind.PAYMENT_FAILED, account=payment.account, payment=payment)
+            notices_dispatch(notification_ids=[row.pk for row in rows])
+        except Exception:  # a notice never undoes the recorded return
+            logger.exception("payment %s: returned-debit notice not raised", payment_id)
+
+    transaction.on_commit(enqueue)

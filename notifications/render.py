@@ -85,6 +85,7 @@ def notification_context(notification: Notification, *, now=None) -> dict:
         "bill": bill,
         "payment": payment,
         "refund": notification.refund,
+        "mandate": notification.mandate,
         "step": notification.step,
         "days": abs(notification.step or 0),
         "escalation": escalation,

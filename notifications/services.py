@@ -72,8 +72,12 @@ def retry_delay(attempts: int) -> dt.timedelta:
     return dt.timedelta(seconds=min(base * 2 ** max(attempts - 1, 0), 6 * 3600))
 
 
-def dedupe_key(*, kind: str, channel: str, bill=None, payment=None, refund=None, step: int | None = None) -> str:
-    if refund is not None:
+def dedupe_key(
+    *, kind: str, channel: str, bill=None, payment=None, refund=None, mandate=None, step: int | None = None
+) -> str:
+    if mandate is not None:
+        subject = f"mandate:{_pk(mandate)}"
+    elif refund is not None:
         subject = f"refund:{_pk(refund)}"
     elif payment is not None:
         subject = f"payment:{_pk(payment)}"
@@ -116,15 +120,16 @@ def chunk_peers(accounts) -> _ChunkPeers:
 
 @transaction.atomic
 def notice_enqueue(
-    *, kind: str, account, bill=None, payment=None, refund=None, now: dt.datetime | None = None
+    *, kind: str, account, bill=None, payment=None, refund=None, mandate=None, now: dt.datetime | None = None
 ) -> list[Notification]:
     """Outbox rows for an event notice (payment received or failed, refund issued, autopay …) on every channel the
     account wants. Call it from the service that caused the event, after commit. Idempotent per event and channel."""
-    if bill is None and payment is None and refund is None:
-        raise ApplicationError("A notice needs a bill, a payment or a refund.")
+    if bill is None and payment is None and refund is None and mandate is None:
+        raise ApplicationError("A notice needs a bill, a payment, a refund or a mandate.")
     now = now or timezone.now()
     biller = account.biller
-    paid_with = payment if payment is not None else getattr(refund, "payment", None)  # its payer_email, if any
+    # Whose e-mail address the notice goes to: the payer's typed address, or a mandate's account holder.
+    paid_with = mandate or (payment if payment is not None else getattr(refund, "payment", None))
     policy = Policy.of(NoticePolicy.objects.filter(biller_id=biller.pk).first())
     peers = chunk_peers([account])
     quiet = quiet_hours_for(policy=policy, biller=biller, settings_row=peers.settings_rows.get(account.pk))
@@ -132,12 +137,14 @@ def notice_enqueue(
     wanted = {"policy": policy, "choices": peers.choices, "opted_out": peers.opted_out, "payment": paid_with}
     rows = [
         Notification(
-            dedupe_key=dedupe_key(kind=kind, channel=channel, bill=bill, payment=payment, refund=refund),
+            dedupe_key=dedupe_key(kind=kind, channel=channel, bill=bill, payment=payment, refund=refund,
+                                  mandate=mandate),
             biller_id=biller.pk,
             account_id=account.pk,
             bill=bill,
             payment=payment,
             refund=refund,
+            mandate=mandate,
             kind=kind,
             channel=channel,
             status=Status.PENDING,
@@ -317,7 +324,10 @@ def _move(row: Notification, to: str, *, now: dt.datetime, guard: dict | None = 
 
 
 def _payment_of(row: Notification):
-    """The payment a payment or refund notice is about (its payer_email is the e-mail recipient), else None."""
+    """What the e-mail recipient comes from (its `payer_email`): the payment a payment or refund notice is about, or
+    the mandate a mandate notice is about (its account holder); else None."""
+    if row.mandate_id:
+        return row.mandate
     if row.payment_id:
         return row.payment
     return row.refund.payment if row.refund_id else None
@@ -372,7 +382,7 @@ def notification_send(*, notification_id: int, now: dt.datetime | None = None) -
     ).update(attempt_started_at=now, updated_at=now)
     if not started:
         return "noop"
-    row = Notification.objects.select_related("account", "biller", "bill", "payment", "refund__payment").get(
+    row = Notification.objects.select_related("account", "biller", "bill", "payment", "refund__payment", "mandate").get(
         pk=notification_id
     )
     guard = {"attempt_started_at": row.attempt_started_at}

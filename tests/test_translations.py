@@ -158,6 +158,10 @@ PAYER_MODULES = {
     "billing/payments/allocations.py",
     "billing/payments/refunds.py",
     "billing/payments/receipts.py",
+    "billing/payments/mandates.py",
+    "billing/payments/bank_debits.py",
+    "billing/payments/bank_forms.py",
+    "billing/methods/bank.py",
     "billing/bills/documents.py",  # the e-bill's usage chart and QR code
     "billing/methods/services.py",
     "billing/enrolment/forms.py",

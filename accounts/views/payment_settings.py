@@ -25,6 +25,7 @@ from billing.errors import ApplicationError
 from billing.methods import services as method_services
 from billing.methods.selectors import user_payment_methods
 from billing.models import PaperlessEnrollment
+from billing.payments.mandates import bank_debit_available
 from billing.money import format_money, from_minor
 
 from .. import selectors
@@ -178,6 +179,7 @@ def _autopay_page(request, *, link, form, status: int = 200):
         "max_display": format_money(current.max_amount, current.currency) if current and current.max_amount else "",
         "consent_text": autopay_enrolment.autopay_consent_text(account=account),
         "has_methods": bool(form.fields["payment_method"].choices),
+        "bank_debit": bank_debit_available(account.biller),
     }
     return render(request, "accounts/autopay.html", context, status=status)
 

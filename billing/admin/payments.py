@@ -96,6 +96,24 @@ class RefundForm(forms.Form):
         return staff_amount_parse(self.cleaned_data["amount"], self.payment.currency, allow_zero=False)
 
 
+class BankDebitFilter(admin.SimpleListFilter):
+    """Bank debits in flight (processing, counted on the bills) and the ones the bank returned."""
+
+    title = _("bank debit")
+    parameter_name = "bank_debit"
+
+    def lookups(self, request, model_admin):
+        return (("in_flight", _("In flight (processing)")), ("returned", _("Returned by the bank")))
+
+    def queryset(self, request, queryset):
+        debits = queryset.filter(method__in=Payment.BANK_DEBIT_METHODS)
+        if self.value() == "in_flight":
+            return debits.filter(status=Payment.Status.PROCESSING)
+        if self.value() == "returned":
+            return debits.filter(status=Payment.Status.FAILED, applied_at__isnull=False)
+        return queryset
+
+
 @admin.register(Payment)
 class PaymentAdmin(admin.ModelAdmin):
     list_display = (
@@ -112,7 +130,7 @@ class PaymentAdmin(admin.ModelAdmin):
         "received_at",
     )
     list_select_related = ("account", "biller")
-    list_filter = ("status", "disputed", "channel", "method", "biller", "received_at")
+    list_filter = ("status", "disputed", "channel", "method", BankDebitFilter, "biller", "received_at")
     search_fields = (
         "confirmation_number",
         "reference",
@@ -130,7 +148,8 @@ class PaymentAdmin(admin.ModelAdmin):
             {"fields": ("amount_display", "fee_display", "tip_display", "total_display", "refunded_display", "disputed",
                         "disputed_display")},
         ),
-        (_("Details"), {"fields": ("reference", "payer_email", "received_at", "recorded_by", "created_at")}),
+        (_("Details"), {"fields": ("reference", "payer_email", "payment_method_summary", "mandate_link",
+                                   "received_at", "applied_at", "recorded_by", "created_at")}),
     )
     readonly_fields = (
         "confirmation_number",
@@ -148,7 +167,10 @@ class PaymentAdmin(admin.ModelAdmin):
         "disputed_display",
         "reference",
         "payer_email",
+        "payment_method_summary",
+        "mandate_link",
         "received_at",
+        "applied_at",
         "recorded_by",
         "created_at",
     )
@@ -156,6 +178,10 @@ class PaymentAdmin(admin.ModelAdmin):
 
     def has_refund_permission(self, request) -> bool:
         return request.user.has_perm("billing.refund_payment")
+
+    @admin.display(description=_("mandate"))
+    def mandate_link(self, obj):
+        return admin_link(obj.mandate, obj.mandate.display_reference) if obj.mandate_id else "—"
 
     def get_urls(self):
         info = self.opts.app_label, self.opts.model_name

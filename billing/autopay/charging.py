@@ -37,7 +37,6 @@ from django.db import transaction
 from django.utils import timezone
 
 from billing.clock import biller_today
-from billing.models.methods import card_summary
 from billing.payments import gateway as gateway_api
 from billing.payments.attempts import payment_confirm_attempt_open, payment_confirm_off_session
 from billing.payments.gateway import GatewayError, IntentResult, IntentStatus, PaymentDeclined
@@ -46,6 +45,7 @@ from ..models import (
     AutopayCharge,
     AutopayChargeTry,
     AutopayEnrollment,
+    BankMandate,
     Bill,
     BillingEvent,
     CustomerAccount,
@@ -55,6 +55,7 @@ from ..models import (
 )
 from .charges import charge_status_move
 from .dunning import charge_conclude, charge_declined
+from .notices import debit_notice_given
 from .selectors import autopay_cards
 
 logger = logging.getLogger(__name__)
@@ -113,6 +114,8 @@ def _charge_step(charge_id: int) -> str:
                 return charge.status
             today = biller_today(charge.account.biller)
             card = autopay_cards(enrollment=charge.enrollment, today=today)[role]
+            if card is not None and card.is_bank_account and not debit_notice_given(charge):
+                card = None  # never debit a bank account its pre-notification did not announce
             if card is None:
                 # Removed or expired since enrolment: that card is out, as after a hard decline.
                 if role == Role.DEFAULT:
@@ -162,9 +165,10 @@ def _try_start(*, charge: AutopayCharge, bill: Bill, role: str, card: PaymentMet
     key = f"autopay-{charge.pk}-{charge.attempt_number}-{role}"
     payment = Payment.objects.create(
         biller_id=bill.biller_id, account_id=bill.account_id, confirmation_number=confirmation_number_new(),
-        channel=Payment.Channel.AUTOPAY, method=Payment.Method.CARD, status=Payment.Status.PENDING,
-        currency=bill.currency, amount=bill.balance_due, payer_email=charge.account.email,
-        payment_method_summary=card_summary(card.brand, card.last4)[:64], idempotency_key=key,
+        channel=Payment.Channel.AUTOPAY, method=card.kind if card.is_bank_account else Payment.Method.CARD,
+        status=Payment.Status.PENDING, currency=bill.currency, amount=bill.balance_due,
+        payer_email=charge.account.email, payment_method_summary=card.short_summary[:64], idempotency_key=key,
+        mandate=BankMandate.objects.filter(payment_method=card).first() if card.is_bank_account else None,
     )  # fmt: skip
     event_record(
         kind=BillingEvent.Kind.PAYMENT_RECORDED, payment=payment, to_status=payment.status, amount=payment.amount,
@@ -198,6 +202,8 @@ def _try_run(charge_id: int, try_id: int, *, resuming: bool) -> str:
                     customer=card.gateway_customer_id, payment_method=card.gateway_payment_method_id,
                     metadata={"payment": str(payment.pk), "autopay_charge": str(charge_id),
                               "account": str(payment.account_id)},
+                    payment_method_types=[card.kind] if card.is_bank_account else None,
+                    mandate=payment.mandate.gateway_mandate_id if payment.mandate_id else None,
                 ),
             )  # fmt: skip
         except GatewayError:
@@ -283,6 +289,13 @@ def _after_sync(*, charge, bill, payment, attempt, intent: IntentResult | None) 
         return charge_declined(charge, bill, attempt, code=code, decline_code=intent.decline_code if intent else None)
     if payment.status == Payment.Status.CANCELED:
         return charge_declined(charge, bill, attempt, code="processing_error", decline_code=None)
+    if payment.is_bank_debit and payment.status == Payment.Status.PROCESSING:
+        # A bank debit counts as paid while it processes (docs/payments.md); a return reopens this row (dunning).
+        attempt.outcome = AutopayChargeTry.Outcome.SUCCEEDED
+        attempt.save(update_fields=["outcome"])
+        charge_status_move(charge, Status.SUCCEEDED, payment=payment, next_attempt_at=None, reason="",
+                           message=f"debited by {payment.confirmation_number}, processing at the bank")  # fmt: skip
+        return charge.status
     return charge.status  # processing: money is moving; the row stays charging and is resumed later
 
 

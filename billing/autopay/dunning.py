@@ -10,7 +10,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from billing.clock import biller_today
-from billing.payments.gateway import DeclineClass, decline_classify
+from billing.payments.gateway import DeclineClass, bank_decline_classify, decline_classify
 
 from ..models import AutopayCharge, AutopayChargeTry, Bill
 from .charges import charge_status_move
@@ -84,3 +84,39 @@ def charge_conclude(charge: AutopayCharge, bill: Bill, last: AutopayChargeTry | 
                        message=f"retry {charge.attempt_number} of {len(schedule)} scheduled after {charge.last_decline_code}")  # fmt: skip
     autopay_notify("payment_failed", account_id=charge.account_id, bill_id=bill.pk, payment_id=payment_id)
     return charge.status
+
+
+def autopay_debit_returned(*, payment_id: int, code: str) -> str | None:
+    """A bank debit autopay made (and counted as paid while it processed) came back: the core has already taken its
+    money off the bill. Reopen the charge row by the decline class: an account closed or a mandate revoked (hard)
+    takes that bank account out, so the next attempt uses the backup method or stops; insufficient funds (soft)
+    retries on the biller's schedule. The payer's notice says which. Runs on bank_debit_returned, in the recording
+    transaction (the account, payment and bill locks are held); None when the payment was not autopay's."""
+    attempt = AutopayChargeTry.objects.filter(payment_id=payment_id).first()
+    if attempt is None:
+        return None
+    charge = (
+        AutopayCharge.objects.select_for_update(of=("self",))
+        .select_related("enrollment", "account__biller")
+        .get(pk=attempt.charge_id)
+    )
+    if charge.status != Status.SUCCEEDED or charge.payment_id != payment_id:
+        return charge.status
+    bill = Bill.objects.select_for_update().get(pk=charge.bill_id)
+    info = bank_decline_classify(code or None)
+    attempt.outcome = AutopayChargeTry.Outcome.DECLINED
+    attempt.decline_code, attempt.decline_class = (code or info.code)[:64], info.decline_class
+    attempt.save(update_fields=["outcome", "decline_code", "decline_class"])
+    charge.last_method_role = attempt.method_role
+    charge.last_decline_code, charge.last_decline_class = attempt.decline_code, info.decline_class
+    charge.first_failed_at = charge.first_failed_at or timezone.now()
+    charge.payment = None
+    if info.is_hard:
+        if attempt.method_role == Role.DEFAULT:
+            charge.default_out = True
+        else:
+            charge.backup_out = True
+    charge.save()
+    logger.info("autopay charge %s: bank debit %s returned (%s, %s)", charge.pk, payment_id, info.code,
+                info.decline_class)  # fmt: skip
+    return charge_conclude(charge, bill, attempt)

@@ -18,6 +18,7 @@ from ..methods.services import (
     payment_method_owned,
 )
 from ..models import AutopayCharge, AutopayEnrollment, CustomerAccount, EnrollmentEvent, PaymentMethod
+from .selectors import bank_mandate_may_debit
 
 
 def autopay_consent_text(*, account: CustomerAccount) -> str:
@@ -64,6 +65,10 @@ def autopay_enroll(
         method = payment_method_owned(user, payment_method)
         if method.is_expired(timezone.localdate()):
             raise ApplicationError(_("That card has expired. Choose another card."))
+        if method.is_bank_account and not bank_mandate_may_debit(method, account_id=account.pk):
+            raise ApplicationError(
+                _("That bank account's mandate is not for this account, or was revoked. Add the bank account again.")
+            )
         current = AutopayEnrollment.objects.filter(
             account=account, status__in=AutopayEnrollment.CURRENT_STATUSES
         ).first()

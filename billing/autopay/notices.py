@@ -4,11 +4,13 @@ notice_context_wanted)."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 from django.conf import settings
 from django.urls import reverse
 from django.utils import timezone
 
-from billing.payments.gateway import DeclineClass, decline_classify
+from billing.payments.gateway import DeclineClass, bank_decline_classify, decline_classify
 
 from ..models import AutopayCharge, AutopayChargeTry, AutopayEnrollment
 from ..money import format_money
@@ -34,10 +36,71 @@ def autopay_notify(
     return any(response is True for _receiver, response in responses)
 
 
+# --------------------------------------------------------------------------------------------------------------------
+# Bank debits: the pre-notification (amount, date, mandate reference), once per charge, before the debit
+
+
+def debit_notice_given(charge: AutopayCharge) -> bool:
+    """Whether the charge's pre-notification went out. Raising it also moved the charge's next attempt to at least
+    the biller's debit_notice_days later, and the sweeper claims no bank charge before then."""
+    return charge.debit_notice_at is not None
+
+
+def autopay_debit_notices_raise(*, now: dt.datetime | None = None) -> int:
+    """Raise the pre-notification of every waiting charge that will debit a bank account and has none yet, and move
+    its debit to no earlier than the notice plus the biller's debit_notice_days. Safe to run repeatedly: a charge is
+    notified once (debit_notice_at, under its row lock; the outbox key is per bill)."""
+    from django.db import transaction
+
+    from ..models import PaymentMethod
+
+    now = now or timezone.now()
+    raised = 0
+    waiting = AutopayCharge.objects.filter(
+        status__in=AutopayCharge.WAITING_STATUSES, debit_notice_at__isnull=True,
+        enrollment__status=AutopayEnrollment.Status.ACTIVE,
+        enrollment__payment_method__kind__in=PaymentMethod.BANK_KINDS,
+    )  # fmt: skip
+    for charge_id in waiting.order_by("pk").values_list("pk", flat=True):
+        with transaction.atomic():
+            charge = (
+                AutopayCharge.objects.select_for_update(skip_locked=True, of=("self",))
+                .select_related("account__biller")
+                .filter(pk=charge_id, status__in=AutopayCharge.WAITING_STATUSES, debit_notice_at__isnull=True)
+                .first()
+            )
+            if charge is None:
+                continue
+            earliest = now + dt.timedelta(days=charge.account.biller.debit_notice_days)
+            charge.debit_notice_at = now
+            charge.next_attempt_at = max(charge.next_attempt_at or earliest, earliest)
+            charge.save(update_fields=["debit_notice_at", "next_attempt_at", "updated_at"])
+            autopay_notify("debit_notice", account_id=charge.account_id, bill_id=charge.bill_id)
+            raised += 1
+    return raised
+
+
+def _debit_notice_context(charge: AutopayCharge) -> dict:
+    method = charge.enrollment.payment_method
+    mandate = getattr(method, "mandate", None)
+    return {
+        "debit": {
+            "amount": format_money(charge.bill.balance_due, charge.currency),
+            "date": timezone.localtime(charge.next_attempt_at).date() if charge.next_attempt_at else charge.charge_on,
+            "bank": method.summary,
+            "reference": mandate.display_reference if mandate else "",
+            "creditor_identifier": mandate.creditor_identifier if mandate else "",
+        }
+    }
+
+
 def autopay_notice_context(notification) -> dict:
     """Autopay facts for the autopay notice kinds: amount, date, card, the decline reason in plain language, the next
     retry, the link to update cards. Empty for anything else."""
     kind = notification.kind
+    if kind == "debit_notice" and notification.bill_id:
+        charge = AutopayCharge.objects.filter(bill_id=notification.bill_id).order_by("-pk").first()
+        return _debit_notice_context(charge) if charge else {}
     if kind not in ("autopay_upcoming", "payment_failed", "autopay_suspended", "card_expiring"):
         return {}
     payment = notification.payment
@@ -60,7 +123,8 @@ def autopay_notice_context(notification) -> dict:
     if charge is None:
         return {}
     enrollment = charge.enrollment
-    info = decline_classify(charge.last_decline_code or None) if charge.last_decline_code else None
+    classify = bank_decline_classify if enrollment.payment_method.is_bank_account else decline_classify
+    info = classify(charge.last_decline_code or None) if charge.last_decline_code else None
     return {
         "autopay": {
             "charge_on": charge.charge_on,

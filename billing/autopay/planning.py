@@ -12,9 +12,9 @@ from django.db.models import F
 from django.utils import timezone
 
 from billing.clock import biller_today, biller_zone
-from ..models import AutopayCharge, AutopayChargeEvent, AutopayEnrollment, Bill
+from ..models import AutopayCharge, AutopayChargeEvent, AutopayEnrollment, Bill, PaymentMethod
 from .charges import charge_status_move
-from .notices import autopay_notify
+from .notices import autopay_debit_notices_raise, autopay_notify
 from .selectors import expiring_cards
 
 Status = AutopayCharge.Status
@@ -38,6 +38,7 @@ class PlanResult:
     above_max: int = 0
     upcoming_notices: int = 0
     card_notices: int = 0
+    debit_notices: int = 0
 
 
 def autopay_plan(*, now: dt.datetime | None = None, batch_size: int = 500) -> PlanResult:
@@ -86,6 +87,7 @@ def autopay_plan(*, now: dt.datetime | None = None, batch_size: int = 500) -> Pl
             break
     result.upcoming_notices = _upcoming_notices(now=now)
     result.card_notices = autopay_cards_expiring_notify(now=now)
+    result.debit_notices = autopay_debit_notices_raise(now=now)
     return result
 
 
@@ -115,9 +117,13 @@ def _upcoming_notices(*, now: dt.datetime) -> int:
     """autopay_upcoming, AUTOPAY_UPCOMING_NOTICE_DAYS (default 3) before a scheduled charge: amount and card."""
     days = settings.AUTOPAY_UPCOMING_NOTICE_DAYS
     sent = 0
-    rows = AutopayCharge.objects.filter(
-        status=Status.SCHEDULED, charge_on__lte=timezone.localdate(now) + dt.timedelta(days=days + 1)
-    ).select_related("account__biller")
+    rows = (
+        AutopayCharge.objects.filter(
+            status=Status.SCHEDULED, charge_on__lte=timezone.localdate(now) + dt.timedelta(days=days + 1)
+        )
+        .exclude(enrollment__payment_method__kind__in=PaymentMethod.BANK_KINDS)  # they get the debit pre-notification
+        .select_related("account__biller")
+    )
     for charge in rows.order_by("pk"):
         today = biller_today(charge.account.biller, now=now)
         if not today < charge.charge_on <= today + dt.timedelta(days=days):
@@ -218,10 +224,12 @@ def autopay_sweep(*, now: dt.datetime | None = None, batch_size: int = 100, enqu
             if enqueue:
                 autopay_charge_task.delay_on_commit(charge.pk)
             result.requeued.append(charge.pk)
+    autopay_debit_notices_raise(now=now)  # a bank debit due without its pre-notification gets it now, and waits
     with transaction.atomic():
         due = list(
-            AutopayCharge.objects.select_for_update(skip_locked=True)
+            AutopayCharge.objects.select_for_update(skip_locked=True, of=("self",))
             .filter(status__in=AutopayCharge.WAITING_STATUSES, next_attempt_at__lte=now)
+            .exclude(debit_notice_at__isnull=True, enrollment__payment_method__kind__in=PaymentMethod.BANK_KINDS)
             .order_by("next_attempt_at", "pk")[:batch_size]
         )
         for charge in due:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from django.db.models import F, Window
 from django.db.models.functions import RowNumber
 
-from ..models import AutopayCharge, AutopayEnrollment, Bill, PaperlessEnrollment, PaymentMethod
+from ..models import AutopayCharge, AutopayEnrollment, BankMandate, Bill, PaperlessEnrollment, PaymentMethod
 from ..money import format_money
 
 Role = AutopayCharge.MethodRole
@@ -20,7 +20,10 @@ def autopay_cards(*, enrollment: AutopayEnrollment, today: dt.date) -> dict[str,
     payer's default card when the enrolment card is the backup). Removed or expired cards are left out."""
 
     def usable(method):
-        return method is not None and method.removed_at is None and not method.is_expired(today)
+        if method is None or method.removed_at is not None or method.is_expired(today):
+            return False
+        # A bank account debits only under a mandate for this account that is not revoked or inactive.
+        return not method.is_bank_account or bank_mandate_may_debit(method, account_id=enrollment.account_id)
 
     default = enrollment.payment_method if usable(enrollment.payment_method) else None
     saved = PaymentMethod.objects.filter(user_id=enrollment.user_id, removed_at__isnull=True).exclude(
@@ -28,6 +31,11 @@ def autopay_cards(*, enrollment: AutopayEnrollment, today: dt.date) -> dict[str,
     )
     backup = saved.filter(is_backup=True).first() or saved.filter(is_default=True).first()
     return {Role.DEFAULT: default, Role.BACKUP: backup if usable(backup) else None}
+
+
+def bank_mandate_may_debit(method: PaymentMethod, *, account_id: int) -> bool:
+    mandate = BankMandate.objects.filter(payment_method=method).first()
+    return mandate is not None and mandate.account_id == account_id and mandate.may_debit
 
 
 def autopay_charges_for_bill(*, bill: Bill):

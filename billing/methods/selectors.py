@@ -8,6 +8,6 @@ from ..models import PaymentMethod
 
 
 def user_payment_methods(*, user) -> QuerySet[PaymentMethod]:
-    return PaymentMethod.objects.filter(user=user, removed_at__isnull=True).order_by(
+    return PaymentMethod.objects.filter(user=user, removed_at__isnull=True).select_related("mandate").order_by(
         "-is_default", "-is_backup", "-created_at", "-pk"
     )

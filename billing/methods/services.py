@@ -20,11 +20,12 @@ from django.utils.translation import gettext_lazy
 
 from billing.payments import gateway as gateway_api
 from billing.payments.gateway import GatewayError, PaymentDeclined
+from billing.payments.mandates import mandate_revoke
 
 from ..access import payer_access
 from ..events import enrollment_event_record
 from ..errors import ApplicationError
-from ..models import AutopayEnrollment, CustomerAccount, EnrollmentEvent, GatewayCustomer, PaymentMethod
+from ..models import AutopayEnrollment, BankMandate, CustomerAccount, EnrollmentEvent, GatewayCustomer, PaymentMethod
 
 
 def gateway_customer_get_or_create(*, user) -> GatewayCustomer:
@@ -223,3 +224,8 @@ def payment_method_remove(*, user, payment_method: PaymentMethod, ip: str | None
                 PaymentMethod.objects.filter(pk=successor.pk).update(is_backup=False)
                 PaymentMethod.objects.filter(pk=successor.pk).update(is_default=True)
         enrollment_event_record(EnrollmentEvent.Kind.CARD_REMOVED, user=user, message=method.summary, ip=ip)
+    if method.is_bank_account:
+        # A removed bank account is debited no more: its standing mandate is revoked with it.
+        mandate = BankMandate.objects.filter(payment_method=method).first()
+        if mandate is not None:
+            mandate_revoke(mandate=mandate, actor=user, reason="bank account removed by the payer")

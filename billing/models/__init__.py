@@ -18,7 +18,7 @@ from .bills import (
     normalize_postal_code,
 )
 from .payments import Dispute, Payment, PaymentAllocation, PaymentAttempt, Refund, WebhookEvent
-from .methods import GatewayCustomer, PaymentMethod
+from .methods import BankMandate, GatewayCustomer, PaymentMethod
 from .enrolment import EnrollmentEvent, GuestEnrollmentLink, GuestEnrollmentRequest, PaperlessEnrollment
 from .autopay import AutopayCharge, AutopayChargeEvent, AutopayChargeTry, AutopayEnrollment
 
@@ -27,6 +27,7 @@ __all__ = [
     "AutopayChargeEvent",
     "AutopayChargeTry",
     "AutopayEnrollment",
+    "BankMandate",
     "Bill",
     "BillLine",
     "Biller",

@@ -109,7 +109,8 @@ class AutopayCharge(TransitionsMixin, models.Model):
         Status.SCHEDULED: {Status.CHARGING, Status.CANCELLED},
         Status.CHARGING: {Status.SUCCEEDED, Status.RETRY_SCHEDULED, Status.FAILED_FINAL, Status.CANCELLED},
         Status.RETRY_SCHEDULED: {Status.CHARGING, Status.CANCELLED},
-        Status.SUCCEEDED: set(),
+        # A bank debit counts as paid while it processes; the bank may still return it days later.
+        Status.SUCCEEDED: {Status.RETRY_SCHEDULED, Status.FAILED_FINAL},
         Status.FAILED_FINAL: set(),
         Status.CANCELLED: set(),
     }
@@ -160,6 +161,9 @@ class AutopayCharge(TransitionsMixin, models.Model):
     # A sweeper claimed the row (status charging) at claimed_at; a task started working on that claim at started_at.
     # A row still charging a timeout after its claim lost its worker and is claimed again.
     claimed_at = models.DateTimeField(_("claimed"), null=True, blank=True)
+    # A bank debit's pre-notification (amount, date, mandate reference) was raised: no debit before it plus the
+    # biller's debit_notice_days.
+    debit_notice_at = models.DateTimeField(_("debit pre-notification raised"), null=True, blank=True)
     started_at = models.DateTimeField(_("worker started"), null=True, blank=True)
     created_at = models.DateTimeField(_("planned"), auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

@@ -121,6 +121,15 @@ class Biller(models.Model):
     retry_schedule = models.JSONField(
         _("failed-charge retry schedule (days after the failure)"), default=default_retry_schedule, blank=True
     )
+    # SEPA Direct Debit: the creditor identifier printed on every mandate (the biller's, from its bank), and how many
+    # days before each autopay debit the payer is told its amount and date (the mandate text states it).
+    sepa_creditor_identifier = models.CharField(
+        _("SEPA creditor identifier"), max_length=35, blank=True,
+        help_text=_("For example DE98ZZZ09999999999. Empty: payers cannot pay by bank debit."),
+    )
+    debit_notice_days = models.PositiveSmallIntegerField(
+        _("days between a debit's pre-notification and the debit"), default=3, validators=[MinValueValidator(1)]
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -363,6 +372,7 @@ class BillingEvent(models.Model):
         REFUND = "refund", _("Refund")
         REFUND_STATUS = "refund_status", _("Refund status changed")
         DISPUTE = "dispute", _("Dispute")
+        MANDATE = "mandate", _("Direct debit mandate")
         PDF_RENDERED = "pdf_rendered", _("PDF rendered")
         IMPORTED = "imported", _("Imported")
 

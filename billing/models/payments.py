@@ -39,6 +39,11 @@ class Payment(TransitionsMixin, models.Model):
         CASH = "cash", _("Cash")
         CHEQUE = "cheque", _("Cheque")
         BANK_TRANSFER = "bank_transfer", _("Bank transfer")
+        SEPA_DEBIT = "sepa_debit", _("Bank debit (SEPA)")
+
+    # Debits from a bank account under a mandate: `processing` for days, applied to the bills while they process
+    # (docs/payments.md), and reversed if the bank returns them.
+    BANK_DEBIT_METHODS = (Method.SEPA_DEBIT,)
 
     # A payer's online payment that the gateway may still complete. At most one per account at a time (a constraint
     # below), so a double click, a second tab or a retried request reuses it instead of charging twice.
@@ -70,6 +75,12 @@ class Payment(TransitionsMixin, models.Model):
     gateway_payment_id = models.CharField(max_length=255, null=True, blank=True, unique=True, editable=False)
     idempotency_key = models.CharField(max_length=100, null=True, blank=True, unique=True, editable=False)
     received_at = models.DateTimeField(_("received"), null=True, blank=True)
+    # A bank debit: its mandate, and when its money went on the bills (at `processing`, before the bank settles it).
+    mandate = models.ForeignKey(
+        "billing.BankMandate", on_delete=models.PROTECT, null=True, blank=True, related_name="payments",
+        verbose_name=_("mandate"),
+    )  # fmt: skip
+    applied_at = models.DateTimeField(_("applied to bills"), null=True, blank=True, editable=False)
     # Set under the payment's row lock when the receipt e-mail went out, so the webhook and the payer's return,
     # which both record a success, send it once.
     receipt_sent_at = models.DateTimeField(_("receipt e-mailed"), null=True, blank=True, editable=False)
@@ -111,6 +122,10 @@ class Payment(TransitionsMixin, models.Model):
 
     def __str__(self):
         return self.confirmation_number
+
+    @property
+    def is_bank_debit(self) -> bool:
+        return self.method in self.BANK_DEBIT_METHODS
 
     @property
     def total_charged(self) -> int:

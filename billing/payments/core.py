@@ -12,13 +12,15 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from billing.models import Bill, Payment
-from billing.signals import payment_succeeded
+from billing.events import event_record
+from billing.models import Bill, BillingEvent, Payment
+from billing.signals import bank_debit_returned, payment_succeeded
 from billing.models.methods import card_summary
 
-from .allocations import payment_apply
+from .allocations import allocations_reverse, payment_apply
 from .attempts import account_lock, intent_declined, payment_intent_retrieve, payment_status_move
 from .gateway import GatewayError, IntentResult, IntentStatus
+from .mandates import mandate_activate_on_debit
 from .refunds import refund_excess_return
 
 logger = logging.getLogger(__name__)
@@ -73,6 +75,8 @@ def payment_sync(*, payment: Payment, intent: IntentResult, source: str) -> None
     elif intent.status in (IntentStatus.PROCESSING, IntentStatus.REQUIRES_CAPTURE):
         if payment.status in (Payment.Status.PENDING, Payment.Status.REQUIRES_ACTION):
             payment_status_move(payment=payment, to=Payment.Status.PROCESSING, message=source)
+        if payment.is_bank_debit and payment.status == Payment.Status.PROCESSING and payment.applied_at is None:
+            _bank_debit_apply(payment=payment, source=source)
     elif intent.status == IntentStatus.REQUIRES_ACTION:
         if payment.status == Payment.Status.PENDING:
             payment_status_move(payment=payment, to=Payment.Status.REQUIRES_ACTION, message=source)
@@ -80,27 +84,20 @@ def payment_sync(*, payment: Payment, intent: IntentResult, source: str) -> None
         if payment.status in Payment.IN_FLIGHT_STATUSES:
             code = intent.decline_code or intent.error_code
             payment_status_move(payment=payment, to=Payment.Status.FAILED, message=f"declined: {code} ({source})")
+            _bank_debit_reverse(payment=payment, code=code or "", source=source)
     elif intent.status == IntentStatus.CANCELED:
         if payment.status in Payment.IN_FLIGHT_STATUSES:
             payment_status_move(payment=payment, to=Payment.Status.CANCELED, message=f"intent canceled ({source})")
+            _bank_debit_reverse(payment=payment, code="canceled", source=source)
 
 
-def _payment_succeed(*, payment: Payment, intent: IntentResult, source: str) -> None:
-    payment.received_at = timezone.now()
-    if intent.card_last4:
-        payment.payment_method_summary = card_summary(intent.card_brand, intent.card_last4)
-    payment.save(update_fields=["received_at", "payment_method_summary", "updated_at"])
-    payment_status_move(payment=payment, to=Payment.Status.SUCCEEDED, message=source)
-    # The payer's enrolment choices and the receipt notice follow the one recorded success, after commit, on
-    # payment_succeeded (billing/signals.py). The receipt is raised once whichever path got here first (one
-    # conditional UPDATE of receipt_sent_at, and one outbox row per payment, kind and channel).
-    payment_pk = payment.pk
-    transaction.on_commit(
-        lambda: payment_succeeded.send_robust(sender=Payment, payment_id=payment_pk), robust=True
-    )
+# --------------------------------------------------------------------------------------------------------------------
+# Bank debits: counted on the bills while they process, taken off again if the bank returns them (docs/payments.md)
 
-    # The bills may have been paid some other way (at the counter, a second payer) since the quote. Apply only what
-    # is owed now, under the bill locks, and give the rest back: a bill is never overpaid.
+
+def _apply_what_is_owed(payment: Payment) -> int:
+    """Apply the payment to the bills, never more than is owed now (they may have been paid some other way since
+    the quote). Under the bill locks; returns what was applied."""
     bills = list(
         Bill.objects.select_for_update()
         .filter(account_id=payment.account_id, status__in=Bill.PAYABLE_STATUSES)
@@ -112,6 +109,59 @@ def _payment_succeed(*, payment: Payment, intent: IntentResult, source: str) -> 
         portion = copy.copy(payment)  # payment_apply applies `amount`; the row itself keeps what was charged
         portion.amount = applied
         payment_apply(payment=portion)
+    return applied
+
+
+def _bank_debit_apply(*, payment: Payment, source: str) -> None:
+    """A bank debit is processing: the bank has it and normally pays it days later. It counts on the bills now, so
+    the payer sees the bill paid, reminders stop and nobody (autopay, the payer, a second tab) pays it twice. What
+    cannot be applied is given back once the debit settles (a processing debit cannot be refunded)."""
+    applied = _apply_what_is_owed(payment)
+    payment.applied_at = timezone.now()
+    payment.save(update_fields=["applied_at", "updated_at"])
+    event_record(
+        kind=BillingEvent.Kind.PAYMENT_STATUS, payment=payment, from_status=payment.status, to_status=payment.status,
+        amount=applied, currency=payment.currency, message=f"bank debit processing: {applied} counted on the bills ({source})",
+    )  # fmt: skip
+
+
+def _bank_debit_reverse(*, payment: Payment, code: str, source: str) -> None:
+    """A bank debit that was counted while it processed failed (insufficient funds, account closed, mandate revoked):
+    take exactly what it applied back off the bills (they reopen), then tell autopay and the payer
+    (bank_debit_returned). Runs once: only on the move out of processing, which happens once."""
+    if payment.applied_at is None:
+        return
+    on_bills = sum(a.amount - a.amount_reversed for a in payment.allocations.all())
+    if on_bills:
+        allocations_reverse(payment=payment, amount=on_bills, reason=f"bank debit returned: {code} ({source})", actor=None)
+    bank_debit_returned.send(sender=Payment, payment_id=payment.pk, code=code)
+
+
+def _payment_succeed(*, payment: Payment, intent: IntentResult, source: str) -> None:
+    payment.received_at = timezone.now()
+    if intent.card_last4:
+        payment.payment_method_summary = card_summary(intent.card_brand, intent.card_last4)
+    payment.save(update_fields=["received_at", "payment_method_summary", "updated_at"])
+    payment_status_move(payment=payment, to=Payment.Status.SUCCEEDED, message=source)
+    if payment.mandate_id:
+        mandate_activate_on_debit(mandate_id=payment.mandate_id, source=source)
+    # The payer's enrolment choices and the receipt notice follow the one recorded success, after commit, on
+    # payment_succeeded (billing/signals.py). The receipt is raised once whichever path got here first (one
+    # conditional UPDATE of receipt_sent_at, and one outbox row per payment, kind and channel).
+    payment_pk = payment.pk
+    transaction.on_commit(
+        lambda: payment_succeeded.send_robust(sender=Payment, payment_id=payment_pk), robust=True
+    )
+
+    # The bills may have been paid some other way (at the counter, a second payer) since the quote. Apply only what
+    # is owed now, under the bill locks, and give the rest back: a bill is never overpaid. A bank debit was applied
+    # while it processed; what it could not apply then is given back now that it settled.
+    if payment.applied_at is not None:
+        applied = sum(a.amount for a in payment.allocations.all())
+    else:
+        applied = _apply_what_is_owed(payment)
+        payment.applied_at = timezone.now()
+        payment.save(update_fields=["applied_at", "updated_at"])
     if applied < payment.amount:
         # Nothing applied at all: nothing was delivered for the fee and tip either, so they go back too.
         excess = payment.amount - applied if applied else payment.total_charged

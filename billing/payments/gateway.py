@@ -52,6 +52,8 @@ class IntentResult:
     decline_code: str | None = None
     error_message: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    payment_method_type: str | None = None  # "card", "sepa_debit"
+    mandate_id: str | None = None  # real Stripe's Mandate behind a bank debit
 
     @property
     def succeeded(self) -> bool:
@@ -85,6 +87,49 @@ class PaymentMethodResult:
     card_last4: str | None = None
     exp_month: int | None = None
     exp_year: int | None = None
+    type: str = "card"
+    bank_last4: str | None = None
+    bank_country: str | None = None
+
+
+@dataclass(frozen=True)
+class BankAccountDetails:
+    """A bank account to debit, as the payer typed it and our validation read it. `account_number` is the IBAN
+    (SEPA) and never leaves the gateway call: it is not logged and not stored. ACH would add routing_number and
+    account_type, and its own `kind` (docs/payments.md)."""
+
+    kind: str  # a PaymentMethod.Kind of a bank, e.g. "sepa_debit"
+    account_number: str
+    holder_name: str
+    holder_email: str
+
+    def __repr__(self) -> str:  # never the whole account number, even in a traceback
+        return f"BankAccountDetails(kind={self.kind!r}, account_number='…{self.account_number[-4:]}')"
+
+
+@dataclass(frozen=True)
+class MandateAcceptance:
+    """What real Stripe wants as `mandate_data`: when and from where the payer accepted the mandate online."""
+
+    accepted_at: int  # unix time
+    ip: str
+    user_agent: str
+
+    def as_mandate_data(self) -> dict:
+        return {
+            "customer_acceptance": {
+                "type": "online", "accepted_at": self.accepted_at,
+                "online": {"ip_address": self.ip, "user_agent": self.user_agent},
+            }
+        }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class MandateResult:
+    id: str
+    status: str  # Stripe's: active, inactive, pending
+    reference: str = ""
+    payment_method_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -178,6 +223,23 @@ _DECLINE_TABLE: dict[str, tuple[DeclineClass, Promise]] = {
     "card_declined": (DeclineClass.SOFT, _GENERIC_DECLINE),
     "call_issuer": (DeclineClass.SOFT, _("Your card was declined. Please contact your card issuer for details.")),
     "approve_with_id": (DeclineClass.SOFT, _("The payment could not be authorised. Please try again.")),
+    # bank debits (SEPA, and ACH when it comes): Stripe's charge failure codes for a returned debit
+    "account_closed": (DeclineClass.HARD, _("The bank account has been closed. Please use another account or card.")),
+    "no_account": (DeclineClass.HARD, _("The bank could not find this account. Please check the IBAN or use another.")),
+    "invalid_account_number": (
+        DeclineClass.HARD, _("The bank could not find this account. Please check the IBAN or use another."),
+    ),
+    "account_frozen": (DeclineClass.HARD, _("The bank account is blocked. Please contact your bank or use another.")),
+    "bank_account_restricted": (
+        DeclineClass.HARD, _("This bank account does not accept direct debits. Please use another account or card."),
+    ),
+    "debit_not_authorized": (
+        DeclineClass.HARD,
+        _("Your bank says this debit was not authorised, so it was returned. Please pay another way."),
+    ),
+    "generic_could_not_process": (
+        DeclineClass.SOFT, _("Your bank could not process the debit. We will try again, or please pay another way."),
+    ),
     # authentication
     "authentication_required": (DeclineClass.AUTHENTICATION, _AUTHENTICATE),
     "requires_action": (DeclineClass.AUTHENTICATION, _AUTHENTICATE),
@@ -214,6 +276,25 @@ def decline_classify(code: str | None, decline_code: str | None = None) -> Decli
             decline_class, message = _DECLINE_TABLE[candidate]
             return DeclineInfo(candidate, decline_class, message)
     return DeclineInfo(decline_code or code or "unknown", DeclineClass.SOFT, _GENERIC_DECLINE)
+
+
+# A bank says "insufficient funds" about an account, not a card: the same class, in words that fit.
+_BANK_WORDS: dict[str, Promise] = {
+    "insufficient_funds": _("There was not enough money in the bank account for the debit. We will try again, or "
+                            "please pay another way."),  # fmt: skip
+    "card_declined": _("Your bank returned the debit. Please pay another way or use another account."),
+    "generic_decline": _("Your bank returned the debit. Please pay another way or use another account."),
+}
+
+
+def bank_decline_classify(code: str | None, decline_code: str | None = None) -> DeclineInfo:
+    """`decline_classify` for a returned bank debit: the same classes, the payer told about their bank account."""
+    info = decline_classify(code, decline_code)
+    if info.code in _BANK_WORDS:
+        return DeclineInfo(info.code, info.decline_class, _BANK_WORDS[info.code])
+    if info.code not in _DECLINE_TABLE:
+        return DeclineInfo(info.code, info.decline_class, _BANK_WORDS["generic_decline"])
+    return info
 
 
 class GatewayError(Exception):
@@ -299,6 +380,8 @@ class PaymentGateway(Protocol):
         description: str | None = None,
         receipt_email: str | None = None,
         setup_future_usage: str | None = None,
+        payment_method_types: list[str] | None = None,
+        mandate: str | None = None,
     ) -> IntentResult: ...
 
     def retrieve_payment_intent(self, intent_id: str) -> IntentResult: ...
@@ -306,7 +389,16 @@ class PaymentGateway(Protocol):
     def update_payment_intent_amount(self, intent_id: str, *, amount: int, idempotency_key: str) -> IntentResult: ...
 
     def confirm_payment_intent(self, intent_id: str, *, idempotency_key: str, payment_method: str | None = None,
-                               off_session: bool = False, customer: str | None = None) -> IntentResult: ...  # fmt: skip
+                               off_session: bool = False, customer: str | None = None,
+                               mandate_acceptance: MandateAcceptance | None = None) -> IntentResult: ...  # fmt: skip
+
+    def create_bank_payment_method(self, *, bank_account: BankAccountDetails,
+                                   idempotency_key: str) -> PaymentMethodResult: ...  # fmt: skip
+
+    def setup_bank_mandate(self, *, customer: str, payment_method: str, acceptance: MandateAcceptance,
+                           idempotency_key: str) -> MandateResult | None: ...  # fmt: skip
+
+    def retrieve_mandate(self, mandate_id: str) -> MandateResult: ...
 
     def cancel_payment_intent(self, intent_id: str, *, idempotency_key: str | None = None) -> IntentResult: ...
 

@@ -30,7 +30,16 @@ from .attempts import (
     payment_status_move,
 )
 from .core import ABANDONED_AFTER, FINAL_STATUSES, OPEN_INTENT_STATUSES, confirmation_number_new, payment_sync
-from .gateway import GatewayError, GatewayUnavailable, IntentResult, IntentStatus, PaymentDeclined, decline_classify
+from .gateway import (
+    GatewayError,
+    GatewayUnavailable,
+    IntentResult,
+    IntentStatus,
+    MandateAcceptance,
+    PaymentDeclined,
+    bank_decline_classify,
+    decline_classify,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -141,6 +150,7 @@ def payment_start(
     tip_amount: int | None = None,
     save_card_requested: bool = False,
     paperless_requested: bool = False,
+    method: str = Payment.Method.CARD,
 ) -> tuple[Payment, str]:
     """Start (or resume) the account's online payment and return it with the intent's client secret for stripe.js.
 
@@ -149,7 +159,8 @@ def payment_start(
     Payment and one PaymentIntent. The partial unique constraint "one_in_flight_online_payment_per_account" backs
     this even if the lock were bypassed. After a decline the same payment is reused with a fresh intent (the declined
     one is canceled): localstripe cannot confirm an intent again after a charge failed, and a canceled intent cannot
-    be charged from a stale page."""
+    be charged from a stale page. `method`: card, or a bank debit (billing/payments/bank_debits.py); an in-flight
+    payment started for the other method is canceled and a fresh one started."""
     if channel not in Payment.ONLINE_CHANNELS:
         raise ApplicationError(_("This kind of payment cannot be made online."))
     choices = {
@@ -160,7 +171,7 @@ def payment_start(
     with transaction.atomic():
         locked = account_lock(account.pk)
         quote = payment_quote(account=locked, amount=amount, tip_percent=tip_percent, tip_amount=tip_amount)
-        result = _payment_start_locked(account=locked, quote=quote, channel=channel, choices=choices)
+        result = _payment_start_locked(account=locked, quote=quote, channel=channel, choices=choices, method=method)
     # Errors found after rows were written (an attempt, a recorded success) are raised after the commit.
     if isinstance(result, ApplicationError):
         raise result
@@ -171,9 +182,19 @@ def _unavailable() -> ApplicationError:
     return ApplicationError(_("The payment service is unavailable right now. Nothing was charged; please try again."))
 
 
-def _payment_start_locked(*, account, quote: Quote, channel: str, choices: dict):
+def _payment_start_locked(*, account, quote: Quote, channel: str, choices: dict, method: str):
     online = Payment.objects.select_for_update().filter(account=account, channel__in=Payment.ONLINE_CHANNELS)
     payment = online.filter(status__in=Payment.IN_FLIGHT_STATUSES).first()
+    if payment is not None and payment.method != method and payment.status == Payment.Status.PENDING:
+        # The payer switched between card and bank: this intent was made for the other method. Cancel it (nothing was
+        # confirmed on it) and start afresh.
+        if payment.gateway_payment_id:
+            try:
+                payment_intent_cancel(payment=payment)
+            except GatewayError:
+                return _unavailable()
+        payment_status_move(payment=payment, to=Payment.Status.CANCELED, message=f"payer switched to {method}")
+        payment = None
     retry: Payment | None = None
     intent: IntentResult | None = None
     if payment is not None and not payment.gateway_payment_id:
@@ -181,7 +202,10 @@ def _payment_start_locked(*, account, quote: Quote, channel: str, choices: dict)
         return _intent_create(payment=payment, quote=quote, choices=choices)
     if payment is None:
         retry = (
-            online.filter(status=Payment.Status.FAILED, updated_at__gte=timezone.now() - ABANDONED_AFTER)
+            online.filter(
+                status=Payment.Status.FAILED, method=method, updated_at__gte=timezone.now() - ABANDONED_AFTER,
+                applied_at__isnull=True,  # a returned bank debit is history, never retried on the same row
+            )
             .order_by("-pk")
             .first()
         )
@@ -217,7 +241,7 @@ def _payment_start_locked(*, account, quote: Quote, channel: str, choices: dict)
         account=account,
         confirmation_number=confirmation_number_new(),
         channel=channel,
-        method=Payment.Method.CARD,
+        method=method,
         status=Payment.Status.PENDING,
         currency=quote.currency,
         amount=quote.amount,
@@ -278,6 +302,7 @@ def _intent_create(*, payment: Payment, quote: Quote, choices: dict):
                 # Real Stripe lets a card be attached to a customer afterwards (for autopay) only if the intent said
                 # so up front; the gateway sends this to real Stripe only (localstripe rejects it).
                 setup_future_usage="off_session" if payment.save_card_requested else None,
+                payment_method_types=[payment.method] if payment.is_bank_debit else None,
             ),
         )  # fmt: skip
     except GatewayError:
@@ -348,8 +373,9 @@ def _confirm_outcome(payment: Payment, intent: IntentResult | None, declined_mes
     if payment.status == Payment.Status.REQUIRES_ACTION and intent is not None:
         return ConfirmOutcome(payment, "requires_action", client_secret=intent.client_secret)
     if payment.status == Payment.Status.FAILED:
+        classify = bank_decline_classify if payment.is_bank_debit else decline_classify
         if not declined_message and intent is not None:
-            declined_message = str(decline_classify(intent.error_code, intent.decline_code).payer_message)
+            declined_message = str(classify(intent.error_code, intent.decline_code).payer_message)
         return ConfirmOutcome(
             payment, "declined", payer_message=declined_message or str(decline_classify(None).payer_message)
         )
@@ -383,7 +409,12 @@ def _payment_cancel_balance_changed(*, payment: Payment, owed: int) -> ConfirmOu
 
 
 def payment_confirm(
-    *, account_id: int, payment_intent_id: str, payment_method_id: str | None = None, customer_id: str | None = None
+    *,
+    account_id: int,
+    payment_intent_id: str,
+    payment_method_id: str | None = None,
+    customer_id: str | None = None,
+    mandate_acceptance: MandateAcceptance | None = None,
 ) -> ConfirmOutcome:
     """Confirm the account's in-flight payment with the payment method stripe.js created, or, without one, only
     record where the intent stands (after 3-D Secure in the page).
@@ -433,7 +464,7 @@ def payment_confirm(
                     key_from_attempt=True,
                     call=lambda k: gateway.confirm_payment_intent(
                         payment.gateway_payment_id, payment_method=payment_method_id, idempotency_key=k,
-                        customer=customer_id,
+                        customer=customer_id, mandate_acceptance=mandate_acceptance,
                     ),
                 )  # fmt: skip
             except PaymentDeclined as declined:

@@ -23,11 +23,14 @@ import stripe
 
 from .gateway import (
     STRIPE_API_BASE,
+    BankAccountDetails,
     CustomerResult,
     GatewayError,
     GatewayUnavailable,
     IntentResult,
     InvalidWebhook,
+    MandateAcceptance,
+    MandateResult,
     PaymentDeclined,
     PaymentMethodResult,
     RefundResult,
@@ -45,6 +48,7 @@ REAL_STRIPE_ONLY_PARAMS = frozenset(
         "automatic_payment_methods",
         "description",
         "error_on_requires_action",
+        "mandate",  # an existing Mandate for an off-session bank debit (localstripe has no mandates)
         "mandate_data",
         "off_session",  # localstripe accepts it only on create together with confirm=true; we confirm separately
         "reason",
@@ -137,7 +141,10 @@ def _intent_result(obj: Any) -> IntentResult:
     payment_method = intent.get("payment_method")
     # localstripe keeps an alias such as "pm_card_visa" on the intent and the real id on the charge only.
     payment_method_id = charge_obj.get("payment_method") or _id_of(payment_method)
-    card = _card(payment_method) or (charge_obj.get("payment_method_details") or {}).get("card") or {}
+    details = charge_obj.get("payment_method_details") or {}
+    card = _card(payment_method) or details.get("card") or {}
+    method_type = details.get("type") or (payment_method.get("type") if isinstance(payment_method, dict) else None)
+    mandate = _id_of(intent.get("mandate")) or (details.get("sepa_debit") or {}).get("mandate")
     error = intent.get("last_payment_error") or {}
     return IntentResult(
         id=intent["id"],
@@ -154,6 +161,8 @@ def _intent_result(obj: Any) -> IntentResult:
         decline_code=error.get("decline_code"),
         error_message=error.get("message"),
         metadata=dict(intent.get("metadata") or {}),
+        payment_method_type=method_type,
+        mandate_id=_id_of(mandate),
     )
 
 
@@ -173,6 +182,7 @@ def _refund_result(obj: Any, *, payment_intent: str | None = None) -> RefundResu
 def _payment_method_result(obj: Any) -> PaymentMethodResult:
     pm = _plain(obj)
     card = _card(pm)
+    bank = pm.get("sepa_debit") or {}
     return PaymentMethodResult(
         id=pm["id"],
         customer_id=_id_of(pm.get("customer")),
@@ -180,7 +190,20 @@ def _payment_method_result(obj: Any) -> PaymentMethodResult:
         card_last4=card.get("last4"),
         exp_month=card.get("exp_month"),
         exp_year=card.get("exp_year"),
+        type=pm.get("type") or "card",
+        bank_last4=bank.get("last4"),
+        bank_country=bank.get("country"),
     )
+
+
+def _mandate_result(obj: Any) -> MandateResult:
+    data = _plain(obj)
+    details = data.get("payment_method_details") or {}
+    bank = details.get(details.get("type") or "sepa_debit") or {}
+    return MandateResult(
+        id=data["id"], status=data.get("status") or "", reference=bank.get("reference") or "",
+        payment_method_id=_id_of(data.get("payment_method")),
+    )  # fmt: skip
 
 
 def _setup_intent_result(obj: Any) -> SetupIntentResult:
@@ -294,8 +317,12 @@ class StripeGateway:
         description: str | None = None,
         receipt_email: str | None = None,
         setup_future_usage: str | None = None,
+        payment_method_types: list[str] | None = None,
+        mandate: str | None = None,
     ) -> IntentResult:
         """Create an intent; with `confirm` (implied by `off_session`) also confirm it, as a second call.
+        `payment_method_types` names the method (a bank debit: ["sepa_debit"]); without it, cards as before.
+        `mandate`: the Mandate real Stripe made for a saved bank account, for an off-session debit.
 
         Create-then-confirm rather than `confirm=true` on create: a decline then still tells us the intent id (on
         localstripe the 402 names only the charge), and both backends take the same path."""
@@ -311,8 +338,10 @@ class StripeGateway:
             description=description,
             receipt_email=receipt_email,
             setup_future_usage=setup_future_usage,
+            payment_method_types=payment_method_types,
+            mandate=mandate,
             # The server confirms card payments itself; redirect-based methods would need a return_url.
-            automatic_payment_methods={"enabled": True, "allow_redirects": "never"},
+            automatic_payment_methods=None if payment_method_types else {"enabled": True, "allow_redirects": "never"},
         )
         intent = self._call(
             "payment_intents.create", self._client.v1.payment_intents.create, params=params,
@@ -351,8 +380,10 @@ class StripeGateway:
         payment_method: str | None = None,
         off_session: bool = False,
         customer: str | None = None,
+        mandate_acceptance: MandateAcceptance | None = None,
     ) -> IntentResult:
-        """Confirm server-side. A new `payment_method` is set by an update first: localstripe answers 500 to
+        """Confirm server-side. A bank debit on the pay screen carries the payer's `mandate_acceptance` (sent to real
+        Stripe as `mandate_data`; localstripe refuses it, and our BankMandate row is the record there). A new `payment_method` is set by an update first: localstripe answers 500 to
         confirm(payment_method=...), and the two calls mean the same thing on real Stripe. A saved card belongs to
         a gateway customer, which the intent must name too (`customer`)."""
         if payment_method:
@@ -362,7 +393,10 @@ class StripeGateway:
                 params=update, options=self._options(f"{idempotency_key}:pm"),
                 payment_intent_id=intent_id,
             )  # fmt: skip
-        params = self._params(off_session=True if off_session else None)
+        params = self._params(
+            off_session=True if off_session else None,
+            mandate_data=mandate_acceptance.as_mandate_data() if mandate_acceptance else None,
+        )
         intent = self._call(
             "payment_intents.confirm", self._client.v1.payment_intents.confirm, intent_id, params=params,
             options=self._options(idempotency_key), payment_intent_id=intent_id,
@@ -377,6 +411,53 @@ class StripeGateway:
         )  # fmt: skip
         logger.info("stripe payment intent canceled: %s", intent.id)
         return _intent_result(intent)
+
+    # Bank accounts (SEPA Direct Debit)
+
+    def create_bank_payment_method(
+        self, *, bank_account: BankAccountDetails, idempotency_key: str
+    ) -> PaymentMethodResult:
+        """A bank-debit PaymentMethod from the account number the payer typed (an IBAN is not card data and may pass
+        through our server). Logged by id and last 4 only."""
+        kind = bank_account.kind
+        params = {
+            "type": kind,
+            kind: {"iban": bank_account.account_number},
+            "billing_details": {"name": bank_account.holder_name, "email": bank_account.holder_email},
+        }
+        pm = self._call(
+            "payment_methods.create", self._client.v1.payment_methods.create, params=params,
+            options=self._options(idempotency_key),
+        )  # fmt: skip
+        result = _payment_method_result(pm)
+        logger.info("stripe %s payment method created: %s (…%s)", kind, result.id, result.bank_last4)
+        return result
+
+    def setup_bank_mandate(
+        self, *, customer: str, payment_method: str, acceptance: MandateAcceptance, idempotency_key: str
+    ) -> MandateResult | None:
+        """A standing mandate for a saved bank account. Real Stripe: a SetupIntent confirmed with the payer's
+        acceptance (it attaches the method and makes the Mandate, returned here). localstripe refuses a SetupIntent
+        created with payment_method and confirm, and has no mandates: there the method is only attached, None is
+        returned, and our BankMandate row is the whole record."""
+        if not self.live_api:
+            self.attach_payment_method(payment_method, customer=customer)
+            return None
+        setup = self._call(
+            "setup_intents.create", self._client.v1.setup_intents.create,
+            params={
+                "customer": customer, "payment_method": payment_method, "payment_method_types": ["sepa_debit"],
+                "usage": "off_session", "confirm": True, "mandate_data": acceptance.as_mandate_data(),
+            },
+            options=self._options(idempotency_key),
+        )  # fmt: skip
+        mandate_id = _id_of(_plain(setup).get("mandate"))
+        logger.info("stripe bank setup %s: %s, mandate %s", setup.id, setup.status, mandate_id)
+        return self.retrieve_mandate(mandate_id) if mandate_id else None
+
+    def retrieve_mandate(self, mandate_id: str) -> MandateResult:
+        mandate = self._call("mandates.retrieve", self._client.v1.mandates.retrieve, mandate_id)
+        return _mandate_result(mandate)
 
     # SetupIntents (saving a card for autopay)
 

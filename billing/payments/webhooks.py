@@ -19,6 +19,7 @@ from . import gateway as gateway_api
 from .core import payment_record_result
 from .disputes import DISPUTE_EVENTS, dispute_record
 from .gateway import GatewayUnavailable, InvalidWebhook
+from .mandates import mandate_sync
 from .refunds import payment_refunds_sync
 
 logger = logging.getLogger(__name__)
@@ -83,6 +84,8 @@ def stripe_webhook(request):
                 payment_refunds_sync(payment_intent_id=_intent_id(event.data), source=source)
             elif event.type in DISPUTE_EVENTS and event.object_id:
                 dispute_record(event_type=event.type, data=event.data, event_created=event.created, source=source)
+            elif event.type == "mandate.updated" and event.object_id:
+                mandate_sync(data=event.data, event_created=event.created, source=source)
         except GatewayUnavailable as exc:
             error = f"gateway unavailable: {exc}"
         except Exception as exc:  # stored on the event for staff; the delivery is answered 500 so Stripe retries

@@ -86,3 +86,21 @@ def test_seed_demo_json_prints_only_json(db, capsys):
     call_command("seed_demo", "--json")
     rows = json.loads(capsys.readouterr().out)
     assert rows and all(bill["pay_link"].startswith("http") for row in rows for bill in row["open_bills"])
+
+
+def test_seed_demo_json_lists_the_bank_mandate_account(db, capsys):
+    import json
+
+    from django.core.management import call_command
+
+    from billing.models import BankMandate
+
+    call_command("seed_demo", "--json")
+    capsys.readouterr()
+    call_command("seed_demo", "--json")  # idempotent: still one mandate
+    rows = json.loads(capsys.readouterr().out)
+    assert BankMandate.objects.count() == 1
+    (row,) = [r for r in rows if r["payment_methods"]]
+    (method,) = row["payment_methods"]
+    assert (method["type"], method["last4"], method["mandate_status"]) == ("sepa_debit", "3000", "active")
+    assert row["currency"] == "EUR" and row["open_balance_minor"] > 0

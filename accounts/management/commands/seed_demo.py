@@ -7,8 +7,11 @@ from accounts.demo import (
     DEMO_CLERK_EMAIL,
     DEMO_STAFF_EMAIL,
     DEMO_STAFF_PASSWORD,
+    DEMO_SEPA_PAYER_EMAIL,
+    DEMO_SEPA_PAYER_PASSWORD,
     demo_accounts,
     demo_seed,
+    demo_sepa_biller,
     demo_staff_totp_secrets,
 )
 from accounts.demo_history import demo_history_seed
@@ -25,6 +28,9 @@ class Command(BaseCommand):
         result = demo_seed()
         demo_history_seed(biller=result.biller)  # twelve months of history for the staff insight page
         accounts = demo_accounts(biller=result.biller)
+        sepa = demo_sepa_biller()
+        if sepa is not None:  # the bank-debit demo account, with its bank mandate under "payment_methods"
+            accounts += demo_accounts(biller=sepa)
         if options["json"]:
             self.stdout.write(json.dumps(accounts, indent=2))
             return
@@ -42,3 +48,7 @@ class Command(BaseCommand):
         self.stdout.write("Demo accounts (account number · postal code · open balance):")
         for row in [a for a in accounts if a["open_balance_minor"] > 0][:6]:
             self.stdout.write(f"  {row['account_number']} · {row['postal_code']} · {row['open_balance']}  {row['holder_name']}")
+        self.stdout.write(
+            f"Bank-debit demo (Rhein Stadtwerke, EUR): payer login {DEMO_SEPA_PAYER_EMAIL} / {DEMO_SEPA_PAYER_PASSWORD}"
+            ", a saved bank account under an active SEPA mandate."
+        )
