@@ -223,6 +223,7 @@ def _demo_bank_debit_seed(*, today: dt.date) -> tuple[int, int]:
             text=mandate_text(biller=biller, usage=BankMandate.Usage.MULTI_USE),
             acceptance=MandateAcceptance(accepted_at=int(timezone.now().timestamp()), ip="127.0.0.1",
                                          user_agent="seed_demo"),
+            confirm_by_email=False,
         )  # fmt: skip
         mandate_status_move(mandate=mandate, to=BankMandate.Status.ACTIVE, message="demo data")
     return created_accounts, created_bills

@@ -4,12 +4,16 @@ from django.urls import include, path
 from django.views.i18n import JavaScriptCatalog
 
 from billing.admin.insight import insight_urls
+from config import health, metrics
 
 admin.site.site_header = "Billpay staff"
 admin.site.site_title = "Billpay staff"
 admin.site.index_title = "Billing"
 
 urlpatterns = [
+    path("healthz/live/", health.live, name="healthz_live"),
+    path("healthz/ready/", health.ready, name="healthz_ready"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("admin/insight/", include(insight_urls)),  # before the admin's own catch-all
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),

@@ -1,6 +1,8 @@
+"""The WSGI entry point gunicorn serves (config/gunicorn.conf.py). Production settings unless told otherwise."""
+
 import os
 
 from django.core.wsgi import get_wsgi_application
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.production")
 application = get_wsgi_application()

@@ -139,6 +139,18 @@ def _pdf_attachment(bill) -> list[tuple[str, bytes, str]]:
         return []
 
 
+def _mandate_pdf(mandate, context) -> list[tuple[str, bytes, str]]:
+    """The payer's copy of the mandate they accepted, as a PDF (the same facts and text as the e-mail)."""
+    try:
+        from billing.bills.documents import pdf_from_html
+
+        html = render_to_string("notifications/mandate_confirmed/mandate.html", context)
+        return [(f"mandate-{mandate.display_reference}.pdf", pdf_from_html(html), "application/pdf")]
+    except Exception:  # the e-mail carries the whole text anyway; a PDF problem must not hold it back
+        logger.exception("mandate PDF for %s not attached", mandate.pk)
+        return []
+
+
 def notification_render(notification: Notification, *, to: str, now=None) -> Message:
     language = notification.account.language or settings.LANGUAGE_CODE
     base = f"notifications/{notification.kind}"
@@ -146,6 +158,8 @@ def notification_render(notification: Notification, *, to: str, now=None) -> Mes
         context = notification_context(notification, now=now)
         if notification.channel == ChannelName.EMAIL:
             attachments = _pdf_attachment(context["bill"]) if notification.kind in PDF_KINDS else []
+            if notification.kind == NoticeKind.MANDATE_CONFIRMED and notification.mandate_id:
+                attachments = _mandate_pdf(notification.mandate, context)
             context["attach_pdf"] = bool(attachments)
             subject = " ".join(render_to_string(f"{base}/subject.txt", context).split())
             return Message(

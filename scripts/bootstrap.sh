@@ -44,3 +44,29 @@ bootstrap_venv() {
   fi
   mkdir -p var
 }
+
+# scripts/cluster.sh and its test (tests/test_cluster.py) run real servers from Debian's packages: nginx, PostgreSQL,
+# Redis, openssl. Install the ones missing when we can.
+ensure_cluster_packages() {
+  local missing=()
+  command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+  ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+  command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "The cluster needs: ${missing[*]} (Debian: apt-get install ${missing[*]})." >&2
+    return 1
+  fi
+  echo "Installing ${missing[*]} ..."
+  # Installing must not start the packages' own system services (port 80, 5432, 6379): the cluster runs its own.
+  local policy=/usr/sbin/policy-rc.d created=""
+  if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; created=1; fi
+  local status=0
+  if ! { apt-get update -qq >/dev/null &&
+         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }; then
+    status=1
+  fi
+  [ -n "$created" ] && rm -f "$policy"
+  return $status
+}

@@ -53,7 +53,8 @@ def start_localstripe(web_port: int, var: Path) -> tuple[subprocess.Popen, str]:
 
 
 def main() -> int:
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings.local")
+    # The local settings, explicitly: config/wsgi.py and the Celery app default to production.
+    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.local"
     port = int(os.environ.get("PORT", "8000"))
     os.environ.setdefault("SITE_URL", f"http://localhost:{port}")
     var = Path(os.environ.get("VAR_DIR", ROOT / "var"))

@@ -12,9 +12,9 @@ count: a payer who found their account is not held back by an earlier typo, and 
 carrier's NAT, a kiosk in a lobby) are not locked out by each other's successes. While either limit is exhausted the
 lookup is not attempted at all.
 
-The client IP is REMOTE_ADDR. Behind a reverse proxy or load balancer, that proxy must set REMOTE_ADDR to the real
-client address (e.g. gunicorn's --forwarded-allow-ips with a proxy-fixing middleware, or nginx's real_ip module);
-otherwise every payer shares the proxy's address and one attacker can lock everyone out. X-Forwarded-For is not read
+The client IP is REMOTE_ADDR. Behind a load balancer, config/proxy.py sets REMOTE_ADDR to the real client address
+from X-Forwarded-For, but only for requests that come from settings.TRUSTED_PROXIES (docs/deploy.md); otherwise
+every payer would share the proxy's address and one attacker could lock everyone out. X-Forwarded-For is not read
 here because any client can forge it.
 """
 

@@ -170,9 +170,11 @@ def mandate_record(
     payment_method: PaymentMethod | None = None,
     gateway_mandate_id: str | None = None,
     gateway_reference: str = "",
+    confirm_by_email: bool = True,
 ) -> BankMandate:
     """Write the mandate as the payer accepted it (pending until the gateway or the first debit says more). The
-    confirmation e-mail follows after commit (billing.signals.mandate_accepted)."""
+    confirmation e-mail follows after commit (billing.signals.mandate_accepted) unless `confirm_by_email` is false
+    (demo data: nobody accepted it on a page)."""
     biller = account.biller
     mandate = BankMandate.objects.create(
         biller=biller, account=account, user=user, payment_method=payment_method, scheme=checked.details.kind,
@@ -188,7 +190,10 @@ def mandate_record(
     )  # fmt: skip
     _mandate_event(mandate, from_status="", to_status=mandate.status, message=f"accepted ({usage})")
     mandate_pk = mandate.pk
-    transaction.on_commit(lambda: mandate_accepted.send_robust(sender=BankMandate, mandate_id=mandate_pk), robust=True)
+    if confirm_by_email:
+        transaction.on_commit(
+            lambda: mandate_accepted.send_robust(sender=BankMandate, mandate_id=mandate_pk), robust=True
+        )
     logger.info("mandate %s accepted for account %s (…%s)", mandate.reference, account.pk, checked.last4)
     return mandate
 

@@ -4,6 +4,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from csp.constants import NONCE, NONE, SELF
+from kombu import Queue
 
 import environ
 from django.utils.translation import gettext_lazy as _
@@ -41,6 +42,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "csp",
+    "django_prometheus",
     "allauth",
     "allauth.account",
     "allauth.mfa",
@@ -50,6 +52,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "config.observability.RequestIdMiddleware",
+    "config.proxy.TrustedProxyMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -60,6 +65,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
     "csp.middleware.CSPMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -132,14 +138,21 @@ STATIC_ROOT = VAR_DIR / "staticfiles"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_URL = "/media/"
 MEDIA_ROOT = env("MEDIA_ROOT", default=str(VAR_DIR / "media"))
+# Bill PDFs, uploaded import files and statements are private (STORAGES["private"], billing/storage.py): they are
+# streamed through views that check access, never from MEDIA_URL. Locally both are folders; production puts both in
+# an S3-compatible bucket so that every machine sees the same files.
+PRIVATE_STORAGE_ROOT = env("PRIVATE_STORAGE_ROOT", default=str(VAR_DIR / "private"))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "private": {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": PRIVATE_STORAGE_ROOT, "base_url": None},
+    },
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
-# Bill PDFs and uploaded import files are private: they are served through views that check access, never from MEDIA_URL.
-PRIVATE_STORAGE_ROOT = env("PRIVATE_STORAGE_ROOT", default=str(VAR_DIR / "private"))
 
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+EMAIL_FILE_PATH = env("EMAIL_FILE_PATH", default=str(VAR_DIR / "mail"))  # for the file-based backend
 EMAIL_URL = env.email_url("EMAIL_URL", default="smtp://localhost:25")
 EMAIL_HOST = EMAIL_URL["EMAIL_HOST"]
 EMAIL_PORT = EMAIL_URL["EMAIL_PORT"]
@@ -162,6 +175,22 @@ else:
         "store_processed": False,
     }
 CELERY_TASK_IGNORE_RESULT = True
+# Queues by kind, so a flood of one kind never delays another: payments (charges, reconcile), notifications (one
+# message per notice), bulk (imports, invitation batches, the hourly planners) and default (the minute sweepers).
+# A worker started without -Q consumes all four (the local run, the tests); scripts/cluster.sh splits them.
+CELERY_TASK_QUEUES = [Queue(name) for name in ("payments", "notifications", "bulk", "default")]
+CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_CREATE_MISSING_QUEUES = False
+CELERY_TASK_ROUTES = {
+    "billing.tasks.autopay_charge_task": {"queue": "payments"},
+    "billing.tasks.payments_reconcile_task": {"queue": "payments"},
+    "billing.tasks.payment*": {"queue": "payments"},
+    "notifications.tasks.notification_send_task": {"queue": "notifications"},
+    "billing.tasks.bill_import_run_task": {"queue": "bulk"},
+    "billing.tasks.autopay_plan_task": {"queue": "bulk"},
+    "notifications.tasks.reminders_plan_task": {"queue": "bulk"},
+    "accounts.tasks.invitation_batch_send_task": {"queue": "bulk"},
+}
 
 # A cache every process shares (web, worker), so rate limits hold across them: Redis when set, else files in VAR_DIR.
 if REDIS_URL:
@@ -235,13 +264,27 @@ SECURE_REFERRER_POLICY = "same-origin"
 # Bill import: rows are validated and written in chunks of this size; progress is saved after each chunk.
 BILL_IMPORT_CHUNK_SIZE = env.int("BILL_IMPORT_CHUNK_SIZE", default=500)
 
+# Every log line carries the request id (X-Request-ID from the proxy, or a new one), in web requests and in the
+# Celery tasks they enqueued (config/observability.py). Production writes one JSON object per line (LOG_FORMAT=json).
+LOG_FORMAT = env("LOG_FORMAT", default="plain")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request_id": {"()": "config.observability.RequestIdFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {"()": "config.observability.JsonFormatter"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["request_id"]}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
 }
+
+# The client address used for rate limits and consent records is REMOTE_ADDR. Only when the request comes from one
+# of these proxies (IPs or networks, e.g. the load balancer's) is it taken from X-Forwarded-For instead
+# (config/proxy.py). Empty: headers are never trusted. docs/deploy.md shows nginx's side.
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+# Who may read /metrics (config/metrics.py): the monitoring network.
+METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=["127.0.0.1", "::1"])
 
 # The biller this portal serves (its slug). Empty means the first biller in the database.
 BILLPAY_BILLER_SLUG = env("BILLPAY_BILLER_SLUG", default="")

@@ -51,7 +51,8 @@ def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory):
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=3)
             # Only this module's messages: drop anything an earlier test published to the queue.
-            conn.default_channel.queue_purge(app.conf.task_default_queue)
+            for queue in app.conf.task_queues:  # every queue by kind (config/settings/base.py)
+                conn.default_channel.queue_purge(queue.name)
     except Exception as exc:  # noqa: BLE001 - any failure to reach the broker means the same thing here
         unavailable(f"Redis at REDIS_URL is unreachable: {exc}")
 

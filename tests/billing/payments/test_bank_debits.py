@@ -2,7 +2,10 @@
 reaches the gateway, the mandate recorded as accepted, a processing debit counted on the bills, and a debit the bank
 returns days later taken off them exactly once, whatever the order or number of webhook deliveries."""
 
+import io
+
 import pytest
+from pypdf import PdfReader
 
 from billing.errors import ApplicationError
 from billing.models import BankMandate, BillingEvent, Payment, PaymentAllocation, WebhookEvent
@@ -129,6 +132,10 @@ def test_a_one_time_debit_records_the_mandate_and_pays_the_bill(
     assert len(confirmation) == 1 and confirmation[0].to == ["jana@example.com"]
     assert mandate.reference in confirmation[0].body and CREDITOR_ID in confirmation[0].body
     assert "€50.00" in confirmation[0].body
+    ((name, pdf, kind),) = confirmation[0].attachments  # the payer's copy of the mandate
+    assert kind == "application/pdf" and name == f"mandate-{mandate.reference}.pdf"
+    text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(pdf)).pages)
+    assert mandate.reference in text and CREDITOR_ID in text and "8 weeks" in text
 
 
 def test_a_debit_that_is_processing_counts_on_the_bills_and_cannot_be_paid_twice(
@@ -215,3 +222,77 @@ def test_mandate_updated_sets_the_gateway_reference_and_inactive_stops_it(
     )  # fmt: skip
     assert mandate.display_reference == "STRIPEREF123" and not mandate.may_debit
     assert mandate_sync(data={"id": "mandate_unknown"}, event_created=1, source="test") is None
+
+
+class FakeSlowBankGateway:
+    """The real (localstripe) gateway, except that the first reads of the debit's intent say `processing`, as a real
+    SEPA debit does for days (localstripe settles a good IBAN at once); after `settle()` it reads the truth."""
+
+    def __init__(self, real):
+        self.real, self.settled = real, False
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+    def _slow(self, intent):
+        import dataclasses
+
+        if not self.settled and intent.status == "succeeded":
+            return dataclasses.replace(intent, status="processing")
+        return intent
+
+    def confirm_payment_intent(self, *args, **kwargs):
+        return self._slow(self.real.confirm_payment_intent(*args, **kwargs))
+
+    def retrieve_payment_intent(self, intent_id):
+        return self._slow(self.real.retrieve_payment_intent(intent_id))
+
+
+@pytest.mark.usefixtures("celery_eager")
+def test_a_debit_that_settles_days_later_is_applied_once_and_the_receipt_goes_once(
+    client, stripe_settings, localstripe, sepa_account, monkeypatch, mailoutbox, django_capture_on_commit_callbacks
+):
+    """`payment_intent.processing` and then `.succeeded` (twice), signed in Stripe's shape; the intent is read
+    through FakeSlowBankGateway (see its docstring)."""
+    from billing.payments import gateway
+
+    bill = make_bill(sepa_account, amounts=(5000,))
+    slow = FakeSlowBankGateway(gateway.get_gateway())
+    monkeypatch.setattr(gateway, "get_gateway", lambda: slow)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert pay_by_bank(sepa_account).status == "processing"
+    payment = Payment.objects.get()
+    intent = {"id": payment.gateway_payment_id, "object": "payment_intent", "status": "processing"}
+    assert post_event(client, *intent_event("evt_p", "payment_intent.processing", intent)).status_code == 200
+    slow.settled = True
+    for _ in range(2):
+        with django_capture_on_commit_callbacks(execute=True):
+            body, signature = intent_event("evt_s", "payment_intent.succeeded", {**intent, "status": "succeeded"})
+            assert post_event(client, body, signature).status_code == 200
+    payment.refresh_from_db()
+    bill.refresh_from_db()
+    assert payment.status == "succeeded" and payment.mandate.status == "active"
+    assert (bill.status, bill.amount_paid) == ("paid", 5000)
+    assert [(a.amount, a.amount_reversed) for a in PaymentAllocation.objects.filter(payment=payment)] == [(5000, 0)]
+    assert len([m for m in mailoutbox if m.subject.startswith("Payment received")]) == 1
+
+
+def test_a_sepa_refund_claim_arrives_as_a_dispute_and_reopens_the_bill(
+    client, stripe_settings, localstripe, sepa_account, django_capture_on_commit_callbacks
+):
+    """The payer claims the debit back from their bank within 8 weeks: Stripe reports `charge.dispute.created` (with
+    the funds withdrawn). localstripe has no disputes, so the signed event is delivered here in Stripe's shape."""
+    bill = make_bill(sepa_account, amounts=(5000,))
+    pay_by_bank(sepa_account)
+    payment = Payment.objects.get()
+    dispute = {
+        "id": "dp_sepa_1", "object": "dispute", "amount": 5000, "currency": "eur", "charge": "ch_1",
+        "payment_intent": payment.gateway_payment_id, "reason": "debit_not_authorized", "status": "lost",
+        "balance_transactions": [{"id": "txn_1", "amount": -5000, "type": "adjustment"}],
+    }  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=True):
+        assert post_event(client, *intent_event("evt_d", "charge.dispute.created", dispute)).status_code == 200
+    payment.refresh_from_db()
+    bill.refresh_from_db()
+    assert payment.disputed and payment.amount_disputed == 5000
+    assert (bill.status, bill.balance_due) == ("open", 5000)
