@@ -101,6 +101,10 @@ def demo_seed(*, today: dt.date | None = None) -> SeedResult:
             "support_phone": "+1 555 0100",
             "remit_address": "Riverside Water & Power\nPO Box 1200\nRiverside, CA 92501",
             "convenience_fee_fixed": 0,
+            "bank_account_name": "Riverside Water & Power",
+            "bank_name": "Valley Community Bank",
+            "bank_account_number": "4402917730",
+            "bank_routing_number": "122000661",
         },
     )
     User = get_user_model()
@@ -264,6 +268,7 @@ def demo_accounts(*, biller: Biller, limit: int | None = None) -> list[dict]:
     """The seeded accounts with what a payer needs to find them, and what they owe. Read by scripts and tests."""
     accounts = (
         CustomerAccount.objects.filter(biller=biller)
+        .select_related("biller")
         .order_by("account_number")
         .prefetch_related("bills", "mandates__user")
     )
@@ -283,6 +288,8 @@ def demo_accounts(*, biller: Biller, limit: int | None = None) -> list[dict]:
                 "email": account.email,
                 "currency": biller.currency,
                 "open_balance_minor": balance,
+                "bank_reference": account.bank_reference,
+                "credit_minor": account.credit_balance,
                 "open_balance": format_money(balance, biller.currency, "en"),
                 "payment_methods": _payment_methods(account),
                 "open_bills": [

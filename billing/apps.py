@@ -12,7 +12,8 @@ class BillingConfig(AppConfig):
         from .autopay import receivers as autopay_receivers
         from .enrolment import receivers as enrolment_receivers
         from .payments import bank_debits
-        from .signals import bank_debit_returned, bill_paid, notice_context_wanted, payment_succeeded
+        from .payments import receivers as payment_receivers
+        from .signals import bank_debit_returned, bill_paid, bills_issued, notice_context_wanted, payment_succeeded
 
         bill_paid.connect(
             autopay_receivers.autopay_stop_on_bill_paid, dispatch_uid="billing.autopay.autopay_stop_on_bill_paid"
@@ -30,4 +31,8 @@ class BillingConfig(AppConfig):
         payment_succeeded.connect(
             enrolment_receivers.guest_choices_on_payment_succeeded,
             dispatch_uid="billing.enrolment.guest_choices_on_payment_succeeded",
+        )
+        bills_issued.connect(
+            payment_receivers.credit_apply_on_bills_issued,
+            dispatch_uid="billing.payments.credit_apply_on_bills_issued",
         )

@@ -8,7 +8,7 @@ a receiver re-reads what it needs.
 Two rules, by kind of signal:
 - `bill_paid` is sent with `send` (not `send_robust`), synchronously, inside the caller's transaction and under its
   bill locks: a receiver's error rolls the payment back, exactly as a direct call would.
-- The "after commit" signals (`payment_succeeded`, `refund_issued`, `dispute_recorded`) are sent from
+- The "after commit" signals (`payment_succeeded`, `bills_issued`, `refund_issued`, `dispute_recorded`) are sent from
   `transaction.on_commit(..., robust=True)` with `send_robust`: the money has moved; a receiver's error is logged and
   never reaches the payer, the webhook or the staff member. Receivers must be safe to call more than once.
 """
@@ -26,6 +26,10 @@ bill_paid = Signal()
 # Receivers, in connection order: billing.enrolment.receivers (the guest's paperless/autopay ticks), then
 # notifications.receivers (the receipt notice, raised once through Payment.receipt_sent_at).
 payment_succeeded = Signal()
+
+# Sent by billing.bills (bill_issue, the bill import) after commit, when bills became payable. kwargs: account_ids.
+# Receiver: billing.payments.receivers.credit_apply_on_bills_issued (credit held on an account pays its new bills).
+bills_issued = Signal()
 
 # Sent by billing.payments.refunds when a refund's money was taken off the payment, after commit. kwargs: refund_id.
 # Receiver: notifications.receivers (the refund_issued notice, once per refund and channel).

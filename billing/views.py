@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from billing.access import payer_access
 from billing.bills import paylinks
 from billing.clock import biller_today
-from billing.bills.selectors import biller_for_site
+from billing.bills.selectors import account_balance, bank_transfer_details, biller_for_site
 from billing.autopay.selectors import autopay_current
 from billing.enrolment.forms import GuestEnrollmentForm
 from billing.enrolment.paperless import paperless_current
@@ -178,6 +178,7 @@ def pay_account(request):
 
     currency = biller.currency
     money = lambda minor: format_money(minor, currency)  # noqa: E731
+    owed = full.owed if full else account_balance(account=account)  # above the card limit there is no full quote
     bills = [
         {"number": b.number, "due_date": b.due_date, "balance": money(b.balance_due), "overdue": b.is_overdue(today)}
         for b in (full.bills if full else ())
@@ -199,6 +200,10 @@ def pay_account(request):
         "pay_config": _pay_config(quote) if full is not None else None,
         "stripe_js_url": settings.STRIPE_JS_URL,
         "saved_cards": _saved_cards(request, account),
+        "bank_transfer": bank_transfer_details(account=account),
+        "credit": money(account.credit_balance) if account.credit_balance else "",
+        "above_card_limit": bool(biller.maximum_payment and owed > biller.maximum_payment),
+        "card_limit": money(biller.maximum_payment) if biller.maximum_payment else "",
         "bank_form": BankDebitForm(biller=biller) if bank_debit_available(biller) else None,
     }
     return render(request, "billing/pay_account.html", context)

@@ -10,6 +10,7 @@ def test_every_beat_entry_is_a_registered_task():
     names = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
     assert names >= {
         "billing.tasks.payments_reconcile_task",
+        "billing.tasks.credits_apply_task",
         "billing.tasks.autopay_plan_task",
         "billing.tasks.autopay_sweep_task",
         "notifications.tasks.reminders_plan_task",

@@ -6,6 +6,7 @@ from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.utils.translation import gettext_lazy as _
+from stdnum import bic, iban
 
 from billing.errors import ApplicationError
 from billing.models import Biller
@@ -55,6 +56,25 @@ class BillerAdminForm(forms.ModelForm):
             raise ValidationError(_("Retries happen one or more days after a failure."))
         return value
 
+    def clean_bank_iban(self):
+        value = self.cleaned_data["bank_iban"]
+        if value and not iban.is_valid(value):
+            raise ValidationError(_("This IBAN is not valid (check the digits)."))
+        return iban.compact(value) if value else ""
+
+    def clean_bank_bic(self):
+        value = self.cleaned_data["bank_bic"]
+        if value and not bic.is_valid(value):
+            raise ValidationError(_("A BIC has 8 or 11 letters and digits, like COBADEFFXXX."))
+        return bic.compact(value) if value else ""
+
+    def clean(self):
+        data = super().clean()
+        prefix = data.get("bank_reference_prefix") or ""
+        if data.get("bank_reference_scheme") == "numeric" and prefix and not prefix.isdigit():
+            self.add_error("bank_reference_prefix", _("Numeric references take a prefix of digits only."))
+        return data
+
     def clean_tip_presets(self):
         value = self._whole_numbers(self.cleaned_data["tip_presets"], _("Tip presets"))
         if any(not 0 < v <= 100 for v in value):
@@ -87,12 +107,27 @@ class BillerAdmin(admin.ModelAdmin):
                 )
             },
         ),
+        (
+            _("Bank transfers"),
+            {
+                "fields": (
+                    "bank_account_name", "bank_name", "bank_iban", "bank_bic", "bank_account_number",
+                    "bank_routing_number", "bank_reference_scheme", "bank_reference_prefix",
+                ),
+                "description": _("Shown to payers under “Pay by bank transfer” and on the e-bill. Leave the IBAN "
+                                 "and the account number empty to not offer transfers."),
+            },
+        ),  # fmt: skip
         (_("Tips"), {"fields": ("tips_enabled", "tip_presets")}),
         (_("Reminders and retries"), {"fields": ("reminder_schedule", "retry_schedule")}),
     )
 
     def get_readonly_fields(self, request, obj=None):
         # Amounts are stored in the currency's minor unit: once bills exist, changing the currency would change them.
+        # Likewise the reference scheme and prefix: every printed reference would stop matching.
+        readonly = []
         if obj is not None and obj.bills.exists():
-            return ("currency",)
-        return ()
+            readonly.append("currency")
+        if obj is not None and obj.accounts.exists():
+            readonly += ["bank_reference_scheme", "bank_reference_prefix"]
+        return tuple(readonly)

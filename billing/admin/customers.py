@@ -18,6 +18,7 @@ from billing.clock import biller_today, biller_zone
 from billing.errors import ApplicationError
 from billing.models import Bill, CustomerAccount, Payment
 from billing.money import format_money
+from billing.payments.credit import account_credit_refund
 from billing.payments.offline import payment_record_offline
 
 from .mixins import ReadOnlyTabularInline, admin_link, staff_amount_parse
@@ -111,13 +112,13 @@ class CustomerAccountAdmin(admin.ModelAdmin):
     list_select_related = ("biller",)
     list_filter = ("biller", "email_notices", "sms_notices")
     search_fields = ("account_number", "holder_name", "email", "postal_code")
-    readonly_fields = ("balance", "import_batch", "created_at", "updated_at")
+    readonly_fields = ("balance", "credit_held", "bank_reference", "import_batch", "created_at", "updated_at")
     # accounts/admin.py adds the portal-login inline and the invitation action (billing never imports accounts);
     # billing/admin/enrolment.py adds the paper-bills export.
     inlines = (AccountBillsInline,)
     actions = ()
     fieldsets = (
-        (None, {"fields": ("biller", "account_number", "holder_name", "balance")}),
+        (None, {"fields": ("biller", "account_number", "holder_name", "balance", "credit_held", "bank_reference")}),
         (
             _("Service address"),
             {"fields": ("address_line1", "address_line2", "city", "region", "postal_code", "country")},
@@ -145,8 +146,21 @@ class CustomerAccountAdmin(admin.ModelAdmin):
             return "—"
         return format_money(getattr(obj, "open_balance", 0) or 0, obj.biller.currency)
 
+    @admin.display(description=_("credit held"))
+    def credit_held(self, obj):
+        if obj.pk is None:
+            return "—"
+        return format_money(obj.credit_balance, obj.biller.currency)
+
+    @admin.display(description=_("bank transfer reference"))
+    def bank_reference(self, obj):
+        return obj.bank_reference_display if obj.pk else "—"
+
     def has_record_payment_permission(self, request) -> bool:
         return request.user.has_perm("billing.record_offline_payment")
+
+    def has_credit_refund_permission(self, request) -> bool:
+        return request.user.has_perm("billing.refund_payment")
 
     def get_urls(self):
         urls = super().get_urls()
@@ -157,11 +171,20 @@ class CustomerAccountAdmin(admin.ModelAdmin):
                 self.admin_site.admin_view(self.record_payment_view),
                 name="%s_%s_record_payment" % info,
             ),
+            path(
+                "<path:object_id>/credit-refund/",
+                self.admin_site.admin_view(self.credit_refund_view),
+                name="%s_%s_credit_refund" % info,
+            ),
             *urls,
         ]
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
-        extra_context = {**(extra_context or {}), "can_record_payment": self.has_record_payment_permission(request)}
+        extra_context = {
+            **(extra_context or {}),
+            "can_record_payment": self.has_record_payment_permission(request),
+            "can_refund_credit": self.has_credit_refund_permission(request),
+        }
         return super().change_view(request, object_id, form_url, extra_context)
 
     def record_payment_view(self, request, object_id):
@@ -204,3 +227,50 @@ class CustomerAccountAdmin(admin.ModelAdmin):
             "submit_label": _("Record payment"),
         }
         return TemplateResponse(request, "admin/billing/money_action_form.html", context)
+
+    def credit_refund_view(self, request, object_id):
+        """Staff sent held credit back to the payer by bank: record it (billing/payments/credit.py)."""
+        if not self.has_credit_refund_permission(request):
+            raise PermissionDenied
+        account = self.get_object(request, unquote(object_id))
+        if account is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        currency = account.biller.currency
+        form = CreditRefundForm(request.POST or None, currency=currency, credit=account.credit_balance)
+        if request.method == "POST" and form.is_valid():
+            try:
+                account_credit_refund(
+                    account=account, amount=form.cleaned_data["amount"], reference=form.cleaned_data["reference"],
+                    actor=request.user,
+                )  # fmt: skip
+            except ApplicationError as error:
+                form.add_error(None, error.message)
+            else:
+                self.message_user(request, _("The credit paid back is recorded."), messages.SUCCESS)
+                return HttpResponseRedirect(reverse("admin:billing_customeraccount_change", args=[account.pk]))
+        context = {
+            **self.admin_site.each_context(request), "title": _("Pay held credit back"), "subtitle": str(account),
+            "opts": self.opts, "original": account, "form": form, "summary_label": _("Credit held"),
+            "summary_value": format_money(account.credit_balance, currency), "submit_label": _("Record the refund"),
+        }  # fmt: skip
+        return TemplateResponse(request, "admin/billing/money_action_form.html", context)
+
+
+class CreditRefundForm(forms.Form):
+    amount = forms.CharField(label=_("Amount"), max_length=32)
+    reference = forms.CharField(
+        label=_("Reference"), max_length=100, help_text=_("The reference of the transfer that sent the money back.")
+    )
+
+    def __init__(self, *args, currency: str, credit: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.currency, self.credit = currency, credit
+        self.fields["amount"].help_text = _("In %(currency)s. Credit held: %(credit)s.") % {
+            "currency": currency, "credit": format_money(credit, currency)
+        }
+
+    def clean_amount(self):
+        amount = staff_amount_parse(self.cleaned_data["amount"], self.currency, allow_zero=False)
+        if amount > self.credit:
+            raise ValidationError(_("That is more than the credit held."))
+        return amount

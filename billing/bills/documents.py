@@ -30,10 +30,12 @@ from ..models import Bill, Biller, BillingEvent, BillLine
 from ..money import format_money
 from .graphics import UsagePoint, qr_svg, usage_chart_svg
 from .paylinks import bill_pay_url  # the bill's signed pay link: stable per bill, so it can be part of the fingerprint
+from .selectors import bank_transfer_details
 
 # Bump when the template, its CSS or the document's wording changes, so that every stored PDF is rendered again.
 # 3: logo, usage history, QR code, payment stub, the biller's paper size, one date style
-BILL_DOCUMENT_VERSION = "3"
+# 4: the bank transfer reference and details in "how to pay" and on the stub
+BILL_DOCUMENT_VERSION = "4"
 BILL_DOCUMENT_TEMPLATE = "billing/bill_document.html"
 USAGE_PERIODS = 12  # the history chart shows this many billing periods, the current one last
 
@@ -122,6 +124,7 @@ def bill_fingerprint(document: BillDocument) -> str:
         ],
         "usage": [[period_end, str(usage)] for period_end, usage in document.usage_history],
         "pay_url": bill_pay_url(bill),
+        "bank_transfer": bank_transfer_details(account=account, biller=biller),
     }
     payload = json.dumps(shown, default=str, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(payload.encode()).hexdigest()
@@ -243,6 +246,7 @@ def _context(document: BillDocument, language: str) -> dict:
         "watermark": bill.status if bill.status in _WATERMARKS else "",
         "is_payable": is_payable,
         "pay_url": pay_url,
+        "bank_transfer": bank_transfer_details(account=account, biller=bill.biller),
         "service_address": [
             part
             for part in (

@@ -37,7 +37,7 @@ from .csv_rows import (
     RowParser,
     bill_import_file_read,
 )
-from .services import LineInput, bill_totals
+from .services import LineInput, bill_totals, bills_issued_announce
 
 logger = logging.getLogger(__name__)
 
@@ -422,6 +422,7 @@ def _write_chunk(*, biller, bills: list[ParsedBill], accounts: dict[str, ParsedA
             )
     BillLine.objects.bulk_create(line_rows)
     BillingEvent.objects.bulk_create(events)
+    bills_issued_announce(account_ids=[bill.account_id for bill in bill_rows if bill.status == Bill.Status.OPEN])
 
 
 def bill_import_batch_create(*, biller: Biller, filename: str, content: bytes, actor=None) -> ImportBatch:

@@ -4,6 +4,7 @@ from django.conf import settings
 from django.db.models import F, QuerySet, Sum
 
 from ..models import Bill, Biller, CustomerAccount
+from ..references import bank_reference, bank_reference_display
 
 
 def biller_for_site() -> Biller | None:
@@ -22,3 +23,23 @@ def account_payable_bills(*, account: CustomerAccount) -> QuerySet[Bill]:
 def account_balance(*, account: CustomerAccount) -> int:
     totals = account_payable_bills(account=account).aggregate(owed=Sum(F("total") - F("amount_paid")))
     return totals["owed"] or 0
+
+
+def bank_transfer_details(*, account: CustomerAccount, biller: Biller | None = None) -> dict | None:
+    """What a payer needs to pay by bank transfer: the biller's bank details and the account's reference (the pay
+    screen, the e-bill's how-to-pay box and its payment stub). None when the biller gave no bank account. No query
+    when the biller is given (or already loaded on the account)."""
+    biller = biller or account.biller
+    if not biller.bank_transfer_offered:
+        return None
+    return {
+        "account_name": biller.bank_account_name or biller.name,
+        "bank_name": biller.bank_name,
+        "iban": " ".join(biller.bank_iban[i : i + 4] for i in range(0, len(biller.bank_iban), 4)),
+        "account_number": biller.bank_account_number,
+        "routing_number": biller.bank_routing_number,
+        "bic": biller.bank_bic,
+        "reference": bank_reference_display(
+            bank_reference(account_id=account.pk, scheme=biller.bank_reference_scheme, prefix=biller.bank_reference_prefix)
+        ),
+    }

@@ -15,6 +15,7 @@ from ..errors import ApplicationError
 from ..events import event_record, status_move
 from ..models import Bill, BillingEvent, BillLine, Biller, CustomerAccount
 from ..money import multiply, validate_currency
+from ..signals import bills_issued
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,16 @@ def bill_issue(*, bill: Bill, actor=None, issue_date: date | None = None) -> Bil
     bill_status_move(bill=bill, to=Bill.Status.OPEN, actor=actor)
     if bill.total == 0:
         bill_status_move(bill=bill, to=Bill.Status.PAID, actor=actor, message=_("Nothing to pay."))
+    else:
+        bills_issued_announce(account_ids=[bill.account_id])
     return bill
+
+
+def bills_issued_announce(*, account_ids: list[int]) -> None:
+    """After commit, tell whoever listens that these accounts have new bills to pay (credit held pays them)."""
+    ids = sorted(set(account_ids))
+    if ids:
+        transaction.on_commit(lambda: bills_issued.send_robust(sender=Bill, account_ids=ids), robust=True)
 
 
 @transaction.atomic

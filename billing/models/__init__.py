@@ -6,6 +6,7 @@ model; the app label stays `billing`, so tables, migrations and permissions do n
 """
 
 from .bills import (
+    BankReferenceScheme,
     Bill,
     Biller,
     BillingEvent,
@@ -21,13 +22,17 @@ from .payments import Dispute, Payment, PaymentAllocation, PaymentAttempt, Refun
 from .methods import BankMandate, GatewayCustomer, PaymentMethod
 from .enrolment import EnrollmentEvent, GuestEnrollmentLink, GuestEnrollmentRequest, PaperlessEnrollment
 from .autopay import AutopayCharge, AutopayChargeEvent, AutopayChargeTry, AutopayEnrollment
+from .banking import AccountCreditEntry, BankStatement, StatementLine
 
 __all__ = [
+    "AccountCreditEntry",
+    "BankStatement",
     "AutopayCharge",
     "AutopayChargeEvent",
     "AutopayChargeTry",
     "AutopayEnrollment",
     "BankMandate",
+    "BankReferenceScheme",
     "Bill",
     "BillLine",
     "Biller",
@@ -45,6 +50,7 @@ __all__ = [
     "PaymentAttempt",
     "PaymentMethod",
     "Refund",
+    "StatementLine",
     "WebhookEvent",
     "default_reminder_schedule",
     "default_retry_schedule",

@@ -8,3 +8,10 @@ class TransitionsMixin:
 
     def can_transition_to(self, status) -> bool:
         return status in self.TRANSITIONS.get(self.status, set())
+
+
+def percent_done(*, processed: int, total: int, finished: bool) -> int:
+    """Progress of a file being worked through (a bill import, a bank statement), for its progress bar."""
+    if not total:
+        return 100 if finished else 0
+    return min(100, round(100 * processed / total))

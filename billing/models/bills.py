@@ -11,8 +11,9 @@ from django.db.models import F, Q
 from django.utils.translation import gettext_lazy as _
 
 from ..money import format_money
+from ..references import bank_reference, bank_reference_display
 from ..storage import private_storage
-from .base import TransitionsMixin
+from .base import TransitionsMixin, percent_done
 
 
 LOGO_MAX_BYTES = 512 * 1024
@@ -34,6 +35,11 @@ def default_retry_schedule() -> list[int]:
 
 def default_tip_presets() -> list[int]:
     return [15, 20, 25]  # percent; shown only when the biller turns tips on
+
+
+class BankReferenceScheme(models.TextChoices):
+    RF = "rf", _("ISO 11649 creditor reference (RF…)")
+    NUMERIC = "numeric", _("Numbers with a Luhn check digit")
 
 
 class Biller(models.Model):
@@ -121,6 +127,24 @@ class Biller(models.Model):
     retry_schedule = models.JSONField(
         _("failed-charge retry schedule (days after the failure)"), default=default_retry_schedule, blank=True
     )
+    # Payment by bank transfer (docs/bank-transfers.md): where payers send it, and the reference they quote.
+    bank_account_name = models.CharField(_("bank account holder"), max_length=140, blank=True)
+    bank_name = models.CharField(_("bank name"), max_length=140, blank=True)
+    bank_iban = models.CharField(_("IBAN"), max_length=34, blank=True)
+    bank_account_number = models.CharField(
+        _("bank account number"), max_length=34, blank=True, help_text=_("Where IBANs are not used.")
+    )
+    bank_routing_number = models.CharField(_("routing number / sort code"), max_length=20, blank=True)
+    bank_bic = models.CharField(_("BIC (SWIFT code)"), max_length=11, blank=True)
+    bank_reference_scheme = models.CharField(
+        _("bank transfer reference"), max_length=8, choices=BankReferenceScheme.choices,
+        default=BankReferenceScheme.RF,
+    )  # fmt: skip
+    bank_reference_prefix = models.CharField(
+        _("reference prefix"), max_length=6, blank=True,
+        validators=[RegexValidator(r"^[A-Za-z0-9]*$", _("Use letters and digits only."))],
+        help_text=_("Put in front of every account's reference. Digits only for numeric references."),
+    )  # fmt: skip
     # SEPA Direct Debit: the creditor identifier printed on every mandate (the biller's, from its bank), and how many
     # days before each autopay debit the payer is told its amount and date (the mandate text states it).
     sepa_creditor_identifier = models.CharField(
@@ -144,10 +168,18 @@ class Biller(models.Model):
                 condition=Q(maximum_payment__isnull=True) | Q(maximum_payment__gte=F("minimum_payment")),
                 name="biller_maximum_at_least_minimum",
             ),
+            models.CheckConstraint(
+                condition=~Q(bank_reference_scheme="numeric") | Q(bank_reference_prefix__regex=r"^[0-9]*$"),
+                name="biller_numeric_reference_prefix_digits",
+            ),
         ]
 
     def __str__(self):
         return self.name
+
+    @property
+    def bank_transfer_offered(self) -> bool:
+        return bool(self.bank_iban or self.bank_account_number)
 
 
 class ImportBatch(TransitionsMixin, models.Model):
@@ -193,9 +225,8 @@ class ImportBatch(TransitionsMixin, models.Model):
 
     @property
     def percent_done(self) -> int:
-        if not self.total_rows:
-            return 100 if self.status in {self.Status.SUCCEEDED, self.Status.FAILED} else 0
-        return min(100, round(100 * self.processed_rows / self.total_rows))
+        finished = self.status in {self.Status.SUCCEEDED, self.Status.FAILED}
+        return percent_done(processed=self.processed_rows, total=self.total_rows, finished=finished)
 
 
 class CustomerAccount(models.Model):
@@ -219,6 +250,10 @@ class CustomerAccount(models.Model):
     import_batch = models.ForeignKey(
         ImportBatch, on_delete=models.SET_NULL, null=True, blank=True, related_name="accounts"
     )
+    # Money received beyond what the bills owed (an overpaid bank transfer), held for the next bill or a refund. Kept
+    # equal to the sum of the account's AccountCreditEntry rows (the history), and changed only with them, under the
+    # account's row lock, by billing/payments/credit.py.
+    credit_balance = models.BigIntegerField(_("credit held"), default=0, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -227,7 +262,8 @@ class CustomerAccount(models.Model):
         verbose_name_plural = _("customer accounts")
         ordering = ["account_number"]
         constraints = [
-            models.UniqueConstraint(fields=["biller", "account_number"], name="account_number_unique_per_biller")
+            models.UniqueConstraint(fields=["biller", "account_number"], name="account_number_unique_per_biller"),
+            models.CheckConstraint(condition=Q(credit_balance__gte=0), name="account_credit_nonnegative"),
         ]
 
     def __str__(self):
@@ -236,6 +272,16 @@ class CustomerAccount(models.Model):
     @property
     def postal_code_normalized(self) -> str:
         return normalize_postal_code(self.postal_code)
+
+    @property
+    def bank_reference(self) -> str:
+        """What the payer quotes on a bank transfer (compact; `bank_reference_display` groups it for print)."""
+        biller = self.biller
+        return bank_reference(account_id=self.pk, scheme=biller.bank_reference_scheme, prefix=biller.bank_reference_prefix)
+
+    @property
+    def bank_reference_display(self) -> str:
+        return bank_reference_display(self.bank_reference)
 
 
 def normalize_postal_code(value: str) -> str:
@@ -375,6 +421,7 @@ class BillingEvent(models.Model):
         MANDATE = "mandate", _("Direct debit mandate")
         PDF_RENDERED = "pdf_rendered", _("PDF rendered")
         IMPORTED = "imported", _("Imported")
+        CREDIT = "credit", _("Account credit")
 
     kind = models.CharField(_("what"), max_length=32, choices=Kind.choices)
     bill = models.ForeignKey(Bill, on_delete=models.CASCADE, null=True, blank=True, related_name="events")

@@ -33,12 +33,15 @@ class Payment(TransitionsMixin, models.Model):
         PORTAL = "portal", _("Signed-in payer")
         AUTOPAY = "autopay", _("Autopay")
         STAFF_OFFLINE = "staff_offline", _("Recorded by staff")
+        BANK_TRANSFER = "bank_transfer", _("Bank transfer, from a statement")
+        ACCOUNT_CREDIT = "account_credit", _("Account credit")
 
     class Method(models.TextChoices):
         CARD = "card", _("Card")
         CASH = "cash", _("Cash")
         CHEQUE = "cheque", _("Cheque")
         BANK_TRANSFER = "bank_transfer", _("Bank transfer")
+        ACCOUNT_CREDIT = "account_credit", _("Credit held on the account")
         SEPA_DEBIT = "sepa_debit", _("Bank debit (SEPA)")
 
     # Debits from a bank account under a mandate: `processing` for days, applied to the bills while they process
@@ -219,6 +222,9 @@ class Refund(TransitionsMixin, models.Model):
         STAFF = "staff", _("Made by staff")
         EXCESS = "excess", _("Excess returned automatically")
         EXTERNAL = "external", _("Made at the gateway (outside Billpay)")
+        # Bank transfers: no gateway. The payer's bank sent the money back, or staff paid held credit back by bank.
+        BANK_RETURN = "bank_return", _("Returned by the bank")
+        CREDIT_REFUND = "credit_refund", _("Credit paid back by staff")
 
     payment = models.ForeignKey(Payment, on_delete=models.PROTECT, related_name="refunds")
     kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices, default=Kind.STAFF)

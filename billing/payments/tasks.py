@@ -3,6 +3,7 @@ messages in flight)."""
 
 from celery import shared_task
 
+from .credit import credits_apply
 from .reconcile import payments_reconcile
 from .refunds import refunds_reconcile
 
@@ -14,3 +15,9 @@ def payments_reconcile_task() -> None:
     # lost are settled here too: listed at the gateway first, sent again (same row, same key) only if not there.
     payments_reconcile()
     refunds_reconcile()
+
+
+@shared_task(name="billing.tasks.credits_apply_task", time_limit=10 * 60, soft_time_limit=9 * 60)
+def credits_apply_task() -> None:
+    # Idempotent: each account is applied under its row lock and only what its bills still owe.
+    credits_apply()

@@ -184,9 +184,11 @@ CELERY_TASK_CREATE_MISSING_QUEUES = False
 CELERY_TASK_ROUTES = {
     "billing.tasks.autopay_charge_task": {"queue": "payments"},
     "billing.tasks.payments_reconcile_task": {"queue": "payments"},
+    "billing.tasks.credits_apply_task": {"queue": "payments"},
     "billing.tasks.payment*": {"queue": "payments"},
     "notifications.tasks.notification_send_task": {"queue": "notifications"},
     "billing.tasks.bill_import_run_task": {"queue": "bulk"},
+    "billing.tasks.statement_match_task": {"queue": "bulk"},
     "billing.tasks.autopay_plan_task": {"queue": "bulk"},
     "notifications.tasks.reminders_plan_task": {"queue": "bulk"},
     "accounts.tasks.invitation_batch_send_task": {"queue": "bulk"},
@@ -212,6 +214,8 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 5 * 60,
         "options": {"expires": 4 * 60},
     },
+    # Credit held on accounts whose bills owe something (normally applied at once when bills are issued).
+    "credits-apply": {"task": "billing.tasks.credits_apply_task", "schedule": 60 * 60, "options": {"expires": 50 * 60}},
     # Reminders: plan outbox rows hourly (idempotent by unique key); sweep due rows every minute.
     "reminders-plan": {
         "task": "notifications.tasks.reminders_plan_task",
@@ -263,6 +267,8 @@ SECURE_REFERRER_POLICY = "same-origin"
 
 # Bill import: rows are validated and written in chunks of this size; progress is saved after each chunk.
 BILL_IMPORT_CHUNK_SIZE = env.int("BILL_IMPORT_CHUNK_SIZE", default=500)
+# A bank statement with at most this many lines is matched during the upload; a bigger one by a worker, with progress.
+STATEMENT_MATCH_INLINE_LINES = env.int("STATEMENT_MATCH_INLINE_LINES", default=200)
 
 # Every log line carries the request id (X-Request-ID from the proxy, or a new one), in web requests and in the
 # Celery tasks they enqueued (config/observability.py). Production writes one JSON object per line (LOG_FORMAT=json).

@@ -218,3 +218,18 @@ def test_a_signed_in_payer_never_opens_another_accounts_receipt(payer_client, pa
     for name in ("billing:pay_receipt", "billing:pay_receipt_pdf"):
         assert payer_client.get(reverse(name, args=[payment.confirmation_number])).status_code == 404
     assert payer_client.get(reverse("billing:pay_receipt", args=["NO-SUCH-NUMBER"])).status_code == 404
+
+
+def test_dashboard_shows_a_bank_transfer_applied_from_a_statement(payer_client, payer, biller):
+    from billing.payments.transfers import bank_entry_key, payment_record_bank_transfer
+
+    account = CustomerAccountFactory(biller=biller)
+    linked(payer, account)
+    make_bill(account, amounts=(4000,))
+    result = payment_record_bank_transfer(
+        account=account, amount=4000, currency="USD",
+        key=bank_entry_key(kind="transfer", biller_id=biller.pk, entry_key="2611030012345"),
+    )  # fmt: skip
+    html = payer_client.get(reverse("accounts:dashboard")).content.decode()
+    assert result.payment.confirmation_number in html and "Bank transfer" in html
+    assert "Nothing due" in html

@@ -17,6 +17,8 @@ def tasks_loaded():
         ("billing.tasks.payments_reconcile_task", "payments"),
         ("notifications.tasks.notification_send_task", "notifications"),
         ("billing.tasks.bill_import_run_task", "bulk"),
+        ("billing.tasks.statement_match_task", "bulk"),
+        ("billing.tasks.credits_apply_task", "payments"),
         ("accounts.tasks.invitation_batch_send_task", "bulk"),
         ("billing.tasks.autopay_plan_task", "bulk"),
         ("notifications.tasks.reminders_plan_task", "bulk"),

@@ -1,0 +1,110 @@
+"""How fast is statement matching? `.venv/bin/python bench/bench_statement.py [--lines 20000]`
+
+Builds a throwaway database (a temporary SQLite file, or a fresh database on the DATABASE_URL server), migrates it,
+makes one account with one open bill per line, writes a CSV statement of --lines credits (each quoting its account's
+reference; a third pay exactly, a third part, a third more than owed), and imports it through the same services the
+admin and the command use (`statement_store`, then `statement_match`, which applies each line through the payment
+core). Side by side, in the same run and database, it times a bare bulk_create of the same Payment rows: the floor
+any matcher stands on. It also prints the queries of each chunk, which must not grow with the statement.
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lines", type=int, default=20_000)
+    args = parser.parse_args()
+
+    workdir = tempfile.mkdtemp(prefix="billpay-bench-")
+    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.test"
+    os.environ["PRIVATE_STORAGE_ROOT"] = os.path.join(workdir, "private")
+    os.environ.setdefault("DATABASE_URL", f"sqlite:///{workdir}/bench.sqlite3")
+
+    import django
+
+    django.setup()
+    from django.db import connection, transaction
+
+    test_name = f"{workdir}/bench.sqlite3" if connection.vendor == "sqlite" else f"bench_billpay_{os.getpid()}"
+    connection.settings_dict["TEST"]["NAME"] = test_name
+    old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
+    try:
+        import datetime as dt
+
+        from billing.banking import statements
+        from billing.models import Bill, Biller, CustomerAccount, Payment
+
+        n = args.lines
+        biller = Biller.objects.create(name="Bench Water", slug="bench-water", currency="USD")
+        accounts = CustomerAccount.objects.bulk_create(
+            CustomerAccount(biller=biller, account_number=f"A{i:08d}", holder_name=f"Holder {i}", postal_code="1")
+            for i in range(n)
+        )
+        today = dt.date.today()
+        Bill.objects.bulk_create(
+            Bill(biller=biller, account=a, number=f"B{i:08d}", status=Bill.Status.OPEN, period_start=today,
+                 period_end=today, issue_date=today, due_date=today, currency="USD", subtotal=10000, total=10000)
+            for i, a in enumerate(accounts)
+        )  # fmt: skip
+        rows = ["entry_id,booking_date,amount,currency,payer_name,payer_account,remittance,end_to_end_id,kind"]
+        for i, account in enumerate(accounts):
+            amount = ("100.00", "40.00", "130.00")[i % 3]
+            rows.append(f"E{i:09d},{today},{amount},USD,Holder {i},,Bill payment {account.bank_reference},,transfer")
+        content = ("\n".join(rows) + "\n").encode()
+
+        queries = [0]
+
+        def count(execute, sql, params, many, context):
+            queries[0] += 1
+            return execute(sql, params, many, context)
+
+        with connection.execute_wrapper(count):
+            started = time.perf_counter()
+            statement = statements.statement_store(biller=biller, filename="bench.csv", content=content)
+            marks = [queries[0]]
+
+            def progress(done):
+                marks.append(queries[0])
+
+            statement = statements.statement_match(statement=statement, progress=progress)
+            match_seconds = time.perf_counter() - started
+        chunk_queries = [b - a for a, b in zip(marks, marks[1:])]
+        report = statement.report
+
+        payments = list(Payment.objects.filter(channel=Payment.Channel.BANK_TRANSFER).order_by("pk"))
+        started = time.perf_counter()
+        with transaction.atomic():
+            Payment.objects.bulk_create(
+                Payment(biller_id=p.biller_id, account_id=p.account_id, confirmation_number=p.confirmation_number + "X",
+                        channel=p.channel, method=p.method, status=p.status, currency=p.currency, amount=p.amount,
+                        reference=p.reference, idempotency_key=p.idempotency_key + "-bare", received_at=p.received_at,
+                        payment_method_summary=p.payment_method_summary)
+                for p in payments
+            )  # fmt: skip
+        bare_seconds = time.perf_counter() - started
+
+        print(f"database: {connection.vendor}; lines: {n}; chunk size: {statements.CHUNK_SIZE}")
+        print("report: " + statements.report_lines(report)[-1])
+        full = chunk_queries[:-1] or chunk_queries  # the last chunk may be short
+        print(f"queries per chunk of {statements.CHUNK_SIZE} lines: min {min(full)}, max {max(full)} "
+              f"({max(full) / statements.CHUNK_SIZE:.1f} per line: each line is applied in its own transaction)")
+        print(f"import + match (store lines, reference, apply, history): {match_seconds:7.2f} s "
+              f"{n / match_seconds:9.0f} lines/s")  # fmt: skip
+        print(f"bare bulk_create of the same Payment rows:               {bare_seconds:7.2f} s "
+              f"{len(payments) / bare_seconds:9.0f} lines/s")  # fmt: skip
+        print(f"matching speed / bare speed: {(n / match_seconds) / (len(payments) / bare_seconds):.3f}x (aim: 0.3x)")
+    finally:
+        connection.creation.destroy_test_db(old_name, verbosity=0)
+
+
+if __name__ == "__main__":
+    main()
