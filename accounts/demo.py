@@ -24,11 +24,15 @@ from billing.bills.services import (
     customer_account_create,
 )
 from billing.management.commands.setup_roles import CLERK
-from billing.models import BankMandate, Bill, Biller, CustomerAccount, Payment, PaymentMethod
+from billing.models import (
+    BankMandate, Bill, Biller, CustomerAccount, Payment, PaymentMethod, PaymentPlan, PlanRules,
+)  # fmt: skip
 from billing.money import format_money
 from billing.payments.gateway import MandateAcceptance
 from billing.payments.mandates import bank_account_check, mandate_record, mandate_status_move, mandate_text
 from billing.payments.offline import payment_record_offline
+from billing.plans.selectors import plans_by_account
+from billing.plans.services import plan_agree, plan_agreement_text, plan_create
 
 from .models import AccountLink
 from .staff import staff_has_totp, staff_totp_enrol, staff_totp_secret
@@ -39,6 +43,10 @@ DEMO_CLERK_EMAIL = "clerk@billpay.localhost"
 DEMO_STAFF_PASSWORD = "billpay-demo-admin"  # local demo only; production never runs the seed
 DEMO_STAFF_EMAILS = (DEMO_STAFF_EMAIL, DEMO_CLERK_EMAIL)
 DEMO_ACCOUNT_COUNT = 36
+# One account pays its balance on a payment plan: its payer's login, and the plan's schedule.
+DEMO_PLAN_ACCOUNT_INDEX = 2  # an overdue bill and an open one (_states_for)
+DEMO_PLAN_PAYER_EMAIL = "plan.payer@example.com"
+DEMO_PAYER_PASSWORD = "billpay-demo-payer"  # local demo only
 # Bank debits need euros and a SEPA creditor identifier: a second, small demo biller with one payer who saved a bank
 # account under a standing mandate. Its payment method id is a placeholder (the seed never calls the gateway): to
 # debit for real, save a bank account through the autopay page.
@@ -170,6 +178,7 @@ def demo_seed(*, today: dt.date | None = None) -> SeedResult:
                 bill_void(bill=bill, reason="Meter misread; rebilled")
             elif state == "uncollectible":
                 bill_mark_uncollectible(bill=bill, reason="Account in collections")
+    _demo_plan(biller=biller)
     sepa_accounts, sepa_bills = _demo_bank_debit_seed(today=today)
     return SeedResult(
         biller=biller, accounts_created=accounts_created + sepa_accounts, bills_created=bills_created + sepa_bills
@@ -233,6 +242,56 @@ def _demo_bank_debit_seed(*, today: dt.date) -> tuple[int, int]:
     return created_accounts, created_bills
 
 
+def _demo_plan(*, biller: Biller) -> None:
+    """Plans on for the demo biller (10% down, 2–6 monthly or two-weekly instalments), and one account with an active
+    plan: its payer agreed to three monthly instalments, to pay by hand, and paid the down payment at the counter."""
+    from allauth.account.models import EmailAddress
+
+    from accounts.models import AccountLink
+    from accounts.services import account_link_grant
+
+    PlanRules.objects.get_or_create(
+        biller=biller,
+        defaults={"enabled": True, "min_balance": 5_000, "min_instalment": 1_000, "allow_weekly": False,
+                  "down_payment": PlanRules.DownPayment.PERCENT, "down_payment_percent": 10, "grace_days": 5},
+    )  # fmt: skip
+    number = f"{4100200 + DEMO_PLAN_ACCOUNT_INDEX * 37:08d}"
+    account = CustomerAccount.objects.select_related("biller").get(biller=biller, account_number=number)
+    if PaymentPlan.objects.filter(account=account).exists():
+        return
+    User = get_user_model()
+    payer = User.objects.filter(email=DEMO_PLAN_PAYER_EMAIL).first()
+    if payer is None:
+        payer = User.objects.create_user(email=DEMO_PLAN_PAYER_EMAIL, password=DEMO_PAYER_PASSWORD, name="Demo payer")
+        EmailAddress.objects.create(user=payer, email=DEMO_PLAN_PAYER_EMAIL, verified=True, primary=True)
+    account_link_grant(user=payer, account=account, via=AccountLink.Via.LOOKUP)
+    plan = plan_create(account=account, schedule_key="monthly-3", origin=PaymentPlan.Origin.PAYER, actor=payer)
+    plan = plan_agree(plan=plan, user=payer, ip="127.0.0.1", agreement_text=plan_agreement_text(plan=plan),
+                      pays_by_hand=True)  # fmt: skip
+    payment_record_offline(account=account, amount=plan.down_payment, method=Payment.Method.CASH,
+                           reference="payment plan down payment")  # fmt: skip
+
+
+def _plan_json(view) -> dict | None:
+    if view is None:
+        return None
+    money = lambda minor: format_money(minor, view.plan.currency, "en")  # noqa: E731
+    nxt = view.next_instalment
+    return {
+        "status": view.plan.status,
+        "total": money(view.plan.total),
+        "paid": money(view.paid),
+        "remaining": money(view.remaining),
+        "pays_by_hand": view.plan.pays_by_hand,
+        "next": {"number": nxt.number, "due_date": nxt.due_date.isoformat(), "amount": money(view.next_owed)}
+        if nxt else None,
+        "instalments": [
+            {"number": i.number, "due_date": i.due_date.isoformat(), "amount": money(i.amount), "status": i.status}
+            for i in view.instalments
+        ],
+    }
+
+
 def demo_staff_totp_secrets() -> dict[str, str]:
     """E-mail → TOTP secret of each demo staff login, for the printed instructions of the local run."""
     users = get_user_model().objects.filter(email__in=DEMO_STAFF_EMAILS).order_by("pk")
@@ -272,8 +331,10 @@ def demo_accounts(*, biller: Biller, limit: int | None = None) -> list[dict]:
         .order_by("account_number")
         .prefetch_related("bills", "mandates__user")
     )
+    accounts = list(accounts[:limit] if limit else accounts)
+    plans = plans_by_account(account_ids=[a.pk for a in accounts])
     rows = []
-    for account in accounts[:limit] if limit else accounts:
+    for account in accounts:
         open_bills = sorted(
             (b for b in account.bills.all() if b.status in Bill.PAYABLE_STATUSES and b.balance_due > 0),
             key=lambda b: (b.due_date, b.pk),
@@ -301,6 +362,7 @@ def demo_accounts(*, biller: Biller, limit: int | None = None) -> list[dict]:
                     }
                     for b in open_bills
                 ],
+                "payment_plan": _plan_json(plans.get(account.pk)),
             }
         )
     return rows

@@ -121,3 +121,37 @@ class GuestSignupForm(AccessibleErrorsMixin, forms.Form):
         if password:
             password_validation.validate_password(password)
         return password
+
+
+BY_HAND = "hand"
+
+
+class PlanForm(AccessibleErrorsMixin, forms.Form):
+    """A payment plan: the schedule (by key; the server rebuilds the amounts), how the instalments are paid, the
+    agreement. Staff's proposal has its schedule already: `schedules` is empty then."""
+
+    schedule = forms.ChoiceField(
+        label=_("Choose a schedule"), widget=forms.RadioSelect,
+        error_messages={"required": _("Choose a schedule."), "invalid_choice": _("Choose one of the schedules shown.")},
+    )  # fmt: skip
+    method = forms.ChoiceField(
+        label=_("How to pay the instalments"), widget=forms.RadioSelect,
+        error_messages={"required": _("Choose how to pay the instalments."),
+                        "invalid_choice": _("Choose one of your cards, or to pay by hand.")},
+    )  # fmt: skip
+    agree = forms.BooleanField(
+        label=_("I agree to the payment plan above."),
+        error_messages={"required": _("Tick the box to agree to the payment plan.")},
+    )
+
+    def __init__(self, *args, schedules=(), methods=(), **kwargs):
+        super().__init__(*args, **kwargs)
+        if schedules:
+            self.fields["schedule"].choices = [(s.key, s.key) for s in schedules]
+        else:
+            del self.fields["schedule"]
+        self.fields["method"].choices = [(str(m.pk), m.summary) for m in methods] + [
+            (BY_HAND, _("I'll pay each instalment myself after a reminder"))
+        ]
+        if methods and not self.is_bound:
+            self.fields["method"].initial = str(methods[0].pk)

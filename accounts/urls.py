@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .views import bank_accounts, links, payment_settings, portal
+from .views import bank_accounts, links, payment_settings, plans, portal
 
 app_name = "accounts"
 
@@ -37,4 +37,9 @@ urlpatterns += [
     path("accounts/<int:account_id>/paperless/", payment_settings.paperless, name="paperless"),
     path("enrol/paperless/<str:token>/", links.guest_paperless, name="guest_paperless"),
     path("enrol/autopay/<str:token>/", links.guest_autopay, name="guest_autopay"),
+]
+
+urlpatterns += [
+    path("accounts/<int:account_id>/plan/", plans.plan_setup, name="plan"),
+    path("plan/accept/<str:token>/", plans.plan_accept, name="plan_accept"),
 ]

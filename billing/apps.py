@@ -13,13 +13,20 @@ class BillingConfig(AppConfig):
         from .enrolment import receivers as enrolment_receivers
         from .payments import bank_debits
         from .payments import receivers as payment_receivers
+        from .plans import receivers as plans_receivers
         from .signals import bank_debit_returned, bill_paid, bills_issued, notice_context_wanted, payment_succeeded
 
         bill_paid.connect(
             autopay_receivers.autopay_stop_on_bill_paid, dispatch_uid="billing.autopay.autopay_stop_on_bill_paid"
         )
+        bill_paid.connect(
+            plans_receivers.plans_progress_on_bill_paid, dispatch_uid="billing.plans.plans_progress_on_bill_paid"
+        )
         notice_context_wanted.connect(
             autopay_receivers.autopay_notice_context_give, dispatch_uid="billing.autopay.autopay_notice_context_give"
+        )
+        notice_context_wanted.connect(
+            plans_receivers.plans_notice_context_give, dispatch_uid="billing.plans.plans_notice_context_give"
         )
         bank_debit_returned.connect(
             autopay_receivers.autopay_dunning_on_bank_debit_returned,

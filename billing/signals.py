@@ -53,6 +53,10 @@ autopay_notice_wanted = Signal()
 # Receiver: billing.autopay.receivers.autopay_notice_context_give.
 notice_context_wanted = Signal()
 
+# Sent by billing.plans when a payer should hear about their payment plan, inside the caller's transaction. kwargs: kind
+# ("plan_proposed": staff's proposal with its signed accept link; "plan_active"; "plan_broken"), plan_id. A receiver enqueues the notice after commit (errors logged and
+# swallowed: a notice never undoes a plan change). Receiver: notifications.receivers.
+plan_notice_wanted = Signal()
 # Sent by billing.payments.mandates when a payer accepted a direct-debit mandate, after commit. kwargs: mandate_id.
 # Receiver: notifications.receivers (the mandate confirmation e-mail with the mandate text, once per mandate).
 mandate_accepted = Signal()

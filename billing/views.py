@@ -153,7 +153,10 @@ def pay_account(request):
     """The payment screen for the one account this session was granted by a lookup or a pay link."""
     account_id = lookup.granted_account_id(request)
     account = (
-        CustomerAccount.objects.select_related("biller").filter(pk=account_id).first() if account_id else None
+        # The biller's payment plan rules come along for "Pay over time" (billing/templatetags/billing_plans.py).
+        CustomerAccount.objects.select_related("biller", "biller__plan_rules").filter(pk=account_id).first()
+        if account_id
+        else None
     )
     if account is None:
         messages.info(request, _("Please find your account first. For your security, access to it times out."))

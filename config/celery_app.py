@@ -11,5 +11,5 @@ app = Celery("billpay")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 # billing has no tasks module of its own: its tasks live in its sub-packages (their task names stay billing.tasks.*).
-app.autodiscover_tasks(["billing.bills", "billing.payments", "billing.autopay", "billing.banking"])
+app.autodiscover_tasks(["billing.bills", "billing.payments", "billing.autopay", "billing.banking", "billing.plans"])
 celery_connect(app)

@@ -36,3 +36,6 @@ class NotificationsConfig(AppConfig):
         signals.autopay_notice_wanted.connect(
             receivers.autopay_notice_on_wanted, dispatch_uid="notifications.autopay_notice_on_wanted"
         )
+        signals.plan_notice_wanted.connect(
+            receivers.plan_notice_on_wanted, dispatch_uid="notifications.plan_notice_on_wanted"
+        )

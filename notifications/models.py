@@ -25,6 +25,10 @@ class NoticeKind(models.TextChoices):
     CARD_EXPIRING = "card_expiring", _("Card expiring")
     AUTOPAY_SUSPENDED = "autopay_suspended", _("Autopay suspended")
     REFUND_ISSUED = "refund_issued", _("Refund issued")
+    PLAN_PROPOSED = "plan_proposed", _("Payment plan offered")
+    PLAN_ACTIVE = "plan_active", _("Payment plan started")
+    PLAN_INSTALMENT_DUE = "plan_instalment_due", _("Instalment due")
+    PLAN_BROKEN = "plan_broken", _("Payment plan ended")
     MANDATE_CONFIRMED = "mandate_confirmed", _("Direct debit mandate confirmed")
     DEBIT_NOTICE = "debit_notice", _("Bank debit coming (pre-notification)")
 
@@ -142,6 +146,10 @@ class Notification(TransitionsMixin, models.Model):
     bill = models.ForeignKey("billing.Bill", on_delete=models.CASCADE, null=True, blank=True, related_name="+")
     payment = models.ForeignKey("billing.Payment", on_delete=models.CASCADE, null=True, blank=True, related_name="+")
     refund = models.ForeignKey("billing.Refund", on_delete=models.CASCADE, null=True, blank=True, related_name="+")
+    # A payment plan notice is about the plan; its `bill` is the plan's oldest bill (for the pay link).
+    plan = models.ForeignKey(
+        "billing.PaymentPlan", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
+    )
     mandate = models.ForeignKey(
         "billing.BankMandate", on_delete=models.CASCADE, null=True, blank=True, related_name="+"
     )

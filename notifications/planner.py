@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from billing.clock import biller_today, biller_zone
 from billing.models import Bill
+from billing.plans.selectors import bills_in_good_standing_plans
 
 from .channels import channel_names
 from .models import NoticeKind, NoticePolicy, Notification
@@ -137,6 +138,9 @@ def insert_batch_size() -> int | None:
 def _plan_chunk(*, bills, today, now, policies) -> list[Notification]:
     accounts = {b.account_id: b.account for b in bills}
     peers = chunk_peers(list(accounts.values()))
+    # Bills on a payment plan in good standing get the plan's instalment reminders instead of due and past-due ones;
+    # when the plan breaks or is cancelled they are reminded as usual again (the catch-up rule applies).
+    on_plan = bills_in_good_standing_plans(bill_ids=[b.pk for b in bills])
     rows: list[Notification] = []
     for bill in bills:
         biller, account = bill.biller, bill.account
@@ -158,7 +162,7 @@ def _plan_chunk(*, bills, today, now, policies) -> list[Notification]:
             add(NoticeKind.BILL_ISSUED, None, "send", now)
 
         steps = [s for s in schedule_steps(biller) if bill.due_date + dt.timedelta(days=s) <= local_today]
-        if not steps:
+        if not steps or bill.pk in on_plan:
             continue
         latest = steps[-1]
         send_at = _scheduled_time(local_today, policy, biller, now)
@@ -185,3 +189,21 @@ def _row(*, bill, kind, channel, step, verdict, send_at, now, quiet) -> Notifica
         return Notification(**common, status=Status.SKIPPED, send_at=now, last_error=f"not sent: {verdict}")
     at = outside_quiet_hours(send_at, quiet)
     return Notification(**common, status=Status.PENDING, send_at=at, next_attempt_at=at)
+
+
+def plan_reminders_plan(*, now: dt.datetime | None = None) -> int:
+    """Reminders for instalments paid by hand: a few days before and on the day (billing.plans.selectors
+    INSTALMENT_REMINDER_STEPS), once each (the outbox key names the plan, the instalment and the step). Returns the
+    rows written."""
+    from billing.plans.selectors import instalments_to_remind
+
+    from .services import notice_enqueue
+
+    now = now or timezone.now()
+    written = 0
+    for plan, instalment, step in instalments_to_remind(today_of=lambda biller: biller_today(biller, now=now)):
+        bill = Bill.objects.filter(plan_bills__plan=plan).order_by("due_date", "pk").first()
+        rows = notice_enqueue(kind=NoticeKind.PLAN_INSTALMENT_DUE, account=plan.account, bill=bill, plan=plan,
+                              instalment=instalment.number, step=step, now=now)  # fmt: skip
+        written += len(rows)
+    return written

@@ -11,7 +11,7 @@ import logging
 
 from django.db import transaction
 
-from billing.models import BankMandate, Bill, CustomerAccount, Payment
+from billing.models import BankMandate, Bill, CustomerAccount, Payment, PaymentPlan
 
 from .disputes import dispute_notice_send
 from .models import NoticeKind, Notification
@@ -60,6 +60,20 @@ def autopay_notice_on_wanted(
 
     transaction.on_commit(enqueue)
     return True
+
+
+def plan_notice_on_wanted(sender, *, kind: str, plan_id: int, **kwargs) -> None:
+    """plan_notice_wanted: the plan notice after the plan change commits, once per plan, kind and channel."""
+
+    def enqueue():
+        plan = PaymentPlan.objects.select_related("account__biller").get(pk=plan_id)
+        bill = Bill.objects.filter(plan_bills__plan=plan).order_by("due_date", "pk").first()
+        try:
+            notice_enqueue(kind=kind, account=plan.account, bill=bill, plan=plan)
+        except Exception:  # a notice must never undo a plan change that was recorded
+            logger.exception("plan notice %s for plan %s not enqueued", kind, plan_id)
+
+    transaction.on_commit(enqueue)
 
 
 def mandate_confirmation_on_accepted(sender, *, mandate_id: int, **kwargs) -> None:

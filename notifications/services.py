@@ -27,6 +27,7 @@ from billing.clock import biller_today
 from billing.errors import ApplicationError
 from billing.events import transition_check
 from billing.models import Bill
+from billing.plans.selectors import bills_in_good_standing_plans, plan_notice_stale
 
 from .channels import PermanentSendError, TransientSendError, channel_get, channel_names
 from .models import (
@@ -73,9 +74,12 @@ def retry_delay(attempts: int) -> dt.timedelta:
 
 
 def dedupe_key(
-    *, kind: str, channel: str, bill=None, payment=None, refund=None, mandate=None, step: int | None = None
-) -> str:
-    if mandate is not None:
+    *, kind: str, channel: str, bill=None, payment=None, refund=None, mandate=None, plan=None,
+    step: int | None = None, instalment: int | None = None,
+) -> str:  # fmt: skip
+    if plan is not None:
+        subject = f"plan:{_pk(plan)}" + (f":{instalment}" if instalment is not None else "")
+    elif mandate is not None:
         subject = f"mandate:{_pk(mandate)}"
     elif refund is not None:
         subject = f"refund:{_pk(refund)}"
@@ -120,8 +124,9 @@ def chunk_peers(accounts) -> _ChunkPeers:
 
 @transaction.atomic
 def notice_enqueue(
-    *, kind: str, account, bill=None, payment=None, refund=None, mandate=None, now: dt.datetime | None = None
-) -> list[Notification]:
+    *, kind: str, account, bill=None, payment=None, refund=None, mandate=None, plan=None,
+    instalment: int | None = None, step: int | None = None, now: dt.datetime | None = None,
+) -> list[Notification]:  # fmt: skip
     """Outbox rows for an event notice (payment received or failed, refund issued, autopay …) on every channel the
     account wants. Call it from the service that caused the event, after commit. Idempotent per event and channel."""
     if bill is None and payment is None and refund is None and mandate is None:
@@ -138,15 +143,17 @@ def notice_enqueue(
     rows = [
         Notification(
             dedupe_key=dedupe_key(kind=kind, channel=channel, bill=bill, payment=payment, refund=refund,
-                                  mandate=mandate),
+                                  mandate=mandate, plan=plan, instalment=instalment, step=step),
             biller_id=biller.pk,
             account_id=account.pk,
             bill=bill,
             payment=payment,
             refund=refund,
             mandate=mandate,
+            plan=plan,
             kind=kind,
             channel=channel,
+            step=step,
             status=Status.PENDING,
             send_at=at,
             next_attempt_at=at,
@@ -343,6 +350,8 @@ def _skip_reason(row: Notification, now: dt.datetime) -> str:
             return f"bill is {bill.status}"
         if row.kind in REMINDER_KINDS and (bill.status != Bill.Status.OPEN or bill.balance_due <= 0):
             return "bill no longer owes anything" if bill.balance_due <= 0 else f"bill is {bill.status}"
+        if row.kind in REMINDER_KINDS and bills_in_good_standing_plans(bill_ids=[bill.pk]):
+            return "the bill is on a payment plan in good standing"
         today = biller_today(biller, now=now)
         if row.kind == NoticeKind.DUE_UPCOMING and today >= bill.due_date:
             return "the due date has come"
@@ -352,6 +361,10 @@ def _skip_reason(row: Notification, now: dt.datetime) -> str:
             late = (today - bill.due_date - dt.timedelta(days=row.step)).days
             if late > policy.catch_up_days:
                 return f"{late} days late, more than the {policy.catch_up_days} allowed"
+    if row.plan_id:
+        reason = plan_notice_stale(row)
+        if reason:
+            return reason
     peers = chunk_peers([account])
     if not channel_wanted(
         account=account, kind=row.kind, channel=row.channel, policy=policy, choices=peers.choices,

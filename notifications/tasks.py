@@ -6,14 +6,14 @@ Beat runs two short ones (planner hourly, sweeper every minute); the sweeper enq
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from .planner import reminders_plan
+from .planner import plan_reminders_plan, reminders_plan
 from .services import notification_send, notifications_sweep
 
 
 @shared_task(time_limit=10 * 60, soft_time_limit=9 * 60)
 def reminders_plan_task() -> int:
     # Idempotent: the unique dedupe key makes a second run (or two at once) add nothing.
-    return reminders_plan().rows
+    return reminders_plan().rows + plan_reminders_plan()
 
 
 @shared_task(time_limit=2 * 60, soft_time_limit=100)

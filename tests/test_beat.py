@@ -13,6 +13,7 @@ def test_every_beat_entry_is_a_registered_task():
         "billing.tasks.credits_apply_task",
         "billing.tasks.autopay_plan_task",
         "billing.tasks.autopay_sweep_task",
+        "billing.tasks.plans_sweep_task",
         "notifications.tasks.reminders_plan_task",
         "notifications.tasks.notifications_sweep_task",
     }

@@ -169,6 +169,10 @@ PAYER_MODULES = {
     "billing/enrolment/guest.py",
     "billing/autopay/enrolment.py",
     "billing/autopay/selectors.py",
+    "billing/plans/schedule.py",
+    "billing/plans/selectors.py",
+    "billing/plans/services.py",
+    "billing/plans/setup.py",
     "config/settings/base.py",  # the language names in the language switch
 }
 
@@ -178,7 +182,8 @@ def payer_facing(path: str) -> bool:
         return False
     if path.startswith(PAYER_TEMPLATES) or path in PAYER_MODULES:
         return True
-    return path.startswith("accounts/") and path != "accounts/admin.py"
+    # accounts/insight.py feeds the staff insight page (billing/admin/insight.py), not a payer page.
+    return path.startswith("accounts/") and path not in ("accounts/admin.py", "accounts/insight.py")
 
 
 def _unquote(token: str) -> str:

@@ -22,6 +22,7 @@ from billing.bills.paylinks import bill_pay_path
 from billing.clock import biller_today
 from billing.enrolment.paperless import paperless_consent_text
 from billing.payments import lookup
+from billing.plans.selectors import plans_by_account, plans_offered
 
 from .. import selectors, services
 from ..forms import PaperlessForm
@@ -44,8 +45,13 @@ def dashboard(request):
     today = biller_today(summaries[0].account.biller) if summaries else None
     # Autopay, paperless and the next autopay charge of every account: a fixed number of queries, not one per card.
     statuses = enrollment_statuses(account_ids=[s.account.pk for s in summaries], today=today)
+    # Payment plans: the current one per account, and "Pay over time" where the biller lets payers set one up.
+    plans = plans_by_account(account_ids=[s.account.pk for s in summaries])
+    offered = plans_offered(billers={s.account.biller_id for s in summaries}) if summaries else set()
     for summary in summaries:
         summary.enrollment = statuses[summary.account.pk]
+        summary.plan = plans.get(summary.account.pk)
+        summary.plan_offered = summary.account.biller_id in offered and summary.balance > 0
     return render(request, "accounts/dashboard.html", {"summaries": summaries, "today": today})
 
 

@@ -5,4 +5,4 @@ The admin parses input and calls one service per action; it never changes a stat
 here registers their ModelAdmins.
 """
 
-from . import autopay, banking, billers, bills, customers, enrolment, imports, methods, payments  # noqa: F401
+from . import autopay, banking, billers, bills, customers, enrolment, imports, methods, payments, plans  # noqa: F401

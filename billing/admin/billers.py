@@ -12,6 +12,8 @@ from billing.errors import ApplicationError
 from billing.models import Biller
 from billing.money import validate_currency
 
+from .plans import PlanRulesInline
+
 
 class PrivateFileInput(forms.ClearableFileInput):
     """The stored file's name without a link: private storage has no public address (the logo is only embedded)."""
@@ -88,6 +90,7 @@ class BillerAdmin(admin.ModelAdmin):
     list_display = ("name", "slug", "currency", "time_zone", "support_email")
     search_fields = ("name", "slug")
     prepopulated_fields = {"slug": ("name",)}
+    inlines = (PlanRulesInline,)
     fieldsets = (
         (None, {"fields": ("name", "slug")}),
         (_("Branding"), {"fields": ("logo", "brand_color", "tagline", "remit_address")}),

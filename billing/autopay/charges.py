@@ -33,7 +33,9 @@ def autopay_stop_for_paid_bills(*, bills) -> int:
     if not paid:
         return 0
     rows = list(
-        AutopayCharge.objects.select_for_update().filter(bill_id__in=paid, status__in=AutopayCharge.WAITING_STATUSES)
+        AutopayCharge.objects.select_for_update().filter(
+            bill_id__in=paid, status__in=AutopayCharge.WAITING_STATUSES, instalment__isnull=True
+        )
     )
     for charge in rows:
         charge_status_move(charge, Status.CANCELLED, reason=Reason.PAID_ELSEWHERE, next_attempt_at=None,

@@ -40,6 +40,7 @@ from billing.clock import biller_today
 from billing.payments import gateway as gateway_api
 from billing.payments.attempts import payment_confirm_attempt_open, payment_confirm_off_session
 from billing.payments.gateway import GatewayError, IntentResult, IntentStatus, PaymentDeclined
+from billing.plans.selectors import instalment_charge_amount
 
 from ..models import (
     AutopayCharge,
@@ -56,7 +57,7 @@ from ..models import (
 from .charges import charge_status_move
 from .dunning import charge_conclude, charge_declined
 from .notices import debit_notice_given
-from .selectors import autopay_cards
+from .selectors import charge_cards
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +87,7 @@ def _lock(charge_id: int) -> tuple[AutopayCharge, Bill]:
     CustomerAccount.objects.select_for_update().filter(pk=account_id).first()
     charge = (
         AutopayCharge.objects.select_for_update(of=("self",))
-        .select_related("enrollment", "account__biller", "bill")
+        .select_related("enrollment", "instalment__plan", "account__biller", "bill")
         .get(pk=charge_id)
     )
     bill = Bill.objects.select_for_update().get(pk=charge.bill_id)
@@ -113,7 +114,7 @@ def _charge_step(charge_id: int) -> str:
                 charge_status_move(charge, Status.CANCELLED, reason=stop, next_attempt_at=None, message=stop)
                 return charge.status
             today = biller_today(charge.account.biller)
-            card = autopay_cards(enrollment=charge.enrollment, today=today)[role]
+            card = charge_cards(charge, today)[role]
             if card is not None and card.is_bank_account and not debit_notice_given(charge):
                 card = None  # never debit a bank account its pre-notification did not announce
             if card is None:
@@ -143,8 +144,19 @@ def _next_role(charge: AutopayCharge, current: list[AutopayChargeTry]) -> str | 
     return None
 
 
+def _owed(charge: AutopayCharge, bill: Bill) -> int:
+    """What this row charges now: the bill's balance, or what the plan's instalment still owes."""
+    if charge.instalment_id:
+        return instalment_charge_amount(charge.instalment)[0]
+    return bill.balance_due
+
+
 def _stop_reason(charge: AutopayCharge, bill: Bill) -> str:
     """Why a try must not start, checked under the locks with the bill as it is now."""
+    if charge.instalment_id:
+        charge.instalment.refresh_from_db()
+        charge.instalment.plan.refresh_from_db()
+        return instalment_charge_amount(charge.instalment)[1]
     if bill.status not in Bill.PAYABLE_STATUSES:
         return Reason.PAID_ELSEWHERE if bill.status == Bill.Status.PAID else Reason.NOT_PAYABLE
     if bill.balance_due <= 0:
@@ -166,7 +178,7 @@ def _try_start(*, charge: AutopayCharge, bill: Bill, role: str, card: PaymentMet
     payment = Payment.objects.create(
         biller_id=bill.biller_id, account_id=bill.account_id, confirmation_number=confirmation_number_new(),
         channel=Payment.Channel.AUTOPAY, method=card.kind if card.is_bank_account else Payment.Method.CARD,
-        status=Payment.Status.PENDING, currency=bill.currency, amount=bill.balance_due,
+        status=Payment.Status.PENDING, currency=bill.currency, amount=_owed(charge, bill),
         payer_email=charge.account.email, payment_method_summary=card.short_summary[:64], idempotency_key=key,
         mandate=BankMandate.objects.filter(payment_method=card).first() if card.is_bank_account else None,
     )  # fmt: skip
@@ -248,7 +260,7 @@ def _confirm_and_record(*, charge, bill, payment, attempt, resuming: bool) -> st
         intent is None or intent.status in (IntentStatus.REQUIRES_CONFIRMATION, IntentStatus.REQUIRES_PAYMENT_METHOD)
     ):
         stop = _stop_reason(charge, bill)
-        if stop or bill.balance_due < payment.amount:
+        if stop or _owed(charge, bill) < payment.amount:
             return _try_abandon(charge=charge, payment=payment, attempt=attempt, stop=stop, bill=bill)
         try:
             intent = payment_confirm_off_session(payment)

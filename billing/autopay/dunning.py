@@ -16,7 +16,7 @@ from ..models import AutopayCharge, AutopayChargeTry, Bill
 from .charges import charge_status_move
 from .enrolment import autopay_suspend
 from .notices import autopay_notify
-from .selectors import autopay_cards, autopay_retry_days
+from .selectors import autopay_retry_days, charge_cards
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def charge_declined(charge: AutopayCharge, bill: Bill, attempt: AutopayChargeTry
                 info.decline_class)  # fmt: skip
     today = biller_today(charge.account.biller)
     if attempt.method_role == Role.DEFAULT and not charge.backup_tried:
-        if autopay_cards(enrollment=charge.enrollment, today=today)[Role.BACKUP] is not None:
+        if charge_cards(charge, today)[Role.BACKUP] is not None:
             return "continue"  # the backup card, once, at once
         charge.backup_tried = True
         charge.save(update_fields=["backup_tried", "updated_at"])
@@ -59,7 +59,7 @@ def charge_conclude(charge: AutopayCharge, bill: Bill, last: AutopayChargeTry | 
     """An attempt ended without a success: retry later, or stop. Under the locks, in the recording transaction."""
     now = timezone.now()
     today = biller_today(charge.account.biller, now=now)
-    cards = autopay_cards(enrollment=charge.enrollment, today=today)
+    cards = charge_cards(charge, today)
     still_in = [r for r in (Role.DEFAULT, Role.BACKUP) if cards[r] is not None and not getattr(charge, f"{r}_out")]
     schedule = autopay_retry_days(charge.account.biller)
     # The notice names the last charge that failed (an earlier attempt's when this one found no card to charge).
@@ -74,7 +74,8 @@ def charge_conclude(charge: AutopayCharge, bill: Bill, last: AutopayChargeTry | 
     if charge.attempt_number > len(schedule):
         charge_status_move(charge, Status.FAILED_FINAL, reason=Reason.RETRIES_EXHAUSTED, next_attempt_at=None,
                            message=f"last retry failed: {charge.last_decline_code}")  # fmt: skip
-        autopay_suspend(charge)
+        if charge.enrollment_id:  # an instalment's plan is not suspended: it breaks after its grace days if unpaid
+            autopay_suspend(charge)
         autopay_notify("autopay_suspended", account_id=charge.account_id, bill_id=bill.pk)
         return charge.status
     # Catch-up: retries keep their count, but two charges of one bill are never closer than AUTOPAY_MIN_RETRY_GAP_HOURS.

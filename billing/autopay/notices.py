@@ -122,16 +122,19 @@ def autopay_notice_context(notification) -> dict:
         return {"autopay": {"cards_url": cards_url, "expiring": ", ".join(str(c.summary) for c in cards)}}
     if charge is None:
         return {}
-    enrollment = charge.enrollment
-    classify = bank_decline_classify if enrollment.payment_method.is_bank_account else decline_classify
+    mandate = charge.enrollment or charge.instalment.plan
+    max_amount = getattr(mandate, "max_amount", None)
+    amount = charge.amount if charge.instalment_id and charge.amount else charge.bill.balance_due
+    method = mandate.payment_method
+    classify = bank_decline_classify if method is not None and method.is_bank_account else decline_classify
     info = classify(charge.last_decline_code or None) if charge.last_decline_code else None
     return {
         "autopay": {
             "charge_on": charge.charge_on,
-            "amount": format_money(charge.bill.balance_due, charge.currency),
-            "card": enrollment.payment_method.summary if enrollment.payment_method_id else "",
+            "amount": format_money(amount, charge.currency),
+            "card": mandate.payment_method.summary if mandate.payment_method_id else "",
             "above_max": charge.reason == Reason.ABOVE_MAX,
-            "max_amount": format_money(enrollment.max_amount, charge.currency) if enrollment.max_amount else "",
+            "max_amount": format_money(max_amount, charge.currency) if max_amount else "",
             "reason": str(info.payer_message) if info else "",
             "authentication": charge.last_decline_class == DeclineClass.AUTHENTICATION,
             "next_attempt_at": charge.next_attempt_at if charge.status == Status.RETRY_SCHEDULED else None,

@@ -13,6 +13,8 @@ from django.utils import timezone
 
 from billing.clock import biller_today, biller_zone
 from ..models import AutopayCharge, AutopayChargeEvent, AutopayEnrollment, Bill, PaymentMethod
+from billing.plans.selectors import instalments_due_for_charging
+
 from .charges import charge_status_move
 from .notices import autopay_debit_notices_raise, autopay_notify
 from .selectors import expiring_cards
@@ -38,6 +40,7 @@ class PlanResult:
     above_max: int = 0
     upcoming_notices: int = 0
     card_notices: int = 0
+    instalments: int = 0
     debit_notices: int = 0
 
 
@@ -85,6 +88,7 @@ def autopay_plan(*, now: dt.datetime | None = None, batch_size: int = 500) -> Pl
                 result.above_max += created.status == Status.CANCELLED
         if len(enrollments) < batch_size:
             break
+    result.instalments = _instalments_plan(now=now)
     result.upcoming_notices = _upcoming_notices(now=now)
     result.card_notices = autopay_cards_expiring_notify(now=now)
     result.debit_notices = autopay_debit_notices_raise(now=now)
@@ -111,6 +115,28 @@ def _charge_plan_one(*, enrollment: AutopayEnrollment, bill: Bill, now: dt.datet
     except IntegrityError:
         return None  # another planner wrote it first
     return charge
+
+
+def _instalments_plan(*, now: dt.datetime) -> int:
+    """A row for each instalment of a running payment plan whose date has come and which a saved method pays: the
+    same sweeper, tries, retries and backup card as a bill's autopay charge. The row's `bill` is the plan's oldest
+    bill (for the notices' pay link); what it charges is what the instalment still owes (billing.plans)."""
+    created = 0
+    for plan, instalment in instalments_due_for_charging(today_of=lambda biller: biller_today(biller, now=now)):
+        bill = Bill.objects.filter(plan_bills__plan=plan).order_by("due_date", "pk").first()
+        try:
+            with transaction.atomic():
+                charge = AutopayCharge.objects.create(
+                    bill=bill, instalment=instalment, account_id=plan.account_id, currency=plan.currency,
+                    charge_on=instalment.due_date, next_attempt_at=_charge_time(plan.account.biller, instalment.due_date, now),
+                )  # fmt: skip
+                AutopayChargeEvent.objects.create(
+                    charge=charge, to_status=charge.status, message=f"planned: plan {plan.pk}, instalment {instalment.number}"
+                )
+        except IntegrityError:
+            continue  # another planner wrote it first
+        created += 1
+    return created
 
 
 def _upcoming_notices(*, now: dt.datetime) -> int:

@@ -33,6 +33,14 @@ def autopay_cards(*, enrollment: AutopayEnrollment, today: dt.date) -> dict[str,
     return {Role.DEFAULT: default, Role.BACKUP: backup if usable(backup) else None}
 
 
+def charge_mandate(charge: AutopayCharge):
+    """What authorises a charge row: its autopay enrolment, or the payment plan of its instalment. Both carry
+    payment_method and user_id, which is all autopay_cards reads."""
+    return charge.enrollment if charge.enrollment_id else charge.instalment.plan
+
+
+def charge_cards(charge: AutopayCharge, today: dt.date) -> dict[str, PaymentMethod | None]:
+    return autopay_cards(enrollment=charge_mandate(charge), today=today)
 def bank_mandate_may_debit(method: PaymentMethod, *, account_id: int) -> bool:
     mandate = BankMandate.objects.filter(payment_method=method).first()
     return mandate is not None and mandate.account_id == account_id and mandate.may_debit

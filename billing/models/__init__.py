@@ -23,6 +23,7 @@ from .methods import BankMandate, GatewayCustomer, PaymentMethod
 from .enrolment import EnrollmentEvent, GuestEnrollmentLink, GuestEnrollmentRequest, PaperlessEnrollment
 from .autopay import AutopayCharge, AutopayChargeEvent, AutopayChargeTry, AutopayEnrollment
 from .banking import AccountCreditEntry, BankStatement, StatementLine
+from .plans import Frequency, PaymentPlan, PaymentPlanEvent, PlanBill, PlanInstalment, PlanRules, RemainderOn
 
 __all__ = [
     "AccountCreditEntry",
@@ -39,6 +40,7 @@ __all__ = [
     "BillingEvent",
     "CustomerAccount",
     "Dispute",
+    "Frequency",
     "EnrollmentEvent",
     "GatewayCustomer",
     "GuestEnrollmentLink",
@@ -49,7 +51,13 @@ __all__ = [
     "PaymentAllocation",
     "PaymentAttempt",
     "PaymentMethod",
+    "PaymentPlan",
+    "PaymentPlanEvent",
+    "PlanBill",
+    "PlanInstalment",
+    "PlanRules",
     "Refund",
+    "RemainderOn",
     "StatementLine",
     "WebhookEvent",
     "default_reminder_schedule",

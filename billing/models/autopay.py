@@ -130,13 +130,21 @@ class AutopayCharge(TransitionsMixin, models.Model):
         HARD_DECLINE = "hard_decline", _("Card declined for good")
         AUTHENTICATION = "authentication", _("The bank wants the payer to authenticate")
         RETRIES_EXHAUSTED = "retries_exhausted", _("Last retry failed")
+        PLAN_ENDED = "plan_ended", _("Payment plan no longer running")
 
     bill = models.ForeignKey(
         "billing.Bill", on_delete=models.CASCADE, related_name="autopay_charges", verbose_name=_("bill")
     )
+    # What authorises the charge: an autopay enrolment (the bill's balance), or a payment plan's instalment (what the
+    # instalment still owes; `bill` is then the plan's oldest bill, for the notices' pay link).
     enrollment = models.ForeignKey(
-        AutopayEnrollment, on_delete=models.CASCADE, related_name="charges", verbose_name=_("autopay enrolment")
-    )
+        AutopayEnrollment, on_delete=models.CASCADE, related_name="charges", verbose_name=_("autopay enrolment"),
+        null=True, blank=True,
+    )  # fmt: skip
+    instalment = models.OneToOneField(
+        "billing.PlanInstalment", on_delete=models.CASCADE, related_name="autopay_charge", null=True, blank=True,
+        verbose_name=_("payment plan instalment"),
+    )  # fmt: skip
     account = models.ForeignKey(
         "billing.CustomerAccount", on_delete=models.CASCADE, related_name="autopay_charges", verbose_name=_("account")
     )
@@ -175,6 +183,11 @@ class AutopayCharge(TransitionsMixin, models.Model):
         constraints = [
             models.UniqueConstraint(fields=["bill", "enrollment"], name="one_autopay_charge_per_bill_and_enrollment"),
             models.CheckConstraint(condition=Q(amount__isnull=True) | Q(amount__gt=0), name="autopay_charge_positive"),
+            models.CheckConstraint(
+                condition=Q(enrollment__isnull=False, instalment__isnull=True)
+                | Q(enrollment__isnull=True, instalment__isnull=False),
+                name="autopay_charge_enrolment_or_instalment",
+            ),
         ]
         indexes = [
             models.Index(fields=["status", "next_attempt_at"], name="autopay_charge_due"),

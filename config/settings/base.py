@@ -190,6 +190,7 @@ CELERY_TASK_ROUTES = {
     "billing.tasks.bill_import_run_task": {"queue": "bulk"},
     "billing.tasks.statement_match_task": {"queue": "bulk"},
     "billing.tasks.autopay_plan_task": {"queue": "bulk"},
+    "billing.tasks.plans_sweep_task": {"queue": "bulk"},
     "notifications.tasks.reminders_plan_task": {"queue": "bulk"},
     "accounts.tasks.invitation_batch_send_task": {"queue": "bulk"},
 }
@@ -230,6 +231,8 @@ CELERY_BEAT_SCHEDULE = {
     # Autopay: plan one charge row per due bill hourly; claim due rows (first tries and retries) every minute.
     "autopay-plan": {"task": "billing.tasks.autopay_plan_task", "schedule": 60 * 60, "options": {"expires": 50 * 60}},
     "autopay-sweep": {"task": "billing.tasks.autopay_sweep_task", "schedule": 60, "options": {"expires": 50}},
+    # Payment plans: mark late instalments, break plans past their grace days, let unanswered proposals lapse.
+    "plans-sweep": {"task": "billing.tasks.plans_sweep_task", "schedule": 60 * 60, "options": {"expires": 50 * 60}},
 }
 
 # A claimed outbox row or autopay charge that no worker has started this long after its claim lost its task message

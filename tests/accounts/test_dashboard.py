@@ -13,8 +13,9 @@ from tests.factories import CustomerAccountFactory, make_bill
 pytestmark = pytest.mark.django_db
 
 # Session, user, verified e-mail, the site's biller (context processor), links, balances, bills, payments; then
-# autopay and paperless enrolments, and the next bills of accounts with autopay on (tests/accounts/test_autopay.py).
-DASHBOARD_QUERY_BUDGET = 11
+# autopay and paperless enrolments, and the next bills of accounts with autopay on (tests/accounts/test_autopay.py);
+# payment plans: the current plans, their bills and instalments, and which billers offer plans.
+DASHBOARD_QUERY_BUDGET = 15
 
 
 def linked(user, account):

@@ -21,6 +21,7 @@ def tasks_loaded():
         ("billing.tasks.credits_apply_task", "payments"),
         ("accounts.tasks.invitation_batch_send_task", "bulk"),
         ("billing.tasks.autopay_plan_task", "bulk"),
+        ("billing.tasks.plans_sweep_task", "bulk"),
         ("notifications.tasks.reminders_plan_task", "bulk"),
         ("billing.tasks.autopay_sweep_task", "default"),
         ("notifications.tasks.notifications_sweep_task", "default"),

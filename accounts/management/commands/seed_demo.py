@@ -5,6 +5,8 @@ from django.core.management.base import BaseCommand
 
 from accounts.demo import (
     DEMO_CLERK_EMAIL,
+    DEMO_PAYER_PASSWORD,
+    DEMO_PLAN_PAYER_EMAIL,
     DEMO_STAFF_EMAIL,
     DEMO_STAFF_PASSWORD,
     DEMO_SEPA_PAYER_EMAIL,
@@ -45,6 +47,7 @@ class Command(BaseCommand):
         )
         for email, secret in demo_staff_totp_secrets().items():
             self.stdout.write(f"  {email}: {secret}")
+        self.stdout.write(f"Payer login with a payment plan: {DEMO_PLAN_PAYER_EMAIL} / {DEMO_PAYER_PASSWORD}")
         self.stdout.write("Demo accounts (account number · postal code · open balance):")
         for row in [a for a in accounts if a["open_balance_minor"] > 0][:6]:
             self.stdout.write(f"  {row['account_number']} · {row['postal_code']} · {row['open_balance']}  {row['holder_name']}")

@@ -74,3 +74,22 @@ def test_the_demo_code_command_is_for_the_local_demo_only(db, settings, django_u
     call_command("staff_mfa_enrol", "--email", root.email, stdout=StringIO())
     with pytest.raises(CommandError, match="demo"):
         call_command("demo_totp_code", "--email", root.email, stdout=StringIO())
+
+
+def test_the_demo_has_one_account_on_an_active_plan_shown_in_the_json(db):
+    import json
+
+    from billing.models import PaymentPlan
+
+    call_command("seed_demo", stdout=StringIO())
+    call_command("seed_demo", stdout=StringIO())  # seeding again adds no second plan
+    assert PaymentPlan.objects.count() == 1
+    out = StringIO()
+    call_command("seed_demo", "--json", stdout=out)
+    rows = json.loads(out.getvalue())
+    on_plan = [r for r in rows if r["payment_plan"]]
+    assert len(on_plan) == 1 and all("payment_plan" in r for r in rows)
+    plan = on_plan[0]["payment_plan"]
+    assert plan["status"] == "active" and plan["next"]["number"] == 1
+    assert [i["status"] for i in plan["instalments"]] == ["paid", "scheduled", "scheduled", "scheduled"]
+    assert plan["paid"] == plan["instalments"][0]["amount"]

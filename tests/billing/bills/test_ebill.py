@@ -89,6 +89,8 @@ def _biller_form(biller, **extra) -> dict:
         "minimum_payment": 100, "maximum_payment": "", "convenience_fee_fixed": "0.00",
         "convenience_fee_basis_points": 0, "tips_enabled": "", "tip_presets": "[15, 20, 25]",
         "pay_link_valid_days": 60, "reminder_schedule": "[-5, 0, 3, 10]", "retry_schedule": "[1, 3, 5, 7]",
+        # The payment plan rules inline (billing/admin/plans.py), left empty.
+        "plan_rules-TOTAL_FORMS": "0", "plan_rules-INITIAL_FORMS": "0",
     }
     return data | extra
 
