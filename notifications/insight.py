@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from django.db.models import Count, DateField, DateTimeField, Exists, ExpressionWrapper, F, OuterRef, Q, Value
+from django.db.models import Count, DateField, DateTimeField, Exists, ExpressionWrapper, F, Min, OuterRef, Q, Value
 from django.utils.translation import gettext as _
 
 from billing.insight.report import Chart, Ratio, Section, Table
@@ -20,12 +20,6 @@ from .models import ChannelName, Notification, NoticeKind
 from .planner import reminder_kind, schedule_steps
 
 WINDOW = dt.timedelta(hours=72)
-
-
-def _moment(step: int, *, field=OuterRef, output=DateTimeField):
-    """The day a schedule step comes, due date + step days, at midnight UTC (as the database counts it). Inside a
-    subquery the bill's due date is an OuterRef; on the bill itself, an F."""
-    return ExpressionWrapper(field("due_date") + Value(dt.timedelta(days=step)), output_field=output())
 
 
 class ReminderYield:
@@ -88,35 +82,41 @@ class ReminderYield:
 
     def _controls(self, *, context: InsightContext) -> dict[int, tuple[int, int]]:
         """Per schedule step: bills whose step came in the period with no notice sent at that step, unpaid that day,
-        and how many of them were paid within 72 hours. One query, a pair of conditional counts per step."""
+        and how many of them were paid within 72 hours. One query: an inner one reads each bill once (its first
+        payment, and whether each step's notice went out), the outer one counts per step."""
         biller, period = context.biller, context.period
-        aggregates = {}
-        for step in schedule_steps(biller):
-            moment = _moment(step)
-            came = Q(due_date__gte=period.start - dt.timedelta(days=step), due_date__lte=period.end - dt.timedelta(days=step))
-            noticed = Exists(
-                Notification.objects.filter(bill=OuterRef("pk"), step=step, kind=reminder_kind(step),
-                                            status=Notification.Status.SENT)
-            )  # fmt: skip
-            paid_before = Exists(
-                PaymentAllocation.objects.filter(bill=OuterRef("pk"), payment__status="succeeded",
-                                                 payment__received_at__lt=moment)
-            )  # fmt: skip
-            paid_after = Exists(
-                PaymentAllocation.objects.filter(
-                    bill=OuterRef("pk"), payment__status="succeeded", payment__received_at__gte=moment,
-                    payment__received_at__lt=ExpressionWrapper(moment + Value(WINDOW), output_field=DateTimeField()),
-                )  # fmt: skip
-            )
-            issued_by_then = Q(issue_date__lte=_moment(step, field=F, output=DateField))
-            unnoticed = came & issued_by_then & ~Q(noticed) & ~Q(paid_before)
-            aggregates[f"n{step}"] = Count("pk", filter=unnoticed)
-            aggregates[f"p{step}"] = Count("pk", filter=unnoticed & Q(paid_after))
-        if not aggregates:
+        steps = schedule_steps(biller)
+        if not steps:
             return {}
-        totals = (
-            Bill.objects.filter(biller=biller, issue_date__isnull=False)
+        # Bills whose some step falls in the period; each is read once, whatever the number of steps.
+        bills = (
+            Bill.objects.filter(
+                biller=biller, issue_date__isnull=False,
+                due_date__gte=period.start - dt.timedelta(days=max(steps)),
+                due_date__lte=period.end - dt.timedelta(days=min(steps)),
+            )  # fmt: skip
             .exclude(status__in=(Bill.Status.DRAFT, Bill.Status.VOID))
-            .aggregate(**aggregates)
+            .values("pk")
+            .annotate(
+                due=Min("due_date"), issued=Min("issue_date"),
+                first_paid=Min("allocations__payment__received_at",
+                               filter=Q(allocations__payment__status="succeeded")),
+                **{f"noticed{i}": Exists(Notification.objects.filter(
+                    bill=OuterRef("pk"), step=step, kind=reminder_kind(step), status=Notification.Status.SENT
+                )) for i, step in enumerate(steps)},
+            )  # fmt: skip
         )
-        return {step: (totals[f"n{step}"], totals[f"p{step}"]) for step in schedule_steps(biller)}
+        aggregates = {}
+        for i, step in enumerate(steps):
+            moment = ExpressionWrapper(F("due") + Value(dt.timedelta(days=step)), output_field=DateTimeField())
+            came = Q(due__gte=period.start - dt.timedelta(days=step), due__lte=period.end - dt.timedelta(days=step))
+            issued_by_then = Q(issued__lte=ExpressionWrapper(F("due") + Value(dt.timedelta(days=step)),
+                                                            output_field=DateField()))  # fmt: skip
+            unpaid_then = Q(first_paid__isnull=True) | Q(first_paid__gte=moment)
+            unnoticed = came & issued_by_then & Q(**{f"noticed{i}": False}) & unpaid_then
+            paid_soon = Q(first_paid__gte=moment,
+                          first_paid__lt=ExpressionWrapper(moment + Value(WINDOW), output_field=DateTimeField()))
+            aggregates[f"n{i}"] = Count("pk", filter=unnoticed)
+            aggregates[f"p{i}"] = Count("pk", filter=unnoticed & paid_soon)
+        totals = bills.aggregate(**aggregates)
+        return {step: (totals[f"n{i}"], totals[f"p{i}"]) for i, step in enumerate(steps)}

@@ -31,3 +31,13 @@ def staff_login(client, user):
     record_authentication(request, user, "mfa", id=authenticator.pk, type=authenticator.type)
     session.save()
     return client
+
+
+def staff_user(django_user_model, email: str, group: str | None = None):
+    """A staff login, in the role `group` ("Clerk", "Billing admin") when given; run `setup_roles` first."""
+    from django.contrib.auth.models import Group
+
+    user = django_user_model.objects.create_user(email=email, password="pw-Staff-123", is_staff=True)
+    if group:
+        user.groups.add(Group.objects.get(name=group))
+    return user

@@ -13,7 +13,6 @@ funnel, on insight_support.py's biller (3 active accounts in October, 2 in Septe
 import datetime as dt
 
 import pytest
-from django.core.cache import cache
 
 from accounts.models import AccountLink, Invitation, InvitationBatch, PortalSignIn
 from billing.insight.charts import cell_text
@@ -22,10 +21,6 @@ from billing.insight.selectors import insight_report_build
 from billing.models import PaperlessEnrollment
 from tests.billing.insight.insight_support import TODAY, at, build
 
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    cache.clear()
 
 
 def user(django_user_model, email, *accounts):

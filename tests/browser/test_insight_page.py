@@ -3,21 +3,19 @@ finds nothing serious, and the strict CSP blocks nothing."""
 
 import pytest
 from django.conf import settings as django_settings
-from django.contrib.auth.models import Group
 from django.core.management import call_command
 from django.test import Client
 
 from tests.billing.insight.insight_support import build
 from tests.browser.conftest import axe_serious_violations
-from tests.staff_support import staff_login
+from tests.staff_support import staff_login, staff_user
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def clerk_page(browser, live_server, django_user_model, language):
     call_command("setup_roles", verbosity=0)
-    clerk = django_user_model.objects.create_user(email="clerk@insight.example", password="pw-Staff-123", is_staff=True)
-    clerk.groups.add(Group.objects.get(name="Clerk"))
+    clerk = staff_user(django_user_model, "clerk@insight.example", "Clerk")
     client = staff_login(Client(), clerk)
     context = browser.new_context(viewport={"width": 1280, "height": 900})
     context.add_cookies([

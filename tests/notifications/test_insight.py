@@ -13,7 +13,6 @@ on B2 on Oct 30 10:00. The schedule is [0, 3]. Notices sent in October:
 import datetime as dt
 
 import pytest
-from django.core.cache import cache
 
 from billing.insight.charts import cell_text
 from billing.insight.periods import LAST_MONTH, period_make
@@ -22,10 +21,6 @@ from billing.models import Bill
 from notifications.models import Notification
 from tests.billing.insight.insight_support import TODAY, at, bill, build, payment
 
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    cache.clear()
 
 
 def notice(b, kind, channel, step, sent, status="sent"):

@@ -6,7 +6,6 @@ import io
 from io import StringIO
 
 import pytest
-from django.contrib.auth.models import Group
 from django.core.cache import cache
 from django.core.management import call_command
 from django.db import connection
@@ -17,16 +16,10 @@ from billing.clock import biller_today
 from billing.models import Bill, Payment, PaymentAllocation
 from tests.billing.insight.insight_support import build
 from tests.factories import BillerFactory, CustomerAccountFactory
-from tests.staff_support import staff_login
+from tests.staff_support import staff_login, staff_user
 
 INSIGHT = "/admin/insight/"
 
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture
@@ -34,16 +27,9 @@ def roles(db):
     call_command("setup_roles", stdout=StringIO())
 
 
-def _staff(django_user_model, email, group=None):
-    user = django_user_model.objects.create_user(email=email, password="pw-Staff-123", is_staff=True)
-    if group:
-        user.groups.add(Group.objects.get(name=group))
-    return user
-
-
 @pytest.fixture
 def clerk_client(client, roles, django_user_model):
-    return staff_login(client, _staff(django_user_model, "clerk@insight.example", "Clerk"))
+    return staff_login(client, staff_user(django_user_model, "clerk@insight.example", "Clerk"))
 
 
 def october(biller) -> dict:
@@ -57,7 +43,7 @@ def test_the_url_is_the_admin_insight_page():
 def test_clerk_and_billing_admin_see_the_page(client, roles, django_user_model):
     data = build(django_user_model)
     for email, group in (("clerk@insight.example", "Clerk"), ("boss@insight.example", "Billing admin")):
-        staff_login(client, _staff(django_user_model, email, group))
+        staff_login(client, staff_user(django_user_model, email, group))
         response = client.get(INSIGHT, october(data.biller))
         assert response.status_code == 200
         page = response.content.decode()
@@ -83,7 +69,7 @@ def test_anonymous_and_payers_get_nothing(client, db, django_user_model):
 
 def test_staff_without_the_permission_are_refused(client, roles, django_user_model):
     data = build(django_user_model)
-    staff_login(client, _staff(django_user_model, "nobody@insight.example"))
+    staff_login(client, staff_user(django_user_model, "nobody@insight.example"))
     assert client.get(INSIGHT, october(data.biller)).status_code == 403
     assert client.get(INSIGHT + "payments.csv", {"biller": data.biller.pk, "date": "2026-10-10"}).status_code == 403
 
@@ -180,3 +166,18 @@ def test_query_count_is_the_same_for_10_and_2000_bills(clerk_client, django_asse
     with CaptureQueriesContext(connection) as cached:
         clerk_client.get(INSIGHT, {"biller": large.pk, "period": "this_month"})
     assert len(cached) < many
+
+
+def test_posting_file_and_deposit_report_download(clerk_client, django_user_model):
+    data = build(django_user_model)
+    response = clerk_client.get(INSIGHT + "payments.csv", {"biller": data.biller.pk, "date": "2026-10-12"})
+    assert response["Content-Type"].startswith("text/csv") and "payments-2026-10-12" in response["Content-Disposition"]
+    rows = list(csv.DictReader(io.StringIO(response.content.decode())))
+    # Oct 12: P2 only, 50.00 by card through the portal on B2 (insight_support.py's table).
+    assert [(r["record_type"], r["account_number"], r["bill_number"], r["amount"], r["channel"]) for r in rows] == [
+        ("payment", "A2", "B2", "50.00", "portal")
+    ]
+    assert clerk_client.get(INSIGHT + "payments.csv", {"biller": data.biller.pk, "date": "12/10"}).status_code == 400
+    deposits = clerk_client.get(INSIGHT + "deposits.csv", october(data.biller))
+    days = [r["date"] for r in csv.DictReader(io.StringIO(deposits.content.decode()))]
+    assert days == ["2026-10-10", "2026-10-12", "2026-10-15", "2026-10-25"]

@@ -12,9 +12,8 @@ from django.core.management import CommandError, call_command
 from django.db.models import Sum
 
 from billing.csvsafe import csv_cell, csv_text
-from billing.insight.exports import posting_csv, posting_lines
+from billing.insight.exports import deposit_rows, posting_csv, posting_lines
 from billing.insight.periods import CUSTOM, period_make
-from billing.insight.exports import deposit_rows
 from billing.models import Dispute, Payment, Refund
 
 from .insight_support import at, build, payment

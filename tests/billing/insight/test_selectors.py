@@ -7,7 +7,6 @@ value is worked out by hand in the comment above it.
 import datetime as dt
 
 import pytest
-from django.core.cache import cache
 
 from billing.insight.charts import cell_text
 from billing.insight.periods import LAST_MONTH, period_make
@@ -17,12 +16,6 @@ from billing.models import Payment
 
 from .insight_support import TODAY, build
 
-
-@pytest.fixture(autouse=True)
-def _fresh_cache():
-    cache.clear()
-    yield
-    cache.clear()
 
 
 @pytest.fixture
