@@ -28,3 +28,39 @@ class AccessibleErrorsMixin:
                 if name in self.described_by:
                     described.append(self.described_by[name])
                 field.widget.attrs["aria-describedby"] = " ".join(described)
+
+
+def email_masked(address: str) -> str:
+    """ "jane.doe@example.com" → "j*******@e******.com": enough for its owner to recognise, too little for whoever
+    holds a forwarded pay link to learn it."""
+    local, _at, domain = (address or "").partition("@")
+    if not local or not domain:
+        return ""
+    name, dot, tld = domain.rpartition(".")
+    if not name:
+        name, dot, tld = domain, "", ""
+    return f"{local[0]}{'*' * (len(local) - 1)}@{name[0]}{'*' * (len(name) - 1)}{dot}{tld}"
+
+
+class OnFileEmailField(forms.EmailField):
+    """An e-mail field that may be pre-filled with an address on file without showing it: the field shows the
+    masked address, and a value left exactly as shown means the address on file. Anything typed over it is an
+    ordinary e-mail address. Set `on_file` (and the form's initial value to `masked`) per form instance."""
+
+    on_file = ""
+
+    @property
+    def masked(self) -> str:
+        return email_masked(self.on_file)
+
+    def clean(self, value):
+        if self.on_file and (value or "").strip() == self.masked:
+            return self.on_file
+        return super().clean(value)
+
+    def show_on_file(self, form, name: str, address: str, help_text: str) -> None:
+        """Pre-fill form[name] with `address`, masked, unless the form was posted."""
+        self.on_file = address
+        if address and self.masked:
+            form.initial.setdefault(name, self.masked)
+            self.help_text = help_text

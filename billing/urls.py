@@ -11,6 +11,7 @@ urlpatterns = [
     path("pay/", views.pay_lookup, name="pay"),
     path("pay/account/", views.pay_account, name="pay_account"),
     path("pay/b/<str:token>/", views.pay_link, name="pay_link"),
+    path("pay/account/quote/", views.pay_quote, name="pay_quote"),
     path("pay/account/start/", views.pay_start, name="pay_start"),
     path("pay/account/confirm/", views.pay_confirm, name="pay_confirm"),
     path("pay/account/bank/", views.pay_bank, name="pay_bank"),

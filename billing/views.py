@@ -16,7 +16,10 @@ from billing.access import payer_access
 from billing.bills import paylinks
 from billing.clock import biller_today
 from billing.bills.selectors import account_balance, bank_transfer_details, biller_for_site
+from billing.autopay.selectors import autopay_current
 from billing.enrolment.forms import GuestEnrollmentForm
+from billing.enrolment.paperless import paperless_current
+from billing.forms import email_masked
 from billing.enrolment.guest import guest_enrollment_record
 from billing.methods.selectors import user_payment_methods
 from billing.methods.services import SAVED_CARD_NEEDS_LOOKUP, payment_method_may_pay
@@ -169,14 +172,13 @@ def pay_account(request):
     else:
         nothing_due = ""
 
-    form = PaymentForm(request.POST or None, biller=biller)
-    quote = None
+    form = _payment_form(request, account, request.POST or None)
+    # The screen always shows what will be charged: the full balance at first, then the payer's own choice (a
+    # submit without JavaScript; pay.js asks pay_quote for the same figures in place).
+    quote = full
     if full is not None and request.method == "POST":
-        valid = form.is_valid()
-        if "amount" in form.cleaned_data:  # check the amount now even if, say, the e-mail is missing: all errors at once
-            quote = _quote_for(account=account, form=form)
-        if not valid:
-            quote = None
+        form.is_valid()
+        quote = _quote_for(account=account, form=form)
 
     currency = biller.currency
     money = money_formatter(currency, to_locale(get_language() or "en"))  # one formatter for every amount
@@ -199,6 +201,7 @@ def pay_account(request):
         "limits": _limits(biller, full, money) if full else "",
         "quote": _quote_rows(quote, money) if quote else None,
         "quote_total": money(quote.total) if quote else "",
+        "pay_label": _pay_label(money(quote.total)) if quote else "",
         "pay_config": _pay_config(quote) if full is not None else None,
         "stripe_js_url": settings.STRIPE_JS_URL,
         "saved_cards": _saved_cards(request, account),
@@ -216,6 +219,29 @@ def _payer_of(request, account: CustomerAccount) -> bool:
     return request.user.is_authenticated and payer_access().linked(user=request.user, account=account)
 
 
+def _payment_form(request, account: CustomerAccount, data) -> PaymentForm:
+    """The pay screen's form for this payer: the receipt address pre-filled (their own when signed in and linked,
+    else the account's, masked), and paperless or autopay offered only when the account does not have it yet.
+    The same form parses the quote and the start, so a choice that is not offered is never read."""
+    payer = _payer_of(request, account)
+    return PaymentForm(
+        data,
+        biller=account.biller,
+        payer_email=request.user.email if payer else "",
+        email_on_file=account.email or "",
+        offer_paperless=paperless_current(account=account) is None,
+        offer_autopay=autopay_current(account=account) is None,
+    )
+
+
+def _email_shown(request, account: CustomerAccount, address: str) -> str:
+    """An address as this viewer may see it: the account's own address is masked for anyone but its linked payer
+    (a pay link or a receipt link may have been forwarded); an address the payer typed is theirs to see."""
+    if address and account.email and address.lower() == account.email.lower() and not _payer_of(request, account):
+        return email_masked(address)
+    return address
+
+
 def _saved_cards(request, account: CustomerAccount) -> list:
     if not (request.user.is_authenticated and payment_method_may_pay(user=request.user, account=account)):
         return []
@@ -231,6 +257,7 @@ def _pay_config(quote) -> dict:
         "startUrl": reverse("billing:pay_start"),
         "confirmUrl": reverse("billing:pay_confirm"),
         "returnUrl": reverse("billing:pay_return"),
+        "quoteUrl": reverse("billing:pay_quote"),
         "quoteTotal": quote.total if quote else None,
         "messages": {
             "working": _("Processing your payment. Please don't close this page."),
@@ -240,7 +267,7 @@ def _pay_config(quote) -> dict:
             "network": _(
                 "We couldn't reach our server. Check your connection and try again; you will not be charged twice."
             ),
-            "changed": _("The amount changed. Press “Update the total” to see what will be charged, then pay."),
+            "changed": _("The total changed. Check the new total above, then press Pay again."),
             "unavailable": _("Card payment is not available right now. Nothing was charged. Please try again later."),
             "reload": _("Reload the page"),
         },
@@ -264,6 +291,35 @@ _SESSION_EXPIRED = gettext_noop(
 )
 
 
+# The fields whose errors the in-place total reports; the rest (the e-mail) are checked when the payer pays.
+_QUOTE_FIELDS = ("amount_choice", "other_amount", "tip_percent")
+
+
+@never_cache
+@require_http_methods(["POST"])
+def pay_quote(request):
+    """The total for the payer's current choices, for pay.js to show in place. Only figures: nothing is started,
+    and pay_start recomputes all of them again."""
+    account = _granted_account(request)
+    if account is None:
+        return _json_error(_(_SESSION_EXPIRED), status=403, redirect=reverse("billing:pay"))
+    form = _payment_form(request, account, request.POST)
+    form.is_valid()
+    quote = _quote_for(account=account, form=form)
+    if quote is None:
+        errors = {name: " ".join(form.errors[name]) for name in _QUOTE_FIELDS if name in form.errors}
+        return JsonResponse({"errors": errors}, status=400)
+    money = lambda minor: format_money(minor, quote.currency)  # noqa: E731
+    return JsonResponse(
+        {
+            "total": quote.total,
+            "totalDisplay": money(quote.total),
+            "rows": _quote_rows(quote, money),
+            "payLabel": _pay_label(money(quote.total)),
+        }
+    )
+
+
 @never_cache
 @require_http_methods(["POST"])
 def pay_start(request):
@@ -273,7 +329,7 @@ def pay_start(request):
     account = _granted_account(request)
     if account is None:
         return _json_error(_(_SESSION_EXPIRED), status=403, redirect=reverse("billing:pay"))
-    form = PaymentForm(request.POST, biller=account.biller)
+    form = _payment_form(request, account, request.POST)
     if not form.is_valid():
         errors = [str(e) for field_errors in form.errors.values() for e in field_errors]
         return _json_error(" ".join(errors), status=400, reload=True)
@@ -397,7 +453,7 @@ def pay_bank(request):
         messages.error(request, message)
         return redirect("billing:pay_account")
 
-    form = PaymentForm(request.POST, biller=account.biller)
+    form = _payment_form(request, account, request.POST)
     bank_form = BankDebitForm(request.POST, biller=account.biller)
     form_ok, bank_ok = form.is_valid(), bank_form.is_valid()
     if not (form_ok and bank_ok):
@@ -428,23 +484,24 @@ def pay_bank(request):
 
 
 def _receipt_payment(request, confirmation_number: str) -> Payment:
-    """The payment, if this session made it. A valid signed key from the receipt e-mail lets this session in too.
-    Anything else is a 404, the same for a number that exists and one that does not."""
+    """The payment, if this session made it, or if it is on an account linked to the signed-in payer (any channel:
+    the dashboard lists them all). A valid signed key from the receipt e-mail lets this session in too. Anything
+    else is a 404, the same for a number that exists and one that does not."""
     key = request.GET.get("key")
     if key and receipts.receipt_token_valid(key, confirmation_number=confirmation_number):
         payment = Payment.objects.filter(confirmation_number=confirmation_number).first()
         if payment is not None:
             receipts.session_remember(request, payment)
-    if not receipts.session_may_see(request, confirmation_number):
-        raise Http404("not this session's receipt")
     payment = (
-        Payment.objects.select_related("account", "biller")
-        .filter(confirmation_number=confirmation_number, channel__in=Payment.ONLINE_CHANNELS)
-        .first()
+        Payment.objects.select_related("account", "biller").filter(confirmation_number=confirmation_number).first()
     )
     if payment is None:
         raise Http404("no such payment")
-    return payment
+    if receipts.session_may_see(request, confirmation_number) and payment.channel in Payment.ONLINE_CHANNELS:
+        return payment
+    if _payer_of(request, payment.account):
+        return payment
+    raise Http404("not this session's receipt")
 
 
 @never_cache
@@ -455,14 +512,29 @@ def pay_receipt(request, confirmation_number: str):
         return redirect("billing:pay_receipt", confirmation_number=confirmation_number)  # keep the key out of history
     context = receipts.receipt_context(payment)
     enrollment = getattr(payment, "enrollment_request", None) if context["succeeded"] else None
-    context |= {
+    offer = context["succeeded"] and not (enrollment and enrollment.paperless)
+    offer = offer and paperless_current(account=payment.account) is None  # already paperless: nothing to offer
+    context |= _receipt_emails(request, payment, enrollment) | {
         "enrollment": enrollment,
-        "enrol_form": GuestEnrollmentForm(initial={"email": payment.payer_email or payment.account.email})
-        if context["succeeded"] and not (enrollment and enrollment.paperless)
-        else None,
+        "enrol_form": _enrol_form(request, payment) if offer else None,
         "in_flight": payment.status in Payment.IN_FLIGHT_STATUSES,
     }
     return render(request, "billing/receipt.html", context)
+
+
+def _receipt_emails(request, payment: Payment, enrollment) -> dict:
+    return {
+        "receipt_sent_to": _email_shown(request, payment.account, payment.payer_email),
+        "enrollment_email": _email_shown(request, payment.account, enrollment.email) if enrollment else "",
+    }
+
+
+def _enrol_form(request, payment: Payment, data=None) -> GuestEnrollmentForm:
+    account = payment.account
+    shown = _email_shown(request, account, payment.payer_email)
+    if shown and shown == payment.payer_email:
+        return GuestEnrollmentForm(data, email=payment.payer_email)
+    return GuestEnrollmentForm(data, email_on_file=account.email or "")
 
 
 @never_cache
@@ -483,10 +555,11 @@ def pay_receipt_enrol(request, confirmation_number: str):
     payment = _receipt_payment(request, confirmation_number)
     if payment.status != Payment.Status.SUCCEEDED:
         raise Http404("no offer for an unfinished payment")
-    form = GuestEnrollmentForm(request.POST)
+    form = _enrol_form(request, payment, request.POST)
     if not form.is_valid():
-        context = receipts.receipt_context(payment) | {
-            "enrollment": getattr(payment, "enrollment_request", None),
+        enrollment = getattr(payment, "enrollment_request", None)
+        context = receipts.receipt_context(payment) | _receipt_emails(request, payment, enrollment) | {
+            "enrollment": enrollment,
             "enrol_form": form,
             "in_flight": False,
         }
@@ -529,8 +602,16 @@ def _quote_rows(quote, money) -> list[tuple[str, str]]:
     return rows
 
 
+def _pay_label(total: str) -> str:
+    return _("Pay %(total)s") % {"total": total}
+
+
 def _quote_for(*, account: CustomerAccount, form: PaymentForm):
-    """Recompute the quote from the payer's choices; a broken rule becomes an error on the field it concerns."""
+    """Recompute the quote from the payer's choices (after form.is_valid()); a broken rule becomes an error on the
+    field it concerns. None when the amount or the tip cannot be quoted; an error elsewhere (the e-mail) does not
+    stop the quote, so the payer sees every error and the total at once."""
+    if any(name in form.errors for name in _QUOTE_FIELDS) or "amount" not in form.cleaned_data:
+        return None
     data = form.cleaned_data
     amount_field = "other_amount" if data["amount"] is not None else None
     try:

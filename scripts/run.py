@@ -34,12 +34,15 @@ def uses_real_stripe() -> bool:
     return key.startswith(("sk_live_", "sk_test_")) and "localstripe" not in key
 
 
-def start_localstripe(web_port: int) -> tuple[subprocess.Popen, str]:
-    """Start localstripe on a free loopback port with our webhook registered; return it and its base URL."""
+def start_localstripe(web_port: int, var: Path) -> tuple[subprocess.Popen, str]:
+    """Start localstripe on a free loopback port with our webhook registered; return it and its base URL. Its
+    objects are kept in VAR_DIR, like the database: a restart of the demo must not forget the intents that the
+    database's payments point at."""
     proc = subprocess.Popen(
         [
             PY, "scripts/localstripe_server.py", "--port", os.environ.get("LOCALSTRIPE_PORT", "0"),
             "--webhook-url", f"http://127.0.0.1:{web_port}/stripe/webhook/", "--webhook-secret", LOCALSTRIPE_SECRET,
+            "--state-file", str(var / "localstripe.pickle"),
         ],
         cwd=ROOT, stdout=subprocess.PIPE, text=True,
     )
@@ -88,7 +91,7 @@ def main() -> int:
     if uses_real_stripe():
         stripe_note = "Stripe: real API (keys from the environment)"
     else:
-        children["localstripe"], base = start_localstripe(port)
+        children["localstripe"], base = start_localstripe(port, var)
         os.environ.update(
             STRIPE_API_BASE=base,
             STRIPE_SECRET_KEY="sk_test_localstripe",

@@ -40,15 +40,16 @@ __all__ = [
 class LocalstripeProcess:
     """localstripe in a child process on a free loopback port (the launcher binds port 0 and reports the port)."""
 
-    def __init__(self, *, start_timeout: float = 20.0):
+    def __init__(self, *, start_timeout: float = 20.0, extra_args: tuple[str, ...] = ()):
         self.start_timeout = start_timeout
+        self.extra_args = extra_args
         self.url: str | None = None
         self._process: subprocess.Popen | None = None
         self._log = tempfile.NamedTemporaryFile(prefix="localstripe-", suffix=".log", delete=False)
 
     def start(self) -> str:
         self._process = subprocess.Popen(
-            [sys.executable, str(LAUNCHER), "--port", "0"],
+            [sys.executable, str(LAUNCHER), "--port", "0", *self.extra_args],
             stdout=subprocess.PIPE,
             stderr=self._log,
             text=True,

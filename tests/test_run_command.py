@@ -1,6 +1,7 @@
 """The README's run command, for real: web, Celery worker and beat start on the embedded defaults, the portal and
 the admin answer, and SIGTERM stops every process it started."""
 
+import base64
 import os
 import re
 import signal
@@ -73,6 +74,17 @@ def test_run_command_starts_everything_and_sigterm_stops_it(tmp_path):
         assert len(children) >= 5, children  # run.py + localstripe + web + worker + beat
         base = re.search(r"Stripe: localstripe at (http://127\.0\.0\.1:\d+)", output).group(1)
         assert urllib.request.urlopen(f"{base}/js.stripe.com/v3/", timeout=5).status == 200
+        # localstripe keeps its objects under VAR_DIR, so a restart of the demo does not forget them (issue 10).
+        sys.path.insert(0, str(ROOT / "scripts"))
+        from localstripe_server import DEFAULT_API_KEY, list_objects
+
+        created = urllib.request.Request(
+            f"{base}/v1/customers", data=b"email=kept%40example.com",
+            headers={"Authorization": "Basic " + base64.b64encode(f"{DEFAULT_API_KEY}:".encode()).decode()},
+        )  # fmt: skip
+        assert urllib.request.urlopen(created, timeout=5).status == 200
+        assert [c["email"] for c in list_objects(base, "/v1/customers")] == ["kept@example.com"]
+        assert (tmp_path / "localstripe.pickle").exists()
 
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)

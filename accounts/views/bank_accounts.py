@@ -2,7 +2,7 @@
 setting, these need a recent sign-in. The IBAN goes to our server and on to the payment processor; only its bank,
 country and last 4 digits are kept."""
 
-from allauth.account.decorators import reauthentication_required, verified_email_required
+from allauth.account.decorators import verified_email_required
 from django.contrib import messages
 from django.http import Http404
 from django.shortcuts import redirect, render
@@ -19,13 +19,13 @@ from billing.payments.bank_forms import BankDebitForm
 from billing.payments.mandates import bank_debit_available
 from billing.views import mandate_acceptance_of
 
-from .common import client_ip, linked_or_404
+from .common import client_ip, linked_or_404, recent_sign_in_required
 
 
 @never_cache
 @require_http_methods(["GET", "POST"])
 @verified_email_required
-@reauthentication_required(allow_get=True)
+@recent_sign_in_required(allow_get=True)
 def autopay_bank(request, account_id: int):
     """The bank account and the standing mandate for one account's autopay. Saved, it opens the autopay form with the
     bank account chosen, where the payer picks the day and the maximum and turns autopay on."""
@@ -59,7 +59,7 @@ def autopay_bank(request, account_id: int):
 @never_cache
 @require_POST
 @verified_email_required
-@reauthentication_required
+@recent_sign_in_required
 def bank_mandate_revoke_view(request, method_id: int):
     """Revoke a saved bank account's mandate: nothing more is debited under it, from now on."""
     method = user_payment_methods(user=request.user).filter(pk=method_id).first()

@@ -1,11 +1,12 @@
 """Payment settings: saved cards, autopay, paperless.
 
-Changing any of them needs a recent sign-in (allauth's reauthentication): a borrowed or stolen session cannot add
-a card, point autopay at one, or send the bills to another address. allauth keeps the POST while the payer
-confirms it is them, then replays it.
+Changing any of them needs a recent sign-in (a fresh sign-in, by password or e-mailed code, or allauth's
+reauthentication; common.recent_sign_in_required): a borrowed or stolen session cannot add a card, point autopay
+at one, or send the bills to another address. allauth keeps the POST while the payer confirms it is them, then
+replays it.
 """
 
-from allauth.account.decorators import reauthentication_required, verified_email_required
+from allauth.account.decorators import verified_email_required
 from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, JsonResponse
@@ -29,7 +30,7 @@ from billing.money import format_money, from_minor
 
 from .. import selectors
 from ..forms import AutopayForm, PaperlessForm
-from .common import client_ip, linked_or_404
+from .common import client_ip, linked_or_404, recent_sign_in_required
 
 
 def _own_method_or_404(request, method_id: int):
@@ -63,7 +64,7 @@ def payment_methods(request):
 @never_cache
 @require_GET
 @verified_email_required
-@reauthentication_required
+@recent_sign_in_required
 def payment_method_add(request):
     """The Card Element page. stripe.js confirms a SetupIntent in the browser; the card never reaches us."""
     for_account = _next_autopay_account(request)
@@ -85,7 +86,7 @@ def payment_method_add(request):
 @never_cache
 @require_POST
 @verified_email_required
-@reauthentication_required
+@recent_sign_in_required
 def payment_method_setup(request):
     """JSON: a fresh SetupIntent's client secret for stripe.js."""
     try:
@@ -98,7 +99,7 @@ def payment_method_setup(request):
 @never_cache
 @require_POST
 @verified_email_required
-@reauthentication_required
+@recent_sign_in_required
 def payment_method_save(request):
     """stripe.js confirmed the SetupIntent; the page posts its id (never card data). The server checks and saves."""
     for_account = _next_autopay_account(request)
@@ -130,7 +131,7 @@ def _method_action(request, method_id: int, action, done: str):
 @never_cache
 @require_POST
 @verified_email_required
-@reauthentication_required
+@recent_sign_in_required
 def payment_method_default(request, method_id: int):
     return _method_action(
         request, method_id, method_services.payment_method_make_default, _("%(card)s is now your default card.")
@@ -140,7 +141,7 @@ def payment_method_default(request, method_id: int):
 @never_cache
 @require_POST
 @verified_email_required
-@reauthentication_required
+@recent_sign_in_required
 def payment_method_backup(request, method_id: int):
     return _method_action(
         request, method_id, method_services.payment_method_make_backup, _("%(card)s is now your backup card.")
@@ -150,7 +151,7 @@ def payment_method_backup(request, method_id: int):
 @never_cache
 @require_POST
 @verified_email_required
-@reauthentication_required
+@recent_sign_in_required
 def payment_method_no_backup(request):
     method_services.payment_method_clear_backup(user=request.user, ip=client_ip(request))
     messages.success(request, _("You have no backup card now. If a charge on your default card fails, we will tell you."))
@@ -160,7 +161,7 @@ def payment_method_no_backup(request):
 @never_cache
 @require_POST
 @verified_email_required
-@reauthentication_required
+@recent_sign_in_required
 def payment_method_remove(request, method_id: int):
     return _method_action(request, method_id, method_services.payment_method_remove, _("%(card)s was removed."))
 
@@ -206,7 +207,7 @@ def _autopay_form(request, account, data=None):
 @never_cache
 @require_http_methods(["GET", "POST"])
 @verified_email_required
-@reauthentication_required(allow_get=True)
+@recent_sign_in_required(allow_get=True)
 def autopay(request, account_id: int):
     """See autopay for an account; POST turns it on (or replaces the settings) with the mandate shown here."""
     link = linked_or_404(request, account_id)
@@ -254,7 +255,7 @@ def _autopay_action(request, account_id: int, action, done: str):
 @never_cache
 @require_POST
 @verified_email_required
-@reauthentication_required
+@recent_sign_in_required
 def autopay_pause(request, account_id: int):
     return _autopay_action(
         request, account_id, autopay_enrolment.autopay_pause,
@@ -265,7 +266,7 @@ def autopay_pause(request, account_id: int):
 @never_cache
 @require_POST
 @verified_email_required
-@reauthentication_required
+@recent_sign_in_required
 def autopay_resume(request, account_id: int):
     return _autopay_action(
         request, account_id, autopay_enrolment.autopay_resume, _("Autopay is on again for account %(number)s.")
@@ -275,7 +276,7 @@ def autopay_resume(request, account_id: int):
 @never_cache
 @require_POST
 @verified_email_required
-@reauthentication_required
+@recent_sign_in_required
 def autopay_cancel(request, account_id: int):
     return _autopay_action(
         request, account_id, autopay_enrolment.autopay_cancel, _("Autopay is cancelled for account %(number)s.")
@@ -285,7 +286,7 @@ def autopay_cancel(request, account_id: int):
 @never_cache
 @require_POST
 @verified_email_required
-@reauthentication_required
+@recent_sign_in_required
 def paperless(request, account_id: int):
     """One tick: ticked sends the bills to the e-mail given, unticked goes back to paper. The e-mail address where
     bills go is a contact detail, so this needs a recent sign-in like the payment settings."""

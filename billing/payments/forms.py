@@ -4,7 +4,7 @@ from django import forms
 from django.utils.translation import gettext_lazy as _
 
 from billing.errors import ApplicationError
-from billing.forms import AccessibleErrorsMixin
+from billing.forms import AccessibleErrorsMixin, OnFileEmailField
 from billing.models import Biller
 from billing.money import parse_amount
 
@@ -83,7 +83,7 @@ class PaymentForm(AccessibleErrorsMixin, forms.Form):
     tip_percent = forms.TypedChoiceField(
         label=_("Add a tip?"), coerce=int, required=False, empty_value=0, widget=forms.RadioSelect
     )
-    receipt_email = forms.EmailField(
+    receipt_email = OnFileEmailField(
         label=_("E-mail for your receipt"),
         max_length=254,
         widget=forms.EmailInput(attrs={"autocomplete": "email"}),
@@ -97,10 +97,34 @@ class PaymentForm(AccessibleErrorsMixin, forms.Form):
 
     described_by = {"other_amount": "other-amount-limits"}
 
-    def __init__(self, *args, biller: Biller, **kwargs):
+    def __init__(
+        self,
+        *args,
+        biller: Biller,
+        payer_email: str = "",
+        email_on_file: str = "",
+        offer_paperless: bool = True,
+        offer_autopay: bool = True,
+        **kwargs,
+    ):
+        """`payer_email`: the signed-in payer's own address, pre-filled as it is. `email_on_file`: the account's
+        address, pre-filled masked for a payer who came by a pay link or the lookup (see OnFileEmailField).
+        `offer_paperless`/`offer_autopay`: False when the account already has it, so it is not offered again."""
         super().__init__(*args, **kwargs)
         self.biller = biller
         self.fields["other_amount"].widget.attrs["aria-describedby"] = self.described_by["other_amount"]
+        if payer_email:
+            self.initial.setdefault("receipt_email", payer_email)
+        elif email_on_file:
+            self.fields["receipt_email"].show_on_file(
+                self, "receipt_email", email_on_file,
+                _("The address we have for this account, partly hidden. We'll send the receipt there, or type "
+                  "another address."),
+            )  # fmt: skip
+        if not offer_paperless:
+            del self.fields["paperless"]
+        if not offer_autopay:
+            del self.fields["autopay"]
         if biller.tips_enabled and biller.tip_presets:
             self.fields["tip_percent"].choices = [(0, _("No tip"))] + [
                 (int(p), f"{int(p)}%") for p in biller.tip_presets

@@ -346,6 +346,11 @@ class GatewayUnavailable(GatewayError):
         self.http_status = http_status
         self.code = code
 
+    @property
+    def not_found(self) -> bool:
+        """The gateway says the object does not exist (Stripe: 404 resource_missing; localstripe: a bare 404)."""
+        return self.http_status == 404 or self.code == "resource_missing"
+
 
 class InvalidWebhook(GatewayError):
     """A webhook delivery whose signature or body does not check out. Answer 400 and do nothing."""

@@ -7,8 +7,10 @@ address, or the amount of the last bill). The lookup must not tell an attacker w
 - a miss runs the same queries and the same constant-time comparison as a hit (against a stand-in value).
 
 Guessing is slowed by two fixed-window limits in Django's cache, which every process shares (settings.CACHES):
-attempts per client IP, and failures per account number (counted whether or not the account exists). While either
-is exhausted the lookup is not attempted at all.
+failures per client IP, and failures per account number (counted whether or not the account exists). Only misses
+count: a payer who found their account is not held back by an earlier typo, and many payers behind one address (a
+carrier's NAT, a kiosk in a lobby) are not locked out by each other's successes. While either limit is exhausted the
+lookup is not attempted at all.
 
 The client IP is REMOTE_ADDR. Behind a load balancer, config/proxy.py sets REMOTE_ADDR to the real client address
 from X-Forwarded-For, but only for requests that come from settings.TRUSTED_PROXIES (docs/deploy.md); otherwise
@@ -19,13 +21,14 @@ here because any client can forge it.
 import hashlib
 import hmac
 import math
+import re
 import time
 from dataclasses import dataclass
 
 from billing.models import Bill, Biller, CustomerAccount, normalize_postal_code
 from billing.ratelimit import rate_limit_hit, rate_limit_key, rate_limit_undo
 
-IP_ATTEMPT_LIMIT = 10
+IP_FAILURE_LIMIT = 10
 IP_WINDOW_SECONDS = 15 * 60
 ACCOUNT_FAILURE_LIMIT = 5
 ACCOUNT_WINDOW_SECONDS = 15 * 60
@@ -88,10 +91,18 @@ def _expected_factor(*, biller: Biller, account: CustomerAccount | None) -> str:
     return account.postal_code_normalized if account is not None else _STAND_IN
 
 
-def _given_factor(*, biller: Biller, factor: LookupFactor) -> str:
+_ZIP_PLUS_4 = re.compile(r"\s*(\d{5})\s*-?\s*\d{4}\s*")
+
+
+def _given_factor(*, biller: Biller, factor: LookupFactor, expected: str) -> str:
     if biller.lookup_factor == Biller.LookupFactor.LAST_BILL_AMOUNT:
         return "" if factor.last_bill_amount is None else str(factor.last_bill_amount)
-    return normalize_postal_code(factor.postal_code or "")
+    typed = factor.postal_code or ""
+    zip_plus_4 = _ZIP_PLUS_4.fullmatch(typed)
+    if zip_plus_4 and len(expected) == 5:
+        # "92501-1234" for an address on file as "92501": the first five digits are the ZIP code.
+        return zip_plus_4.group(1)
+    return normalize_postal_code(typed)
 
 
 def account_lookup(*, biller: Biller, account_number: str, factor: LookupFactor, client_ip: str) -> CustomerAccount:
@@ -101,12 +112,16 @@ def account_lookup(*, biller: Biller, account_number: str, factor: LookupFactor,
     variants = _number_variants(account_number)
     account_key = rate_limit_key("lookup", "acct", f"{biller.pk}:{variants[-1].upper()}")
 
-    ip_count, ip_left = rate_limit_hit(ip_key, IP_WINDOW_SECONDS)
-    if ip_count > IP_ATTEMPT_LIMIT:
+    # Both are counted as failures up front and given back on success, so that parallel guesses cannot overshoot
+    # the limits; a locked attempt is given back too (it tried nothing).
+    ip_failures, ip_left = rate_limit_hit(ip_key, IP_WINDOW_SECONDS)
+    if ip_failures > IP_FAILURE_LIMIT:
+        rate_limit_undo(ip_key)
         raise LookupLocked(ip_left)
-    # Counted as a failure up front and given back on success, so that parallel guesses cannot overshoot the limit.
     failures, account_left = rate_limit_hit(account_key, ACCOUNT_WINDOW_SECONDS)
     if failures > ACCOUNT_FAILURE_LIMIT:
+        rate_limit_undo(ip_key)
+        rate_limit_undo(account_key)
         raise LookupLocked(account_left)
 
     account = (
@@ -116,10 +131,11 @@ def account_lookup(*, biller: Biller, account_number: str, factor: LookupFactor,
         .first()
     )
     expected = _expected_factor(biller=biller, account=account)
-    given = _given_factor(biller=biller, factor=factor)
+    given = _given_factor(biller=biller, factor=factor, expected=expected)
     matches = hmac.compare_digest(_digest(expected), _digest(given))
     if account is None or not given or not matches:
         raise LookupFailed()
+    rate_limit_undo(ip_key)
     rate_limit_undo(account_key)
     return account
 

@@ -33,6 +33,7 @@ from .attempts import (
 from .core import ABANDONED_AFTER, FINAL_STATUSES, OPEN_INTENT_STATUSES, confirmation_number_new, payment_sync
 from .gateway import (
     GatewayError,
+    GatewayUnavailable,
     IntentResult,
     IntentStatus,
     MandateAcceptance,
@@ -221,6 +222,7 @@ def _payment_start_locked(*, account, quote: Quote, channel: str, choices: dict,
         payment_status_move(payment=payment, to=Payment.Status.CANCELED, message=f"payer switched to {method}")
         payment = None
     retry: Payment | None = None
+    intent: IntentResult | None = None
     if payment is not None and not payment.gateway_payment_id:
         # An earlier start could not reach the gateway: create the intent now, with the same idempotency key.
         return _intent_create(payment=payment, quote=quote, choices=choices)
@@ -237,8 +239,14 @@ def _payment_start_locked(*, account, quote: Quote, channel: str, choices: dict,
     if payment is not None:
         try:
             intent = payment_intent_retrieve(payment, source="start")
+        except GatewayUnavailable as error:
+            if not error.not_found:
+                return _unavailable()
+            _intent_missing(payment)
+            intent = None
         except GatewayError:
             return _unavailable()
+    if intent is not None:
         payment_sync(payment=payment, intent=intent, source="start")
         if payment.status == Payment.Status.SUCCEEDED:
             return ApplicationError(
@@ -274,6 +282,18 @@ def _payment_start_locked(*, account, quote: Quote, channel: str, choices: dict,
         amount=payment.total_charged, currency=payment.currency, message=f"online payment started ({channel})",
     )  # fmt: skip
     return _intent_create(payment=payment, quote=quote, choices=choices)
+
+
+def _intent_missing(payment: Payment) -> None:
+    """The gateway says the payment's intent does not exist (it was lost, e.g. a local stand-in restarted empty):
+    nothing can be charged through it, so an in-flight payment is abandoned (canceled, with its event) and the
+    start goes on with a new payment. A failed one simply stays failed."""
+    logger.warning("payment %s: intent %s is unknown to the gateway; abandoned", payment.pk, payment.gateway_payment_id)
+    if payment.status in Payment.IN_FLIGHT_STATUSES:
+        payment_status_move(
+            payment=payment, to=Payment.Status.CANCELED,
+            message=f"abandoned: the gateway does not know intent {payment.gateway_payment_id}",
+        )  # fmt: skip
 
 
 def _quote_store(*, payment: Payment, quote: Quote, choices: dict) -> None:

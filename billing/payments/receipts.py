@@ -13,11 +13,12 @@ from django.conf import settings
 from django.core import signing
 from django.template.loader import render_to_string
 from django.urls import reverse
+from django.db.models import F, Sum
 from django.utils import translation
 
 from billing.bills.documents import page_size_of, pdf_from_html
-from billing.clock import biller_localtime, date_display, datetime_display
-from billing.models import Payment, PaymentAllocation
+from billing.clock import biller_localtime, biller_today, date_display, datetime_display
+from billing.models import Bill, Payment, PaymentAllocation
 from billing.money import format_money
 
 RECEIPT_SALT = "billpay.receipt"
@@ -90,7 +91,20 @@ def receipt_context(payment: Payment) -> dict:
         "paid_at": biller_localtime(biller, when),
         "paid_at_display": datetime_display(when, biller=biller),  # on the biller's clock, the zone named
         "succeeded": payment.status == Payment.Status.SUCCEEDED,
+        "still_owed": money(owed) if (owed := _still_owed(payment, paid_on=biller_localtime(biller, when))) else "",
+        "still_owed_on_display": date_display(biller_today(biller), biller=biller),
     }
+
+
+def _still_owed(payment: Payment, *, paid_on) -> int:
+    """What is still owed today on the bills this payment could have paid (those issued by the day it was made):
+    a partial payment's receipt says what is left, and a later bill does not make a full payment look partial."""
+    if payment.status != Payment.Status.SUCCEEDED:
+        return 0
+    owed = Bill.objects.filter(
+        account_id=payment.account_id, status__in=Bill.PAYABLE_STATUSES, issue_date__lte=paid_on.date()
+    ).aggregate(owed=Sum(F("total") - F("amount_paid")))["owed"]
+    return max(owed or 0, 0)
 
 
 def receipt_pdf(payment: Payment, *, language: str | None = None) -> bytes:

@@ -1,8 +1,10 @@
-/* The card step of the payment screen (templates/billing/pay_account.html).
+/* The payment screen (templates/billing/pay_account.html and billing/pay/).
  *
  * The server decides what is charged. This script only:
+ *   0. when the amount or the tip changes, asks the server for the new total (pay_quote) and shows it in place, on
+ *      the total and on the Pay button, so the card typed below stays where it is;
  *   1. mounts stripe.js's Card Element, so the card is typed into Stripe's field and never reaches our server;
- *   2. on "Pay", posts the payer's choices (not an amount) to start the payment: the server re-quotes and answers
+ *   2. on "Pay" (the form's submit), posts the payer's choices (not an amount) to start the payment: the server re-quotes and answers
  *      with the intent's client secret and the total it will charge;
  *   3. asks stripe.js for a payment method id for the card and has the server confirm the intent with that id;
  *   4. runs 3-D Secure in the page when the bank asks (stripe.confirmCardPayment with the client secret);
@@ -67,31 +69,99 @@
     fail(event && event.error ? event.error.message : "");
   });
 
-  // The quote on the page is what the payer agreed to. If they change the amount or the tip, they must see the new
-  // total (Update the total) before paying.
-  var stale = false;
-  Array.prototype.forEach.call(
-    form.querySelectorAll("[name=amount_choice], [name=other_amount], [name=tip_percent]"),
-    function (input) {
-      input.addEventListener("input", markStale);
-      input.addEventListener("change", markStale);
-    }
-  );
-  function markStale() {
-    stale = true;
-    if (payButton) {
-      payButton.disabled = true;
-    }
-    fail(text.changed);
-  }
-
-  if (!payButton || config.quoteTotal === null) {
+  if (!payButton) {
     return;
   }
-  payButton.hidden = false;
 
   var csrf = form.querySelector("[name=csrfmiddlewaretoken]").value;
   var busy = false;
+  var stale = false; // after "balance_changed": this page's figures are out of date until a reload
+
+  // The total the page shows (and the Pay button names). Pay sends only choices; if the server's total differs from
+  // this one, nothing is confirmed and the payer sees the new total first.
+  var shownTotal = config.quoteTotal;
+  var quoteBox = document.getElementById("pay-quote");
+  var quoteRows = document.getElementById("quote-rows");
+  var quoteTotal = document.getElementById("quote-total");
+  var pendingQuote = null; // the promise of the latest quote request, so Pay waits for it
+  var quoteTimer = null;
+  var quoteSerial = 0;
+  var quoteProblem = ""; // why the current choices cannot be quoted (the server's words), or ""
+
+  function showQuote(answer) {
+    var rows = answer.rows.map(function (row) {
+      var line = document.createElement("div");
+      var label = document.createElement("dt");
+      var value = document.createElement("dd");
+      label.textContent = row[0];
+      value.textContent = row[1];
+      line.appendChild(label);
+      line.appendChild(value);
+      return line;
+    });
+    quoteRows.replaceChildren.apply(quoteRows, rows);
+    quoteTotal.textContent = answer.totalDisplay;
+    payButton.textContent = answer.payLabel;
+    quoteBox.hidden = false;
+    shownTotal = answer.total;
+  }
+
+  function showQuoteErrors(errors) {
+    shownTotal = null;
+    quoteBox.hidden = true;
+    var names = Object.keys(errors || {});
+    quoteProblem = names.map(function (name) { return errors[name]; }).join(" ") || text.checkCard;
+    fail(quoteProblem);
+  }
+
+  function requestQuote() {
+    var serial = ++quoteSerial;
+    pendingQuote = post(config.quoteUrl, new FormData(form)).then(function (answer) {
+      if (serial !== quoteSerial) {
+        return pendingQuote; // a newer change was made meanwhile: its answer counts
+      }
+      if (answer.redirect) {
+        window.location.assign(answer.redirect);
+        return null;
+      }
+      if (answer.errors) {
+        showQuoteErrors(answer.errors);
+        return null;
+      }
+      quoteProblem = "";
+      fail("");
+      showQuote(answer);
+      return answer;
+    });
+    return pendingQuote;
+  }
+
+  var resolveWaiting = null;
+
+  function choicesChanged() {
+    // A burst of keystrokes makes one request; a Pay pressed meanwhile waits for its answer.
+    clearTimeout(quoteTimer);
+    if (!resolveWaiting) {
+      pendingQuote = new Promise(function (resolve) {
+        resolveWaiting = resolve;
+      });
+    }
+    quoteTimer = setTimeout(function () {
+      var resolve = resolveWaiting;
+      resolveWaiting = null;
+      resolve(requestQuote().catch(function () {
+        return null; // a lost answer: Pay's own start re-checks the total on the server
+      }));
+    }, 250);
+  }
+
+  Array.prototype.forEach.call(
+    form.querySelectorAll("[name=amount_choice], [name=other_amount], [name=tip_percent]"),
+    function (input) {
+      input.addEventListener("input", choicesChanged);
+      input.addEventListener("change", choicesChanged);
+    }
+  );
 
   function post(url, body) {
     return fetch(url, {
@@ -128,7 +198,7 @@
     // Real stripe.js: a PaymentMethod from the Card Element. localstripe's stand-in has no createPaymentMethod (it
     // returns nothing); there a token's card id works as the payment method. Either way only an id reaches us.
     var created = typeof stripe.createPaymentMethod === "function"
-      ? stripe.createPaymentMethod({ type: "card", card: card, billing_details: { email: email } })
+      ? stripe.createPaymentMethod({ type: "card", card: card, billing_details: email ? { email: email } : {} })
       : Promise.resolve(undefined);
     return Promise.resolve(created).then(function (result) {
       if (result && result.error) {
@@ -188,27 +258,44 @@
     return false;
   }
 
-  function pay() {
+  function pay(event) {
+    if (event) {
+      event.preventDefault(); // with JavaScript, the submit pays here; without it, it re-quotes on the server
+    }
     if (busy || stale) {
       return;
     }
     busy = true;
     payButton.disabled = true;
     fail("");
-    say(text.working);
     var intentId = null;
     var navigating = false;
 
-    post(config.startUrl, new FormData(form))
+    // The page came back from the server with an error on the amount: quote the choices as they are now first.
+    var quoted = shownTotal === null && pendingQuote === null ? requestQuote() : pendingQuote;
+    Promise.resolve(quoted)
+      .then(function () {
+        if (shownTotal === null) {
+          throw { payer: quoteProblem || text.checkCard };
+        }
+        say(text.working);
+        return post(config.startUrl, new FormData(form));
+      })
       .then(function (started) {
         if (started.error) {
           throw { payer: started.error, redirect: started.redirect };
         }
-        if (started.total !== config.quoteTotal) {
-          throw { payer: text.changed };
+        if (started.total !== shownTotal) {
+          // The server's figure wins: show it, and let the payer press Pay again for that total.
+          return requestQuote().then(function () {
+            throw { payer: text.changed };
+          });
         }
         intentId = started.paymentIntent;
         var email = (form.querySelector("[name=receipt_email]") || {}).value || "";
+        if (email.indexOf("*") !== -1) {
+          email = ""; // the address on file, shown masked: the server knows it, stripe.js need not
+        }
         // A saved card (signed-in payers) is named by our own row id; otherwise stripe.js makes an id for the new card.
         var saved = form.querySelector("[name=saved_card]:checked");
         var chosen = saved && saved.value ? Promise.resolve({ saved: saved.value }) : paymentMethodId(email);
@@ -256,5 +343,5 @@
       });
   }
 
-  payButton.addEventListener("click", pay);
+  form.addEventListener("submit", pay);
 })();

@@ -165,6 +165,62 @@ def test_pay_now_for_someone_elses_account_is_404(payer_client, biller):
     assert payer_client.get(reverse("accounts:pay", args=[other.pk])).status_code == 405
 
 
+# --- Receipts for signed-in payers (issue 10, item 7) ----------------------------------------------------------------
+
+
+def _online_payment(account, *, status=Payment.Status.SUCCEEDED) -> Payment:
+    """An online payment made in another browser (or by autopay): this session never saw it."""
+    from django.utils import timezone
+
+    from billing.payments.core import confirmation_number_new
+
+    return Payment.objects.create(
+        biller=account.biller, account=account, confirmation_number=confirmation_number_new(),
+        channel=Payment.Channel.PORTAL, method=Payment.Method.CARD, status=status, currency="USD", amount=5000,
+        payer_email="payer@example.com", payment_method_summary="Visa •••• 4242", received_at=timezone.now(),
+    )  # fmt: skip
+
+
+def test_every_payment_on_the_dashboard_links_to_its_receipt_and_pdf(payer_client, payer, biller):
+    account = CustomerAccountFactory(biller=biller)
+    linked(payer, account)
+    make_bill(account, amounts=(5000,))
+    online = _online_payment(account)
+    cash = payment_record_offline(account=account, amount=1000, method=Payment.Method.CASH)
+    failed = _online_payment(account, status=Payment.Status.FAILED)
+    for page in (reverse("accounts:dashboard"), reverse("accounts:account", args=[account.pk])):
+        html = payer_client.get(page).content.decode()
+        for payment in (online, cash, failed):
+            assert reverse("billing:pay_receipt", args=[payment.confirmation_number]) in html
+        for payment in (online, cash):
+            assert reverse("billing:pay_receipt_pdf", args=[payment.confirmation_number]) in html
+        assert reverse("billing:pay_receipt_pdf", args=[failed.confirmation_number]) not in html  # no PDF: not paid
+
+
+def test_a_signed_in_payer_opens_the_receipt_and_pdf_of_their_own_accounts_payments(payer_client, payer, biller):
+    account = CustomerAccountFactory(biller=biller)
+    linked(payer, account)
+    make_bill(account, amounts=(5000,))
+    payment = _online_payment(account)
+    page = payer_client.get(reverse("billing:pay_receipt", args=[payment.confirmation_number]))
+    assert page.status_code == 200
+    assert payment.confirmation_number in page.content.decode()
+    pdf = payer_client.get(reverse("billing:pay_receipt_pdf", args=[payment.confirmation_number]))
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF-")
+    cash = payment_record_offline(account=account, amount=1000, method=Payment.Method.CASH)
+    assert payer_client.get(reverse("billing:pay_receipt", args=[cash.confirmation_number])).status_code == 200
+
+
+def test_a_signed_in_payer_never_opens_another_accounts_receipt(payer_client, payer, make_payer, biller):
+    theirs = CustomerAccountFactory(biller=biller)
+    linked(make_payer("other@example.com"), theirs)
+    make_bill(theirs, amounts=(5000,))
+    payment = _online_payment(theirs)
+    for name in ("billing:pay_receipt", "billing:pay_receipt_pdf"):
+        assert payer_client.get(reverse(name, args=[payment.confirmation_number])).status_code == 404
+    assert payer_client.get(reverse("billing:pay_receipt", args=["NO-SUCH-NUMBER"])).status_code == 404
+
+
 def test_dashboard_shows_a_bank_transfer_applied_from_a_statement(payer_client, payer, biller):
     from billing.payments.transfers import bank_entry_key, payment_record_bank_transfer
 

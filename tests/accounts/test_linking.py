@@ -105,7 +105,7 @@ def test_failures_on_one_account_number_lock_it(payer_client, account):
 
 
 def test_attempts_from_one_address_are_limited_across_account_numbers(payer_client, biller):
-    accounts = [CustomerAccountFactory(biller=biller) for _ in range(lookup.IP_ATTEMPT_LIMIT + 1)]
+    accounts = [CustomerAccountFactory(biller=biller) for _ in range(lookup.IP_FAILURE_LIMIT + 1)]
     for account in accounts[:-1]:
         payer_client.post(reverse("accounts:link"), link_form(account, postal_code="00000"))
     locked = payer_client.post(reverse("accounts:link"), link_form(accounts[-1]))

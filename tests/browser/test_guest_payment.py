@@ -85,7 +85,6 @@ def test_lookup_decline_then_another_card_pays_once(live_server, phone, demo, st
 
     phone.get_by_label("E-mail for your receipt").fill("guest@example.com")
     phone.get_by_label("Send my future bills by e-mail (paperless)").check()
-    phone.get_by_role("button", name="Continue").click()
     assert phone.get_by_test_id("quote-total").inner_text() == row["open_balance"]
     pay = phone.get_by_role("button", name=f"Pay {row['open_balance']}")
     assert pay.is_visible()
@@ -136,7 +135,6 @@ def test_pay_link_with_3d_secure_card(live_server, phone, demo, stripe_live, our
     phone.goto(paylinks.bill_pay_url(bill))
     phone.wait_for_url(live_server.url + reverse("billing:pay_account"))
     phone.get_by_label("E-mail for your receipt").fill("guest3ds@example.com")
-    phone.get_by_role("button", name="Continue").click()
     pay = phone.get_by_role("button", name=f"Pay {row['open_balance']}")
     assert_page_is_clean(phone)
 
@@ -160,3 +158,94 @@ def test_pay_link_with_3d_secure_card(live_server, phone, demo, stripe_live, our
     bill.refresh_from_db()
     assert bill.status == "paid"
     assert [m.to for m in receipt_emails(mailoutbox)] == [["guest3ds@example.com"]]
+
+
+def test_one_screen_card_typed_once_total_follows_the_amount(live_server, phone, demo, stripe_live, our_requests):
+    """Issue 10, item 1: a payer who fills the form from top to bottom types the card once. Changing the amount
+    after the card updates the total and the Pay button in place, and the card is still there when Pay is pressed."""
+    biller, rows = demo
+    biller.convenience_fee_fixed = 100
+    biller.save()
+    row = rows[0]
+    bill = Bill.objects.get(biller=biller, number=row["open_bills"][0]["number"])
+    phone.goto(paylinks.bill_pay_url(bill))
+    phone.wait_for_url(live_server.url + reverse("billing:pay_account"))
+    assert not phone.get_by_role("button", name="Continue").count()
+
+    enter_card(phone, "4242424242424242")
+    phone.get_by_label("Another amount").check()
+    phone.get_by_label("Amount to pay").fill("10.00")
+    pay = phone.get_by_role("button", name="Pay $11.00")
+    pay.wait_for(state="visible")
+    assert phone.get_by_test_id("quote-total").inner_text() == "$11.00"
+    assert phone.locator("#card-element").get_by_label("number").input_value() == "4242424242424242"
+    assert_page_is_clean(phone)
+
+    phone.get_by_label("E-mail for your receipt").fill("onescreen@example.com")
+    pay.click()
+    phone.wait_for_url(f"{live_server.url}/pay/receipt/**")
+    payment = Payment.objects.get(channel="guest_web")
+    assert (payment.status, payment.amount, payment.total_charged) == ("succeeded", 1000, 1100)
+    assert phone.get_by_test_id("receipt-total").inner_text() == "$11.00"
+    assert [i["amount"] for i in stripe_support.payment_intents(stripe_live)] == [1100]
+    assert_no_card_data_reached_us(our_requests)
+    wait_for_webhooks([payment.gateway_payment_id])
+
+
+def test_without_javascript_the_screen_still_quotes(live_server, browser, demo):
+    """With JavaScript off the same form posts to the server, which shows the new total; the card section says
+    card payment needs JavaScript and lists the other ways to pay."""
+    _biller, rows = demo
+    row = next(r for r in rows if len(r["open_bills"]) >= 2)
+    context = browser.new_context(viewport={"width": 360, "height": 740}, java_script_enabled=False)
+    page = context.new_page()
+    try:
+        page.goto(live_server.url + reverse("billing:pay"))
+        page.get_by_label("Account number").fill(row["account_number"])
+        page.get_by_label("Postal code of the service address").fill(row["postal_code"])
+        page.get_by_role("button", name="Find my account").click()
+        page.wait_for_url(live_server.url + reverse("billing:pay_account"))
+        page.get_by_label("Another amount").check()
+        page.get_by_label("Amount to pay").fill("5.00")
+        page.get_by_label("E-mail for your receipt").fill("nojs@example.com")
+        page.get_by_role("button", name=f"Pay {row['open_balance']}").click()
+        page.get_by_role("button", name="Pay $5.00").wait_for(state="visible")
+        assert page.get_by_test_id("quote-total").inner_text() == "$5.00"
+        assert page.get_by_label("Amount to pay").input_value() == "5.00"
+        notice = page.locator(".no-script")  # Playwright's text search skips <noscript>, so find it by class
+        assert notice.is_visible() and "Paying by card on this page needs JavaScript" in notice.inner_text()
+        assert not has_horizontal_overflow(page)
+    finally:
+        context.close()
+    assert not Payment.objects.filter(channel="guest_web").exists()
+
+
+def test_after_the_stand_in_forgets_the_intent_the_payer_still_pays(live_server, phone, demo, stripe_live):
+    """Issue 10, items 2 and 3: a Stripe test decline card shows its own message; then the stand-in loses its
+    state (as a restart of the run command used to do) and the next Pay still works, with the card number typed
+    in groups as it is printed."""
+    biller, rows = demo
+    row = rows[0]
+    bill = Bill.objects.get(biller=biller, number=row["open_bills"][0]["number"])
+    phone.goto(paylinks.bill_pay_url(bill))
+    phone.wait_for_url(live_server.url + reverse("billing:pay_account"))
+    phone.get_by_label("E-mail for your receipt").fill("restart@example.com")
+    pay = phone.get_by_role("button", name=f"Pay {row['open_balance']}")
+
+    enter_card(phone, "4000000000009995")
+    pay.click()
+    alert = phone.locator("#pay-error")
+    alert.wait_for(state="visible")
+    assert alert.inner_text() == "Your card has insufficient funds. Please use a different card or try again later."
+    assert_page_is_clean(phone)
+
+    stripe_support.flush(stripe_live)  # the stand-in forgets every intent
+    enter_card(phone, "4242 4242 4242 4242")
+    pay.click()
+    phone.wait_for_url(f"{live_server.url}/pay/receipt/**")
+    assert phone.get_by_role("heading", name="Thank you, your payment is complete").is_visible()
+    online = Payment.objects.filter(channel="guest_web")
+    assert sorted(online.values_list("status", flat=True)) == ["failed", "succeeded"]
+    paid = online.get(status="succeeded")
+    assert [i["id"] for i in stripe_support.payment_intents(stripe_live)] == [paid.gateway_payment_id]
+    wait_for_webhooks([paid.gateway_payment_id])

@@ -157,3 +157,51 @@ def test_sign_in_and_two_factor_pages_on_a_phone(live_server, phone, django_user
 
     phone.goto(live_server.url + reverse("account_logout"))
     assert_page_is_clean(phone)
+
+
+def test_a_signed_in_payer_opens_each_payments_receipt_from_the_dashboard(live_server, phone, django_user_model):
+    """Issue 10, item 7: "Payments and receipts" link every payment to its receipt page and PDF, and the receipt
+    opens for the signed-in payer (it was a 404 unless this very browser had made the payment)."""
+    from allauth.account.models import EmailAddress
+    from django.utils import timezone
+
+    from accounts.models import AccountLink
+    from accounts.services import account_link_grant
+    from billing.models import Payment
+    from billing.payments.core import confirmation_number_new
+    from billing.payments.offline import payment_record_offline
+
+    cache.clear()
+    biller = BillerFactory()
+    account = CustomerAccountFactory(biller=biller)
+    make_bill(account, amounts=(8000,), due_in_days=7)
+    user = django_user_model.objects.create_user(email="rey@example.com", password=PASSWORD)
+    EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)
+    account_link_grant(user=user, account=account, via=AccountLink.Via.LOOKUP)
+    card = Payment.objects.create(
+        biller=biller, account=account, confirmation_number=confirmation_number_new(),
+        channel=Payment.Channel.PORTAL, method=Payment.Method.CARD, status=Payment.Status.SUCCEEDED, currency="USD",
+        amount=3000, payer_email=user.email, payment_method_summary="Visa •••• 4242", received_at=timezone.now(),
+    )  # fmt: skip
+    cash = payment_record_offline(account=account, amount=1000, method=Payment.Method.CASH)
+
+    phone.goto(live_server.url + reverse("account_login"))
+    phone.get_by_label("Email").fill(user.email)
+    phone.get_by_label("Password").fill(PASSWORD)
+    phone.get_by_role("button", name="Sign In").click()
+    phone.wait_for_url(re.compile(r".*/me/$"))
+    assert_page_is_clean(phone)
+    for payment in (card, cash):
+        expect(phone.get_by_role("link", name=f"PDF {payment.confirmation_number}")).to_be_visible()
+
+    phone.get_by_role("link", name=f"Receipt {card.confirmation_number}").click()
+    phone.wait_for_url(live_server.url + reverse("billing:pay_receipt", args=[card.confirmation_number]))
+    assert phone.get_by_test_id("confirmation-number").inner_text() == card.confirmation_number
+    assert phone.get_by_test_id("card-summary").inner_text() == "Visa •••• 4242"
+    assert phone.get_by_test_id("still-owed").inner_text() == "$70.00"  # 80.00 billed, 10.00 cash applied (the card row is bare)
+    assert_page_is_clean(phone)
+    if SCREENSHOTS:
+        phone.screenshot(path=f"{SCREENSHOTS}/dashboard-receipt.png", full_page=True)
+    with phone.expect_download() as download:
+        phone.get_by_role("link", name="Download the receipt (PDF)").click()
+    assert download.value.suggested_filename == f"receipt-{card.confirmation_number}.pdf"

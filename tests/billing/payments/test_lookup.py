@@ -168,7 +168,7 @@ def test_the_factor_is_compared_in_constant_time_even_on_a_miss(client, biller, 
 
 
 def test_too_many_attempts_from_one_ip_lock_it_out(client, postal_account):
-    for n in range(lookup.IP_ATTEMPT_LIMIT):
+    for n in range(lookup.IP_FAILURE_LIMIT):
         assert post(client, {"account_number": f"nope{n}", "postal_code": "00000"}, ip="192.0.2.9").status_code == 200
     with CaptureQueriesContext(connection) as queries:
         response = post(client, {"account_number": "4100200", "postal_code": "92501A"}, ip="192.0.2.9")
@@ -181,12 +181,43 @@ def test_too_many_attempts_from_one_ip_lock_it_out(client, postal_account):
     assert post(client, {"account_number": "4100200", "postal_code": "92501A"}, ip="192.0.2.10").status_code == 302
 
 
-def test_success_counts_towards_the_ip_limit_and_does_not_reset_it(client, postal_account):
+def test_successes_do_not_count_towards_the_ip_limit(client, postal_account):
+    """Issue 10, item 4: a payer who mistyped earlier still gets in with the right details, and a kiosk or a
+    carrier's NAT full of payers finding their own accounts is never locked out by those successes."""
     right = {"account_number": "4100200", "postal_code": "92501A"}
-    for n in range(lookup.IP_ATTEMPT_LIMIT - 1):
+    for n in range(lookup.IP_FAILURE_LIMIT - 1):
         post(client, {"account_number": f"nope{n}", "postal_code": "00000"}, ip="192.0.2.20")
-    assert post(client, right, ip="192.0.2.20").status_code == 302
+    for _ in range(lookup.IP_FAILURE_LIMIT * 3):
+        assert post(client, right, ip="192.0.2.20").status_code == 302
+    # The one miss left is still allowed; the next is locked: misses alone count.
+    assert post(client, {"account_number": "nope-last", "postal_code": "00000"}, ip="192.0.2.20").status_code == 200
     assert post(client, right, ip="192.0.2.20").status_code == 429
+
+
+def test_a_locked_attempt_does_not_extend_the_count(client, postal_account):
+    for n in range(lookup.IP_FAILURE_LIMIT):
+        post(client, {"account_number": f"nope{n}", "postal_code": "00000"}, ip="192.0.2.21")
+    for _ in range(3):
+        assert post(client, {"account_number": "4100200", "postal_code": "92501A"}, ip="192.0.2.21").status_code == 429
+    assert cache.get(lookup.rate_limit_key("lookup", "ip", "192.0.2.21")) == lookup.IP_FAILURE_LIMIT
+
+
+@pytest.mark.parametrize("typed", ["92501-1234", "92501 1234", "925011234", " 92501-1234 "])
+def test_zip_plus_4_is_accepted_for_a_five_digit_postal_code(client, biller, typed):
+    CustomerAccountFactory(biller=biller, account_number="4100300", postal_code="92501")
+    assert post(client, {"account_number": "4100300", "postal_code": typed}).status_code == 302
+
+
+def test_zip_plus_4_must_still_match_the_five_digits(client, biller):
+    CustomerAccountFactory(biller=biller, account_number="4100300", postal_code="92501")
+    assert post(client, {"account_number": "4100300", "postal_code": "92502-1234"}).status_code == 200
+    assert granted(client) is None
+
+
+def test_a_zip_plus_4_on_file_needs_all_nine_digits(client, biller):
+    CustomerAccountFactory(biller=biller, account_number="4100301", postal_code="92501-1234")
+    assert post(client, {"account_number": "4100301", "postal_code": "92501"}).status_code == 200
+    assert post(client, {"account_number": "4100301", "postal_code": "92501-1234"}).status_code == 302
 
 
 @pytest.mark.parametrize("number", ["4100200", "0000001"], ids=["existing-account", "no-such-account"])
@@ -225,7 +256,7 @@ def test_a_successful_lookup_does_not_count_as_a_failure_for_the_account(client,
 def test_the_lockout_lifts_after_the_window_and_says_how_long_to_wait(client, postal_account, monkeypatch):
     clock = [time.time()]
     monkeypatch.setattr(time, "time", lambda: clock[0])  # the cache's expiry reads the same clock
-    for n in range(lookup.IP_ATTEMPT_LIMIT):
+    for n in range(lookup.IP_FAILURE_LIMIT):
         post(client, {"account_number": f"nope{n}", "postal_code": "0"}, ip="192.0.2.30")
     clock[0] += 10 * 60
     response = post(client, {"account_number": "4100200", "postal_code": "92501A"}, ip="192.0.2.30")
@@ -257,6 +288,6 @@ def test_empty_lookup_fields_say_what_to_enter_and_count_nothing(client, postal_
     html = post(client, {"account_number": "", "postal_code": ""}).content.decode()
     assert "Enter your account number." in html
     assert "Enter the postal code of the service address." in html
-    for n in range(lookup.IP_ATTEMPT_LIMIT + 2):  # invalid forms never reach the lookup, so they use no attempts
+    for n in range(lookup.IP_FAILURE_LIMIT + 2):  # invalid forms never reach the lookup, so they use no attempts
         post(client, {"account_number": "", "postal_code": ""})
     assert post(client, {"account_number": "4100200", "postal_code": "92501A"}).status_code == 302

@@ -338,3 +338,54 @@ def test_the_payment_screen_says_card_payment_needs_javascript(stripe_settings, 
     assert 'id="pay-config"' in html and stripe_support.PUBLISHABLE_KEY in html
     assert "_secret_" not in html  # the client secret is only handed out by the start POST
     assert f'src="{stripe_settings.STRIPE_JS_URL}"' in html and "/static/js/pay.js" in html
+
+
+# --- An intent the gateway no longer knows (issue 10, item 2) --------------------------------------------------------
+
+
+@pytest.mark.parametrize("declined_first", [False, True], ids=["in-flight", "after-a-decline"])
+def test_an_intent_the_gateway_forgot_is_abandoned_and_a_new_payment_starts(
+    stripe_settings, localstripe, payer, account, declined_first
+):
+    """localstripe restarted empty (the run command used to do that): the account's payment points at an intent
+    that answers 404. Every start used to say the service was unavailable; now the old payment is released and the
+    payer pays with a new one."""
+    from billing.models import BillingEvent
+
+    make_bill(account, amounts=(5000,))
+    status, started = start(payer)
+    assert status == 200
+    old = Payment.objects.get()
+    if declined_first:
+        assert confirm(payer, started["paymentIntent"], card_token(localstripe, "4000000000000341")["card"]["id"])[0] == 200
+        old.refresh_from_db()
+        assert old.status == Payment.Status.FAILED
+    stripe_support.flush(localstripe)  # what a restart of an in-memory stand-in does
+
+    status, again = start(payer)
+    assert status == 200, again
+    assert again["paymentIntent"] != started["paymentIntent"]
+    old.refresh_from_db()
+    if declined_first:
+        assert old.status == Payment.Status.FAILED  # stays as it was: it is history
+    else:
+        assert old.status == Payment.Status.CANCELED
+        event = BillingEvent.objects.filter(payment=old, to_status="canceled").get()
+        assert event.from_status == "pending" and "does not know intent" in event.message
+    new = Payment.objects.get(gateway_payment_id=again["paymentIntent"])
+    assert new.pk != old.pk and new.status == Payment.Status.PENDING
+
+    status, answer = confirm(payer, again["paymentIntent"], card_token(localstripe, "4242 4242 4242 4242")["card"]["id"])
+    assert (status, answer["status"]) == (200, "succeeded")
+    new.refresh_from_db()
+    assert new.status == Payment.Status.SUCCEEDED
+    assert Payment.objects.filter(status=Payment.Status.SUCCEEDED).count() == 1
+
+
+def test_another_gateway_error_still_says_unavailable(stripe_settings, payer, account, settings):
+    make_bill(account, amounts=(5000,))
+    assert start(payer)[0] == 200
+    settings.STRIPE_API_BASE = "http://127.0.0.1:9"  # nothing listens: not a 404
+    status, answer = start(payer)
+    assert status == 409 and "unavailable" in answer["error"]
+    assert Payment.objects.get().status == Payment.Status.PENDING

@@ -26,6 +26,14 @@ def html_of(response) -> str:
     return response.content.decode()
 
 
+def shown_total(html: str) -> str | None:
+    """The total the screen shows, or None while the quote is hidden (the amount or the tip has an error)."""
+    section = re.search(r'<section class="card quote" id="pay-quote"[^>]*>', html).group(0)
+    if " hidden" in section:
+        return None
+    return re.search(r'data-testid="quote-total">([^<]*)<', html).group(1)
+
+
 def test_the_screen_shows_the_account_its_open_bills_and_the_balance(payer, account):
     account.holder_name = "Jane Smith"
     account.save()
@@ -129,7 +137,7 @@ def test_an_amount_over_the_balance_is_an_error_on_the_amount_field(payer, accou
     html = html_of(
         payer.post(SCREEN, {"amount_choice": "other", "other_amount": "60.00", "receipt_email": "me@example.com"})
     )
-    assert 'data-testid="quote-total"' not in html
+    assert shown_total(html) is None
     assert re.search(r'<p class="field-error" id="id_other_amount-error">[^<]*more than the \$50.00 owed', html)
     field = re.search(r'<input[^>]*name="other_amount"[^>]*>', html).group(0)
     assert 'aria-describedby="id_other_amount-error other-amount-limits"' in field
@@ -157,7 +165,8 @@ def test_errors_are_tied_to_their_fields(payer, account, data, field, text):
     assert error and text.lower() in error.group(1).lower()
     assert re.search(rf'<input[^>]*aria-describedby="id_{field}-error[^"]*"[^>]*name="{field}"|'
                      rf'<input[^>]*name="{field}"[^>]*aria-describedby="id_{field}-error', html)  # fmt: skip
-    assert 'data-testid="quote-total"' not in html
+    # An error on the amount hides the total; one on the e-mail does not (the amount was fine).
+    assert shown_total(html) == (None if field == "other_amount" else "$50.00")
 
 
 def test_an_account_with_nothing_to_pay_says_so(payer, account):
@@ -203,12 +212,12 @@ def _bulk_open_bills(account, count):
 @pytest.mark.parametrize("count", [1, 200])
 def test_the_screen_runs_a_fixed_number_of_queries(payer, account, count, django_assert_max_num_queries):
     _bulk_open_bills(account, count)
-    # The same budget for 1 and 200 bills: session, account with biller, payable bills (the oldest ten, with the
-    # balance and the count of all of them).
-    with django_assert_max_num_queries(3):
+    # The same budget for 1 and 200 bills: session, account with biller, payable bills (the oldest ten, with the balance and the count of all of them), current paperless and
+    # autopay (so they are not offered again).
+    with django_assert_max_num_queries(5):
         html = html_of(payer.get(SCREEN))
     assert html.count('class="bill-row"') == min(count, QUOTE_BILLS)
-    with django_assert_max_num_queries(4):  # the quote re-reads the bills
+    with django_assert_max_num_queries(6):  # the quote re-reads the bills
         html_of(payer.post(SCREEN, {"amount_choice": "full", "receipt_email": "a@b.co"}))
 
 
@@ -231,4 +240,113 @@ def test_all_errors_are_shown_at_once(payer, account):
     html = html_of(payer.post(SCREEN, {"amount_choice": "other", "other_amount": "600", "receipt_email": ""}))
     assert 'id="id_other_amount-error"' in html
     assert 'id="id_receipt_email-error"' in html
-    assert 'data-testid="quote-total"' not in html
+    assert shown_total(html) is None
+
+
+# --- One screen: the total is shown from the start and follows the payer's choices (issue 10, item 1) ------------
+
+
+def test_the_first_screen_shows_the_total_and_one_pay_button(payer, account):
+    account.biller.convenience_fee_fixed = 100
+    account.biller.save()
+    make_bill(account, amounts=(4000,))
+    html = html_of(payer.get(SCREEN))
+    assert shown_total(html) == "$41.00"
+    buttons = re.findall(r"<button[^>]*>[^<]*</button>", html.split('id="payment-form"')[1].split("</form>")[0])
+    assert buttons == ['<button class="button button-primary" type="submit" id="pay-button">Pay $41.00</button>']
+    assert "Continue" not in html
+
+
+def test_without_javascript_the_submit_shows_the_new_total_and_keeps_the_choices(payer, account):
+    biller = account.biller
+    biller.tips_enabled = True
+    biller.save()
+    make_bill(account, amounts=(10000,))
+    html = html_of(
+        payer.post(SCREEN, {"amount_choice": "other", "other_amount": "40", "tip_percent": "20", "receipt_email": ""})
+    )
+    assert shown_total(html) == "$48.00"
+    assert ">Pay $48.00</button>" in html
+    assert re.search(r'<input type="radio" name="tip_percent" value="20"[^>]*checked', html)
+    assert 'id="id_receipt_email-error"' in html  # the e-mail is still asked for
+
+
+QUOTE = "/pay/account/quote/"
+
+
+def test_the_quote_endpoint_answers_the_servers_figures(payer, account):
+    biller = account.biller
+    biller.tips_enabled = True
+    biller.convenience_fee_basis_points = 250
+    biller.save()
+    make_bill(account, amounts=(10000,))
+    answer = payer.post(QUOTE, {"amount_choice": "other", "other_amount": "40", "tip_percent": "15", "total": "1"})
+    assert answer.status_code == 200
+    assert answer.json() == {
+        "total": 4000 + 100 + 600,
+        "totalDisplay": "$47.00",
+        "rows": [["Payment towards your bills", "$40.00"], ["Convenience fee", "$1.00"], ["Tip", "$6.00"]],
+        "payLabel": "Pay $47.00",
+    }
+    from billing.models import Payment
+
+    assert not Payment.objects.exists()  # a quote starts nothing
+
+
+def test_the_quote_endpoint_reports_the_amounts_error_and_ignores_the_e_mail(payer, account):
+    make_bill(account, amounts=(5000,))
+    answer = payer.post(QUOTE, {"amount_choice": "other", "other_amount": "60"})
+    assert answer.status_code == 400
+    assert list(answer.json()["errors"]) == ["other_amount"]
+    assert "more than the $50.00 owed" in answer.json()["errors"]["other_amount"]
+    assert payer.post(QUOTE, {"amount_choice": "full"}).json()["totalDisplay"] == "$50.00"
+
+
+def test_the_quote_endpoint_needs_the_sessions_grant(client, account):
+    make_bill(account, amounts=(5000,))
+    answer = client.post(QUOTE, {"amount_choice": "full"})
+    assert answer.status_code == 403 and answer.json()["redirect"] == "/pay/"
+
+
+# --- The receipt address from the account's e-mail on a pay link: masked, editable (issue 10, item 5) ------------
+
+
+def test_a_guest_sees_the_accounts_address_masked_never_in_full(payer, account):
+    account.email = "jane.doe@example.com"
+    account.save()
+    make_bill(account, amounts=(5000,))
+    html = html_of(payer.get(SCREEN))
+    assert "jane.doe@example.com" not in html and "jane.doe" not in html
+    field = re.search(r'<input[^>]*name="receipt_email"[^>]*>', html).group(0)
+    assert 'value="j*******@e******.com"' in field
+    assert "partly hidden" in html
+
+
+def test_a_masked_address_left_as_shown_sends_the_receipt_to_the_account(payer, account):
+    from billing.models import Payment
+
+    account.email = "jane.doe@example.com"
+    account.save()
+    make_bill(account, amounts=(5000,))
+    form_data = {"amount_choice": "full", "receipt_email": "j*******@e******.com"}
+    html = html_of(payer.post(SCREEN, form_data))
+    assert 'id="id_receipt_email-error"' not in html
+    assert "jane.doe@example.com" not in html  # still masked after a no-JavaScript submit
+    from billing.views import _payment_form  # the form the start view parses, with the same pre-fill
+
+    class Request:
+        user = type("Anonymous", (), {"is_authenticated": False})()
+
+    form = _payment_form(Request(), account, form_data)
+    assert form.is_valid() and form.cleaned_data["receipt_email"] == "jane.doe@example.com"
+    typed = _payment_form(Request(), account, form_data | {"receipt_email": "me@example.org"})
+    assert typed.is_valid() and typed.cleaned_data["receipt_email"] == "me@example.org"
+    assert not Payment.objects.exists()
+
+
+def test_a_masked_looking_address_that_differs_is_an_error(payer, account):
+    account.email = "jane.doe@example.com"
+    account.save()
+    make_bill(account, amounts=(5000,))
+    html = html_of(payer.post(SCREEN, {"amount_choice": "full", "receipt_email": "x***@e******.com"}))
+    assert 'id="id_receipt_email-error"' in html

@@ -1,6 +1,7 @@
 """Receipts: the e-mail goes out once whoever records the success, signed links, the PDF and enrolment requests."""
 
 import datetime as dt
+import re
 import threading
 
 import pytest
@@ -202,6 +203,77 @@ def test_recording_a_guest_enrolment_emails_its_confirmation_link(account, djang
         guest_enrollment_record(payment=payment, email="guest@example.com", paperless=True)
     assert [m.to for m in mail.outbox] == [["guest@example.com"]]
     assert "paperless" in mail.outbox[0].body.lower()
+
+
+# --- What is still owed after a partial payment (issue 10, item 6) ---------------------------------------------------
+
+
+def _paid(account, *, amount) -> Payment:
+    """A succeeded online payment of `amount` applied to the account's bills (oldest first), as the core does."""
+    from django.db import transaction
+
+    from billing.payments.allocations import payment_apply
+
+    payment = Payment.objects.create(
+        biller=account.biller, account=account, confirmation_number=confirmation_number_new(),
+        channel=Payment.Channel.GUEST_WEB, method=Payment.Method.CARD, status=Payment.Status.SUCCEEDED,
+        currency="USD", amount=amount, payer_email="payer@example.com", received_at=timezone.now(),
+    )  # fmt: skip
+    with transaction.atomic():
+        payment_apply(payment=payment)
+    return payment
+
+
+def _receipt_page(client, payment) -> str:
+    session = client.session
+    session[receipts.SESSION_KEY] = [payment.confirmation_number]
+    session.save()
+    response = client.get(f"/pay/receipt/{payment.confirmation_number}/")
+    assert response.status_code == 200
+    return response.content.decode()
+
+
+def test_a_partial_payments_receipt_shows_what_is_still_owed(client, account):
+    make_bill(account, amounts=(5000,), due_in_days=-5)
+    make_bill(account, amounts=(3000,), due_in_days=20)
+    payment = _paid(account, amount=6000)
+    context = receipts.receipt_context(payment)
+    assert context["still_owed"] == "$20.00"
+    html = _receipt_page(client, payment)
+    assert 'data-testid="still-owed">$20.00<' in html
+    assert "Still owed on this account on" in html
+
+
+def test_a_full_payments_receipt_says_nothing_is_owed_even_after_a_new_bill(client, account):
+    make_bill(account, amounts=(5000,))
+    payment = _paid(account, amount=5000)
+    later = make_bill(account, amounts=(7000,))
+    Bill.objects.filter(pk=later.pk).update(issue_date=timezone.localdate() + dt.timedelta(days=30))
+    assert receipts.receipt_context(payment)["still_owed"] == ""
+    assert 'data-testid="still-owed"' not in _receipt_page(client, payment)
+
+
+def test_the_receipt_page_never_shows_the_accounts_address_to_a_guest(client, account):
+    """Issue 10, item 5: a guest who kept the masked address on file gets the receipt there; the receipt page (and
+    its paperless offer) show it masked too, and the offer left as shown enrols that same address."""
+    account.email = "jane.doe@example.com"
+    account.save()
+    payment = succeeded_payment(account, payer_email="jane.doe@example.com")
+    html = _receipt_page(client, payment)
+    assert "jane.doe@example.com" not in html
+    assert "We're sending a copy of this receipt to j*******@e******.com." in html
+    assert re.search(r'<input[^>]*name="email"[^>]*value="j\*{7}@e\*{6}\.com"', html)
+    response = client.post(
+        f"/pay/receipt/{payment.confirmation_number}/enrol/", {"paperless": "on", "email": "j*******@e******.com"}
+    )
+    assert response.status_code == 302
+    assert GuestEnrollmentRequest.objects.get(payment=payment).email == "jane.doe@example.com"
+
+
+def test_an_address_the_guest_typed_is_shown_as_typed(client, account):
+    payment = succeeded_payment(account, payer_email="typed@example.org")
+    html = _receipt_page(client, payment)
+    assert "We're sending a copy of this receipt to typed@example.org." in html
 
 
 @pytest.mark.parametrize(("paper", "points"), [("A4", (595, 842)), ("letter", (612, 792))])
