@@ -16,8 +16,9 @@ S = AutopayCharge.Status
 # intent is created, its attempt row and the payment's intent id (2); (3) the account, the row with its try and
 # payment, and the payable bills locked (3); the confirm's attempt row; the payment's status and its event; the
 # bill's amount and status in one UPDATE; the allocation; the "applied"/"paid" events in one insert; the waiting
-# rows of paid bills; the try, the row and the row's event (10). 71 before the rework.
-CHARGE_QUERIES = 21
+# rows of paid bills; the try, the row and the row's event (10); and, since payment plans, the plans receiver's one
+# look on bill_paid for an active plan covering the paid bills (1). 71 before the rework.
+CHARGE_QUERIES = 22
 SAVEPOINTS = 6  # the test runs inside a transaction, so each of the three atomic blocks is a savepoint pair
 # The receipt, raised after commit on payment_succeeded (notifications: the outbox row and its send task).
 RECEIPT_QUERIES = 16
