@@ -33,6 +33,7 @@ if DATABASE_CONNECTIONS == "persistent":
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 elif DATABASE_CONNECTIONS == "pool":
     DATABASES["default"]["CONN_MAX_AGE"] = 0
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = False  # the pool checks its own connections
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": env.int("DATABASE_POOL_MIN_SIZE", default=2),
         "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=8),
@@ -40,6 +41,7 @@ elif DATABASE_CONNECTIONS == "pool":
     }
 elif DATABASE_CONNECTIONS == "pgbouncer":
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("CONN_HEALTH_CHECKS", default=False)  # pgbouncer checks its own
     DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
 else:
     raise ImproperlyConfigured("DATABASE_CONNECTIONS must be persistent, pool or pgbouncer.")

@@ -86,6 +86,7 @@ def _biller_form(biller, **extra) -> dict:
         "name": biller.name, "slug": biller.slug, "brand_color": biller.brand_color, "tagline": "",
         "remit_address": "", "paper_size": "A4", "calendar": "gregorian", "currency": "USD",
         "time_zone": "America/Chicago", "support_email": "", "support_phone": "", "lookup_factor": "postal_code",
+        "bank_reference_scheme": biller.bank_reference_scheme,
         "minimum_payment": 100, "maximum_payment": "", "convenience_fee_fixed": "0.00",
         "convenience_fee_basis_points": 0, "tips_enabled": "", "tip_presets": "[15, 20, 25]",
         "pay_link_valid_days": 60, "reminder_schedule": "[-5, 0, 3, 10]", "retry_schedule": "[1, 3, 5, 7]",

@@ -225,7 +225,7 @@ def test_many_open_bills_list_the_oldest_and_say_how_many_more(payer, account):
     _bulk_open_bills(account, 200)
     bills = list(Bill.objects.filter(account=account).order_by("due_date", "pk"))
     html = html_of(payer.get(SCREEN))
-    rows = re.findall(r'<span class="bill-number">Bill ([^<]+)</span>', html)
+    rows = re.findall(r'<span class="bill-number">Bill <bdi dir="ltr">([^<]+)</bdi></span>', html)
     assert rows == [b.number for b in bills[:QUOTE_BILLS]]  # the oldest first
     assert "and 190 more open bills" in html and 'href="?bills=all"' in html
     owed = sum(b.total for b in bills)
