@@ -7,6 +7,7 @@ from django.db import connection
 from django.db.models import F, Min, Q, QuerySet, Sum, Window
 from django.db.models.functions import RowNumber
 
+from billing.bills.selectors import biller_cached
 from billing.models import Bill, CustomerAccount, Payment
 from notifications.models import ChannelName, NoticeKind, NoticePolicy, NoticePreference, SmsOptOut
 from notifications.preferences import Policy, channel_address, channel_wanted, phone_normalize
@@ -93,11 +94,24 @@ def _latest_per_account(queryset: QuerySet, account_ids: list[int], *, order_by:
     )
 
 
+# What an account card shows of a bill and of a payment (templates/accounts/bill_list.html, payment_list.html).
+_CARD_BILL_FIELDS = ("pk", "account_id", "number", "status", "due_date", "currency", "total", "amount_paid")
+_CARD_PAYMENT_FIELDS = (
+    "pk", "account_id", "confirmation_number", "status", "method", "currency", "amount", "fee_amount", "tip_amount",
+    "amount_refunded", "received_at", "created_at",
+)  # fmt: skip
+
+
 def dashboard_accounts(
     *, user: User, bills_per_account: int = DASHBOARD_BILLS, payments_per_account: int = DASHBOARD_PAYMENTS
 ) -> list[AccountSummary]:
     """Every linked account with its balance, next due date, newest bills and newest payments. Four queries."""
-    summaries = {link.customer_account_id: AccountSummary(link=link) for link in user_account_links(user=user)}
+    # The billers (name, currency, clock) from the shared cache: an account row is small, a biller row is not.
+    links = AccountLink.objects.filter(user=user).select_related("customer_account")
+    summaries = {}
+    for link in links.order_by("customer_account__account_number", "pk"):
+        link.customer_account.biller = biller_cached(link.customer_account.biller_id)
+        summaries[link.customer_account_id] = AccountSummary(link=link)
     if not summaries:
         return []
     ids = list(summaries)
@@ -105,12 +119,13 @@ def dashboard_accounts(
         summaries[account_id].balance = row["owed"] or 0
         summaries[account_id].next_due_date = row["next_due"]
     bills = _latest_per_account(
-        Bill.objects.exclude(status=Bill.Status.DRAFT), ids, order_by=("-due_date", "-pk"), per_account=bills_per_account
-    )
+        Bill.objects.exclude(status=Bill.Status.DRAFT).only(*_CARD_BILL_FIELDS),
+        ids, order_by=("-due_date", "-pk"), per_account=bills_per_account,
+    )  # fmt: skip
     for bill in sorted(bills, key=lambda b: (b.due_date, b.pk), reverse=True):
         summaries[bill.account_id].bills.append(bill)
     payments = _latest_per_account(
-        Payment.objects.all(), ids, order_by=("-created_at", "-pk"), per_account=payments_per_account
+        Payment.objects.only(*_CARD_PAYMENT_FIELDS), ids, order_by=("-created_at", "-pk"), per_account=payments_per_account
     )
     for payment in sorted(payments, key=lambda p: (p.created_at, p.pk), reverse=True):
         summaries[payment.account_id].payments.append(payment)

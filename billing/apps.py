@@ -13,7 +13,7 @@ class BillingConfig(AppConfig):
 
         from .autopay import receivers as autopay_receivers
         from .bills import receivers as bills_receivers
-        from .models import Biller
+        from .models import Biller, PlanRules
         from .enrolment import receivers as enrolment_receivers
         from .payments import bank_debits
         from .payments import receivers as payment_receivers
@@ -51,3 +51,5 @@ class BillingConfig(AppConfig):
         forget = bills_receivers.biller_cache_forget_on_change
         post_save.connect(forget, sender=Biller, dispatch_uid="billing.bills.biller_cache_forget_on_save")
         post_delete.connect(forget, sender=Biller, dispatch_uid="billing.bills.biller_cache_forget_on_delete")
+        post_save.connect(forget, sender=PlanRules, dispatch_uid="billing.bills.biller_cache_forget_on_rules_save")
+        post_delete.connect(forget, sender=PlanRules, dispatch_uid="billing.bills.biller_cache_forget_on_rules_delete")

@@ -15,10 +15,10 @@ from django.views.decorators.http import require_GET, require_http_methods
 from billing.access import payer_access
 from billing.bills import paylinks
 from billing.clock import biller_today
-from billing.bills.selectors import account_balance, bank_transfer_details, biller_for_site
-from billing.autopay.selectors import autopay_current
+from billing.bills.selectors import account_balance, bank_transfer_details, biller_cached as biller_by_id, biller_for_site
+from billing.autopay.selectors import autopay_current, autopay_on
 from billing.enrolment.forms import GuestEnrollmentForm
-from billing.enrolment.paperless import paperless_current
+from billing.enrolment.paperless import paperless_current, paperless_on
 from billing.forms import email_masked
 from billing.enrolment.guest import guest_enrollment_record
 from billing.methods.selectors import user_payment_methods
@@ -151,13 +151,7 @@ def _masked_name(name: str) -> str:
 @require_http_methods(["GET", "POST"])
 def pay_account(request):
     """The payment screen for the one account this session was granted by a lookup or a pay link."""
-    account_id = lookup.granted_account_id(request)
-    account = (
-        # The biller's payment plan rules come along for "Pay over time" (billing/templatetags/billing_plans.py).
-        CustomerAccount.objects.select_related("biller", "biller__plan_rules").filter(pk=account_id).first()
-        if account_id
-        else None
-    )
+    account = _granted_account(request, biller_cached=True)
     if account is None:
         messages.info(request, _("Please find your account first. For your security, access to it times out."))
         return redirect("billing:pay")
@@ -229,9 +223,15 @@ def _payment_form(request, account: CustomerAccount, data) -> PaymentForm:
         biller=account.biller,
         payer_email=request.user.email if payer else "",
         email_on_file=account.email or "",
-        offer_paperless=paperless_current(account=account) is None,
-        offer_autopay=autopay_current(account=account) is None,
+        offer_paperless=not _is_on(account, "paperless_is_on", paperless_current),
+        offer_autopay=not _is_on(account, "autopay_is_on", autopay_current),
     )
+
+
+def _is_on(account: CustomerAccount, annotation: str, current) -> bool:
+    """Paperless or autopay on this account: from `_granted_account`'s annotation, else asked of the selector."""
+    on = getattr(account, annotation, None)
+    return current(account=account) is not None if on is None else on
 
 
 def _email_shown(request, account: CustomerAccount, address: str) -> str:
@@ -281,9 +281,21 @@ def _json_error(message: str, *, status: int, **extra) -> JsonResponse:
     return JsonResponse({"error": str(message), **extra}, status=status)
 
 
-def _granted_account(request) -> CustomerAccount | None:
+def _granted_account(request, *, biller_cached: bool = False) -> CustomerAccount | None:
+    """The account this session may pay, in one query with whether paperless and autopay are on (`_payment_form`
+    offers them only when they are not), and its biller with the payment plan rules ("Pay over time",
+    billing/templatetags/billing_plans.py). `biller_cached`: the biller from the shared cache, for what only shows
+    figures (the pay screen and its in-place total); starting and confirming a payment read it from the database."""
     account_id = lookup.granted_account_id(request)
-    return CustomerAccount.objects.select_related("biller").filter(pk=account_id).first() if account_id else None
+    if not account_id:
+        return None
+    accounts = CustomerAccount.objects.annotate(paperless_is_on=paperless_on(), autopay_is_on=autopay_on())
+    if not biller_cached:
+        return accounts.select_related("biller", "biller__plan_rules").filter(pk=account_id).first()
+    account = accounts.filter(pk=account_id).first()
+    if account is not None:
+        account.biller = biller_by_id(account.biller_id)
+    return account
 
 
 _SESSION_EXPIRED = gettext_noop(
@@ -300,7 +312,7 @@ _QUOTE_FIELDS = ("amount_choice", "other_amount", "tip_percent")
 def pay_quote(request):
     """The total for the payer's current choices, for pay.js to show in place. Only figures: nothing is started,
     and pay_start recomputes all of them again."""
-    account = _granted_account(request)
+    account = _granted_account(request, biller_cached=True)
     if account is None:
         return _json_error(_(_SESSION_EXPIRED), status=403, redirect=reverse("billing:pay"))
     form = _payment_form(request, account, request.POST)

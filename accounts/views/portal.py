@@ -47,7 +47,7 @@ def dashboard(request):
     statuses = enrollment_statuses(account_ids=[s.account.pk for s in summaries], today=today)
     # Payment plans: the current one per account, and "Pay over time" where the biller lets payers set one up.
     plans = plans_by_account(account_ids=[s.account.pk for s in summaries])
-    offered = plans_offered(billers={s.account.biller_id for s in summaries}) if summaries else set()
+    offered = plans_offered(billers={s.account.biller_id: s.account.biller for s in summaries}.values())
     for summary in summaries:
         summary.enrollment = statuses[summary.account.pk]
         summary.plan = plans.get(summary.account.pk)

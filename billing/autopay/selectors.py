@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from django.db.models import F, Q, Window
+from django.db.models import Exists, F, OuterRef, Q, Window
 from django.db.models.functions import RowNumber
 
 from ..models import AutopayCharge, AutopayEnrollment, BankMandate, Bill, PaperlessEnrollment, PaymentMethod
@@ -95,6 +95,14 @@ def autopay_current(*, account) -> AutopayEnrollment | None:
         AutopayEnrollment.objects.filter(account=account, status__in=AutopayEnrollment.CURRENT_STATUSES)
         .select_related("payment_method")
         .first()
+    )
+
+
+def autopay_on(account_ref: str = "pk") -> Exists:
+    """Whether the account (the outer query's `account_ref`) has autopay now, as an expression to annotate an account
+    query with: `autopay_current(...) is not None` without a query of its own."""
+    return Exists(
+        AutopayEnrollment.objects.filter(account=OuterRef(account_ref), status__in=AutopayEnrollment.CURRENT_STATUSES)
     )
 
 

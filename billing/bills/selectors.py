@@ -18,6 +18,10 @@ def _biller_cache_key() -> str:
     return f"billpay:biller_for_site:{settings.BILLPAY_BILLER_SLUG or '-'}"
 
 
+def _biller_by_id_cache_key(biller_id: int) -> str:
+    return f"billpay:biller:{biller_id}"
+
+
 def biller_for_site() -> Biller | None:
     """The biller this portal runs for: BILLPAY_BILLER_SLUG if set, else the first one. Cached (see above)."""
     key = _biller_cache_key()
@@ -25,15 +29,28 @@ def biller_for_site() -> Biller | None:
     if cached is not None:
         return None if cached == _NO_BILLER else cached
     slug = settings.BILLPAY_BILLER_SLUG
-    qs = Biller.objects.all()
+    qs = Biller.objects.select_related("plan_rules")
     biller = qs.filter(slug=slug).first() if slug else qs.order_by("pk").first()
     cache.set(key, _NO_BILLER if biller is None else biller, BILLER_CACHE_SECONDS)
     return biller
 
 
-def biller_cache_forget() -> None:
-    """Drop the cached biller: the next page reads it again. Runs when any Biller is saved or deleted."""
-    cache.delete(_biller_cache_key())
+def biller_cached(biller_id: int) -> Biller:
+    """One biller with its payment plan rules, for pages that only show them (the pay screen and its in-place
+    total): from the shared cache, dropped like `biller_for_site` whenever the biller or its rules change. Code that
+    moves money reads the biller from the database instead."""
+    key = _biller_by_id_cache_key(biller_id)
+    biller = cache.get(key)
+    if biller is None:
+        biller = Biller.objects.select_related("plan_rules").get(pk=biller_id)
+        cache.set(key, biller, BILLER_CACHE_SECONDS)
+    return biller
+
+
+def biller_cache_forget(biller_id: int | None = None) -> None:
+    """Drop the cached biller(s): the next page reads them again. Runs when any Biller or its plan rules are saved or
+    deleted."""
+    cache.delete_many([_biller_cache_key(), *([_biller_by_id_cache_key(biller_id)] if biller_id else [])])
 
 
 def account_payable_bills(*, account: CustomerAccount) -> QuerySet[Bill]:

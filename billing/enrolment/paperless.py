@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.db import transaction
+from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -62,3 +63,9 @@ def paperless_cancel(*, account, ip, user=None) -> PaperlessEnrollment | None:
 
 def paperless_current(*, account) -> PaperlessEnrollment | None:
     return PaperlessEnrollment.objects.filter(account=account, cancelled_at__isnull=True).first()
+
+
+def paperless_on(account_ref: str = "pk") -> Exists:
+    """Whether the account (the outer query's `account_ref`) is paperless now, as an expression to annotate an
+    account query with: `paperless_current(...) is not None` without a query of its own."""
+    return Exists(PaperlessEnrollment.objects.filter(account=OuterRef(account_ref), cancelled_at__isnull=True))

@@ -268,6 +268,9 @@ AUTOPAY_MIN_RETRY_GAP_HOURS = env.int("AUTOPAY_MIN_RETRY_GAP_HOURS", default=12)
 # Days an e-mailed invitation link stays valid.
 INVITATION_VALID_DAYS = env.int("INVITATION_VALID_DAYS", default=14)
 
+# Sessions are read from the shared cache (Redis, or the file cache when embedded) and written through to the
+# database, so a page does not query for its session and a session outlives a cache flush (docs/performance.md).
+SESSION_ENGINE = env("SESSION_ENGINE", default="django.contrib.sessions.backends.cached_db")
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False
 X_FRAME_OPTIONS = "DENY"

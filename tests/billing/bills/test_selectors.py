@@ -1,6 +1,9 @@
-"""The site's biller is read once and kept in the shared cache; a change to any biller drops it."""
+"""The site's biller, and any biller by id, is read once and kept in the shared cache; a change to the biller or its
+payment plan rules drops it."""
 
-from billing.bills.selectors import biller_for_site
+from billing.bills.selectors import biller_cached, biller_for_site
+from billing.models import PlanRules
+from billing.plans.selectors import plan_rules_for
 from tests.factories import BillerFactory
 
 
@@ -31,3 +34,25 @@ def test_the_home_page_reads_the_biller_once_across_requests(client, biller, dja
     client.get("/")
     with django_assert_num_queries(0):
         assert biller.name in client.get("/").content.decode()
+
+
+def test_a_biller_by_id_comes_with_its_plan_rules_and_then_from_the_cache(biller, django_assert_num_queries):
+    with django_assert_num_queries(1):
+        assert plan_rules_for(biller_cached(biller.pk)).enabled is False  # no rules saved: the defaults, plans off
+    with django_assert_num_queries(0):
+        cached = biller_cached(biller.pk)
+        assert cached.name == biller.name and plan_rules_for(cached).enabled is False
+
+
+def test_turning_plans_on_or_renaming_the_biller_drops_its_cached_copy(biller):
+    biller_cached(biller.pk)
+    rules = PlanRules.objects.create(biller=biller, enabled=True, self_service=True)
+    assert plan_rules_for(biller_cached(biller.pk)).enabled is True
+    rules.enabled = False
+    rules.save()
+    assert plan_rules_for(biller_cached(biller.pk)).enabled is False
+    rules.delete()
+    biller.name = "Riverside Water, renamed"
+    biller.save()
+    assert biller_cached(biller.pk).name == "Riverside Water, renamed"
+
