@@ -4,7 +4,8 @@ Builds a throwaway database on the DATABASE_URL server (PostgreSQL; SQLite works
 guest account with 1 open bill, one with 200 open bills, and a payer with three linked accounts and a long history
 (400 bills and 100 payments each), then serves the project with gunicorn (one sync worker) on a free port in
 BENCH_PORTS (default 8300-8399), with a bare Django view (`bench/pages_urls.py`) under the same settings and
-middleware. wrk (Debian's `wrk`) drives the bare view and each page alternately, --rounds times, and the script
+middleware, and the issue's reference "toy page" (one query, a 20-row template). wrk (Debian's `wrk`) drives the
+bare view and each page alternately, --rounds times, and the script
 prints each page's requests per second as a ratio of the bare view's measured beside it. `--profile` instead runs
 each page in-process under cProfile and prints where the time goes. Set CONN_MAX_AGE=0 to see the cost of a new
 database connection per request.
@@ -29,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 PAGES = [  # (name, path, session)
+    ("reference: toy page, 1 query, 20 rows", "/bench/toy/", None),
     ("home /", "/", None),
     ("lookup /pay/", "/pay/", None),
     ("guest pay screen, 1 bill", "/pay/account/", "guest_one"),
@@ -141,6 +143,8 @@ def profile(sessions: dict[str, str], repeat: int = 30) -> None:
     from django.test import Client
 
     for name, path, who in PAGES:
+        if path.startswith("/bench/"):
+            continue  # the references are served by bench/pages_urls.py, not in-process
         client = Client()
         if who:
             client.cookies[settings.SESSION_COOKIE_NAME] = sessions[who]
