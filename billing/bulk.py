@@ -12,9 +12,10 @@ as a VALUES list instead, joined on the primary key:
 
     UPDATE t SET a = v.column2, b = v.column3 FROM (VALUES (%s, %s, %s), …) AS v WHERE t.id = v.column1
 
-PostgreSQL and SQLite (3.33 and later) both read `UPDATE … FROM`, and both name a VALUES list's columns column1,
-column2, … On PostgreSQL every value is cast to its column's type, since a parameter alone has none. Callers hold the
-rows' locks: this writes what the instances say, like `save(update_fields=…)` would, `auto_now` fields included.
+PostgreSQL and SQLite (3.33 and later) both read `UPDATE … FROM`. On PostgreSQL the rows go as one typed array per
+column (`UNNEST(%s::bigint[], …)`), as Django's own bulk_create does there, since psycopg reads a statement's
+placeholders one by one. Callers hold the rows' locks: this writes what the instances say, like
+`save(update_fields=…)` would, `auto_now` fields included.
 """
 
 from __future__ import annotations
@@ -76,8 +77,8 @@ _NOTHING = object()
 
 
 def rows_update(objs: list, fields: list[str]) -> int:
-    """Write `fields` of the model instances `objs` (all of one model, saved before), one statement per 30,000
-    values. Returns how many rows the database updated."""
+    """Write `fields` of the model instances `objs` (all of one model, saved before). Returns how many rows the
+    database updated."""
     if not objs:
         return 0
     model = type(objs[0])
@@ -91,37 +92,31 @@ def rows_update(objs: list, fields: list[str]) -> int:
                 setattr(obj, field.attname, now)
     columns = [meta.pk, *targets]
     quote = connection.ops.quote_name
-    if connection.vendor == "postgresql":
-        one = "(" + ", ".join(f"CAST(%s AS {field.db_type(connection)})" for field in columns) + ")"
-    else:
-        one = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    assignments = ", ".join(f"{quote(field.column)} = v.column{i}" for i, field in enumerate(targets, start=2))
     table = quote(meta.db_table)
-    attnames = [field.attname for field in columns]
-    convert = _converters(columns, connection)
-    per_statement = max(1, _MAX_PARAMS // len(columns))
-    updated = 0
+    assignments = ", ".join(f"{quote(field.column)} = v.column{i}" for i, field in enumerate(targets, start=2))
+    where = f"WHERE {table}.{quote(meta.pk.column)} = v.column1"
+    rows = _values(objs, columns, connection)
     with connection.cursor() as cursor:
-        for start in range(0, len(objs), per_statement):
-            batch = objs[start : start + per_statement]
-            params = [
-                to_db(getattr(obj, attname)) for obj in batch for attname, to_db in zip(attnames, convert)
-            ]
+        if connection.vendor == "postgresql":
+            names = ", ".join(f"column{i}" for i in range(1, len(columns) + 1))
             cursor.execute(
-                f"UPDATE {table} SET {assignments} FROM (VALUES {', '.join([one] * len(batch))}) AS v "
-                f"WHERE {table}.{quote(meta.pk.column)} = v.column1",
-                params,
+                f"UPDATE {table} SET {assignments} FROM {_unnest(columns, connection)} AS v ({names}) {where}",
+                _by_column(rows, len(columns)),
             )
+            return cursor.rowcount
+        updated = 0
+        for batch in _batches(rows, len(columns)):
+            cursor.execute(f"UPDATE {table} SET {assignments} FROM ({_values_list(batch, len(columns))}) AS v {where}",
+                           [value for row in batch for value in row])  # fmt: skip
             updated += cursor.rowcount
-    return updated
+        return updated
 
 
 def rows_insert(objs: list, *, ignore_conflicts: bool = False) -> int:
     """INSERT the new model instances `objs` (all of one model, with a database-made primary key) without reading
-    their ids back, one statement per 30,000 values; with `ignore_conflicts`, a row that breaks a unique constraint
-    is skipped (ON CONFLICT DO NOTHING), as `bulk_create(ignore_conflicts=True)` does. `auto_now`/`auto_now_add`
-    fields get one timestamp for the call. No signals, as with `bulk_create`. Returns how many rows the database
-    inserted."""
+    their ids back; with `ignore_conflicts`, a row that breaks a unique constraint is skipped (ON CONFLICT DO
+    NOTHING), as `bulk_create(ignore_conflicts=True)` does. `auto_now`/`auto_now_add` fields get one timestamp for
+    the call. No signals, as with `bulk_create`. Returns how many rows the database inserted."""
     if not objs:
         return 0
     model = type(objs[0])
@@ -130,24 +125,49 @@ def rows_insert(objs: list, *, ignore_conflicts: bool = False) -> int:
     columns = [field for field in meta.concrete_fields if field is not meta.pk]
     now = timezone.now()
     stamped = [f.attname for f in columns if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)]
+    for obj in objs:
+        obj._prepare_related_fields_for_save(operation_name="rows_insert")  # a related row saved since
+        for attname in stamped:
+            setattr(obj, attname, now)
+        obj._state.adding = False
+    rows = _values(objs, columns, connection)
+    quote = connection.ops.quote_name
+    head = f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(field.column) for field in columns)}) "
+    tail = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(f"{head}SELECT * FROM {_unnest(columns, connection)}{tail}", _by_column(rows, len(columns)))
+            return cursor.rowcount
+        inserted = 0
+        for batch in _batches(rows, len(columns)):
+            cursor.execute(f"{head}{_values_list(batch, len(columns))}{tail}", [value for row in batch for value in row])
+            inserted += cursor.rowcount
+        return inserted
+
+
+def _values(objs: list, columns: list, connection) -> list[list]:
     attnames = [field.attname for field in columns]
     convert = _converters(columns, connection)
-    quote = connection.ops.quote_name
-    one = "(" + ", ".join(["%s"] * len(columns)) + ")"
-    head = f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(field.column) for field in columns)}) VALUES "
-    tail = " ON CONFLICT DO NOTHING" if ignore_conflicts else ""
-    per_statement = max(1, _MAX_PARAMS // len(columns))
-    inserted = 0
-    with connection.cursor() as cursor:
-        for start in range(0, len(objs), per_statement):
-            batch = objs[start : start + per_statement]
-            params = []
-            for obj in batch:
-                obj._prepare_related_fields_for_save(operation_name="rows_insert")  # a related row saved since
-                for attname in stamped:
-                    setattr(obj, attname, now)
-                params.extend(to_db(getattr(obj, attname)) for attname, to_db in zip(attnames, convert))
-                obj._state.adding = False
-            cursor.execute(head + ", ".join([one] * len(batch)) + tail, params)
-            inserted += cursor.rowcount
-    return inserted
+    return [[to_db(getattr(obj, attname)) for attname, to_db in zip(attnames, convert)] for obj in objs]
+
+
+# PostgreSQL: one array per column (UNNEST), as Django's bulk_create does there: psycopg reads a statement's
+# placeholders one by one, which is slow with thousands of them.
+def _unnest(columns: list, connection) -> str:
+    return "UNNEST(" + ", ".join(f"%s::{field.cast_db_type(connection)}[]" for field in columns) + ")"
+
+
+def _by_column(rows: list[list], width: int) -> list[list]:
+    return [[row[i] for row in rows] for i in range(width)] if rows else [[] for _ in range(width)]
+
+
+# SQLite: a VALUES list, split to stay under its limit on parameters a statement.
+def _values_list(batch: list[list], width: int) -> str:
+    one = "(" + ", ".join(["%s"] * width) + ")"
+    return "VALUES " + ", ".join([one] * len(batch))
+
+
+def _batches(rows: list[list], width: int):
+    per_statement = max(1, _MAX_PARAMS // width)
+    for start in range(0, len(rows), per_statement):
+        yield rows[start : start + per_statement]

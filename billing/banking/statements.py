@@ -43,7 +43,7 @@ from .formats import CREDIT, ParsedLine, ParsedStatement, statement_parse
 
 logger = logging.getLogger(__name__)
 
-CHUNK_SIZE = 200
+CHUNK_SIZE = 500
 
 
 # --- Storing ---------------------------------------------------------------------------------------------------------
