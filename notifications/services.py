@@ -23,6 +23,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from billing.bulk import rows_insert
 from billing.clock import biller_today
 from billing.errors import ApplicationError
 from billing.events import transition_check
@@ -162,7 +163,7 @@ def payment_notices_enqueue(*, kind: str, payments, now: dt.datetime | None = No
             peers=peers, now=now, payment=payment,
         )  # fmt: skip
     ]
-    Notification.objects.bulk_create(rows, ignore_conflicts=True)
+    rows_insert(rows, ignore_conflicts=True)  # one statement however many (bulk_create splits them on SQLite)
     return list(Notification.objects.filter(dedupe_key__in=[r.dedupe_key for r in rows]).order_by("pk"))
 
 

@@ -101,7 +101,7 @@ def statement_match(*, statement: BankStatement, progress: Callable[[int], None]
     done = StatementLine.objects.filter(statement=statement).exclude(status=StatementLine.Status.NEW).count()
     last_pk = 0
     while True:
-        claimed = statement_chunk_match(statement=statement, biller=biller, after_pk=last_pk)
+        claimed = statement_chunk_match(statement=statement, biller=biller, after_pk=last_pk, size=CHUNK_SIZE)
         if not claimed:
             break
         last_pk = claimed[-1]
