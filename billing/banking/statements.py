@@ -4,10 +4,11 @@
    and inserts its lines under their unique key (biller, entry key) with ON CONFLICT DO NOTHING, in one transaction:
    a line that an earlier or overlapping statement brought is not inserted again, and is counted as already seen.
    Two imports of the same file at once: the second insert waits for the first and then finds every key taken.
-2. `statement_match` matches the statement's new lines, each in its own transaction under the line's row lock, in
-   chunks, saving progress after each chunk. It only ever picks lines still `new`, so a run that was interrupted
-   is resumed by running it again, and two runs at once never match a line twice (and the payment core's key on the
-   bank entry would refuse it anyway).
+2. `statement_match` matches the statement's new lines in chunks, each chunk in one transaction with a fixed number
+   of queries (its lines claimed under their row locks, its credits applied through the payment core's batch entry,
+   the lines' outcomes and history written in one statement each), saving progress after each chunk. It only ever
+   picks lines still `new`, so a run that was interrupted is resumed by running it again, and two runs at once never
+   match a line twice (and the payment core's key on the bank entry would refuse it anyway).
 3. The report counts the statement's lines by what happened to them, with money totals.
 """
 

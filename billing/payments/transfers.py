@@ -4,8 +4,9 @@ such a transfer.
 
 A transfer is one succeeded Payment (channel and method `bank_transfer`) keyed on the bank's transaction
 (`idempotency_key`, unique), so the same bank entry can never be recorded twice, whoever asks. Its amount is what the
-bank credited; `payment_apply` puts it on the bills oldest due first, never more than they owe, and the rest is held
-as account credit (billing/payments/credit.py).
+bank credited; `payments_apply` puts it on the bills oldest due first, never more than they owe, and the rest is held
+as account credit (billing/payments/credit.py). A statement chunk's transfers are recorded together
+(`payment_record_bank_transfers`, a fixed number of statements however many); one transfer is a batch of one.
 """
 
 from __future__ import annotations
