@@ -140,7 +140,8 @@ def rows_insert(objs: list, *, ignore_conflicts: bool = False) -> int:
             return cursor.rowcount
         inserted = 0
         for batch in _batches(rows, len(columns)):
-            cursor.execute(f"{head}{_values_list(batch, len(columns))}{tail}", [value for row in batch for value in row])
+            params = [value for row in batch for value in row]
+            cursor.execute(f"{head}{_values_list(batch, len(columns))}{tail}", params)
             inserted += cursor.rowcount
         return inserted
 

@@ -102,9 +102,11 @@ def statement_match(*, statement: BankStatement, progress: Callable[[int], None]
     done = StatementLine.objects.filter(statement=statement).exclude(status=StatementLine.Status.NEW).count()
     last_pk = 0
     while True:
-        claimed = statement_chunk_match(statement=statement, biller=biller, after_pk=last_pk, size=CHUNK_SIZE)
+        claimed, returns = statement_chunk_match(statement=statement, biller=biller, after_pk=last_pk, size=CHUNK_SIZE)
         if not claimed:
             break
+        for line_id in returns:  # each in its own transaction, its line locked first, as staff's decisions lock
+            statement_line_match(line_id=line_id, biller=biller)
         last_pk = claimed[-1]
         done += len(claimed)
         BankStatement.objects.filter(pk=statement.pk).update(processed_lines=done)  # autocommit: seen at once
@@ -128,17 +130,21 @@ def statement_match(*, statement: BankStatement, progress: Callable[[int], None]
 @transaction.atomic
 def statement_chunk_match(
     *, statement: BankStatement, biller: Biller, after_pk: int = 0, size: int = CHUNK_SIZE
-) -> list[int]:
+) -> tuple[list[int], list[int]]:
     """Claim the statement's next `size` new lines after `after_pk` (row locks, skipping lines another run holds)
     and match them, all in this transaction: it commits the chunk's payments and the lines' outcomes together, so
-    a crash loses nothing and the next run picks up the lines still new. Returns the claimed lines' ids."""
+    a crash loses nothing and the next run picks up the lines still new. Returns the claimed lines' ids, and those
+    of the returns among them, left new for the caller to match one by one after this commits: a return locks the
+    line it returns, and taking that lock while this chunk holds accounts would invert the order staff's assigning
+    takes them in (line, then account)."""
     lines = list(
         StatementLine.objects.select_for_update(skip_locked=True)
         .filter(statement=statement, status=StatementLine.Status.NEW, pk__gt=after_pk)
         .order_by("pk")[:size]
     )
-    statement_lines_match(lines=lines, biller=biller)
-    return [line.pk for line in lines]
+    returns = [line.pk for line in lines if line.direction != CREDIT and line.is_return]
+    statement_lines_match(lines=[line for line in lines if line.pk not in returns], biller=biller)
+    return [line.pk for line in lines], returns
 
 
 @transaction.atomic
@@ -168,8 +174,9 @@ def statement_lines_match(*, lines: list[StatementLine], biller: Biller) -> None
     """Match new lines, locked by the caller in its transaction, with a fixed number of queries however many: a
     credit with a valid reference to this biller's account is applied (all of them through one
     `payment_record_bank_transfers`); other credits wait for staff, with the reason; debits are ignored; a return
-    reverses the transfer it returns (after the chunk's credits, one by one: returns are rare). The lines' outcomes
-    are written in one UPDATE (`rows_update`) and their history in one INSERT (`rows_insert`)."""
+    reverses the transfer it returns (after the other lines, one by one: returns are rare; `statement_chunk_match`
+    leaves them to their own transactions). The lines' outcomes are written in one UPDATE (`rows_update`) and their
+    history in one INSERT (`rows_insert`)."""
     events: list[BillingEvent] = []
     decided: list[StatementLine] = []
     returns: list[StatementLine] = []

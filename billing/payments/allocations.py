@@ -36,8 +36,8 @@ def payments_apply(*, portions: list[tuple[Payment, int]], bills: list[Bill], ac
     payable bills of the accounts concerned, locked in primary-key order in the caller's transaction.
 
     A fixed number of statements however many payments and bills: the allocations and the history in one INSERT
-    each (`rows_insert`: the allocations are returned without their ids), the bills (amount paid, and status when paid) in one UPDATE (`rows_update`), then one
-    `bill_paid`."""
+    each (`rows_insert`: the allocations are returned without their ids), the bills (amount paid, and status when
+    paid) in one UPDATE (`rows_update`), then one `bill_paid`."""
     by_account: dict[int, list[Bill]] = {}
     for bill in sorted(bills, key=lambda b: (b.due_date, b.pk)):
         by_account.setdefault(bill.account_id, []).append(bill)

@@ -123,11 +123,12 @@ def payment_record_bank_transfers(*, transfers: list[BankTransfer], actor=None) 
                     _("The transfer is in %(currency)s; this account's bills are in %(bills)s.")
                     % {"currency": t.currency.upper(), "bills": bills_currency}
                 )
-        recorded = {p.idempotency_key: p for p in Payment.objects.filter(idempotency_key__in={t.key for t in transfers})}
-        credited_before = dict(
-            AccountCreditEntry.objects.filter(source_payment__in=recorded.values(), kind=AccountCreditEntry.Kind.RECEIVED)
-            .values_list("source_payment_id", "amount")
-        ) if recorded else {}  # fmt: skip
+        keys = {t.key for t in transfers}
+        recorded = {p.idempotency_key: p for p in Payment.objects.filter(idempotency_key__in=keys)}
+        received = AccountCreditEntry.objects.filter(
+            source_payment__in=recorded.values(), kind=AccountCreditEntry.Kind.RECEIVED
+        )
+        credited_before = dict(received.values_list("source_payment_id", "amount")) if recorded else {}
         fresh: dict[str, Payment] = {}
         for t in transfers:
             if t.key in recorded or t.key in fresh:

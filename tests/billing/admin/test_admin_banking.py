@@ -73,7 +73,8 @@ def test_the_queue_suggests_and_assigns_in_one_action(superclient, sample):
 
 def test_staff_put_a_not_ours_line_back_in_the_queue_and_see_its_history(superclient, sample, admin_user):
     biller, accounts = sample
-    statement = statement_match(statement=statement_store(biller=biller, filename="s", content=render("mt940", accounts)))
+    stored = statement_store(biller=biller, filename="s", content=render("mt940", accounts))
+    statement = statement_match(statement=stored)
     line = statement.lines.get(amount=5500)  # another biller's reference: waiting for staff
     assign = reverse("admin:billing_statementline_assign", args=[line.pk])
     superclient.post(assign, {"dismiss": "1"})

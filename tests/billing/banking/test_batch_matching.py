@@ -153,8 +153,8 @@ def test_a_chunk_costs_the_same_queries_for_10_lines_as_for_100(django_capture_o
         before = Payment.objects.count()
         with CaptureQueriesContext(connection) as queries:
             with django_capture_on_commit_callbacks(execute=True):  # the receipts after commit count too
-                claimed = statement_chunk_match(statement=statement, biller=biller, size=n)
-        assert len(claimed) == n
+                claimed, returns = statement_chunk_match(statement=statement, biller=biller, size=n)
+        assert (len(claimed), returns) == (n, [])
         counts[n], payments[n] = len(queries.captured_queries), Payment.objects.count() - before
         assert not statement.lines.filter(status=StatementLine.Status.NEW).exists()
     assert payments[100] > 5 * payments[10] > 0
