@@ -18,7 +18,9 @@ class BillingConfig(AppConfig):
         from .payments import bank_debits
         from .payments import receivers as payment_receivers
         from .plans import receivers as plans_receivers
-        from .signals import bank_debit_returned, bill_paid, bills_issued, notice_context_wanted, payment_succeeded
+        from .signals import (
+            bank_debit_returned, bill_paid, bills_issued, notice_context_wanted, payment_succeeded, payments_succeeded,
+        )
 
         bill_paid.connect(
             autopay_receivers.autopay_stop_on_bill_paid, dispatch_uid="billing.autopay.autopay_stop_on_bill_paid"
@@ -42,6 +44,10 @@ class BillingConfig(AppConfig):
         payment_succeeded.connect(
             enrolment_receivers.guest_choices_on_payment_succeeded,
             dispatch_uid="billing.enrolment.guest_choices_on_payment_succeeded",
+        )
+        payments_succeeded.connect(
+            enrolment_receivers.guest_choices_on_payments_succeeded,
+            dispatch_uid="billing.enrolment.guest_choices_on_payments_succeeded",
         )
         bills_issued.connect(
             payment_receivers.credit_apply_on_bills_issued,

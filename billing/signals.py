@@ -8,9 +8,10 @@ a receiver re-reads what it needs.
 Two rules, by kind of signal:
 - `bill_paid` is sent with `send` (not `send_robust`), synchronously, inside the caller's transaction and under its
   bill locks: a receiver's error rolls the payment back, exactly as a direct call would.
-- The "after commit" signals (`payment_succeeded`, `bills_issued`, `refund_issued`, `dispute_recorded`) are sent from
-  `transaction.on_commit(..., robust=True)` with `send_robust`: the money has moved; a receiver's error is logged and
-  never reaches the payer, the webhook or the staff member. Receivers must be safe to call more than once.
+- The "after commit" signals (`payment_succeeded`, `payments_succeeded`, `bills_issued`, `refund_issued`,
+  `dispute_recorded`) are sent from `transaction.on_commit(..., robust=True)` with `send_robust`: the money has
+  moved; a receiver's error is logged and never reaches the payer, the webhook or the staff member. Receivers must be
+  safe to call more than once.
 """
 
 from django.dispatch import Signal
@@ -26,6 +27,12 @@ bill_paid = Signal()
 # Receivers, in connection order: billing.enrolment.receivers (the guest's paperless/autopay ticks), then
 # notifications.receivers (the receipt notice, raised once through Payment.receipt_sent_at).
 payment_succeeded = Signal()
+
+# Sent by billing.payments.transfers after commit for a batch of recorded successes (bank transfers: a statement
+# chunk, or staff's one): once per batch, so its reactions cost a fixed number of queries per batch, not per payment.
+# kwargs: payment_ids. Receivers, in connection order: billing.enrolment.receivers, then notifications.receivers
+# (one receipt per payment, raised once through Payment.receipt_sent_at, the outbox rows of the batch in one insert).
+payments_succeeded = Signal()
 
 # Sent by billing.bills (bill_issue, the bill import) after commit, when bills became payable. kwargs: account_ids.
 # Receiver: billing.payments.receivers.credit_apply_on_bills_issued (credit held on an account pays its new bills).

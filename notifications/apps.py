@@ -21,6 +21,9 @@ class NotificationsConfig(AppConfig):
         signals.payment_succeeded.connect(
             receivers.receipt_on_payment_succeeded, dispatch_uid="notifications.receipt_on_payment_succeeded"
         )
+        signals.payments_succeeded.connect(
+            receivers.receipts_on_payments_succeeded, dispatch_uid="notifications.receipts_on_payments_succeeded"
+        )
         signals.refund_issued.connect(
             receivers.refund_notice_on_refund_issued, dispatch_uid="notifications.refund_notice_on_refund_issued"
         )

@@ -8,10 +8,10 @@ import logging
 from django.db import transaction
 from django.utils import timezone
 
-from billing.models import Payment, Refund
+from billing.models import Biller, Payment, Refund
 
 from .models import NoticeKind
-from .services import notice_enqueue, notices_dispatch
+from .services import notice_enqueue, notices_dispatch, payment_notices_enqueue
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +41,54 @@ def receipt_send(*, payment_id: int) -> bool:
             # Claimed and handed to a worker once this commits; if the broker is down the beat sweeper sends them.
             notices_dispatch(notification_ids=[row.pk for row in rows])
     return bool(marked)
+
+
+# What choosing a receipt's channels reads of an account (notifications/preferences.py).
+_ACCOUNT_FIELDS = ("biller_id", "email", "phone", "email_notices", "sms_notices")
+
+
+def receipts_send(*, payment_ids: list[int]) -> int:
+    """`receipt_send` for a batch of payments (a bank statement chunk's transfers), with a fixed number of queries
+    however many: the payments, the outbox rows of all of them in one insert, one conditional UPDATE of
+    receipt_sent_at under the payments' row locks (primary-key order) that claims those not raised yet, and one send
+    task for the batch. Returns how many receipts this call raised."""
+    payments = list(
+        Payment.objects.filter(pk__in=payment_ids, receipt_sent_at__isnull=True, status=Payment.Status.SUCCEEDED)
+        .select_related("account")
+        .only("account_id", "payer_email", *(f"account__{name}" for name in _ACCOUNT_FIELDS))
+        .order_by("pk")
+    )
+    if not payments:
+        return 0
+    billers = Biller.objects.in_bulk({p.account.biller_id for p in payments})
+    for payment in payments:
+        payment.account.biller = billers[payment.account.biller_id]
+    rows = payment_notices_enqueue(kind=NoticeKind.PAYMENT_RECEIVED, payments=payments)
+    with_rows = sorted({row.payment_id for row in rows})
+    if not with_rows:
+        return 0
+    with transaction.atomic():
+        now = timezone.now()
+        claimed = list(
+            Payment.objects.select_for_update()
+            .filter(pk__in=with_rows, receipt_sent_at__isnull=True)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        if claimed:
+            Payment.objects.filter(pk__in=claimed).update(receipt_sent_at=now, updated_at=now)
+            mine = set(claimed)
+            notices_dispatch(notification_ids=[row.pk for row in rows if row.payment_id in mine], batch=True)
+    return len(claimed)
+
+
+def payments_after_success(*, payment_ids: list[int]) -> None:
+    """On payments_succeeded (after commit, a batch of bank transfers): their receipts. Errors are logged, never
+    raised into the statement import."""
+    try:
+        receipts_send(payment_ids=payment_ids)
+    except Exception:
+        logger.exception("payments %s: receipts not raised", payment_ids[:20])
 
 
 def payment_after_success(*, payment_id: int) -> None:

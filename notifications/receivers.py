@@ -15,7 +15,7 @@ from billing.models import BankMandate, Bill, CustomerAccount, Payment, PaymentP
 
 from .disputes import dispute_notice_send
 from .models import NoticeKind, Notification
-from .receipts import payment_after_success, refund_notice_send
+from .receipts import payment_after_success, payments_after_success, refund_notice_send
 from .services import notice_enqueue, notices_dispatch
 
 logger = logging.getLogger(__name__)
@@ -23,6 +23,10 @@ logger = logging.getLogger(__name__)
 
 def receipt_on_payment_succeeded(sender, *, payment_id: int, **kwargs) -> None:
     payment_after_success(payment_id=payment_id)  # logs its own errors
+
+
+def receipts_on_payments_succeeded(sender, *, payment_ids: list[int], **kwargs) -> None:
+    payments_after_success(payment_ids=payment_ids)  # logs its own errors
 
 
 def refund_notice_on_refund_issued(sender, *, refund_id: int, **kwargs) -> None:

@@ -23,6 +23,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from billing.bulk import rows_insert
 from billing.clock import biller_today
 from billing.errors import ApplicationError
 from billing.events import transition_check
@@ -133,18 +134,54 @@ def notice_enqueue(
         raise ApplicationError("A notice needs a bill, a payment, a refund or a mandate.")
     now = now or timezone.now()
     biller = account.biller
+    policy = Policy.of(NoticePolicy.objects.filter(biller_id=biller.pk).first())
+    rows = _event_rows(
+        kind=kind, account=account, policy=policy, peers=chunk_peers([account]), now=now, bill=bill, payment=payment,
+        refund=refund, mandate=mandate, plan=plan, instalment=instalment, step=step,
+    )  # fmt: skip
+    Notification.objects.bulk_create(rows, ignore_conflicts=True)
+    return list(Notification.objects.filter(dedupe_key__in=[r.dedupe_key for r in rows]).order_by("pk"))
+
+
+@transaction.atomic
+def payment_notices_enqueue(*, kind: str, payments, now: dt.datetime | None = None) -> list[Notification]:
+    """`notice_enqueue` for many payments at once (the receipts of a bank statement chunk), with a fixed number of
+    queries however many: the billers' policies, the accounts' choices, one insert, one read back. The payments come
+    with `account__biller` loaded. Idempotent per payment and channel."""
+    now = now or timezone.now()
+    payments = list(payments)
+    accounts = list({p.account_id: p.account for p in payments}.values())
+    policies = {
+        row.biller_id: row for row in NoticePolicy.objects.filter(biller_id__in={a.biller_id for a in accounts})
+    }
+    peers = chunk_peers(accounts)
+    rows = [
+        row
+        for payment in payments
+        for row in _event_rows(
+            kind=kind, account=payment.account, policy=Policy.of(policies.get(payment.account.biller_id)),
+            peers=peers, now=now, payment=payment,
+        )  # fmt: skip
+    ]
+    rows_insert(rows, ignore_conflicts=True)  # one statement however many (bulk_create splits them on SQLite)
+    return list(Notification.objects.filter(dedupe_key__in=[r.dedupe_key for r in rows]).order_by("pk"))
+
+
+def _event_rows(
+    *, kind: str, account, policy: Policy, peers: _ChunkPeers, now: dt.datetime, bill=None, payment=None,
+    refund=None, mandate=None, plan=None, instalment: int | None = None, step: int | None = None,
+) -> list[Notification]:  # fmt: skip
+    """The unsaved outbox rows of one event notice, one per channel the account wants."""
     # Whose e-mail address the notice goes to: the payer's typed address, or a mandate's account holder.
     paid_with = mandate or (payment if payment is not None else getattr(refund, "payment", None))
-    policy = Policy.of(NoticePolicy.objects.filter(biller_id=biller.pk).first())
-    peers = chunk_peers([account])
-    quiet = quiet_hours_for(policy=policy, biller=biller, settings_row=peers.settings_rows.get(account.pk))
+    quiet = quiet_hours_for(policy=policy, biller=account.biller, settings_row=peers.settings_rows.get(account.pk))
     at = now if kind in TRANSACTIONAL_KINDS else outside_quiet_hours(now, quiet)
     wanted = {"policy": policy, "choices": peers.choices, "opted_out": peers.opted_out, "payment": paid_with}
-    rows = [
+    return [
         Notification(
             dedupe_key=dedupe_key(kind=kind, channel=channel, bill=bill, payment=payment, refund=refund,
                                   mandate=mandate, plan=plan, instalment=instalment, step=step),
-            biller_id=biller.pk,
+            biller_id=account.biller_id,
             account_id=account.pk,
             bill=bill,
             payment=payment,
@@ -161,15 +198,14 @@ def notice_enqueue(
         for channel in channel_names()
         if channel_wanted(account=account, kind=kind, channel=channel, **wanted)
     ]
-    Notification.objects.bulk_create(rows, ignore_conflicts=True)
-    return list(Notification.objects.filter(dedupe_key__in=[r.dedupe_key for r in rows]).order_by("pk"))
 
 
-def notices_dispatch(*, notification_ids, now: dt.datetime | None = None) -> list[int]:
+def notices_dispatch(*, notification_ids, now: dt.datetime | None = None, batch: bool = False) -> list[int]:
     """Send event notices now rather than at the next sweep (a receipt should not wait a minute): claim those of the
     given rows that are due, as the sweeper does (a row held by quiet hours keeps waiting), and enqueue one send task
-    per row after commit. A row already claimed or sent is left alone, so calling this twice sends nothing twice. If
-    the broker refuses a message the row goes straight back to pending and the next sweep sends it."""
+    per row after commit (with `batch`, one task for all the rows: a statement chunk's receipts). A row already
+    claimed or sent is left alone, so calling this twice sends nothing twice. If the broker refuses a message the
+    rows go straight back to pending and the next sweep sends them."""
     now = now or timezone.now()
     _check(Status.PENDING, Status.SENDING)
     with transaction.atomic():
@@ -183,8 +219,21 @@ def notices_dispatch(*, notification_ids, now: dt.datetime | None = None) -> lis
             Notification.objects.filter(pk__in=ids, status=Status.PENDING).update(
                 status=Status.SENDING, claimed_at=now, attempt_started_at=None, updated_at=now
             )
-            transaction.on_commit(lambda: _enqueue_or_release(ids))
+            transaction.on_commit(lambda: (_enqueue_batch_or_release if batch else _enqueue_or_release)(ids))
     return ids
+
+
+def _enqueue_batch_or_release(ids: list[int]) -> None:
+    from .tasks import notifications_send_batch_task
+
+    try:
+        notifications_send_batch_task.delay(ids)
+    except Exception:  # the broker is down: leave the rows to the sweeper instead of the sending timeout
+        logger.exception("notifications %s: batch send task not enqueued; the sweeper will send them", ids)
+        now = timezone.now()
+        Notification.objects.filter(pk__in=ids, status=Status.SENDING, attempt_started_at__isnull=True).update(
+            status=Status.PENDING, claimed_at=None, next_attempt_at=now, updated_at=now
+        )
 
 
 def _enqueue_or_release(ids: list[int]) -> None:

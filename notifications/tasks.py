@@ -33,3 +33,18 @@ def notifications_sweep_task() -> int:
 )
 def notification_send_task(notification_id: int) -> str:
     return notification_send(notification_id=notification_id)
+
+
+@shared_task(
+    acks_late=True,  # idempotent: each row starts with a conditional UPDATE, so a redelivery sends nothing twice
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    retry_backoff_max=120,
+    max_retries=5,
+    time_limit=15 * 60,
+    soft_time_limit=14 * 60,
+)
+def notifications_send_batch_task(notification_ids: list[int]) -> int:
+    # The receipts of a statement chunk: one message for the batch, not one per row. A row this task never reaches
+    # (the worker died) stays claimed and unstarted, and the sweeper enqueues it again.
+    return sum(1 for pk in notification_ids if notification_send(notification_id=pk) == "sent")

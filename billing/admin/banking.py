@@ -21,6 +21,7 @@ from billing.banking.statements import (
     report_lines,
     statement_line_assign,
     statement_line_dismiss,
+    statement_line_reopen,
     statement_submit,
 )
 from billing.errors import ApplicationError
@@ -172,7 +173,7 @@ class StatementLineAdmin(_StaffPermissions, admin.ModelAdmin):
     search_fields = ("counterparty_name", "remittance", "reference", "entry_key", "end_to_end_id",
                      "account__account_number")  # fmt: skip
     list_select_related = ("statement", "account", "biller")
-    actions = ["mark_not_ours"]
+    actions = ["mark_not_ours", "back_to_queue"]
     change_form_template = "admin/billing/statementline/detail.html"
 
     @admin.display(description=_("amount"), ordering="amount")
@@ -191,6 +192,7 @@ class StatementLineAdmin(_StaffPermissions, admin.ModelAdmin):
         actions = super().get_actions(request)
         if not self.has_import_permission(request):
             actions.pop("mark_not_ours", None)
+            actions.pop("back_to_queue", None)
         return actions
 
     @admin.action(description=_("Mark the selected unmatched lines not ours"))
@@ -200,6 +202,14 @@ class StatementLineAdmin(_StaffPermissions, admin.ModelAdmin):
             statement_line_dismiss(line=line, actor=request.user)
             done += 1
         messages.success(request, gettext("%(count)d line(s) marked not ours.") % {"count": done})
+
+    @admin.action(description=_("Put the selected not-ours lines back in the queue"))
+    def back_to_queue(self, request, queryset):
+        done = 0
+        for line in queryset.filter(status=StatementLine.Status.NOT_OURS).order_by("pk"):
+            statement_line_reopen(line=line, actor=request.user)
+            done += 1
+        messages.success(request, gettext("%(count)d line(s) put back in the queue.") % {"count": done})
 
     def get_urls(self):
         prefix = f"{self.opts.app_label}_{self.opts.model_name}"
@@ -223,6 +233,8 @@ class StatementLineAdmin(_StaffPermissions, admin.ModelAdmin):
         context = {
             **self.admin_site.each_context(request), "opts": self.opts, "original": line, "line": line,
             "title": str(line), "can_decide": waiting and self.has_import_permission(request),
+            "can_reopen": line.status == StatementLine.Status.NOT_OURS and self.has_import_permission(request),
+            "history": line.events.select_related("actor", "payment").order_by("created_at", "pk"),
             "suggestions": [
                 {**vars(s), "owed_shown": money_display(s.owed, line.biller.currency)}
                 for s in statement_line_suggestions(line=line)
@@ -242,6 +254,13 @@ class StatementLineAdmin(_StaffPermissions, admin.ModelAdmin):
         if request.POST.get("dismiss"):
             statement_line_dismiss(line=line, actor=request.user)
             messages.success(request, gettext("Marked not ours."))
+        elif request.POST.get("reopen"):
+            try:
+                statement_line_reopen(line=line, actor=request.user)
+            except ApplicationError as error:
+                messages.error(request, error.message)
+            else:
+                messages.success(request, gettext("Back in the queue."))
         else:
             account = (
                 accounts.filter(pk=request.POST.get("account_id")).first()

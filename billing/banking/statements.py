@@ -4,10 +4,11 @@
    and inserts its lines under their unique key (biller, entry key) with ON CONFLICT DO NOTHING, in one transaction:
    a line that an earlier or overlapping statement brought is not inserted again, and is counted as already seen.
    Two imports of the same file at once: the second insert waits for the first and then finds every key taken.
-2. `statement_match` matches the statement's new lines, each in its own transaction under the line's row lock, in
-   chunks, saving progress after each chunk. It only ever picks lines still `new`, so a run that was interrupted
-   is resumed by running it again, and two runs at once never match a line twice (and the payment core's key on the
-   bank entry would refuse it anyway).
+2. `statement_match` matches the statement's new lines in chunks, each chunk in one transaction with a fixed number
+   of queries (its lines claimed under their row locks, its credits applied through the payment core's batch entry,
+   the lines' outcomes and history written in one statement each), saving progress after each chunk. It only ever
+   picks lines still `new`, so a run that was interrupted is resumed by running it again, and two runs at once never
+   match a line twice (and the payment core's key on the bank entry would refuse it anyway).
 3. The report counts the statement's lines by what happened to them, with money totals.
 """
 
@@ -26,18 +27,24 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from billing.bills.selectors import account_balance
+from billing.bulk import rows_insert, rows_update
 from billing.errors import ApplicationError
-from billing.events import event_record, status_move, transition_check
+from billing.events import event_new, event_record, status_move, status_set, transition_check
 from billing.models import BankStatement, Biller, BillingEvent, CustomerAccount, StatementLine
 from billing.money import format_money
-from billing.payments.transfers import bank_entry_key, payment_bank_transfer_return, payment_record_bank_transfer
+from billing.payments.transfers import (
+    BankTransfer,
+    bank_entry_key,
+    payment_bank_transfer_return,
+    payment_record_bank_transfers,
+)
 from billing.references import Found, references_find
 
 from .formats import CREDIT, ParsedLine, ParsedStatement, statement_parse
 
 logger = logging.getLogger(__name__)
 
-CHUNK_SIZE = 200
+CHUNK_SIZE = 500
 
 
 # --- Storing ---------------------------------------------------------------------------------------------------------
@@ -74,11 +81,7 @@ def statement_store(*, biller: Biller, filename: str, content: bytes, actor=None
         )  # fmt: skip
         statement.file.save(filename, ContentFile(content), save=False)
         statement.save()
-        StatementLine.objects.bulk_create(
-            [_line_row(biller=biller, statement=statement, line=line) for line in lines],
-            batch_size=1000,
-            ignore_conflicts=True,
-        )
+        rows_insert([_line_row(biller=biller, statement=statement, line=line) for line in lines], ignore_conflicts=True)
         inserted = StatementLine.objects.filter(statement=statement).count()
         statement.report = {"duplicate": len(lines) - inserted + repeats}
         statement.save(update_fields=["report"])
@@ -89,8 +92,9 @@ def statement_store(*, biller: Biller, filename: str, content: bytes, actor=None
 
 
 def statement_match(*, statement: BankStatement, progress: Callable[[int], None] | None = None) -> BankStatement:
-    """Match the statement's lines that are still new, chunk by chunk, each line in its own transaction; then store
-    the report. Safe to run again (it resumes) and concurrently (lines are claimed under their row lock)."""
+    """Match the statement's lines that are still new, chunk by chunk, each chunk in one transaction with a fixed
+    number of queries (`statement_chunk_match`); then store the report. Safe to run again (it resumes) and
+    concurrently (a chunk claims its lines under their row locks, skipping lines another run holds)."""
     if statement.status != BankStatement.Status.RUNNING:  # else another run is at it: help it, each line once
         transition_check(statement, BankStatement.Status.RUNNING, error=lambda: "This statement was rejected.")
         BankStatement.objects.filter(pk=statement.pk).update(status=BankStatement.Status.RUNNING)
@@ -98,17 +102,13 @@ def statement_match(*, statement: BankStatement, progress: Callable[[int], None]
     done = StatementLine.objects.filter(statement=statement).exclude(status=StatementLine.Status.NEW).count()
     last_pk = 0
     while True:
-        chunk = list(
-            StatementLine.objects.filter(statement=statement, status=StatementLine.Status.NEW, pk__gt=last_pk)
-            .order_by("pk")
-            .values_list("pk", flat=True)[:CHUNK_SIZE]
-        )
-        if not chunk:
+        claimed, returns = statement_chunk_match(statement=statement, biller=biller, after_pk=last_pk, size=CHUNK_SIZE)
+        if not claimed:
             break
-        for line_pk in chunk:
-            statement_line_match(line_id=line_pk, biller=biller)
-        last_pk = chunk[-1]
-        done += len(chunk)
+        for line_id in returns:  # each in its own transaction, its line locked first, as staff's decisions lock
+            statement_line_match(line_id=line_id, biller=biller)
+        last_pk = claimed[-1]
+        done += len(claimed)
         BankStatement.objects.filter(pk=statement.pk).update(processed_lines=done)  # autocommit: seen at once
         if progress:
             progress(done)
@@ -127,6 +127,36 @@ def statement_match(*, statement: BankStatement, progress: Callable[[int], None]
     return statement
 
 
+@transaction.atomic
+def statement_chunk_match(
+    *, statement: BankStatement, biller: Biller, after_pk: int = 0, size: int = CHUNK_SIZE
+) -> tuple[list[int], list[int]]:
+    """Claim the statement's next `size` new lines after `after_pk` (row locks, skipping lines another run holds)
+    and match them, all in this transaction: it commits the chunk's payments and the lines' outcomes together, so
+    a crash loses nothing and the next run picks up the lines still new. Returns the claimed lines' ids, and those
+    of the returns among them, left new for the caller to match one by one after this commits: a return locks the
+    line it returns, and taking that lock while this chunk holds accounts would invert the order staff's assigning
+    takes them in (line, then account)."""
+    lines = list(
+        StatementLine.objects.select_for_update(skip_locked=True)
+        .filter(statement=statement, status=StatementLine.Status.NEW, pk__gt=after_pk)
+        .order_by("pk")[:size]
+    )
+    returns = [line.pk for line in lines if line.direction != CREDIT and line.is_return]
+    statement_lines_match(lines=[line for line in lines if line.pk not in returns], biller=biller)
+    return [line.pk for line in lines], returns
+
+
+@transaction.atomic
+def statement_line_match(*, line_id: int, biller: Biller) -> StatementLine | None:
+    """Match one new line (a chunk of one). None if another run has it or it was matched already."""
+    line = StatementLine.objects.select_for_update(skip_locked=True).filter(pk=line_id).first()
+    if line is None or line.status != StatementLine.Status.NEW:
+        return None
+    statement_lines_match(lines=[line], biller=biller)
+    return line
+
+
 def _references(line: StatementLine, biller: Biller) -> list[Found]:
     numeric_prefix = biller.bank_reference_prefix if biller.bank_reference_scheme == "numeric" else None
     return references_find(
@@ -136,61 +166,85 @@ def _references(line: StatementLine, biller: Biller) -> list[Found]:
     )
 
 
-@transaction.atomic
-def statement_line_match(*, line_id: int, biller: Biller) -> StatementLine | None:
-    """Match one new line: a credit with a valid reference to this biller's account is applied; a return reverses
-    the transfer it returns; other debits are ignored; anything else waits for staff. None if another run has it."""
-    line = StatementLine.objects.select_for_update(skip_locked=True).filter(pk=line_id).first()
-    if line is None or line.status != StatementLine.Status.NEW:
-        return None
-    if line.direction != CREDIT:
-        if line.is_return:
-            return _return_match(line=line, biller=biller)
-        return _line_move(line, StatementLine.Status.IGNORED, note=_("Money out, not a payment."))
-    if line.currency != biller.currency:
-        return _line_move(
-            line, StatementLine.Status.UNMATCHED,
-            note=_("In %(currency)s; bills are in %(bills)s.") % {"currency": line.currency, "bills": biller.currency},
-        )  # fmt: skip
-    found = _references(line, biller)
-    valid = [f for f in found if f.valid]
-    accounts = {
-        a.pk: a for a in CustomerAccount.objects.filter(pk__in=[f.account_id for f in valid]).select_related("biller")
-    }
-    for candidate in valid:
-        account = accounts.get(candidate.account_id)
-        if account is not None and account.biller_id == biller.pk:
-            return _apply(line=line, account=account, reference=candidate.reference, actor=None)
-    if valid and any(f.account_id in accounts for f in valid):
-        note = _("The reference is another biller's account; not applied.")
-    elif valid:
-        note = _("The reference %(reference)s names no account.") % {"reference": valid[0].reference}
-    elif found:
-        note = _("The reference %(reference)s fails its check digit (a typo?).") % {"reference": found[0].reference}
-    else:
-        note = _("No reference found.")
-    line.reference = (valid or found)[0].reference if found else ""
-    return _line_move(line, StatementLine.Status.UNMATCHED, note=note, fields=["reference"])
+LINE_FIELDS = ["status", "note", "reference", "account", "payment", "amount_applied", "amount_credited", "outcome",
+               "decided_by", "decided_at", "updated_at"]  # fmt: skip
 
 
-def _apply(*, line: StatementLine, account: CustomerAccount, reference: str, actor) -> StatementLine:
-    owed = account_balance(account=account)
-    result = payment_record_bank_transfer(
-        account=account, amount=line.amount, currency=line.currency,
-        key=bank_entry_key(kind="transfer", biller_id=line.biller_id, entry_key=line.entry_key),
-        received_at=timezone.make_aware(datetime.combine(line.booking_date, time.min)),
-        reference=line.bank_transaction_id or reference, payer_name=line.counterparty_name, actor=actor,
-    )  # fmt: skip
-    line.account, line.payment, line.reference = account, result.payment, reference
-    line.amount_applied, line.amount_credited = result.applied, result.credited
-    if result.credited:
-        line.outcome = StatementLine.Outcome.OVER
-    elif line.amount < owed:
-        line.outcome = StatementLine.Outcome.PARTIAL
-    else:
-        line.outcome = StatementLine.Outcome.EXACT
-    fields = ["account", "payment", "reference", "amount_applied", "amount_credited", "outcome"]
-    return _line_move(line, StatementLine.Status.APPLIED, note=line.note, fields=fields, actor=actor)
+def statement_lines_match(*, lines: list[StatementLine], biller: Biller) -> None:
+    """Match new lines, locked by the caller in its transaction, with a fixed number of queries however many: a
+    credit with a valid reference to this biller's account is applied (all of them through one
+    `payment_record_bank_transfers`); other credits wait for staff, with the reason; debits are ignored; a return
+    reverses the transfer it returns (after the other lines, one by one: returns are rare; `statement_chunk_match`
+    leaves them to their own transactions). The lines' outcomes are written in one UPDATE (`rows_update`) and their
+    history in one INSERT (`rows_insert`)."""
+    events: list[BillingEvent] = []
+    decided: list[StatementLine] = []
+    returns: list[StatementLine] = []
+    searched: list[tuple[StatementLine, list[Found]]] = []
+    for line in lines:
+        if line.direction != CREDIT:
+            if line.is_return:
+                returns.append(line)
+            else:
+                decided.append(_line_set(line, StatementLine.Status.IGNORED, note=_("Money out, not a payment."),
+                                         events=events))  # fmt: skip
+        elif line.currency != biller.currency:
+            note = _("In %(currency)s; bills are in %(bills)s.") % {"currency": line.currency, "bills": biller.currency}
+            decided.append(_line_set(line, StatementLine.Status.UNMATCHED, note=note, events=events))
+        else:
+            searched.append((line, _references(line, biller)))
+    named = {f.account_id for _line, found in searched for f in found if f.valid}
+    owner = dict(CustomerAccount.objects.filter(pk__in=named).values_list("pk", "biller_id")) if named else {}
+    to_apply: list[tuple[StatementLine, int, str]] = []
+    for line, found in searched:
+        valid = [f for f in found if f.valid]
+        ours = next((f for f in valid if owner.get(f.account_id) == biller.pk), None)
+        if ours is not None:
+            to_apply.append((line, ours.account_id, ours.reference))
+            continue
+        if valid and any(f.account_id in owner for f in valid):
+            note = _("The reference is another biller's account; not applied.")
+        elif valid:
+            note = _("The reference %(reference)s names no account.") % {"reference": valid[0].reference}
+        elif found:
+            note = _("The reference %(reference)s fails its check digit (a typo?).") % {"reference": found[0].reference}
+        else:
+            note = _("No reference found.")
+        line.reference = (valid or found)[0].reference if found else ""
+        decided.append(_line_set(line, StatementLine.Status.UNMATCHED, note=note, events=events))
+    decided.extend(_lines_apply(items=to_apply, events=events))
+    _lines_save(decided, events)
+    for line in returns:
+        _return_match(line=line, biller=biller)
+
+
+def _lines_apply(*, items: list[tuple[StatementLine, int, str]], events: list, actor=None) -> list[StatementLine]:
+    """Apply (line, account id, reference) through the payment core in one batch; set each line's outcome."""
+    if not items:
+        return []
+    results = payment_record_bank_transfers(
+        transfers=[
+            BankTransfer(
+                account_id=account_id, amount=line.amount, currency=line.currency,
+                key=bank_entry_key(kind="transfer", biller_id=line.biller_id, entry_key=line.entry_key),
+                received_at=timezone.make_aware(datetime.combine(line.booking_date, time.min)),
+                reference=line.bank_transaction_id or reference, payer_name=line.counterparty_name,
+            )  # fmt: skip
+            for line, account_id, reference in items
+        ],
+        actor=actor,
+    )
+    for (line, account_id, reference), result in zip(items, results):
+        line.account_id, line.payment, line.reference = account_id, result.payment, reference
+        line.amount_applied, line.amount_credited = result.applied, result.credited
+        if result.credited:
+            line.outcome = StatementLine.Outcome.OVER
+        elif result.created and line.amount < result.owed:
+            line.outcome = StatementLine.Outcome.PARTIAL
+        else:
+            line.outcome = StatementLine.Outcome.EXACT
+        _line_set(line, StatementLine.Status.APPLIED, note=line.note, events=events, actor=actor)
+    return [line for line, _account_id, _reference in items]
 
 
 def _return_match(*, line: StatementLine, biller: Biller) -> StatementLine:
@@ -220,19 +274,40 @@ def _return_match(*, line: StatementLine, biller: Biller) -> StatementLine:
     return _line_move(line, StatementLine.Status.RETURN, note=reason, fields=["reverses", "account", "payment"])
 
 
-def _line_move(line: StatementLine, to: str, *, note: str, fields: list[str] | None = None, actor=None):
-    line.note = note[:500]
-    changes = {}
+def _line_set(line: StatementLine, to: str, *, note: str, events: list, actor=None) -> StatementLine:
+    """The checked status move of a (locked) line, in memory, with its history row appended to `events`; the caller
+    writes both (`_lines_save`)."""
+    changes = {"note": note[:500], "updated_at": timezone.now()}
     if actor is not None:
-        changes = {"decided_by": actor if getattr(actor, "is_authenticated", False) else None,
-                   "decided_at": timezone.now()}  # fmt: skip
-    status_move(
+        changes |= {"decided_by": actor if getattr(actor, "is_authenticated", False) else None,
+                    "decided_at": timezone.now()}  # fmt: skip
+    from_status = status_set(
         line, to,
         error=lambda: _("A line that is %(from)s cannot become %(to)s.")
         % {"from": StatementLine.Status(line.status).label.lower(), "to": StatementLine.Status(to).label.lower()},
-        update_fields=["status", "note", "updated_at", *(fields or []), *changes],
         changes=changes,
     )  # fmt: skip
+    events.append(event_new(
+        kind=BillingEvent.Kind.STATEMENT_LINE, statement_line=line, payment=line.payment, from_status=from_status,
+        to_status=to, amount=line.amount, currency=line.currency, actor=actor,
+        message=note or (f"payment {line.payment.confirmation_number}" if line.payment else ""),
+    ))  # fmt: skip
+    return line
+
+
+def _lines_save(lines: list[StatementLine], events: list) -> None:
+    if lines:
+        rows_update(lines, LINE_FIELDS)
+    rows_insert(events)
+
+
+def _line_move(line: StatementLine, to: str, *, note: str, fields: list[str] | None = None, actor=None):
+    """One line's status move, written at once (returns, staff decisions)."""
+    events: list[BillingEvent] = []
+    _line_set(line, to, note=note, events=events, actor=actor)
+    decided = ["decided_by", "decided_at"] if actor is not None else []
+    line.save(update_fields=["status", "note", "updated_at", *(fields or []), *decided])
+    BillingEvent.objects.bulk_create(events)
     return line
 
 
@@ -248,7 +323,9 @@ def statement_line_assign(*, line: StatementLine, account: CustomerAccount, acto
     if account.biller_id != line.biller_id:
         raise ApplicationError(_("That account belongs to another biller."))
     line.note = _("Assigned by staff.")
-    line = _apply(line=line, account=account, reference=account.bank_reference, actor=actor)
+    events: list[BillingEvent] = []
+    _lines_apply(items=[(line, account.pk, account.bank_reference)], events=events, actor=actor)
+    _lines_save([line], events)
     event_record(
         kind=BillingEvent.Kind.PAYMENT_RECORDED, payment=line.payment, amount=line.amount, currency=line.currency,
         message=f"statement line {line.entry_key} assigned by staff", actor=actor,
@@ -261,6 +338,16 @@ def statement_line_dismiss(*, line: StatementLine, actor, note: str = "") -> Sta
     """Staff say an unmatched credit is not a payment for this biller (it stays listed as not ours)."""
     line = StatementLine.objects.select_for_update().get(pk=line.pk)
     return _line_move(line, StatementLine.Status.NOT_OURS, note=note or _("Marked not ours by staff."), actor=actor)
+
+
+@transaction.atomic
+def statement_line_reopen(*, line: StatementLine, actor, note: str = "") -> StatementLine:
+    """Staff take back a "not ours": the line waits in the queue again (its history keeps both decisions)."""
+    line = StatementLine.objects.select_for_update().get(pk=line.pk)
+    if line.status != StatementLine.Status.NOT_OURS:
+        raise ApplicationError(_("Only a line marked not ours can be put back in the queue."))
+    return _line_move(line, StatementLine.Status.UNMATCHED, note=note or _("Put back in the queue by staff."),
+                      actor=actor)  # fmt: skip
 
 
 # --- The report ------------------------------------------------------------------------------------------------------

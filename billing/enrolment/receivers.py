@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from django.db.models import Q
+
 from billing.models import Payment
 
 from .guest import guest_enrollment_record
@@ -25,3 +27,20 @@ def guest_choices_on_payment_succeeded(sender, *, payment_id: int, **kwargs) -> 
             )  # fmt: skip
     except Exception:
         logger.exception("payment %s: receipt or enrolment after success failed", payment_id)
+
+
+def guest_choices_on_payments_succeeded(sender, *, payment_ids: list[int], **kwargs) -> None:
+    """payments_succeeded (after commit, a batch): the same for each payment of the batch that asked for something
+    (one query when none did, as bank transfers never do)."""
+    wanting = (
+        Payment.objects.filter(pk__in=payment_ids)
+        .filter(Q(paperless_requested=True) | Q(save_card_requested=True))
+        .values_list("pk", flat=True)
+    )
+    try:
+        wanting = list(wanting)
+    except Exception:
+        logger.exception("payments %s: enrolment after success failed", payment_ids[:20])
+        return
+    for payment_id in wanting:
+        guest_choices_on_payment_succeeded(sender, payment_id=payment_id)

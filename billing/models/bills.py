@@ -430,6 +430,7 @@ class BillingEvent(models.Model):
         PDF_RENDERED = "pdf_rendered", _("PDF rendered")
         IMPORTED = "imported", _("Imported")
         CREDIT = "credit", _("Account credit")
+        STATEMENT_LINE = "statement_line", _("Bank statement line")
 
     kind = models.CharField(_("what"), max_length=32, choices=Kind.choices)
     bill = models.ForeignKey(Bill, on_delete=models.CASCADE, null=True, blank=True, related_name="events")
@@ -439,6 +440,11 @@ class BillingEvent(models.Model):
     account = models.ForeignKey(
         CustomerAccount, on_delete=models.CASCADE, null=True, blank=True, related_name="events"
     )
+    # A bank statement line's status moves (matched, queued, decided by staff): its history, like a bill's.
+    statement_line = models.ForeignKey(
+        "billing.StatementLine", on_delete=models.CASCADE, null=True, blank=True, related_name="events",
+        verbose_name=_("statement line"),
+    )  # fmt: skip
     from_status = models.CharField(_("from"), max_length=16, blank=True)
     to_status = models.CharField(_("to"), max_length=16, blank=True)
     amount = models.BigIntegerField(_("amount"), null=True, blank=True)

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from django.utils.translation import gettext as _
 
-from billing.bills.services import bill_status_move
+from billing.bills.services import bill_status_move, bill_status_set
+from billing.bulk import rows_insert, rows_update
 from billing.errors import ApplicationError
 from billing.events import event_new, event_record
 from billing.models import Bill, BillingEvent, Payment, PaymentAllocation
@@ -25,37 +26,55 @@ def payment_apply(*, payment: Payment, actor=None, bills: list[Bill] | None = No
     """
     if bills is None:
         bills = payable_bills_lock(account_id=payment.account_id)
-    bills = sorted(bills, key=lambda b: (b.due_date, b.pk))
-    owed = sum(b.balance_due for b in bills)
-    if payment.amount > owed:
-        raise ApplicationError(
-            _("The payment of %(amount)s is more than the %(owed)s owed.")
-            % {"amount": format_money(payment.amount, payment.currency), "owed": format_money(owed, payment.currency)}
-        )
-    remaining = payment.amount
-    allocations, events = [], []
-    for bill in bills:
-        if remaining == 0:
-            break
-        share = min(remaining, bill.balance_due)
-        if share == 0:
-            continue
-        remaining -= share
-        bill.amount_paid += share
-        allocations.append(PaymentAllocation(payment=payment, bill=bill, amount=share))
-        events.append(event_new(
-            kind=BillingEvent.Kind.PAYMENT_APPLIED, bill=bill, payment=payment, amount=share,
-            currency=payment.currency, actor=actor,
-        ))  # fmt: skip
-        if bill.balance_due == 0:  # the new amount paid and the status in one UPDATE
-            bill_status_move(bill=bill, to=Bill.Status.PAID, actor=actor, message=payment.confirmation_number,
-                             also_save=("amount_paid",), events=events)  # fmt: skip
-        else:
-            bill.save(update_fields=["amount_paid", "updated_at"])
-    PaymentAllocation.objects.bulk_create(allocations)
-    BillingEvent.objects.bulk_create(events)  # in order: each bill's "applied", then its "paid"
+    return payments_apply(portions=[(payment, payment.amount)], bills=bills, actor=actor)
+
+
+def payments_apply(*, portions: list[tuple[Payment, int]], bills: list[Bill], actor=None) -> list[PaymentAllocation]:
+    """Put several payments on their accounts' bills at once (a statement chunk's transfers; `payment_apply` is this
+    with one): each (payment, amount) in order, on its account's bills oldest due date first, never more than a bill
+    owes; a payment for more than its account owes (after the portions before it) is refused. `bills` are the
+    payable bills of the accounts concerned, locked in primary-key order in the caller's transaction.
+
+    A fixed number of statements however many payments and bills: the allocations and the history in one INSERT
+    each (`rows_insert`: the allocations are returned without their ids), the bills (amount paid, and status when
+    paid) in one UPDATE (`rows_update`), then one `bill_paid`."""
+    by_account: dict[int, list[Bill]] = {}
+    for bill in sorted(bills, key=lambda b: (b.due_date, b.pk)):
+        by_account.setdefault(bill.account_id, []).append(bill)
+    allocations, events, touched = [], [], {}
+    for payment, amount in portions:
+        account_bills = by_account.get(payment.account_id, [])
+        owed = sum(b.balance_due for b in account_bills)
+        if amount > owed:
+            raise ApplicationError(
+                _("The payment of %(amount)s is more than the %(owed)s owed.")
+                % {"amount": format_money(amount, payment.currency), "owed": format_money(owed, payment.currency)}
+            )
+        remaining = amount
+        for bill in account_bills:
+            if remaining == 0:
+                break
+            share = min(remaining, bill.balance_due)
+            if share == 0:
+                continue
+            remaining -= share
+            bill.amount_paid += share
+            touched[bill.pk] = bill
+            allocations.append(PaymentAllocation(payment_id=payment.pk, bill_id=bill.pk, amount=share))
+            events.append(event_new(
+                kind=BillingEvent.Kind.PAYMENT_APPLIED, bill=bill, payment=payment, amount=share,
+                currency=payment.currency, actor=actor,
+            ))  # fmt: skip
+            if bill.balance_due == 0:  # written with the new amount paid, in the same UPDATE
+                bill_status_set(bill=bill, to=Bill.Status.PAID, events=events, actor=actor,
+                                message=payment.confirmation_number)  # fmt: skip
+    if not allocations:
+        return allocations
+    rows_insert(allocations)
+    rows_update(list(touched.values()), ["amount_paid", "status", "updated_at"])
+    rows_insert(events)  # in order: each bill's "applied", then its "paid"
     # A bill paid any way stops its waiting autopay charges at once: `send`, not robust, under these locks and in
-    # this transaction, so a receiver's error rolls the payment back.
+    # this transaction, so a receiver's error rolls the payments back.
     bill_paid.send(sender=Bill, bills=bills)
     return allocations
 

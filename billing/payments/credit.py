@@ -18,7 +18,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from billing.errors import ApplicationError
-from billing.events import event_record
+from billing.bulk import rows_insert, rows_update
+from billing.events import event_new, event_record
 from billing.models import AccountCreditEntry, Bill, BillingEvent, CustomerAccount, Payment, Refund
 from billing.money import format_money
 from billing.signals import refund_issued
@@ -28,19 +29,33 @@ from .attempts import account_lock
 from .core import confirmation_number_new
 
 
-def credit_receive(*, account: CustomerAccount, payment: Payment, amount: int, actor=None) -> AccountCreditEntry:
-    """Hold `amount` of `payment` as credit. Inside the caller's transaction, with the account locked."""
-    entry = AccountCreditEntry.objects.create(
-        account=account, kind=AccountCreditEntry.Kind.RECEIVED, amount=amount, currency=payment.currency,
-        source_payment=payment, message=_("More than the bills owed."), actor=_user(actor),
-    )  # fmt: skip
-    CustomerAccount.objects.filter(pk=account.pk).update(credit_balance=F("credit_balance") + amount)
-    account.credit_balance += amount
-    event_record(
-        kind=BillingEvent.Kind.CREDIT, payment=payment, account=account, amount=amount, currency=payment.currency,
-        message=f"held as credit ({payment.confirmation_number})", actor=actor,
-    )  # fmt: skip
-    return entry
+def credits_receive(*, items: list[tuple[CustomerAccount, Payment, int]], actor=None) -> list[AccountCreditEntry]:
+    """Hold (account, payment, amount): the part of each payment its account's bills did not owe, as credit. Inside
+    the caller's transaction, with the accounts locked. Three statements however many: the entries (returned without
+    their ids), the accounts' balances (one UPDATE), the history."""
+    if not items:
+        return []
+    entries = [
+        AccountCreditEntry(
+            account=account, kind=AccountCreditEntry.Kind.RECEIVED, amount=amount, currency=payment.currency,
+            source_payment=payment, message=_("More than the bills owed."), actor=_user(actor),
+        )  # fmt: skip
+        for account, payment, amount in items
+    ]
+    rows_insert(entries)
+    accounts = {}
+    for account, _payment, amount in items:
+        account.credit_balance += amount  # read under the account's lock, so this is the balance now
+        accounts[account.pk] = account
+    rows_update(list(accounts.values()), ["credit_balance"])
+    rows_insert([
+        event_new(
+            kind=BillingEvent.Kind.CREDIT, payment=payment, account=account, amount=amount, currency=payment.currency,
+            message=f"held as credit ({payment.confirmation_number})", actor=actor,
+        )  # fmt: skip
+        for account, payment, amount in items
+    ])
+    return entries
 
 
 def credit_by_source(*, account_id: int) -> list[tuple[int, int]]:

@@ -193,6 +193,7 @@ CELERY_TASK_ROUTES = {
     "billing.tasks.credits_apply_task": {"queue": "payments"},
     "billing.tasks.payment*": {"queue": "payments"},
     "notifications.tasks.notification_send_task": {"queue": "notifications"},
+    "notifications.tasks.notifications_send_batch_task": {"queue": "notifications"},
     "billing.tasks.bill_import_run_task": {"queue": "bulk"},
     "billing.tasks.statement_match_task": {"queue": "bulk"},
     "billing.tasks.autopay_plan_task": {"queue": "bulk"},

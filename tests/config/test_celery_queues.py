@@ -16,6 +16,7 @@ def tasks_loaded():
         ("billing.tasks.autopay_charge_task", "payments"),
         ("billing.tasks.payments_reconcile_task", "payments"),
         ("notifications.tasks.notification_send_task", "notifications"),
+        ("notifications.tasks.notifications_send_batch_task", "notifications"),
         ("billing.tasks.bill_import_run_task", "bulk"),
         ("billing.tasks.statement_match_task", "bulk"),
         ("billing.tasks.credits_apply_task", "payments"),

@@ -71,6 +71,33 @@ def test_the_queue_suggests_and_assigns_in_one_action(superclient, sample):
     assert other.status == StatementLine.Status.NOT_OURS
 
 
+def test_staff_put_a_not_ours_line_back_in_the_queue_and_see_its_history(superclient, sample, admin_user):
+    biller, accounts = sample
+    stored = statement_store(biller=biller, filename="s", content=render("mt940", accounts))
+    statement = statement_match(statement=stored)
+    line = statement.lines.get(amount=5500)  # another biller's reference: waiting for staff
+    assign = reverse("admin:billing_statementline_assign", args=[line.pk])
+    superclient.post(assign, {"dismiss": "1"})
+    page = superclient.get(reverse("admin:billing_statementline_change", args=[line.pk])).content.decode()
+    assert "Back to the queue" in page
+    history = page.split('id="line-history"', 1)[1].split("</table>", 1)[0]
+    assert history.count("<tr><td>") == 2 and "unmatched → not_ours" in history and str(admin_user) in history
+
+    superclient.post(assign, {"reopen": "1"})
+    line.refresh_from_db()
+    assert line.status == StatementLine.Status.UNMATCHED
+    superclient.post(assign, {"dismiss": "1"})
+    superclient.post(
+        reverse("admin:billing_statementline_changelist"),
+        {"action": "back_to_queue", "_selected_action": [line.pk]},
+    )
+    line.refresh_from_db()
+    assert line.status == StatementLine.Status.UNMATCHED
+    assert list(line.events.order_by("pk").values_list("to_status", flat=True)) == [
+        "unmatched", "not_ours", "unmatched", "not_ours", "unmatched",
+    ]
+
+
 @pytest.mark.parametrize("url_name", ["admin:billing_statementline_changelist", "admin:billing_bankstatement_changelist",
                                       "admin:billing_accountcreditentry_changelist"])  # fmt: skip
 def test_lists_use_the_same_number_of_queries_for_one_and_three_statements(
