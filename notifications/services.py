@@ -165,6 +165,45 @@ def notice_enqueue(
     return list(Notification.objects.filter(dedupe_key__in=[r.dedupe_key for r in rows]).order_by("pk"))
 
 
+def payment_notices_enqueue(*, kind: str, payments, now: dt.datetime | None = None) -> int:
+    """`notice_enqueue` for many payments at once, for a transactional kind (sent at once, never held by quiet
+    hours): each payment's account and biller must be loaded (select_related("account__biller")). One query for the
+    billers' policies, the accounts' choices and opt-outs (chunk_peers), and one insert. Idempotent per payment and
+    channel (the unique dedupe key). Returns the number of rows written."""
+    if kind not in TRANSACTIONAL_KINDS:
+        raise ApplicationError("Only a transactional notice can be raised in a batch.")
+    payments = list(payments)
+    if not payments:
+        return 0
+    now = now or timezone.now()
+    accounts = list({p.account_id: p.account for p in payments}.values())
+    policies = {
+        biller_id: Policy.of(row)
+        for biller_id, row in _policy_rows({a.biller_id for a in accounts}).items()
+    }
+    peers = chunk_peers(accounts)
+    rows = [
+        Notification(
+            dedupe_key=dedupe_key(kind=kind, channel=channel, payment=payment), biller_id=payment.account.biller_id,
+            account_id=payment.account_id, payment=payment, kind=kind, channel=channel, status=Status.PENDING,
+            send_at=now, next_attempt_at=now,
+        )  # fmt: skip
+        for payment in payments
+        for channel in channel_names()
+        if channel_wanted(
+            account=payment.account, kind=kind, channel=channel, policy=policies[payment.account.biller_id],
+            choices=peers.choices, opted_out=peers.opted_out, payment=payment,
+        )  # fmt: skip
+    ]
+    return len(Notification.objects.bulk_create(rows, ignore_conflicts=True))
+
+
+def _policy_rows(biller_ids) -> dict:
+    """{biller id: its NoticePolicy row or None}, in one query."""
+    found = {row.biller_id: row for row in NoticePolicy.objects.filter(biller_id__in=biller_ids).order_by("pk")}
+    return {biller_id: found.get(biller_id) for biller_id in biller_ids}
+
+
 def notices_dispatch(*, notification_ids, now: dt.datetime | None = None) -> list[int]:
     """Send event notices now rather than at the next sweep (a receipt should not wait a minute): claim those of the
     given rows that are due, as the sweeper does (a row held by quiet hours keeps waiting), and enqueue one send task
@@ -207,6 +246,7 @@ def _enqueue_or_release(ids: list[int]) -> None:
 
 @dataclass
 class SweepResult:
+    receipts: int = 0
     reclaimed: int = 0
     failed_lost: int = 0
     claimed: list[int] = field(default_factory=list)
@@ -226,8 +266,11 @@ def notifications_sweep(
     """One short sweep: reclaim rows a dead worker left in sending, enqueue again claimed rows no worker started
     (a lost message), then claim due rows in batches and enqueue one send task per row after each batch commits. Safe
     to run concurrently (skip_locked) and repeatedly."""
+    from .receipts import receipts_raise_batched
+
     now = now or timezone.now()
     result = SweepResult()
+    result.receipts = receipts_raise_batched(now=now, batch_size=batch_size)  # claimed below with the other due rows
     result.reclaimed, result.failed_lost = notifications_reclaim(now=now, batch_size=batch_size)
     result.requeued = notifications_requeue_unstarted(now=now, batch_size=batch_size, enqueue=enqueue)
     _check(Status.PENDING, Status.SENDING)

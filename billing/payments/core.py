@@ -150,9 +150,9 @@ def _payment_succeed(*, payment: Payment, intent: IntentResult, source: str, bil
     # The payer's enrolment choices and the receipt notice follow the one recorded success, after commit, on
     # payment_succeeded (billing/signals.py). The receipt is raised once whichever path got here first (one
     # conditional UPDATE of receipt_sent_at, and one outbox row per payment, kind and channel).
-    payment_pk = payment.pk
+    payment_pk, channel = payment.pk, payment.channel
     transaction.on_commit(
-        lambda: payment_succeeded.send_robust(sender=Payment, payment_id=payment_pk), robust=True
+        lambda: payment_succeeded.send_robust(sender=Payment, payment_id=payment_pk, channel=channel), robust=True
     )
 
     # The bills may have been paid some other way (at the counter, a second payer) since the quote. Apply only what
