@@ -15,13 +15,16 @@ from billing.money import format_money
 from billing.signals import bill_paid
 
 
-def payment_apply(*, payment: Payment, actor=None, bills: list[Bill] | None = None) -> list[PaymentAllocation]:
+def payment_apply(
+    *, payment: Payment, actor=None, bills: list[Bill] | None = None, events: list[BillingEvent] | None = None
+) -> list[PaymentAllocation]:
     """Apply a succeeded payment to the account's payable bills, oldest due date first.
 
     Must run inside the caller's transaction. The bills are locked in primary-key order (a fixed order, so two
     payments for one account never deadlock), and the balance is computed under the lock, so two payers at once can
     never overpay a bill: the second sees the first one's amount_paid. A caller that already holds those locks passes
     the rows as `bills` (the account's payable bills, locked in this transaction), which saves reading them again.
+    `events`: unsaved history rows of the caller's (the payment's own status move) to insert first, with these.
     """
     if bills is None:
         bills = payable_bills_lock(account_id=payment.account_id)
@@ -33,7 +36,7 @@ def payment_apply(*, payment: Payment, actor=None, bills: list[Bill] | None = No
             % {"amount": format_money(payment.amount, payment.currency), "owed": format_money(owed, payment.currency)}
         )
     remaining = payment.amount
-    allocations, events = [], []
+    allocations, events = [], list(events or [])
     for bill in bills:
         if remaining == 0:
             break
@@ -53,7 +56,7 @@ def payment_apply(*, payment: Payment, actor=None, bills: list[Bill] | None = No
         else:
             bill.save(update_fields=["amount_paid", "updated_at"])
     PaymentAllocation.objects.bulk_create(allocations)
-    BillingEvent.objects.bulk_create(events)  # in order: each bill's "applied", then its "paid"
+    BillingEvent.objects.bulk_create(events)  # in order: the caller's, then each bill's "applied", then its "paid"
     # A bill paid any way stops its waiting autopay charges at once: `send`, not robust, under these locks and in
     # this transaction, so a receiver's error rolls the payment back.
     bill_paid.send(sender=Bill, bills=bills)

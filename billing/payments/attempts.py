@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from django.utils.translation import gettext as _
 
-from billing.events import event_record, status_move
+from billing.events import event_new, status_move
 from billing.models import BillingEvent, CustomerAccount, Installation, Payment, PaymentAttempt
 
 from . import gateway as gateway_api
@@ -56,22 +56,33 @@ def account_lock(account_id: int, *, skip_locked: bool = False) -> CustomerAccou
 
 
 def payment_status_move(
-    *, payment: Payment, to: str, message: str = "", actor=None, changes: dict | None = None
+    *, payment: Payment, to: str, message: str = "", actor=None, changes: dict | None = None,
+    events: list | None = None,
 ) -> None:
     """Change a locked payment's status through the transition map, with an event. Moving to the same status is a
-    no-op, so the services can be called repeatedly. `changes` (field: value) are written in the same UPDATE."""
+    no-op, so the services can be called repeatedly. `changes` (field: value) are written in the same UPDATE. With
+    `events`, the event row is appended to that list, unsaved, for the caller to insert with the others it writes
+    (bulk_create, in order) before its transaction ends."""
     if payment.status == to:
         return
+
+    def record(from_status: str) -> None:
+        event = event_new(
+            kind=BillingEvent.Kind.PAYMENT_STATUS, payment=payment, from_status=from_status, to_status=to,
+            amount=payment.total_charged, currency=payment.currency, message=message, actor=actor,
+        )  # fmt: skip
+        if events is None:
+            event.save(force_insert=True)
+        else:
+            events.append(event)
+
     status_move(
         payment, to,
         error=lambda: _("A %(from)s payment cannot become %(to)s.")
         % {"from": Payment.Status(payment.status).label.lower(), "to": Payment.Status(to).label.lower()},
         update_fields=["status", "updated_at", *(changes or {})],
         changes=changes,
-        record=lambda from_status: event_record(
-            kind=BillingEvent.Kind.PAYMENT_STATUS, payment=payment, from_status=from_status, to_status=to,
-            amount=payment.total_charged, currency=payment.currency, message=message, actor=actor,
-        ),
+        record=record,
     )  # fmt: skip
 
 
