@@ -6,7 +6,7 @@ would be handed the old database's intent, already confirmed, and record a payme
 import pytest
 from django.core.management import call_command
 
-from billing.models import AutopayCharge, Installation, Payment
+from billing.models import AutopayCharge, Installation
 from tests.billing.autopay_support import Driver, FakeGateway, enroll, make_user, saved_card, use_gateway
 from tests.factories import BillerFactory, CustomerAccountFactory, make_bill
 
@@ -38,20 +38,22 @@ def test_a_database_made_anew_never_repeats_an_idempotency_key(django_user_model
     use_gateway(monkeypatch, gateway)
     driver = Driver(django_capture_on_commit_callbacks)
 
-    def first_charge_of_a_new_database() -> Payment:
+    def first_charge_of_a_new_database() -> AutopayCharge:
         account = CustomerAccountFactory(biller=BillerFactory())
         user = make_user(django_user_model, email="payer@example.com")
         enroll(account, user, saved_card(user, "pm_default", default=True))
         make_bill(account, amounts=(4200,), due_in_days=0)
         driver.plan()
         assert driver.run() == [AutopayCharge.Status.SUCCEEDED]
-        return Payment.objects.get()
+        return AutopayCharge.objects.select_related("payment").get()  # the payment read now, before any flush
 
+    call_command("flush", interactive=False, verbosity=0)  # a new database: its sequences start at 1
     first = first_charge_of_a_new_database()
     call_command("flush", interactive=False, verbosity=0)  # the database made anew: the same primary keys again
     second = first_charge_of_a_new_database()
 
-    assert (second.pk, second.account_id) == (first.pk, first.account_id)  # the same rows, in a new database
+    assert (second.pk, second.attempt_number) == (first.pk, first.attempt_number)  # the same row, in a new database
+    first, second = first.payment, second.payment
     assert second.idempotency_key != first.idempotency_key
     assert second.gateway_payment_id != first.gateway_payment_id
     assert len(gateway.succeeded()) == 2  # two charges made, not one charge recorded twice
