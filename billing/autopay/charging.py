@@ -16,8 +16,8 @@ days after the first failure; with none, or after the last retry, the row stops 
 with the pay link. After the last retry the enrolment is suspended (through its transition map) and past-due reminders
 take over.
 
-Exactly once. A charge is a Payment (channel autopay) whose idempotency key `autopay-<row>-<attempt>-<card>` sits in a
-unique column, with an `AutopayChargeTry` that is unique per (row, attempt, card). The work is split so that a worker
+Exactly once. A charge is a Payment (channel autopay) whose idempotency key `autopay-<install>-<row>-<attempt>-<card>`
+(salted with this database's key: billing.payments.attempts.install_key) sits in a unique column, with an `AutopayChargeTry` that is unique per (row, attempt, card). The work is split so that a worker
 killed at any point can be resumed from the database alone:
   1. with the row locked (its claim: `started_at`), read the row, its bill, enrolment and card in one query; write
      the Payment for what the bill owes now, the try, and the rows of the two gateway calls to come (commit);
@@ -30,8 +30,11 @@ holds the bill lock, an offline payment (which locks the bills) and a guest paym
 nothing is charged after a bill is paid another way; and the payment services apply at most what is owed now.
 
 Cost: each row is read once per step that needs it and locked once per charge (step 3; step 1's row lock is the
-claim), the enrolment and the cards are read once per run, and a successful charge makes about 20 queries in three
-short transactions (tests/billing/autopay/test_autopay_throughput.py counts them). The charge of a due row goes
+claim), the enrolment and the cards are read once per run, and a successful charge makes 21 queries in three short
+transactions and none after commit (its receipt is raised in a batch by the notifications sweep;
+tests/billing/autopay/test_autopay_throughput.py counts them). Two gateway requests, not one `confirm=true` create:
+the intent's id is committed before anything can charge it, so a worker killed mid-charge never leaves a charged
+intent we cannot find (docs/performance.md). The charge of a due row goes
 through `charge_run`, which later kinds of due rows (bank debits, instalments) can reuse step by step.
 """
 
