@@ -3,7 +3,8 @@
 Builds a throwaway database (a fresh database on the DATABASE_URL server, or a temporary SQLite file), starts
 localstripe (scripts/localstripe_server.py) and seeds payers with a card saved at localstripe, autopay on, and one bill
 due today. Then, side by side in one run and against the same localstripe:
-  - autopay: the planner, one sweep, and `autopay_charge` for each claimed row in this process (one worker);
+  - autopay: the planner, one sweep, and `autopay_charge` for each claimed row in this process (one worker), and
+    the receipts of each chunk raised the way the notifications sweep raises them (receipts_raise_batched);
   - bare: the Stripe SDK creating and confirming an off-session PaymentIntent on the same kind of card, nothing else
     (the two calls autopay makes: it creates the intent and stores its id before confirming);
 alternating in chunks, and prints charges per second for each, the ratio, and the queries per charge.
@@ -129,6 +130,13 @@ def charge_worker(ids, granted) -> None:
         granted.put((windows, outcomes))
 
 
+def bare_worker(cards, done) -> None:
+    """One bare worker process: the SDK loop on these cards, nothing else (no database, no rate limit)."""
+    began = time.perf_counter()
+    bare_charges(cards)
+    done.put(time.perf_counter() - began)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--charges", type=int, default=200)
@@ -136,6 +144,8 @@ def main() -> None:
     parser.add_argument("--backlog", type=int, default=0)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rate-limit", type=int, default=None, help="GATEWAY_RATE_LIMIT_PER_SECOND for the backlog")
+    parser.add_argument("--profile", type=int, default=0, metavar="N",
+                        help="run the one-worker autopay phase under cProfile and print the N heaviest functions")
     args = parser.parse_args()
 
     workdir = tempfile.mkdtemp(prefix="billpay-bench-")
@@ -168,19 +178,31 @@ def main() -> None:
     try:
         from billing.autopay.charging import autopay_charge
         from billing.models import AutopayCharge
+        from notifications.receipts import receipts_raise_batched
 
         seed(args.charges, prefix="ONE")
         ids = claim_all()
         client = sdk_client()
         bare_cards = [saved_card(client) for _ in range(args.charges)]
         ours = bare = 0.0
-        queries = 0
+        queries = receipts = 0
+        profiler = None
+        if args.profile:
+            import cProfile
+
+            profiler = cProfile.Profile()
         for start in range(0, len(ids), args.chunk):
             chunk = ids[start : start + args.chunk]
             with CaptureQueriesContext(connection) as seen:
                 began = time.perf_counter()
+                if profiler:
+                    profiler.enable()
                 for charge_id in chunk:
                     assert (outcome := autopay_charge(charge_id=charge_id)) == "succeeded", outcome
+                # Autopay's receipts are raised in batches by the notifications sweep: counted here, per chunk.
+                receipts += receipts_raise_batched()
+                if profiler:
+                    profiler.disable()
                 ours += time.perf_counter() - began
             queries += len(seen.captured_queries)
             began = time.perf_counter()
@@ -191,7 +213,16 @@ def main() -> None:
         print(f"autopay (plan, sweep, charge task body, one worker): {n / ours:7.1f} charges/s")
         print(f"bare SDK create + confirm off-session:               {n / bare:7.1f} charges/s")
         print(f"autopay / bare: {bare / ours:.2f}x")
-        print(f"queries per charge (receipt outbox included): {queries / n:.1f}")
+        print(f"queries per charge (receipt outbox included, {receipts} receipts raised): {queries / n:.1f}")
+        if profiler:
+            import pstats
+
+            print("autopay, one worker, under cProfile (its overhead slows it; the shares are what count):")
+            profiler.dump_stats(dump := os.path.join(tempfile.gettempdir(), f"bench_autopay_{os.getpid()}.prof"))
+            print(f"(the whole profile: {dump}; read it with pstats or snakeviz)")
+            stats = pstats.Stats(profiler, stream=sys.stdout).strip_dirs()
+            stats.sort_stats("cumulative").print_stats(args.profile)
+            stats.sort_stats("tottime").print_stats(args.profile)
 
         if args.backlog:
             if args.rate_limit is not None:
@@ -231,6 +262,31 @@ def main() -> None:
             print(
                 f"gateway requests: {sum(windows.values())}, at most {max(windows.values())} in one second "
                 f"(limit {limit}/s, shared through {'Redis' if settings.REDIS_URL else 'a per-process cache'})"
+            )
+            # The ceiling: the bare SDK loop in as many processes, on the backlog's own cards (localstripe now holds
+            # as many objects as it did for the backlog; it is one single-threaded Python process and slows as its
+            # store grows).
+            from billing.models import PaymentMethod
+
+            cards = list(
+                PaymentMethod.objects.filter(autopay_enrollments__account__account_number__startswith="LOG-")
+                .values_list("gateway_customer_id", "gateway_payment_method_id")
+            )
+            connection.close()
+            done = context.Queue()
+            shares = [cards[i :: args.workers] for i in range(args.workers)]
+            began = time.perf_counter()
+            bare_workers = [context.Process(target=bare_worker, args=(share, done)) for share in shares]
+            for worker in bare_workers:
+                worker.start()
+            for _ in bare_workers:
+                done.get()
+            for worker in bare_workers:
+                worker.join()
+            bare_cleared = time.perf_counter() - began
+            print(
+                f"bare SDK loop on the same {len(cards)} cards, {args.workers} processes: {bare_cleared:.1f} s "
+                f"({len(cards) / bare_cleared:.1f} charges/s); autopay's backlog / bare: {bare_cleared / cleared:.2f}x"
             )
     finally:
         connection.close()

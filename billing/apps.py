@@ -9,12 +9,13 @@ class BillingConfig(AppConfig):
     def ready(self):
         # Billing's own reactions to its signals (billing/signals.py). Connected here, before notifications' (the
         # INSTALLED_APPS order), so a guest's enrolment ticks are recorded before the receipt goes out.
-        from django.db.models.signals import post_delete, post_save
+        from django.db.models.signals import post_delete, post_migrate, post_save
 
         from .autopay import receivers as autopay_receivers
         from .bills import receivers as bills_receivers
         from .models import Biller, PlanRules
         from .enrolment import receivers as enrolment_receivers
+        from .payments import attempts as payment_attempts
         from .payments import bank_debits
         from .payments import receivers as payment_receivers
         from .plans import receivers as plans_receivers
@@ -53,6 +54,8 @@ class BillingConfig(AppConfig):
             payment_receivers.credit_apply_on_bills_issued,
             dispatch_uid="billing.payments.credit_apply_on_bills_issued",
         )
+        # A migrated or flushed database may be a new one, with its own key for the gateway's idempotency keys.
+        post_migrate.connect(payment_attempts.install_key_forget, dispatch_uid="billing.payments.install_key_forget")
         # The cached biller of every page (billing/bills/selectors.py) is dropped when any biller changes.
         forget = bills_receivers.biller_cache_forget_on_change
         post_save.connect(forget, sender=Biller, dispatch_uid="billing.bills.biller_cache_forget_on_save")

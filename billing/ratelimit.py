@@ -6,7 +6,8 @@ import hashlib
 import math
 import time
 
-from django.core.cache import cache
+from django.core.cache import DEFAULT_CACHE_ALIAS, cache, caches
+from django.core.cache.backends.redis import RedisCache
 
 
 def rate_limit_key(scope: str, kind: str, ident: str) -> str:
@@ -48,11 +49,26 @@ def rate_limit_slot_take(scope: str, per_second: int, *, clock=time.time, sleep=
         now = clock()
         window = int(now)
         key = f"billpay:{scope}:slots:{window}"
-        cache.add(key, 0, timeout=10)
-        try:
-            taken = cache.incr(key)
-        except ValueError:  # evicted between add and incr: count again
+        taken = _slot_count(key)
+        if taken is None:  # evicted between add and incr: count again
             continue
         if taken <= per_second:
             return window
         sleep(max(window + 1 - now, 0.001))  # full: wait for the next second
+
+
+def _slot_count(key: str) -> int | None:
+    """Count one slot in the window's counter and return the count (None: try again). On Redis one round trip (INCR
+    and EXPIRE in one MULTI); Django's cache API needs three (SET NX, EXISTS, INCR), for every gateway request."""
+    backend = caches[DEFAULT_CACHE_ALIAS]
+    if isinstance(backend, RedisCache):
+        redis_key = backend.make_and_validate_key(key)
+        pipeline = backend._cache.get_client(redis_key, write=True).pipeline(transaction=True)
+        pipeline.incr(redis_key)
+        pipeline.expire(redis_key, 10)
+        return pipeline.execute()[0]
+    cache.add(key, 0, timeout=10)
+    try:
+        return cache.incr(key)
+    except ValueError:
+        return None

@@ -23,7 +23,8 @@ from django.dispatch import Signal
 bill_paid = Signal()
 
 # Sent by billing.payments.core when a payment's success is recorded, after commit (once per recorded success: the
-# webhook and the payer's return may both record it, so receivers must be idempotent). kwargs: payment_id.
+# webhook and the payer's return may both record it, so receivers must be idempotent). kwargs: payment_id, channel
+# (the Payment.Channel it was made on; autopay's receipts are raised in batches by the notifications sweep).
 # Receivers, in connection order: billing.enrolment.receivers (the guest's paperless/autopay ticks), then
 # notifications.receivers (the receipt notice, raised once through Payment.receipt_sent_at).
 payment_succeeded = Signal()

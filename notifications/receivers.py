@@ -15,13 +15,15 @@ from billing.models import BankMandate, Bill, CustomerAccount, Payment, PaymentP
 
 from .disputes import dispute_notice_send
 from .models import NoticeKind, Notification
-from .receipts import payment_after_success, payments_after_success, refund_notice_send
+from .receipts import payment_after_success, payments_after_success, receipt_batched, refund_notice_send
 from .services import notice_enqueue, notices_dispatch
 
 logger = logging.getLogger(__name__)
 
 
-def receipt_on_payment_succeeded(sender, *, payment_id: int, **kwargs) -> None:
+def receipt_on_payment_succeeded(sender, *, payment_id: int, channel: str | None = None, **kwargs) -> None:
+    if receipt_batched(channel):
+        return  # raised by the next notifications sweep, with the other receipts of its batch
     payment_after_success(payment_id=payment_id)  # logs its own errors
 
 

@@ -256,6 +256,7 @@ def _enqueue_or_release(ids: list[int]) -> None:
 
 @dataclass
 class SweepResult:
+    receipts: int = 0
     reclaimed: int = 0
     failed_lost: int = 0
     claimed: list[int] = field(default_factory=list)
@@ -275,8 +276,11 @@ def notifications_sweep(
     """One short sweep: reclaim rows a dead worker left in sending, enqueue again claimed rows no worker started
     (a lost message), then claim due rows in batches and enqueue one send task per row after each batch commits. Safe
     to run concurrently (skip_locked) and repeatedly."""
+    from .receipts import receipts_raise_batched
+
     now = now or timezone.now()
     result = SweepResult()
+    result.receipts = receipts_raise_batched(now=now, batch_size=batch_size)  # claimed below with the other due rows
     result.reclaimed, result.failed_lost = notifications_reclaim(now=now, batch_size=batch_size)
     result.requeued = notifications_requeue_unstarted(now=now, batch_size=batch_size, enqueue=enqueue)
     _check(Status.PENDING, Status.SENDING)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from ..events import status_move
+from django.db.models import F
+
+from ..events import status_move, transition_check
 from ..models import AutopayCharge, AutopayChargeEvent
 
 Status = AutopayCharge.Status
@@ -19,6 +21,31 @@ def charge_status_move(charge: AutopayCharge, to: str, *, message: str = "", **f
         ),
         changes=fields,
     )  # fmt: skip
+
+
+def charges_claim(charges: list[AutopayCharge], *, now) -> None:
+    """The sweeper's claim of locked waiting rows: each moves to charging through the transition map (checked row by
+    row; an illegal move raises before anything is written), with its next attempt number and an event, in one UPDATE
+    and one insert for the whole batch (it was two queries a row)."""
+    if not charges:
+        return
+    for charge in charges:
+        transition_check(
+            charge, Status.CHARGING, error=lambda: f"An autopay charge cannot go from {charge.status} to charging."
+        )
+    AutopayCharge.objects.filter(pk__in=[c.pk for c in charges]).update(
+        status=Status.CHARGING, claimed_at=now, started_at=None, attempt_number=F("attempt_number") + 1,
+        updated_at=now,
+    )  # fmt: skip
+    events = []
+    for charge in charges:
+        events.append(AutopayChargeEvent(
+            charge=charge, from_status=charge.status, to_status=Status.CHARGING,
+            message=f"attempt {charge.attempt_number + 1} claimed",
+        ))  # fmt: skip
+        charge.status, charge.claimed_at, charge.started_at = Status.CHARGING, now, None
+        charge.attempt_number += 1
+    AutopayChargeEvent.objects.bulk_create(events)
 
 
 # --------------------------------------------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from billing.clock import biller_today, biller_zone
 from ..models import AutopayCharge, AutopayChargeEvent, AutopayEnrollment, Bill, PaymentMethod
 from billing.plans.selectors import instalments_due_for_charging
 
-from .charges import charge_status_move
+from .charges import charge_status_move, charges_claim
 from .notices import autopay_debit_notices_raise, autopay_notify
 from .selectors import expiring_cards
 
@@ -270,11 +270,8 @@ def autopay_sweep(
                 .exclude(debit_notice_at__isnull=True, enrollment__payment_method__kind__in=PaymentMethod.BANK_KINDS)
                 .order_by("next_attempt_at", "pk")[:batch_size]
             )
+            charges_claim(due, now=now)  # one UPDATE and one insert for the batch
             for charge in due:
-                charge_status_move(
-                    charge, Status.CHARGING, claimed_at=now, started_at=None, attempt_number=charge.attempt_number + 1,
-                    message=f"attempt {charge.attempt_number + 1} claimed",
-                )  # fmt: skip
                 if enqueue:
                     autopay_charge_task.delay_on_commit(charge.pk)
                 result.claimed.append(charge.pk)

@@ -18,7 +18,7 @@ from .bills import (
     default_tip_presets,
     normalize_postal_code,
 )
-from .payments import Dispute, Payment, PaymentAllocation, PaymentAttempt, Refund, WebhookEvent
+from .payments import Dispute, Installation, Payment, PaymentAllocation, PaymentAttempt, Refund, WebhookEvent
 from .methods import BankMandate, GatewayCustomer, PaymentMethod
 from .enrolment import EnrollmentEvent, GuestEnrollmentLink, GuestEnrollmentRequest, PaperlessEnrollment
 from .autopay import AutopayCharge, AutopayChargeEvent, AutopayChargeTry, AutopayEnrollment
@@ -46,6 +46,7 @@ __all__ = [
     "GuestEnrollmentLink",
     "GuestEnrollmentRequest",
     "ImportBatch",
+    "Installation",
     "PaperlessEnrollment",
     "Payment",
     "PaymentAllocation",

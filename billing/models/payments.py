@@ -125,6 +125,12 @@ class Payment(TransitionsMixin, models.Model):
             models.Index(fields=["biller", "status", "received_at"], name="payment_biller_received"),
             # An account's newest payments (the dashboard's three) read from the index, not from its whole history.
             models.Index(fields=["account", "-created_at", "-id"], name="payment_account_newest"),
+            # Autopay's payments whose receipt is still to be raised (notifications.receipts.receipts_raise_batched,
+            # every minute): a handful of rows, never a scan of the payments.
+            models.Index(
+                fields=["id"], name="payment_receipt_due",
+                condition=Q(channel="autopay", status="succeeded", receipt_sent_at__isnull=True),
+            ),  # fmt: skip
         ]
 
     def __str__(self):
@@ -356,3 +362,22 @@ class WebhookEvent(models.Model):
 
     def __str__(self):
         return f"{self.type} {self.event_id}"
+
+
+class Installation(models.Model):
+    """This database's one random key, made on first use (billing.payments.attempts.install_key). It salts the
+    idempotency keys derived from our primary keys (`autopay-<install>-<row>-…`), so that a database recreated (or a
+    second one) against the same gateway account never sends a key an earlier database sent: Stripe answers a
+    repeated key with the first request's stored result for 24 hours, which would hand the new row another database's
+    intent, already confirmed. Copying a database copies its key: give a copy that will charge on the same gateway
+    account a new one (delete the row; the next charge makes another)."""
+
+    key = models.CharField(_("key"), max_length=16, unique=True, editable=False)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        verbose_name = _("installation")
+        verbose_name_plural = _("installations")
+
+    def __str__(self):
+        return self.key

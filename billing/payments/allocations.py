@@ -16,20 +16,25 @@ from billing.money import format_money
 from billing.signals import bill_paid
 
 
-def payment_apply(*, payment: Payment, actor=None, bills: list[Bill] | None = None) -> list[PaymentAllocation]:
+def payment_apply(
+    *, payment: Payment, actor=None, bills: list[Bill] | None = None, events: list[BillingEvent] | None = None
+) -> list[PaymentAllocation]:
     """Apply a succeeded payment to the account's payable bills, oldest due date first.
 
     Must run inside the caller's transaction. The bills are locked in primary-key order (a fixed order, so two
     payments for one account never deadlock), and the balance is computed under the lock, so two payers at once can
     never overpay a bill: the second sees the first one's amount_paid. A caller that already holds those locks passes
     the rows as `bills` (the account's payable bills, locked in this transaction), which saves reading them again.
+    `events`: unsaved history rows of the caller's (the payment's own status move) to insert first, with these.
     """
     if bills is None:
         bills = payable_bills_lock(account_id=payment.account_id)
-    return payments_apply(portions=[(payment, payment.amount)], bills=bills, actor=actor)
+    return payments_apply(portions=[(payment, payment.amount)], bills=bills, actor=actor, events=events)
 
 
-def payments_apply(*, portions: list[tuple[Payment, int]], bills: list[Bill], actor=None) -> list[PaymentAllocation]:
+def payments_apply(
+    *, portions: list[tuple[Payment, int]], bills: list[Bill], actor=None, events: list[BillingEvent] | None = None
+) -> list[PaymentAllocation]:
     """Put several payments on their accounts' bills at once (a statement chunk's transfers; `payment_apply` is this
     with one): each (payment, amount) in order, on its account's bills oldest due date first, never more than a bill
     owes; a payment for more than its account owes (after the portions before it) is refused. `bills` are the
@@ -37,11 +42,12 @@ def payments_apply(*, portions: list[tuple[Payment, int]], bills: list[Bill], ac
 
     A fixed number of statements however many payments and bills: the allocations and the history in one INSERT
     each (`rows_insert`: the allocations are returned without their ids), the bills (amount paid, and status when
-    paid) in one UPDATE (`rows_update`), then one `bill_paid`."""
+    paid) in one UPDATE (`rows_update`), then one `bill_paid`. `events`: unsaved history rows of the caller's (a
+    payment's own status move) to insert first, with these."""
     by_account: dict[int, list[Bill]] = {}
     for bill in sorted(bills, key=lambda b: (b.due_date, b.pk)):
         by_account.setdefault(bill.account_id, []).append(bill)
-    allocations, events, touched = [], [], {}
+    allocations, events, touched = [], list(events or []), {}
     for payment, amount in portions:
         account_bills = by_account.get(payment.account_id, [])
         owed = sum(b.balance_due for b in account_bills)
@@ -69,10 +75,11 @@ def payments_apply(*, portions: list[tuple[Payment, int]], bills: list[Bill], ac
                 bill_status_set(bill=bill, to=Bill.Status.PAID, events=events, actor=actor,
                                 message=payment.confirmation_number)  # fmt: skip
     if not allocations:
+        rows_insert(events)
         return allocations
     rows_insert(allocations)
     rows_update(list(touched.values()), ["amount_paid", "status", "updated_at"])
-    rows_insert(events)  # in order: each bill's "applied", then its "paid"
+    rows_insert(events)  # in order: the caller's, then each bill's "applied", then its "paid"
     # A bill paid any way stops its waiting autopay charges at once: `send`, not robust, under these locks and in
     # this transaction, so a receiver's error rolls the payments back.
     bill_paid.send(sender=Bill, bills=bills)

@@ -5,12 +5,13 @@ way of taking money shares (guest and portal pay, autopay, refunds, the janitor)
 from __future__ import annotations
 
 import logging
+import secrets
 from collections.abc import Callable
 
 from django.utils.translation import gettext as _
 
-from billing.events import event_record, status_move
-from billing.models import BillingEvent, CustomerAccount, Payment, PaymentAttempt
+from billing.events import event_new, status_move
+from billing.models import BillingEvent, CustomerAccount, Installation, Payment, PaymentAttempt
 
 from . import gateway as gateway_api
 from .gateway import GatewayError, IntentResult, IntentStatus, PaymentDeclined
@@ -29,27 +30,59 @@ def is_int(value) -> bool:
 
 
 
+_install_keys: dict[str, str] = {}  # this process's memory of each database's key (billing.models.Installation)
+
+
+def install_key(*, using: str = "default") -> str:
+    """This database's random key, made on first use and remembered by the process: it salts the idempotency keys
+    derived from our primary keys, so a recreated database never repeats a key an earlier one sent to the gateway.
+    Forgotten after migrate and flush (post_migrate), which is when a database is made anew under a live process.
+    A first use whose transaction rolls back leaves this process with a key no row holds; the next process makes
+    another. Harmless: a key only has to differ between databases, and each payment stores the key it sent."""
+    key = _install_keys.get(using)
+    if key is None:
+        row, _created = Installation.objects.using(using).get_or_create(pk=1, defaults={"key": secrets.token_hex(8)})
+        key = _install_keys[using] = row.key
+    return key
+
+
+def install_key_forget(**kwargs) -> None:
+    """post_migrate: the database may be a new one (a test run's, a flush); read its key again on next use."""
+    _install_keys.clear()
+
+
 def account_lock(account_id: int, *, skip_locked: bool = False) -> CustomerAccount | None:
     return CustomerAccount.objects.select_for_update(skip_locked=skip_locked).filter(pk=account_id).first()
 
 
 def payment_status_move(
-    *, payment: Payment, to: str, message: str = "", actor=None, changes: dict | None = None
+    *, payment: Payment, to: str, message: str = "", actor=None, changes: dict | None = None,
+    events: list | None = None,
 ) -> None:
     """Change a locked payment's status through the transition map, with an event. Moving to the same status is a
-    no-op, so the services can be called repeatedly. `changes` (field: value) are written in the same UPDATE."""
+    no-op, so the services can be called repeatedly. `changes` (field: value) are written in the same UPDATE. With
+    `events`, the event row is appended to that list, unsaved, for the caller to insert with the others it writes
+    (bulk_create, in order) before its transaction ends."""
     if payment.status == to:
         return
+
+    def record(from_status: str) -> None:
+        event = event_new(
+            kind=BillingEvent.Kind.PAYMENT_STATUS, payment=payment, from_status=from_status, to_status=to,
+            amount=payment.total_charged, currency=payment.currency, message=message, actor=actor,
+        )  # fmt: skip
+        if events is None:
+            event.save(force_insert=True)
+        else:
+            events.append(event)
+
     status_move(
         payment, to,
         error=lambda: _("A %(from)s payment cannot become %(to)s.")
         % {"from": Payment.Status(payment.status).label.lower(), "to": Payment.Status(to).label.lower()},
         update_fields=["status", "updated_at", *(changes or {})],
         changes=changes,
-        record=lambda from_status: event_record(
-            kind=BillingEvent.Kind.PAYMENT_STATUS, payment=payment, from_status=from_status, to_status=to,
-            amount=payment.total_charged, currency=payment.currency, message=message, actor=actor,
-        ),
+        record=record,
     )  # fmt: skip
 
 

@@ -96,9 +96,10 @@ def payment_sync(*, payment: Payment, intent: IntentResult, source: str, bills: 
 # Bank debits: counted on the bills while they process, taken off again if the bank returns them (docs/payments.md)
 
 
-def _apply_what_is_owed(payment: Payment, bills: list[Bill] | None = None) -> int:
+def _apply_what_is_owed(payment: Payment, bills: list[Bill] | None = None, events: list | None = None) -> int:
     """Apply the payment to the bills, never more than is owed now (they may have been paid some other way since
-    the quote). Under the bill locks (the caller's `bills`, if it holds them); returns what was applied."""
+    the quote). Under the bill locks (the caller's `bills`, if it holds them); returns what was applied. `events`:
+    the caller's unsaved history rows, inserted here with the bills' (or alone, when nothing is applied)."""
     if bills is None:
         bills = payable_bills_lock(account_id=payment.account_id)
     owed = sum(bill.balance_due for bill in bills)
@@ -106,7 +107,9 @@ def _apply_what_is_owed(payment: Payment, bills: list[Bill] | None = None) -> in
     if applied:
         portion = copy.copy(payment)  # payment_apply applies `amount`; the row itself keeps what was charged
         portion.amount = applied
-        payment_apply(payment=portion, bills=bills)
+        payment_apply(payment=portion, bills=bills, events=events)
+    elif events:
+        BillingEvent.objects.bulk_create(events)
     return applied
 
 
@@ -144,22 +147,24 @@ def _payment_succeed(*, payment: Payment, intent: IntentResult, source: str, bil
     applying_now = payment.applied_at is None
     if applying_now:
         changes["applied_at"] = changes["received_at"]
-    payment_status_move(payment=payment, to=Payment.Status.SUCCEEDED, message=source, changes=changes)
+    # When the money is applied below, the success's event row goes in with the bills' events: one insert.
+    events = [] if applying_now else None
+    payment_status_move(payment=payment, to=Payment.Status.SUCCEEDED, message=source, changes=changes, events=events)
     if payment.mandate_id:
         mandate_activate_on_debit(mandate_id=payment.mandate_id, source=source)
     # The payer's enrolment choices and the receipt notice follow the one recorded success, after commit, on
     # payment_succeeded (billing/signals.py). The receipt is raised once whichever path got here first (one
     # conditional UPDATE of receipt_sent_at, and one outbox row per payment, kind and channel).
-    payment_pk = payment.pk
+    payment_pk, channel = payment.pk, payment.channel
     transaction.on_commit(
-        lambda: payment_succeeded.send_robust(sender=Payment, payment_id=payment_pk), robust=True
+        lambda: payment_succeeded.send_robust(sender=Payment, payment_id=payment_pk, channel=channel), robust=True
     )
 
     # The bills may have been paid some other way (at the counter, a second payer) since the quote. Apply only what
     # is owed now, under the bill locks, and give the rest back: a bill is never overpaid. A bank debit was applied
     # while it processed; what it could not apply then is given back now that it settled.
     if applying_now:
-        applied = _apply_what_is_owed(payment, bills)
+        applied = _apply_what_is_owed(payment, bills, events)
     else:
         applied = sum(a.amount for a in payment.allocations.all())
     if applied < payment.amount:

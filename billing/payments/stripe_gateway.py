@@ -15,6 +15,7 @@ Never log card data or request bodies here: log ids, statuses and codes only.
 from __future__ import annotations
 
 import logging
+import os
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
@@ -225,6 +226,12 @@ def _stripe_client(api_key: str, api_base: str, max_network_retries: int) -> str
     return stripe.StripeClient(
         api_key, base_addresses={"api": api_base}, max_network_retries=max_network_retries
     )
+
+
+# A forked process (a Celery prefork child, a bench worker) must not inherit its parent's client: the client keeps
+# its HTTP connections open, and two processes reading one socket get each other's answers (one worker stored the
+# other's intent id: the IntegrityError on gateway_payment_id in the backlog bench of 2026-11-27).
+os.register_at_fork(after_in_child=_stripe_client.cache_clear)
 
 
 class StripeGateway:

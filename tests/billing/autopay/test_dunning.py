@@ -13,6 +13,7 @@ from billing.autopay.charging import autopay_charge
 from billing.models import AutopayCharge, AutopayChargeTry, AutopayEnrollment, Bill, Payment
 from billing.payments.offline import payment_record_offline
 from notifications.models import Notification
+from notifications.receipts import receipts_raise_batched
 from notifications.render import notification_render
 from tests.billing.autopay_support import OK, THREE_DS, Driver, FakeGateway, enroll, make_user, saved_card, use_gateway
 from tests.factories import make_bill
@@ -134,6 +135,8 @@ def test_the_backup_card_pays_when_the_default_declines(account, payer, monkeypa
     assert bill.status == Bill.Status.PAID and bill.amount_paid == 5000
     assert len(gateway.succeeded()) == 1
     assert notices("payment_failed") == []  # rescued by the backup: nothing failed for the payer
+    assert notices("payment_received") == []  # autopay's receipts wait for the notifications sweep's batch
+    receipts_raise_batched()
     (receipt,) = notices("payment_received")  # the receipt, through the outbox
     assert receipt.payment_id == charge.payment_id
 

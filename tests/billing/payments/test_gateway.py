@@ -427,3 +427,22 @@ def test_webhook_with_valid_signature_is_accepted():
 def test_webhook_that_does_not_verify_is_rejected(payload, header):
     with pytest.raises(InvalidWebhook):
         _gateway(FakeHTTPClient()).construct_webhook_event(payload, header)
+
+
+def test_a_forked_process_gets_its_own_stripe_client():
+    """A Celery prefork child (or a bench worker) must not share its parent's HTTP connections to Stripe: two processes
+    reading one socket get each other's answers (one worker stored another's intent id)."""
+    import os
+
+    from billing.payments import stripe_gateway
+
+    parent = stripe_gateway._stripe_client("sk_test_fork", "http://127.0.0.1:9", 0)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: answer and leave at once
+        shared = stripe_gateway._stripe_client("sk_test_fork", "http://127.0.0.1:9", 0) is parent
+        os.write(write_end, b"shared" if shared else b"own")
+        os._exit(0)
+    os.waitpid(pid, 0)
+    assert os.read(read_end, 16) == b"own"
+    assert stripe_gateway._stripe_client("sk_test_fork", "http://127.0.0.1:9", 0) is parent  # the parent keeps its own
