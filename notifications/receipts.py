@@ -12,7 +12,7 @@ from django.utils import timezone
 from billing.models import Biller, Payment, Refund
 
 from .models import NoticeKind
-from .services import notice_enqueue, notices_dispatch, payment_notices_enqueue
+from .services import notice_enqueue, notices_dispatch, payment_notices_enqueue, payment_notices_write
 
 logger = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ def receipts_raise_batched(*, now=None, batch_size: int = 500) -> int:
             break
         last_pk = payments[-1].pk
         with transaction.atomic():
-            written += len(payment_notices_enqueue(kind=NoticeKind.PAYMENT_RECEIVED, payments=payments, now=now))
+            written += payment_notices_write(kind=NoticeKind.PAYMENT_RECEIVED, payments=payments, now=now)
             Payment.objects.filter(pk__in=[p.pk for p in payments], receipt_sent_at__isnull=True).update(
                 receipt_sent_at=now, updated_at=now
             )

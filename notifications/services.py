@@ -143,11 +143,22 @@ def notice_enqueue(
     return list(Notification.objects.filter(dedupe_key__in=[r.dedupe_key for r in rows]).order_by("pk"))
 
 
-@transaction.atomic
 def payment_notices_enqueue(*, kind: str, payments, now: dt.datetime | None = None) -> list[Notification]:
     """`notice_enqueue` for many payments at once (the receipts of a bank statement chunk), with a fixed number of
     queries however many: the billers' policies, the accounts' choices, one insert, one read back. The payments come
     with `account__biller` loaded. Idempotent per payment and channel."""
+    rows = _payment_notice_rows(kind=kind, payments=payments, now=now)
+    rows_insert(rows, ignore_conflicts=True)  # one statement however many (bulk_create splits them on SQLite)
+    return list(Notification.objects.filter(dedupe_key__in=[r.dedupe_key for r in rows]).order_by("pk"))
+
+
+def payment_notices_write(*, kind: str, payments, now: dt.datetime | None = None) -> int:
+    """`payment_notices_enqueue` for a caller that leaves the rows to the sweep (autopay's receipts): the same rows,
+    not read back. Returns how many were written (a row already there is skipped)."""
+    return rows_insert(_payment_notice_rows(kind=kind, payments=payments, now=now), ignore_conflicts=True)
+
+
+def _payment_notice_rows(*, kind: str, payments, now: dt.datetime | None) -> list[Notification]:
     now = now or timezone.now()
     payments = list(payments)
     accounts = list({p.account_id: p.account for p in payments}.values())
@@ -155,7 +166,7 @@ def payment_notices_enqueue(*, kind: str, payments, now: dt.datetime | None = No
         row.biller_id: row for row in NoticePolicy.objects.filter(biller_id__in={a.biller_id for a in accounts})
     }
     peers = chunk_peers(accounts)
-    rows = [
+    return [
         row
         for payment in payments
         for row in _event_rows(
@@ -163,8 +174,6 @@ def payment_notices_enqueue(*, kind: str, payments, now: dt.datetime | None = No
             peers=peers, now=now, payment=payment,
         )  # fmt: skip
     ]
-    rows_insert(rows, ignore_conflicts=True)  # one statement however many (bulk_create splits them on SQLite)
-    return list(Notification.objects.filter(dedupe_key__in=[r.dedupe_key for r in rows]).order_by("pk"))
 
 
 def _event_rows(
