@@ -5,6 +5,7 @@ every "today" about a biller's bills, reminders or charges is taken in the bille
 from __future__ import annotations
 
 import datetime as dt
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.utils import timezone
@@ -77,15 +78,22 @@ def _uses_solar_hijri(biller, language: str | None) -> bool:
 
 def date_display(value: dt.date | None, *, biller=None, language: str | None = None) -> str:
     """A date in the page's one style: "November 27, 2026", "27 نوفمبر 2026", or "۶ آذر ۱۴۰۵" for a Solar Hijri biller."""
-    from babel.dates import format_date
-
     if value is None:
         return ""
     if isinstance(value, dt.datetime):  # a moment: its date where the biller is
         value = (biller_localtime(biller, value) if biller is not None else timezone.localtime(value)).date()
     if _uses_solar_hijri(biller, language):
         return _solar_hijri(value)
-    return format_date(value, DATE_STYLE, locale=_locale_of(language))
+    return _date_formatted(value, _locale_of(language))
+
+
+@lru_cache(maxsize=4096)
+def _date_formatted(value: dt.date, locale: str) -> str:
+    """babel's long date, kept per process: a page shows the same few dates many times (a bill list, a dashboard), and
+    a date's text in a language never changes."""
+    from babel.dates import format_date
+
+    return format_date(value, DATE_STYLE, locale=locale)
 
 
 def zone_display(biller, *, language: str | None = None) -> str:
