@@ -19,6 +19,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from billing.payments import gateway as gateway_api
+from billing.payments.attempts import our_key
 from billing.payments.gateway import GatewayError, PaymentDeclined
 from billing.payments.mandates import mandate_revoke
 
@@ -36,7 +37,7 @@ def gateway_customer_get_or_create(*, user) -> GatewayCustomer:
         return existing
     try:
         customer = gateway_api.get_gateway().create_customer(
-            email=user.email, metadata={"user_id": str(user.pk)}, idempotency_key=f"customer-user-{user.pk}"
+            email=user.email, metadata={"user_id": str(user.pk)}, idempotency_key=our_key("customer-user", user.pk)
         )
     except GatewayError as error:
         raise ApplicationError(_("Saving cards is not available right now. Please try again later.")) from error

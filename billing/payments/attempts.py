@@ -46,6 +46,12 @@ def install_key(*, using: str = "default") -> str:
     return key
 
 
+def our_key(kind: str, pk) -> str:
+    """An idempotency key derived from one of our primary keys ("payment", "refund", "attempt", "customer-user"),
+    salted with this database's key so that a database made anew never sends a key an earlier one sent."""
+    return f"{kind}-{install_key()}-{pk}"
+
+
 def install_key_forget(**kwargs) -> None:
     """post_migrate: the database may be a new one (a test run's, a flush); read its key again on next use."""
     _install_keys.clear()
@@ -114,7 +120,7 @@ def payment_gateway_call(
     attempt: PaymentAttempt | None = None,
 ):
     """Make one gateway call and write its PaymentAttempt row (before the call, completed after it, so a crash in
-    between still leaves a trace). With key_from_attempt the idempotency key is `attempt-<pk>` of that row. With
+    between still leaves a trace). With key_from_attempt the idempotency key is `attempt-<install>-<pk>` of that row (`our_key`). With
     `attempt`, the caller wrote (and committed) the row beforehand, and its key is the call's key."""
     if attempt is not None:
         idempotency_key = attempt.idempotency_key
@@ -124,7 +130,7 @@ def payment_gateway_call(
             outcome=PaymentAttempt.Outcome.PENDING, gateway_reference=reference or payment.gateway_payment_id or "",
         )  # fmt: skip
     if key_from_attempt:
-        idempotency_key = attempt.idempotency_key = f"attempt-{attempt.pk}"
+        idempotency_key = attempt.idempotency_key = our_key("attempt", attempt.pk)
     elif idempotency_key and not attempt.idempotency_key and not PaymentAttempt.objects.filter(
         idempotency_key=idempotency_key
     ).exists():

@@ -25,6 +25,7 @@ from . import gateway as gateway_api
 from .attempts import (
     account_lock,
     is_int,
+    our_key,
     payment_gateway_call,
     payment_intent_cancel,
     payment_intent_retrieve,
@@ -277,7 +278,7 @@ def _payment_start_locked(*, account, quote: Quote, channel: str, choices: dict,
         tip_amount=quote.tip,
         **choices,
     )
-    payment.idempotency_key = f"payment-{payment.pk}"
+    payment.idempotency_key = our_key("payment", payment.pk)
     payment.save(update_fields=["idempotency_key"])
     event_record(
         kind=BillingEvent.Kind.PAYMENT_RECORDED, payment=payment, to_status=payment.status,

@@ -21,7 +21,7 @@ from billing.signals import refund_issued
 
 from . import gateway as gateway_api
 from .allocations import allocations_reverse
-from .attempts import account_lock, is_int, payment_gateway_call
+from .attempts import account_lock, is_int, our_key, payment_gateway_call
 from .gateway import GatewayError, GatewayUnavailable, RefundResult
 
 logger = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ def _refund_row(*, payment: Payment, amount: int, reason: str, actor, kind: str 
         status=Refund.Status.PENDING, idempotency_key=f"new-{uuid.uuid4()}",
         created_by=actor if getattr(actor, "is_authenticated", False) else None,
     )  # fmt: skip
-    refund.idempotency_key = f"refund-{refund.pk}"
+    refund.idempotency_key = our_key("refund", refund.pk)
     refund.save(update_fields=["idempotency_key"])
     return refund
 

@@ -69,3 +69,16 @@ def test_the_key_is_made_once_and_kept(account, django_user_model, monkeypatch, 
     assert Installation.objects.get().key == key and len(key) == 16
     install_key_forget()
     assert install_key() == key  # read back from its row, not made again
+
+
+@pytest.mark.django_db
+def test_every_key_made_from_our_primary_keys_carries_the_database_key(account):
+    """A guest payment's, a refund's and a gateway attempt's keys are `<kind>-<install>-<pk>`: a database made anew
+    (a new install key) never repeats one an earlier database sent (the gateway keeps a key's answer a day)."""
+    from billing.payments.attempts import install_key, install_key_forget, our_key
+
+    first = our_key("payment", 1)
+    assert first == f"payment-{install_key()}-1"
+    Installation.objects.all().delete()  # as a database made anew
+    install_key_forget()
+    assert our_key("payment", 1) != first and our_key("refund", 1) != first.replace("payment", "refund")

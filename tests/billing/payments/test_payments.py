@@ -2,6 +2,7 @@
 
 import pytest
 
+from billing.payments.attempts import our_key
 from billing.errors import ApplicationError
 from billing.payments.online import payment_quote
 from tests.factories import make_bill
@@ -155,7 +156,7 @@ class TestStart:
         payment, secret = start(account, save_card_requested=True)
         assert secret.startswith(payment.gateway_payment_id)
         assert (payment.status, payment.amount, payment.fee_amount, payment.total_charged) == ("pending", 5000, 150, 5150)
-        assert payment.idempotency_key == f"payment-{payment.pk}"
+        assert payment.idempotency_key == our_key("payment", payment.pk)
         assert payment.save_card_requested and payment.payer_email == "payer@example.com"
         [intent] = intents(localstripe)
         assert (intent["id"], intent["amount"], intent["currency"]) == (payment.gateway_payment_id, 5150, "usd")
@@ -294,7 +295,7 @@ class TestRecordResult:
         second.refresh_from_db()
         assert (first.amount_paid, second.amount_paid, second.status) == (3000, 4000, "paid")
         refund = payment.refunds.get()
-        assert (refund.status, refund.amount, refund.idempotency_key) == ("succeeded", 3000, f"refund-{refund.pk}")
+        assert (refund.status, refund.amount, refund.idempotency_key) == ("succeeded", 3000, our_key("refund", refund.pk))
         # The refund notice, beside the receipt e-mail every succeeded payment gets.
         notices = refund_emails(mailoutbox)
         assert len(notices) == 1 and notices[0].to == ["payer@example.com"]

@@ -2,6 +2,7 @@
 
 import pytest
 
+from billing.payments.attempts import our_key
 from billing.errors import ApplicationError
 from billing.models import Payment, PaymentAttempt, Refund
 from billing.payments.core import payment_record_result
@@ -42,7 +43,7 @@ def test_cap_partial_then_rest_then_refused(
 
     with django_capture_on_commit_callbacks(execute=True):
         first = refund_create(payment=payment, amount=2500, reason="Meter misread", actor=staff_user)
-    assert (first.status, first.idempotency_key, first.created_by) == ("succeeded", f"refund-{first.pk}", staff_user)
+    assert (first.status, first.idempotency_key, first.created_by) == ("succeeded", our_key("refund", first.pk), staff_user)
     payment.refresh_from_db()
     older.refresh_from_db()
     newer.refresh_from_db()
@@ -151,7 +152,7 @@ def test_lost_answer_is_pending_confirmation_and_the_janitor_settles_it_without_
     newer.refresh_from_db()
     gateway_refunds = refunds_at_gateway(localstripe)
     assert [r["amount"] for r in gateway_refunds] == [1000]  # found at the gateway, not sent again
-    assert lost.keys == [f"refund-{refund.pk}"]
+    assert lost.keys == [our_key("refund", refund.pk)]
     assert (refund.status, refund.gateway_refund_id) == ("succeeded", gateway_refunds[0]["id"])
     assert payment.amount_refunded == 1000 and payment.refundable == 4100
     assert (newer.status, newer.amount_paid) == ("open", 1000)  # newest bill first
@@ -179,7 +180,7 @@ def test_unknown_refund_not_at_the_gateway_is_sent_again_with_the_same_row_and_k
     with django_capture_on_commit_callbacks(execute=True):
         settled = refund_settle(refund=refund, actor=staff_user)
     assert settled.pk == refund.pk and settled.status == "succeeded"
-    assert lost.keys == [f"refund-{refund.pk}"]  # the same idempotency key as the first try
+    assert lost.keys == [our_key("refund", refund.pk)]  # the same idempotency key as the first try
     gateway_refunds = refunds_at_gateway(localstripe)
     assert [(r["amount"], r["metadata"].get("refund")) for r in gateway_refunds] == [(1000, str(refund.pk))]
     assert Refund.objects.count() == 1
