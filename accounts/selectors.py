@@ -125,8 +125,9 @@ def dashboard_accounts(
     for bill in sorted(bills, key=lambda b: (b.due_date, b.pk), reverse=True):
         summaries[bill.account_id].bills.append(bill)
     payments = _latest_per_account(
-        Payment.objects.only(*_CARD_PAYMENT_FIELDS), ids, order_by=("-created_at", "-pk"), per_account=payments_per_account
-    )
+        Payment.objects.only(*_CARD_PAYMENT_FIELDS),
+        ids, order_by=("-created_at", "-pk"), per_account=payments_per_account,
+    )  # fmt: skip
     for payment in sorted(payments, key=lambda p: (p.created_at, p.pk), reverse=True):
         summaries[payment.account_id].payments.append(payment)
     return list(summaries.values())

@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods
 from billing.access import payer_access
 from billing.bills import paylinks
 from billing.clock import biller_today
-from billing.bills.selectors import account_balance, bank_transfer_details, biller_cached as biller_by_id, biller_for_site
+from billing.bills.selectors import account_balance, bank_transfer_details, biller_cached, biller_for_site
 from billing.autopay.selectors import autopay_current, autopay_on
 from billing.enrolment.forms import GuestEnrollmentForm
 from billing.enrolment.paperless import paperless_current, paperless_on
@@ -151,7 +151,7 @@ def _masked_name(name: str) -> str:
 @require_http_methods(["GET", "POST"])
 def pay_account(request):
     """The payment screen for the one account this session was granted by a lookup or a pay link."""
-    account = _granted_account(request, biller_cached=True)
+    account = _granted_account(request, for_display=True)
     if account is None:
         messages.info(request, _("Please find your account first. For your security, access to it times out."))
         return redirect("billing:pay")
@@ -281,20 +281,20 @@ def _json_error(message: str, *, status: int, **extra) -> JsonResponse:
     return JsonResponse({"error": str(message), **extra}, status=status)
 
 
-def _granted_account(request, *, biller_cached: bool = False) -> CustomerAccount | None:
+def _granted_account(request, *, for_display: bool = False) -> CustomerAccount | None:
     """The account this session may pay, in one query with whether paperless and autopay are on (`_payment_form`
     offers them only when they are not), and its biller with the payment plan rules ("Pay over time",
-    billing/templatetags/billing_plans.py). `biller_cached`: the biller from the shared cache, for what only shows
+    billing/templatetags/billing_plans.py). `for_display`: the biller from the shared cache, for what only shows
     figures (the pay screen and its in-place total); starting and confirming a payment read it from the database."""
     account_id = lookup.granted_account_id(request)
     if not account_id:
         return None
     accounts = CustomerAccount.objects.annotate(paperless_is_on=paperless_on(), autopay_is_on=autopay_on())
-    if not biller_cached:
+    if not for_display:
         return accounts.select_related("biller", "biller__plan_rules").filter(pk=account_id).first()
     account = accounts.filter(pk=account_id).first()
     if account is not None:
-        account.biller = biller_by_id(account.biller_id)
+        account.biller = biller_cached(account.biller_id)
     return account
 
 
@@ -312,7 +312,7 @@ _QUOTE_FIELDS = ("amount_choice", "other_amount", "tip_percent")
 def pay_quote(request):
     """The total for the payer's current choices, for pay.js to show in place. Only figures: nothing is started,
     and pay_start recomputes all of them again."""
-    account = _granted_account(request, biller_cached=True)
+    account = _granted_account(request, for_display=True)
     if account is None:
         return _json_error(_(_SESSION_EXPIRED), status=403, redirect=reverse("billing:pay"))
     form = _payment_form(request, account, request.POST)

@@ -1,5 +1,5 @@
-"""Bills' reactions to model changes: a saved or deleted biller (or its plan rules) drops the cached biller (connected in
-BillingConfig.ready)."""
+"""Bills' reactions to model changes: a saved or deleted biller (or its plan rules) drops the cached biller
+(connected in BillingConfig.ready)."""
 
 from django.db import transaction
 

@@ -120,8 +120,8 @@ def payment_gateway_call(
     attempt: PaymentAttempt | None = None,
 ):
     """Make one gateway call and write its PaymentAttempt row (before the call, completed after it, so a crash in
-    between still leaves a trace). With key_from_attempt the idempotency key is `attempt-<install>-<pk>` of that row (`our_key`). With
-    `attempt`, the caller wrote (and committed) the row beforehand, and its key is the call's key."""
+    between still leaves a trace). With key_from_attempt the idempotency key is `attempt-<install>-<pk>` of that row
+    (`our_key`). With `attempt`, the caller wrote (and committed) the row beforehand, and its key is the call's key."""
     if attempt is not None:
         idempotency_key = attempt.idempotency_key
     else:

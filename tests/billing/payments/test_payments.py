@@ -295,7 +295,8 @@ class TestRecordResult:
         second.refresh_from_db()
         assert (first.amount_paid, second.amount_paid, second.status) == (3000, 4000, "paid")
         refund = payment.refunds.get()
-        assert (refund.status, refund.amount, refund.idempotency_key) == ("succeeded", 3000, our_key("refund", refund.pk))
+        assert (refund.status, refund.amount) == ("succeeded", 3000)
+        assert refund.idempotency_key == our_key("refund", refund.pk)
         # The refund notice, beside the receipt e-mail every succeeded payment gets.
         notices = refund_emails(mailoutbox)
         assert len(notices) == 1 and notices[0].to == ["payer@example.com"]

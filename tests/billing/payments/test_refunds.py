@@ -43,7 +43,8 @@ def test_cap_partial_then_rest_then_refused(
 
     with django_capture_on_commit_callbacks(execute=True):
         first = refund_create(payment=payment, amount=2500, reason="Meter misread", actor=staff_user)
-    assert (first.status, first.idempotency_key, first.created_by) == ("succeeded", our_key("refund", first.pk), staff_user)
+    assert (first.status, first.created_by) == ("succeeded", staff_user)
+    assert first.idempotency_key == our_key("refund", first.pk)
     payment.refresh_from_db()
     older.refresh_from_db()
     newer.refresh_from_db()
