@@ -239,10 +239,7 @@ def _enqueue_batch_or_release(ids: list[int]) -> None:
         notifications_send_batch_task.delay(ids)
     except Exception:  # the broker is down: leave the rows to the sweeper instead of the sending timeout
         logger.exception("notifications %s: batch send task not enqueued; the sweeper will send them", ids)
-        now = timezone.now()
-        Notification.objects.filter(pk__in=ids, status=Status.SENDING, attempt_started_at__isnull=True).update(
-            status=Status.PENDING, claimed_at=None, next_attempt_at=now, updated_at=now
-        )
+        _release(ids)
 
 
 def _enqueue_or_release(ids: list[int]) -> None:
@@ -253,10 +250,15 @@ def _enqueue_or_release(ids: list[int]) -> None:
             notification_send_task.delay(pk)
         except Exception:  # the broker is down: leave the row to the sweeper instead of the sending timeout
             logger.exception("notification %s: send task not enqueued; the sweeper will send it", pk)
-            now = timezone.now()
-            Notification.objects.filter(pk=pk, status=Status.SENDING, attempt_started_at__isnull=True).update(
-                status=Status.PENDING, claimed_at=None, next_attempt_at=now, updated_at=now
-            )
+            _release([pk])
+
+
+def _release(ids: list[int]) -> None:
+    """Rows claimed for sending whose task never reached the broker: back to pending, due now."""
+    now = timezone.now()
+    Notification.objects.filter(pk__in=ids, status=Status.SENDING, attempt_started_at__isnull=True).update(
+        status=Status.PENDING, claimed_at=None, next_attempt_at=now, updated_at=now
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
