@@ -17,8 +17,9 @@ with the pay link. After the last retry the enrolment is suspended (through its 
 take over.
 
 Exactly once. A charge is a Payment (channel autopay) whose idempotency key `autopay-<install>-<row>-<attempt>-<card>`
-(salted with this database's key: billing.payments.attempts.install_key) sits in a unique column, with an `AutopayChargeTry` that is unique per (row, attempt, card). The work is split so that a worker
-killed at any point can be resumed from the database alone:
+(salted with this database's key: billing.payments.attempts.install_key) sits in a unique column, with an
+`AutopayChargeTry` that is unique per (row, attempt, card). The work is split so that a worker killed at any point can
+be resumed from the database alone:
   1. with the row locked (its claim: `started_at`), read the row, its bill, enrolment and card in one query; write
      the Payment for what the bill owes now, the try, and the rows of the two gateway calls to come (commit);
   2. no lock held: create the PaymentIntent, unconfirmed (no money moves), and store its id (commit);
