@@ -197,18 +197,12 @@ class StatementLineAdmin(_StaffPermissions, admin.ModelAdmin):
 
     @admin.action(description=_("Mark the selected unmatched lines not ours"))
     def mark_not_ours(self, request, queryset):
-        done = 0
-        for line in queryset.filter(status=StatementLine.Status.UNMATCHED).order_by("pk"):
-            statement_line_dismiss(line=line, actor=request.user)
-            done += 1
+        done = _each_decided(request, queryset, StatementLine.Status.UNMATCHED, statement_line_dismiss)
         messages.success(request, gettext("%(count)d line(s) marked not ours.") % {"count": done})
 
     @admin.action(description=_("Put the selected not-ours lines back in the queue"))
     def back_to_queue(self, request, queryset):
-        done = 0
-        for line in queryset.filter(status=StatementLine.Status.NOT_OURS).order_by("pk"):
-            statement_line_reopen(line=line, actor=request.user)
-            done += 1
+        done = _each_decided(request, queryset, StatementLine.Status.NOT_OURS, statement_line_reopen)
         messages.success(request, gettext("%(count)d line(s) put back in the queue.") % {"count": done})
 
     def get_urls(self):
@@ -291,3 +285,11 @@ class AccountCreditEntryAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description=_("amount"))
     def amount_shown(self, entry):
         return money_display(entry.signed_amount, entry.currency)
+
+
+def _each_decided(request, queryset, status: str, decide) -> int:
+    """A bulk action's staff decision (`decide(line=, actor=)`), line by line, on the selected lines in `status`."""
+    lines = list(queryset.filter(status=status).order_by("pk"))
+    for line in lines:
+        decide(line=line, actor=request.user)
+    return len(lines)
