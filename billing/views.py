@@ -16,7 +16,7 @@ from billing.access import payer_access
 from billing.bills import paylinks
 from billing.clock import biller_today
 from billing.bills.selectors import account_balance, bank_transfer_details, biller_cached, biller_for_site
-from billing.autopay.selectors import autopay_current, autopay_on
+from billing.autopay.selectors import autopay_on
 from billing.enrolment.forms import GuestEnrollmentForm
 from billing.enrolment.paperless import paperless_current, paperless_on
 from billing.forms import email_masked
@@ -215,23 +215,18 @@ def _payer_of(request, account: CustomerAccount) -> bool:
 
 def _payment_form(request, account: CustomerAccount, data) -> PaymentForm:
     """The pay screen's form for this payer: the receipt address pre-filled (their own when signed in and linked,
-    else the account's, masked), and paperless or autopay offered only when the account does not have it yet.
-    The same form parses the quote and the start, so a choice that is not offered is never read."""
+    else the account's, masked), and paperless or autopay offered only when the account does not have it yet
+    (`account` as `_granted_account` reads it). The same form parses the quote and the start, so a choice that is
+    not offered is never read."""
     payer = _payer_of(request, account)
     return PaymentForm(
         data,
         biller=account.biller,
         payer_email=request.user.email if payer else "",
         email_on_file=account.email or "",
-        offer_paperless=not _is_on(account, "paperless_is_on", paperless_current),
-        offer_autopay=not _is_on(account, "autopay_is_on", autopay_current),
+        offer_paperless=not account.paperless_is_on,  # annotated by `_granted_account`
+        offer_autopay=not account.autopay_is_on,
     )
-
-
-def _is_on(account: CustomerAccount, annotation: str, current) -> bool:
-    """Paperless or autopay on this account: from `_granted_account`'s annotation, else asked of the selector."""
-    on = getattr(account, annotation, None)
-    return current(account=account) is not None if on is None else on
 
 
 def _email_shown(request, account: CustomerAccount, address: str) -> str:

@@ -335,9 +335,17 @@ def test_a_masked_address_left_as_shown_sends_the_receipt_to_the_account(payer, 
     assert "jane.doe@example.com" not in html  # still masked after a no-JavaScript submit
     from billing.views import _payment_form  # the form the start view parses, with the same pre-fill
 
+    from billing.autopay.selectors import autopay_on
+    from billing.enrolment.paperless import paperless_on
+    from billing.models import CustomerAccount
+
     class Request:
         user = type("Anonymous", (), {"is_authenticated": False})()
 
+    # The account as the pay views read it (`_granted_account`): with whether paperless and autopay are on.
+    account = CustomerAccount.objects.annotate(paperless_is_on=paperless_on(), autopay_is_on=autopay_on()).get(
+        pk=account.pk
+    )
     form = _payment_form(Request(), account, form_data)
     assert form.is_valid() and form.cleaned_data["receipt_email"] == "jane.doe@example.com"
     typed = _payment_form(Request(), account, form_data | {"receipt_email": "me@example.org"})
