@@ -54,8 +54,11 @@ class BillingConfig(AppConfig):
             payment_receivers.credit_apply_on_bills_issued,
             dispatch_uid="billing.payments.credit_apply_on_bills_issued",
         )
-        # A migrated or flushed database may be a new one, with its own key for the gateway's idempotency keys.
-        post_migrate.connect(payment_attempts.install_key_forget, dispatch_uid="billing.payments.install_key_forget")
+        # A migrated or flushed database may be a new one, with its own key for the gateway's idempotency keys: made
+        # then, once (sender: this app), rather than by two processes' first charges at once.
+        post_migrate.connect(
+            payment_attempts.install_key_forget, sender=self, dispatch_uid="billing.payments.install_key_forget"
+        )
         # The cached biller of every page (billing/bills/selectors.py) is dropped when any biller changes.
         forget = bills_receivers.biller_cache_forget_on_change
         post_save.connect(forget, sender=Biller, dispatch_uid="billing.bills.biller_cache_forget_on_save")

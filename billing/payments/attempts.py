@@ -8,6 +8,7 @@ import logging
 import secrets
 from collections.abc import Callable
 
+from django.db import connections
 from django.utils.translation import gettext as _
 
 from billing.events import event_new, status_move
@@ -34,10 +35,10 @@ _install_keys: dict[str, str] = {}  # this process's memory of each database's k
 
 
 def install_key(*, using: str = "default") -> str:
-    """This database's random key, made on first use and remembered by the process: it salts the idempotency keys
-    derived from our primary keys, so a recreated database never repeats a key an earlier one sent to the gateway.
-    Forgotten after migrate and flush (post_migrate), which is when a database is made anew under a live process.
-    A first use whose transaction rolls back leaves this process with a key no row holds; the next process makes
+    """This database's random key, made by migrate (`install_key_forget`) or else on first use, and remembered by the
+    process: it salts the idempotency keys derived from our primary keys, so a recreated database never repeats a
+    key an earlier one sent to the gateway. Forgotten after migrate and flush (post_migrate), which is when a
+    database is made anew under a live process. A first use whose transaction rolls back leaves this process with a key no row holds; the next process makes
     another. Harmless: a key only has to differ between databases, and each payment stores the key it sent."""
     key = _install_keys.get(using)
     if key is None:
@@ -52,9 +53,14 @@ def our_key(kind: str, pk) -> str:
     return f"{kind}-{install_key()}-{pk}"
 
 
-def install_key_forget(**kwargs) -> None:
-    """post_migrate: the database may be a new one (a test run's, a flush); read its key again on next use."""
+def install_key_forget(*, using: str = "default", **kwargs) -> None:
+    """post_migrate (migrate, and a flush): the database may be a new one, so forget the key this process
+    remembers, and make the database's key now, while nothing else runs: a web and a worker process using a new
+    database for the first time at once would otherwise both try to make it (SQLite answers one of them "database
+    table is locked")."""
     _install_keys.clear()
+    if Installation._meta.db_table in connections[using].introspection.table_names():
+        Installation.objects.using(using).get_or_create(pk=1, defaults={"key": secrets.token_hex(8)})
 
 
 def account_lock(account_id: int, *, skip_locked: bool = False) -> CustomerAccount | None:
