@@ -107,9 +107,9 @@ def dashboard_accounts(
 ) -> list[AccountSummary]:
     """Every linked account with its balance, next due date, newest bills and newest payments. Four queries."""
     # The billers (name, currency, clock) from the shared cache: an account row is small, a biller row is not.
-    links = AccountLink.objects.filter(user=user).select_related("customer_account")
+    links = user_account_links(user=user).select_related(None).select_related("customer_account")
     summaries = {}
-    for link in links.order_by("customer_account__account_number", "pk"):
+    for link in links:
         link.customer_account.biller = biller_cached(link.customer_account.biller_id)
         summaries[link.customer_account_id] = AccountSummary(link=link)
     if not summaries:
