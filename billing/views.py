@@ -33,6 +33,7 @@ from billing.payments.mandates import bank_debit_available
 from billing.payments.online import QUOTE_BILLS, payment_confirm, payment_quote, payment_start
 
 from .errors import ApplicationError
+from .pagecache import page_cached
 from .models import CustomerAccount, Payment, PaymentMethod
 from .money import format_money, money_formatter
 
@@ -46,6 +47,7 @@ def _format_percent(basis_points: int, *, locale: str) -> str:
 
 
 @require_GET
+@page_cached()
 def home(request):
     return render(request, "billing/home.html")
 
@@ -69,6 +71,7 @@ def _locked_message(locked: lookup.LookupLocked) -> str:
 
 @never_cache
 @require_http_methods(["GET", "POST"])
+@page_cached()  # the empty form; an answer to a POST is never cached
 def pay_lookup(request):
     """Find an account by its number and the biller's second factor, then open its payment screen."""
     biller = biller_for_site()
@@ -149,6 +152,7 @@ def _masked_name(name: str) -> str:
 
 @never_cache
 @require_http_methods(["GET", "POST"])
+@page_cached(lookup.granted_account_id, query_strings=("", "bills=all"))  # a guest's page: the account granted
 def pay_account(request):
     """The payment screen for the one account this session was granted by a lookup or a pay link."""
     account = _granted_account(request, for_display=True)

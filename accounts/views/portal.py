@@ -21,6 +21,7 @@ from billing.bills.documents import bill_document_get, bill_document_html, bill_
 from billing.bills.paylinks import bill_pay_path
 from billing.clock import biller_today
 from billing.enrolment.paperless import paperless_consent_text
+from billing.pagecache import page_cached
 from billing.payments import lookup
 from billing.plans.selectors import plans_by_account, plans_offered
 
@@ -39,6 +40,7 @@ def _private(response):
 
 @never_cache
 @require_GET
+@page_cached()  # outside the sign-in check: the user's row and verified address are in the page's digest
 @verified_email_required
 def dashboard(request):
     summaries = selectors.dashboard_accounts(user=request.user)

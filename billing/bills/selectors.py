@@ -5,6 +5,7 @@ from django.core.cache import cache
 from django.db.models import F, QuerySet, Sum
 
 from ..models import Bill, Biller, CustomerAccount
+from ..pagecache import pages_forget
 from ..references import bank_reference, bank_reference_display
 
 # Every page asks for the biller (its name and branding, through the context processor): it is kept in the shared
@@ -48,9 +49,10 @@ def biller_cached(biller_id: int) -> Biller:
 
 
 def biller_cache_forget(biller_id: int | None = None) -> None:
-    """Drop the cached biller(s): the next page reads them again. Runs when any Biller or its plan rules are saved or
-    deleted."""
+    """Drop the cached biller(s), and every cached page (they show the biller): the next page reads them again. Runs
+    when any Biller or its plan rules are saved or deleted."""
     cache.delete_many([_biller_cache_key(), *([_biller_by_id_cache_key(biller_id)] if biller_id else [])])
+    pages_forget()
 
 
 def account_payable_bills(*, account: CustomerAccount) -> QuerySet[Bill]:

@@ -271,6 +271,9 @@ INVITATION_VALID_DAYS = env.int("INVITATION_VALID_DAYS", default=14)
 
 # Sessions are read from the shared cache (Redis, or the file cache when embedded) and written through to the
 # database, so a page does not query for its session and a session outlives a cache flush (docs/performance.md).
+# Payer pages kept rendered in the shared cache, served while every row they read is unchanged (billing/pagecache.py):
+# how long a rendered page may be kept. 0 turns the page cache off.
+PAGE_CACHE_SECONDS = env.int("PAGE_CACHE_SECONDS", default=300)
 SESSION_ENGINE = env("SESSION_ENGINE", default="django.contrib.sessions.backends.cached_db")
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False

@@ -30,7 +30,8 @@ def test_a_new_first_biller_and_a_deleted_one_are_seen(db, settings):
     assert biller_for_site() is None
 
 
-def test_the_home_page_reads_the_biller_once_across_requests(client, biller, django_assert_num_queries):
+def test_the_home_page_reads_the_biller_once_across_requests(client, biller, django_assert_num_queries, settings):
+    settings.PAGE_CACHE_SECONDS = 0  # the biller cache alone (a cached page runs none either: test_pagecache.py)
     client.get("/")
     with django_assert_num_queries(0):
         assert biller.name in client.get("/").content.decode()

@@ -1,0 +1,253 @@
+"""The page cache (billing/pagecache.py): a payer page is served from the shared cache only while every row it was
+rendered from is unchanged, with each visitor's own CSRF token and CSP nonce, and never to anyone it was not for.
+
+A request that rendered the page has `response.templates`; one served from the cache has none."""
+
+import re
+
+import pytest
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.messages.storage.fallback import FallbackStorage
+from django.contrib.sessions.backends.cache import SessionStore
+from django.http import HttpResponse
+from django.test import Client
+from django.urls import reverse
+
+from accounts.models import AccountLink, User
+from accounts.services import account_link_grant
+from billing import pagecache
+from billing.models import Bill, Biller
+from billing.payments import lookup
+from billing.payments.offline import payment_record_offline
+from tests.factories import CustomerAccountFactory, make_bill
+
+SCREEN = "/pay/account/"
+TOKEN = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
+
+
+def rendered(response) -> bool:
+    assert response.status_code == 200, response.status_code
+    return bool(response.templates)
+
+
+def warm(client, path: str) -> None:
+    """The first request records the page's statements, the second stores the page, the third is served from it; one
+    more when the first also filled the biller cache (its statements then differ from the second's)."""
+    renders = [rendered(client.get(path)) for _ in range(4)]
+    assert renders[-1] is False and renders[0] is True, renders
+
+
+def granted(account) -> Client:
+    client = Client()
+    session = client.session
+    session[lookup.GRANT_SESSION_KEY] = {"account_id": account.pk, "expires_at": 2**40}
+    session.save()
+    return client
+
+
+def balance(html: str) -> str:
+    return re.search(r'data-testid="balance">([^<]*)<', html).group(1)
+
+
+@pytest.mark.parametrize("path", ["/", "/pay/"])
+def test_public_pages_come_from_the_cache_from_their_third_request(client, biller, path):
+    from billing.bills.selectors import biller_for_site
+
+    biller_for_site()  # in the cache, as on a running site
+    assert [rendered(client.get(path)) for _ in range(3)] == [True, True, False]
+    again = client.get(path)
+    assert not rendered(again)
+    assert biller.name in again.content.decode()
+
+
+def test_a_cached_public_page_runs_no_query(client, biller, django_assert_num_queries):
+    warm(client, "/")
+    with django_assert_num_queries(0):
+        assert not rendered(client.get("/"))
+
+
+def test_each_visitor_gets_a_csrf_token_of_their_own_that_works(biller):
+    warm(Client(), "/")
+    stranger = Client(enforce_csrf_checks=True)
+    page = stranger.get("/")
+    assert not rendered(page)
+    tokens = set(TOKEN.findall(page.content.decode()))
+    assert len(tokens) == 1 and pagecache._CSRF_MARK not in page.content.decode()
+    assert settings_csrf_cookie(page)  # the cookie the token belongs to is set, as on a rendered page
+    answer = stranger.post(reverse("set_language"), {"language": "es", "next": "/", "csrfmiddlewaretoken": tokens.pop()})
+    assert answer.status_code == 302
+    # A token from someone else's page would not have done: the cached copy holds none.
+    other = Client(enforce_csrf_checks=True)
+    other.get("/")
+    refused = other.post(reverse("set_language"), {"language": "es", "next": "/", "csrfmiddlewaretoken": "x" * 64})
+    assert refused.status_code == 403
+
+
+def settings_csrf_cookie(response) -> bool:
+    from django.conf import settings
+
+    return settings.CSRF_COOKIE_NAME in response.cookies
+
+
+def test_the_csp_nonce_is_new_for_every_response_and_matches_its_header(client, biller):
+    warm(client, "/")
+    nonces = []
+    for _ in range(2):
+        response = client.get("/")
+        assert not rendered(response)
+        nonce = re.search(r'<style nonce="([^"]+)">', response.content.decode()).group(1)
+        assert f"'nonce-{nonce}'" in response["Content-Security-Policy"]
+        nonces.append(nonce)
+    assert nonces[0] != nonces[1]
+
+
+def test_a_write_behind_the_orms_back_is_seen_at_once(account):
+    """No signal, no receiver: the bill's row changed, so the rows the page read changed."""
+    bill = make_bill(account, amounts=(5000,), due_in_days=10)
+    payer = granted(account)
+    warm(payer, SCREEN)
+    assert balance(payer.get(SCREEN).content.decode()) == "$50.00"
+    Bill.objects.filter(pk=bill.pk).update(amount_paid=2000)
+    response = payer.get(SCREEN)
+    assert rendered(response)
+    assert balance(response.content.decode()) == "$30.00"
+
+
+def test_a_payment_through_the_core_is_seen_at_once(account):
+    make_bill(account, amounts=(5000,), due_in_days=10)
+    payer = granted(account)
+    warm(payer, SCREEN)
+    payment_record_offline(account=account, amount=1234, method="cash")
+    assert balance(payer.get(SCREEN).content.decode()) == "$37.66"
+
+
+def test_one_accounts_page_is_never_served_for_another(biller):
+    mine, theirs = CustomerAccountFactory(biller=biller), CustomerAccountFactory(biller=biller)
+    for acct in (mine, theirs):
+        make_bill(acct, amounts=(1000,), due_in_days=5)
+    warm(granted(mine), SCREEN)
+    html = granted(theirs).get(SCREEN).content.decode()
+    assert theirs.account_number in html
+    assert mine.account_number not in html
+
+
+def test_a_guest_with_no_grant_is_sent_to_the_lookup_with_the_message_not_the_cached_form(client, account):
+    make_bill(account, amounts=(1000,), due_in_days=5)
+    warm(client, "/pay/")
+    redirected = client.get(SCREEN)
+    assert redirected.status_code == 302
+    page = client.get("/pay/")
+    assert rendered(page)  # a message was waiting: rendered, and shown
+    assert "Please find your account first" in page.content.decode()
+    assert not rendered(client.get("/pay/"))  # shown once; the cached form again
+
+
+def test_the_dashboard_follows_the_payers_own_row_and_their_accounts(client, biller, django_user_model):
+    user = django_user_model.objects.create_user(email="jane@example.com", password="A-Passw0rd-for-tests")
+    from allauth.account.models import EmailAddress
+
+    EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)
+    acct = CustomerAccountFactory(biller=biller)
+    make_bill(acct, amounts=(1000,), due_in_days=5)
+    account_link_grant(user=user, account=acct, via=AccountLink.Via.LOOKUP)
+    client.force_login(user)
+    path = reverse("accounts:dashboard")
+    warm(client, path)
+    User.objects.filter(pk=user.pk).update(email="jane.new@example.com")
+    assert "jane.new@example.com" in client.get(path).content.decode()
+    warm_again = [rendered(client.get(path)) for _ in range(2)]
+    assert warm_again == [False, False]
+    second = CustomerAccountFactory(biller=biller)
+    account_link_grant(user=user, account=second, via=AccountLink.Via.LOOKUP)
+    response = client.get(path)
+    assert rendered(response) and second.account_number in response.content.decode()
+
+
+def test_a_deactivated_payer_is_signed_out_not_shown_the_cached_dashboard(client, biller, django_user_model):
+    user = django_user_model.objects.create_user(email="jane@example.com", password="A-Passw0rd-for-tests")
+    from allauth.account.models import EmailAddress
+
+    EmailAddress.objects.create(user=user, email=user.email, verified=True, primary=True)
+    client.force_login(user)
+    path = reverse("accounts:dashboard")
+    warm(client, path)
+    User.objects.filter(pk=user.pk).update(is_active=False)
+    assert client.get(path).status_code == 302
+
+
+def test_a_biller_change_drops_every_page(client, biller):
+    warm(client, "/")
+    biller.name = "Riverside Power"
+    biller.save()
+    response = client.get("/")
+    assert rendered(response) and "Riverside Power" in response.content.decode()
+
+
+def test_a_change_made_behind_the_biller_cache_is_not_served_past_the_biller_cache(client, biller):
+    """The biller reaches pages from the shared cache; a raw UPDATE drops neither. pages_forget is what the biller
+    cache's receivers run, and it must drop the pages with it."""
+    warm(client, "/")
+    Biller.objects.filter(pk=biller.pk).update(name="Renamed Behind")
+    from billing.bills.selectors import biller_cache_forget
+
+    biller_cache_forget(biller.pk)
+    assert "Renamed Behind" in client.get("/").content.decode()
+
+
+def test_languages_are_kept_apart(client, biller):
+    warm(client, "/")
+    response = client.get("/", HTTP_ACCEPT_LANGUAGE="ar")
+    assert 'dir="rtl"' in response.content.decode()
+
+
+def test_pages_are_rendered_again_in_the_next_quarter_hour(client, biller, monkeypatch):
+    """Dates are shown on the biller's clock (overdue, due today): a page never outlives the quarter hour it was
+    rendered in, and every time zone's midnight falls on a quarter hour."""
+    warm(client, "/")
+    later = pagecache.time.time() + 15 * 60
+    monkeypatch.setattr(pagecache.time, "time", lambda: later)
+    assert rendered(client.get("/"))
+
+
+def test_a_made_up_query_string_is_never_cached(client, biller):
+    assert all(rendered(client.get("/?utm_source=spam")) for _ in range(3))
+
+
+def test_the_page_cache_can_be_turned_off(client, biller, settings):
+    settings.PAGE_CACHE_SECONDS = 0
+    assert all(rendered(client.get("/")) for _ in range(3))
+
+
+def test_a_render_that_writes_is_never_cached(rf, biller):
+    """Serving it from the cache would skip the write: such a page renders every time."""
+    calls = []
+
+    @pagecache.page_cached()
+    def view(request):
+        calls.append(1)
+        Biller.objects.filter(pk=biller.pk).update(tagline=f"visit {len(calls)}")
+        return HttpResponse("<p>hello</p>")
+
+    for _ in range(4):
+        request = rf.get("/written/")
+        request.session = SessionStore()
+        request._messages = FallbackStorage(request)
+        request.user = AnonymousUser()
+        assert view(request).status_code == 200
+    assert len(calls) == 4
+
+
+def test_a_statement_that_no_longer_runs_only_means_rendering(client, biller, monkeypatch):
+    warm(client, "/pay/")
+    (key,) = _page_keys()
+    entry = pagecache.cache.get(key)
+    entry["queries"] = [("default", "SELECT no_such_column FROM billing_biller", ())]
+    pagecache.cache.set(key, entry)
+    assert rendered(client.get("/pay/"))
+    assert biller.name in client.get("/pay/").content.decode()
+
+
+def _page_keys() -> list[str]:
+    """The tests' LocMemCache stores keys with its prefix and version (":1:billpay:page:…")."""
+    keys = [key.split(":", 2)[2] for key in pagecache.cache._cache]
+    return [key for key in keys if key.startswith("billpay:page:")]
