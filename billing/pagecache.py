@@ -15,7 +15,8 @@ served from there only when nothing it shows can have changed:
   to them drops every page (`pages_forget`, run with `biller_cache_forget`). Dates are on the biller's clock, so a
   page is never served in a later quarter of an hour than it was rendered in (every time zone's midnight falls on a
   quarter hour). The release (code, templates, translations, migrations, static files) is part of the key
-  (`_release_stamp`), so a deploy never serves the previous release's pages or runs its statements.
+  (`_release_stamp`), and so are the settings, so a deploy never serves the previous release's pages or runs its
+  statements.
 - **who is asking**: the key holds the page, its query string, the language, the session's user and its
   authentication hash, and what the view says identifies the page (`key` below: the account a guest was granted).
 
@@ -255,22 +256,23 @@ _PG_ROWS_DIGEST = (
 )
 
 
-def _marked(request, response) -> tuple[str, str]:
-    """The page as stored: its CSRF tokens and CSP nonce replaced by markers."""
+def _marked(request, response) -> tuple[dict, str]:
+    """The page as stored: the headers the view set, and its body with the CSRF tokens and CSP nonce replaced by
+    markers."""
     html = _CSRF_INPUT.sub(rf"\g<1>{_CSRF_MARK}\g<3>", response.content.decode(response.charset))
     nonce = getattr(request, "_csp_nonce", None)
     if isinstance(nonce, str):
         html = html.replace(nonce, _NONCE_MARK)
-    return response["Content-Type"], html
+    return dict(response.items()), html
 
 
-def _filled(request, content_type: str, html: str) -> HttpResponse:
+def _filled(request, headers: dict, html: str) -> HttpResponse:
     """A stored page with this visitor's CSRF token and this response's CSP nonce (which puts it in the header)."""
     if _CSRF_MARK in html:
         html = html.replace(_CSRF_MARK, get_token(request))
     if _NONCE_MARK in html:
         html = html.replace(_NONCE_MARK, str(request.csp_nonce))
-    return HttpResponse(html, content_type=content_type)
+    return HttpResponse(html, headers=headers)
 
 
 # What pages are rendered with besides data: the project's code, templates and compiled translations.
@@ -280,8 +282,8 @@ _RELEASE_FILES = ("accounts/**/*", "billing/**/*", "config/**/*", "notifications
 @functools.lru_cache(maxsize=1)
 def _release_stamp() -> str:
     """A digest of the release this process runs: the files above (migrations included, so a statement stored by
-    the previous schema is never run again) and the static files' manifest (their hashed names). Read once per
-    process."""
+    the previous schema is never run again), the static files' manifest (their hashed names) and the settings (a new
+    publishable key, say). Read once per process."""
     base = Path(settings.BASE_DIR)
     files = sorted(
         path
@@ -290,8 +292,24 @@ def _release_stamp() -> str:
         if path.is_file() and path.suffix in (".py", ".html", ".txt", ".mo")
     )
     manifest = Path(settings.STATIC_ROOT or "") / "staticfiles.json"
-    digest = hashlib.blake2b(digest_size=12)
+    digest = hashlib.blake2b(repr(_plain_settings()).encode(), digest_size=12)
     for path in [*files, manifest] if manifest.is_file() else files:
         digest.update(str(path).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def _plain_settings() -> list:
+    """The settings made of plain values: the same on every machine of one deployment (objects, whose text would
+    differ from process to process, are left out)."""
+    return [(name, value) for name in sorted(dir(settings)) if name.isupper() and _plain(value := getattr(settings, name))]
+
+
+def _plain(value) -> bool:
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return True
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return all(_plain(item) for item in value)
+    if isinstance(value, dict):
+        return all(_plain(key) and _plain(item) for key, item in value.items())
+    return False

@@ -229,12 +229,44 @@ def test_a_render_that_writes_is_never_cached(rf, biller):
         return HttpResponse("<p>hello</p>")
 
     for _ in range(4):
-        request = rf.get("/written/")
-        request.session = SessionStore()
-        request._messages = FallbackStorage(request)
-        request.user = AnonymousUser()
-        assert view(request).status_code == 200
+        assert view(_plain_request(rf, "/written/")).status_code == 200
     assert len(calls) == 4
+
+
+def _plain_request(rf, path: str):
+    request = rf.get(path)
+    request.session = SessionStore()
+    request._messages = FallbackStorage(request)
+    request.user = AnonymousUser()
+    return request
+
+
+def test_a_cached_page_keeps_the_headers_its_view_set(rf, biller):
+    calls = []
+
+    @pagecache.page_cached()
+    def view(request):
+        calls.append(1)
+        response = HttpResponse("<p>hello</p>", content_type="text/html; charset=utf-8")
+        response["Content-Disposition"] = 'inline; filename="hello.html"'
+        return response
+
+    responses = [view(_plain_request(rf, "/headers/")) for _ in range(4)]
+    assert len(calls) == 2  # recorded, stored; then served
+    assert responses[-1]["Content-Disposition"] == 'inline; filename="hello.html"'
+    assert responses[-1]["Content-Type"] == "text/html; charset=utf-8"
+    assert responses[-1].content == b"<p>hello</p>"
+
+
+def test_a_new_setting_is_a_new_release(settings):
+    pagecache._release_stamp.cache_clear()
+    before = pagecache._release_stamp()
+    settings.STRIPE_PUBLISHABLE_KEY = "pk_test_another"
+    pagecache._release_stamp.cache_clear()
+    try:
+        assert pagecache._release_stamp() != before
+    finally:
+        pagecache._release_stamp.cache_clear()
 
 
 def test_a_statement_that_no_longer_runs_only_means_rendering(client, biller, monkeypatch):
