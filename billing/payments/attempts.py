@@ -124,10 +124,13 @@ def payment_gateway_call(
     key_from_attempt: bool = False,
     reference: str = "",
     attempt: PaymentAttempt | None = None,
+    writes=None,
 ):
     """Make one gateway call and write its PaymentAttempt row (before the call, completed after it, so a crash in
     between still leaves a trace). With key_from_attempt the idempotency key is `attempt-<install>-<pk>` of that row
-    (`our_key`). With `attempt`, the caller wrote (and committed) the row beforehand, and its key is the call's key."""
+    (`our_key`). With `attempt`, the caller wrote (and committed) the row beforehand, and its key is the call's key.
+    With `writes` (a `billing.bulk.WriteBatch`), the completed row of a call that answered is queued there, for the
+    caller to write with its other rows in the same transaction; a failed call's row is written at once."""
     if attempt is not None:
         idempotency_key = attempt.idempotency_key
     else:
@@ -164,8 +167,15 @@ def payment_gateway_call(
     else:
         attempt.outcome = PaymentAttempt.Outcome.SUCCEEDED
         attempt.gateway_reference = getattr(result, "id", "") or attempt.gateway_reference
-    attempt.save()
+    if writes is not None:
+        writes.update([attempt], ATTEMPT_RESULT_FIELDS)
+    else:
+        attempt.save()
     return result
+
+
+# What a call's answer changes on its PaymentAttempt row.
+ATTEMPT_RESULT_FIELDS = ["idempotency_key", "outcome", "gateway_reference", "decline_code", "message"]
 
 
 def payment_intent_retrieve(payment: Payment, *, source: str) -> IntentResult:
@@ -203,17 +213,20 @@ def payment_confirm_attempt_open(payment: Payment) -> PaymentAttempt:
     return row
 
 
-def payment_confirm_off_session(payment: Payment, *, attempt: PaymentAttempt | None = None) -> IntentResult:
+def payment_confirm_off_session(
+    payment: Payment, *, attempt: PaymentAttempt | None = None, writes=None
+) -> IntentResult:
     """Confirm a saved-method payment with no payer present (autopay), completing the row that
     `payment_confirm_attempt_open` wrote (or the caller wrote and committed, passed as `attempt`, keyed
-    `<payment key>:confirm`), inside the caller's locked transaction."""
+    `<payment key>:confirm`), inside the caller's locked transaction (with `writes`: queued there, as in
+    `payment_gateway_call`)."""
     key = f"{payment.idempotency_key}:confirm"
     if attempt is not None and attempt.idempotency_key == key:
         row = attempt
     else:
         row = PaymentAttempt.objects.select_for_update().get(idempotency_key=key)
     return payment_gateway_call(
-        payment=payment, kind=PaymentAttempt.Kind.CONFIRM, amount=row.amount, attempt=row,
+        payment=payment, kind=PaymentAttempt.Kind.CONFIRM, amount=row.amount, attempt=row, writes=writes,
         call=lambda key: gateway_api.get_gateway().confirm_payment_intent(
             payment.gateway_payment_id, idempotency_key=key, off_session=True
         ),
