@@ -323,7 +323,7 @@ def _locked_confirm(run: ChargeRun, attempt: AutopayChargeTry, *, confirm_row, r
     and its payment), then the account's payable bills by primary key. The confirm is made while they are held, on
     purpose: the locks are what prevent a double charge. A guest payment (account lock) or an offline payment (bill
     locks) for this bill waits until our charge is recorded, and we re-check the bill under them before confirming."""
-    account_lock(attempt.payment.account_id)
+    account_lock(attempt.payment.account_id, read=False)
     attempt = (
         AutopayChargeTry.objects.select_for_update(of=("self", "charge", "payment"))
         .select_related("charge__enrollment", "payment")

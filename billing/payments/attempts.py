@@ -63,8 +63,13 @@ def install_key_forget(*, using: str = "default", **kwargs) -> None:
         Installation.objects.using(using).get_or_create(pk=1, defaults={"key": secrets.token_hex(8)})
 
 
-def account_lock(account_id: int, *, skip_locked: bool = False) -> CustomerAccount | None:
-    return CustomerAccount.objects.select_for_update(skip_locked=skip_locked).filter(pk=account_id).first()
+def account_lock(account_id: int, *, skip_locked: bool = False, read: bool = True) -> CustomerAccount | int | None:
+    """Lock the account's row (the first lock, everywhere). With `read=False` only its id is read back (a caller that
+    needs the lock, not the row), and the id is returned instead of the account."""
+    locked = CustomerAccount.objects.select_for_update(skip_locked=skip_locked).filter(pk=account_id)
+    if not read:
+        return locked.values_list("pk", flat=True).first()
+    return locked.first()
 
 
 def payment_status_move(
