@@ -11,7 +11,7 @@ from collections.abc import Callable
 from django.db import connections
 from django.utils.translation import gettext as _
 
-from billing.events import event_new, status_move
+from billing.events import event_new, status_move, status_set
 from billing.models import BillingEvent, CustomerAccount, Installation, Payment, PaymentAttempt
 
 from . import gateway as gateway_api
@@ -74,12 +74,13 @@ def account_lock(account_id: int, *, skip_locked: bool = False, read: bool = Tru
 
 def payment_status_move(
     *, payment: Payment, to: str, message: str = "", actor=None, changes: dict | None = None,
-    events: list | None = None,
+    events: list | None = None, writes=None,
 ) -> None:
     """Change a locked payment's status through the transition map, with an event. Moving to the same status is a
     no-op, so the services can be called repeatedly. `changes` (field: value) are written in the same UPDATE. With
     `events`, the event row is appended to that list, unsaved, for the caller to insert with the others it writes
-    (bulk_create, in order) before its transaction ends."""
+    (bulk_create, in order) before its transaction ends. With `writes` (a `billing.bulk.WriteBatch`), the UPDATE is
+    queued there too, for the caller to run (with `events`) before anything reads the row again."""
     if payment.status == to:
         return
 
@@ -93,14 +94,18 @@ def payment_status_move(
         else:
             events.append(event)
 
-    status_move(
-        payment, to,
-        error=lambda: _("A %(from)s payment cannot become %(to)s.")
-        % {"from": Payment.Status(payment.status).label.lower(), "to": Payment.Status(to).label.lower()},
-        update_fields=["status", "updated_at", *(changes or {})],
-        changes=changes,
-        record=record,
-    )  # fmt: skip
+    def error() -> str:
+        return _("A %(from)s payment cannot become %(to)s.") % {
+            "from": Payment.Status(payment.status).label.lower(), "to": Payment.Status(to).label.lower()
+        }
+
+    update_fields = ["status", "updated_at", *(changes or {})]
+    if writes is not None:
+        from_status = status_set(payment, to, error=error, changes=changes)
+        writes.update([payment], update_fields)
+        record(from_status)
+        return
+    status_move(payment, to, error=error, update_fields=update_fields, changes=changes, record=record)
 
 
 def intent_outcome(intent: IntentResult) -> str:

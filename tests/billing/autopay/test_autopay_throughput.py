@@ -7,7 +7,7 @@ from django.db import connection
 from django.utils import timezone
 
 from billing.autopay.planning import autopay_plan, autopay_sweep
-from billing.models import AutopayCharge, Bill
+from billing.models import AutopayCharge, Bill, BillingEvent, Payment
 from tests.billing.autopay.test_autopay_runs import autopay_payer
 from tests.billing.autopay_support import Driver, enroll, make_user, saved_card
 from billing.payments.attempts import install_key
@@ -22,12 +22,12 @@ S = AutopayCharge.Status
 # (1) the row locked and read with its bill, account, biller, enrolment and card in one query; the Payment; then its
 #     event, the row's claim, the two attempt rows and the try (PostgreSQL 1 + 1 + 1, SQLite 1 + 1 + 4);
 # (2) after the intent is created, its attempt row and the payment's intent id (PostgreSQL 1, SQLite 2);
-# (3) the account, the row with its try and payment, and the payable bills locked (3); the payment's status; the
+# (3) the account, the row with its try and payment, and the payable bills locked (3); the payment's status, the
 #     allocation, the bill's amount and status and the events (the payment's "succeeded", the bill's "applied" and
-#     "paid") (PostgreSQL 1, SQLite 3); the waiting rows of paid bills; the plans receiver's one look on bill_paid;
+#     "paid") (PostgreSQL 1, SQLite 4); the waiting rows of paid bills; the plans receiver's one look on bill_paid;
 #     the confirm's attempt row, the try, the row and the row's event (PostgreSQL 1, SQLite 4).
 # 71 before the first rework, 22 before the second, 21 before the third (every database; SQLite still is).
-CHARGE_QUERIES = {"postgresql": 12, "sqlite": 21}
+CHARGE_QUERIES = {"postgresql": 11, "sqlite": 21}
 SAVEPOINTS = 6  # the test runs inside a transaction, so each of the three atomic blocks is a savepoint pair
 # After commit, payment_succeeded: nothing for an autopay payment (no guest ticks to keep; the receipt is raised by
 # the notifications sweep's batch). It was 17: the guest ticks' read and the receipt's outbox row and send task.
@@ -66,6 +66,22 @@ def test_a_successful_charge_costs_a_fixed_small_number_of_queries(
             callback()
     bill.refresh_from_db()
     assert bill.status == Bill.Status.PAID and bill.amount_paid == 4200
+    # Every row the batched writes carry is there: the two gateway calls' rows completed with the intent (the create's
+    # outcome is the intent's state then: created, not yet confirmed), the try, the row and its history, the payment
+    # and its allocation.
+    charge = AutopayCharge.objects.get(pk=charge_id)
+    payment = charge.payment
+    assert payment.status == Payment.Status.SUCCEEDED and payment.amount == 4200 and payment.gateway_payment_id
+    assert payment.applied_at is not None and payment.received_at is not None
+    assert sorted(payment.attempts.values_list("kind", "outcome", "gateway_reference")) == [
+        ("confirm", "succeeded", payment.gateway_payment_id), ("create", "pending", payment.gateway_payment_id)
+    ]
+    assert list(payment.allocations.values_list("bill_id", "amount")) == [(bill.pk, 4200)]
+    assert payment.autopay_try.outcome == "succeeded" and charge.started_at is not None
+    assert [e.to_status for e in charge.events.order_by("pk")] == ["scheduled", "charging", "succeeded"]
+    assert list(BillingEvent.objects.filter(payment=payment).order_by("pk").values_list("kind", flat=True)) == [
+        "payment_recorded", "payment_status", "payment_applied"
+    ]
     assert not Notification.objects.filter(kind="payment_received").exists()
     with django_assert_num_queries(RECEIPT_BATCH_QUERIES):
         assert receipts_raise_batched() == 1
