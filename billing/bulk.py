@@ -16,6 +16,10 @@ PostgreSQL and SQLite (3.33 and later) both read `UPDATE … FROM`. On PostgreSQ
 column (`UNNEST(%s::bigint[], …)`), as Django's own bulk_create does there, since psycopg reads a statement's
 placeholders one by one. Callers hold the rows' locks: this writes what the instances say, like
 `save(update_fields=…)` would, `auto_now` fields included.
+
+`WriteBatch` queues such inserts and updates and sends them together: on PostgreSQL as the data-modifying `WITH`
+parts of one statement (a round trip and a statement each was most of a small step's cost: an autopay charge went
+from 21 statements to 11), elsewhere one statement each, in order. The parts must not depend on each other.
 """
 
 from __future__ import annotations
