@@ -7,7 +7,9 @@ due today. Then, side by side in one run and against the same localstripe:
     the receipts of each chunk raised the way the notifications sweep raises them (receipts_raise_batched);
   - bare: the Stripe SDK creating and confirming an off-session PaymentIntent on the same kind of card, nothing else
     (the two calls autopay makes: it creates the intent and stores its id before confirming);
-alternating in chunks, and prints charges per second for each, the ratio, and the queries per charge.
+alternating in chunks, and prints charges per second for each, the ratio, and the queries per charge (Django counts
+each transaction's BEGIN and COMMIT there too: three pairs a charge). `--breakdown` also prints where a charge's time
+went: SQL statements, commits, HTTP, the rate limiter and the rest (Python), without a profiler's overhead.
 
 With --backlog N it then clears a backlog: N rows due at once, one sweep, and --workers processes running
 `autopay_charge` on the claimed rows (what Celery workers do, minus the broker), and prints how long the backlog took
@@ -137,6 +139,43 @@ def bare_worker(cards, done) -> None:
     done.put(time.perf_counter() - began)
 
 
+def breakdown_install(spent: Counter):
+    """Time the parts of the one-worker phase into `spent` (seconds): SQL statements (execute, as the database
+    driver sees them), commits, the SDK's HTTP requests, the rate limiter. Returns a function that undoes it."""
+    import stripe
+    from django.db import connection, connections
+
+    from billing.payments import stripe_gateway
+
+    def timed(into, fn):
+        def wrapper(*args, **kwargs):
+            began = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[into] += time.perf_counter() - began
+
+        return wrapper
+
+    def sql(execute, sql, params, many, context):
+        spent["statements"] += 1
+        return timed("sql", execute)(sql, params, many, context)
+
+    wrapper = connection.execute_wrapper(sql)
+    wrapper.__enter__()
+    backend, requests_client = type(connections["default"]), stripe._http_client.RequestsClient
+    saved = backend._commit, requests_client.request, stripe_gateway.rate_limit_slot_take
+    backend._commit = timed("commit", saved[0])
+    requests_client.request = timed("http", saved[1])
+    stripe_gateway.rate_limit_slot_take = timed("rate limit", saved[2])
+
+    def undo():
+        wrapper.__exit__(None, None, None)
+        backend._commit, requests_client.request, stripe_gateway.rate_limit_slot_take = saved
+
+    return undo
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--charges", type=int, default=200)
@@ -146,6 +185,9 @@ def main() -> None:
     parser.add_argument("--rate-limit", type=int, default=None, help="GATEWAY_RATE_LIMIT_PER_SECOND for the backlog")
     parser.add_argument("--profile", type=int, default=0, metavar="N",
                         help="run the one-worker autopay phase under cProfile and print the N heaviest functions")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="time the one-worker phase's parts (SQL statements, commits, HTTP, rate limiter), "
+                             "without a profiler's overhead")
     args = parser.parse_args()
 
     workdir = tempfile.mkdtemp(prefix="billpay-bench-")
@@ -186,6 +228,9 @@ def main() -> None:
         bare_cards = [saved_card(client) for _ in range(args.charges)]
         ours = bare = 0.0
         queries = receipts = 0
+        spent = Counter()
+        if args.breakdown:
+            undo = breakdown_install(spent)
         profiler = None
         if args.profile:
             import cProfile
@@ -205,15 +250,29 @@ def main() -> None:
                     profiler.disable()
                 ours += time.perf_counter() - began
             queries += len(seen.captured_queries)
+            http_before = spent["http"]
             began = time.perf_counter()
             bare_charges(bare_cards[start : start + args.chunk])
             bare += time.perf_counter() - began
+            spent["bare http"] += spent["http"] - http_before
+            spent["http"] = http_before
         n = len(ids)
         print(f"database: {connection.vendor}; localstripe {url}; {n} charges each, alternating in chunks of {args.chunk}")
         print(f"autopay (plan, sweep, charge task body, one worker): {n / ours:7.1f} charges/s")
         print(f"bare SDK create + confirm off-session:               {n / bare:7.1f} charges/s")
         print(f"autopay / bare: {bare / ours:.2f}x")
         print(f"queries per charge (receipt outbox included, {receipts} receipts raised): {queries / n:.1f}")
+        if args.breakdown:
+            undo()
+            ms = lambda seconds: f"{seconds / n * 1000:.2f} ms"  # noqa: E731
+            parts = ("sql", "commit", "http", "rate limit")
+            print(
+                f"per charge: autopay {ms(ours)} = SQL statements {ms(spent['sql'])} ({spent['statements'] / n:.1f}), "
+                f"commits {ms(spent['commit'])}, gateway HTTP {ms(spent['http'])}, rate limiter "
+                f"{ms(spent['rate limit'])}, the rest (Python: ORM, SDK objects, ours) "
+                f"{ms(ours - sum(spent[p] for p in parts))}; bare {ms(bare)} = HTTP {ms(spent['bare http'])} + "
+                f"{ms(bare - spent['bare http'])}"
+            )
         if profiler:
             import pstats
 

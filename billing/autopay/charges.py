@@ -4,15 +4,24 @@ from __future__ import annotations
 
 from django.db.models import F
 
-from ..events import status_move, transition_check
+from ..events import status_move, status_set, transition_check
 from ..models import AutopayCharge, AutopayChargeEvent
 
 Status = AutopayCharge.Status
 Reason = AutopayCharge.Reason
 
 
-def charge_status_move(charge: AutopayCharge, to: str, *, message: str = "", **fields) -> None:
-    """Change a locked row's status through the transition map, with an event. An illegal move raises."""
+def charge_status_move(charge: AutopayCharge, to: str, *, message: str = "", writes=None, **fields) -> None:
+    """Change a locked row's status through the transition map, with an event. An illegal move raises. With
+    `writes` (a `billing.bulk.WriteBatch`), the row's UPDATE (the status, `fields` and updated_at) and the event's
+    INSERT are queued there, for the caller to run before its transaction ends."""
+    if writes is not None:
+        from_status = status_set(
+            charge, to, error=lambda: f"An autopay charge cannot go from {charge.status} to {to}.", changes=fields
+        )
+        writes.update([charge], ["status", *fields, "updated_at"])
+        writes.insert([AutopayChargeEvent(charge=charge, from_status=from_status, to_status=to, message=message[:500])])
+        return
     status_move(
         charge, to,
         error=lambda: f"An autopay charge cannot go from {charge.status} to {to}.",

@@ -8,7 +8,7 @@ from __future__ import annotations
 from django.utils.translation import gettext as _
 
 from billing.bills.services import bill_status_move, bill_status_set
-from billing.bulk import rows_insert, rows_update
+from billing.bulk import WriteBatch
 from billing.errors import ApplicationError
 from billing.events import event_new, event_record
 from billing.models import Bill, BillingEvent, Payment, PaymentAllocation
@@ -17,7 +17,8 @@ from billing.signals import bill_paid
 
 
 def payment_apply(
-    *, payment: Payment, actor=None, bills: list[Bill] | None = None, events: list[BillingEvent] | None = None
+    *, payment: Payment, actor=None, bills: list[Bill] | None = None, events: list[BillingEvent] | None = None,
+    writes: WriteBatch | None = None,
 ) -> list[PaymentAllocation]:
     """Apply a succeeded payment to the account's payable bills, oldest due date first.
 
@@ -29,11 +30,12 @@ def payment_apply(
     """
     if bills is None:
         bills = payable_bills_lock(account_id=payment.account_id)
-    return payments_apply(portions=[(payment, payment.amount)], bills=bills, actor=actor, events=events)
+    return payments_apply(portions=[(payment, payment.amount)], bills=bills, actor=actor, events=events, writes=writes)
 
 
 def payments_apply(
-    *, portions: list[tuple[Payment, int]], bills: list[Bill], actor=None, events: list[BillingEvent] | None = None
+    *, portions: list[tuple[Payment, int]], bills: list[Bill], actor=None, events: list[BillingEvent] | None = None,
+    writes: WriteBatch | None = None,
 ) -> list[PaymentAllocation]:
     """Put several payments on their accounts' bills at once (a statement chunk's transfers; `payment_apply` is this
     with one): each (payment, amount) in order, on its account's bills oldest due date first, never more than a bill
@@ -41,9 +43,10 @@ def payments_apply(
     payable bills of the accounts concerned, locked in primary-key order in the caller's transaction.
 
     A fixed number of statements however many payments and bills: the allocations and the history in one INSERT
-    each (`rows_insert`: the allocations are returned without their ids), the bills (amount paid, and status when
-    paid) in one UPDATE (`rows_update`), then one `bill_paid`. `events`: unsaved history rows of the caller's (a
-    payment's own status move) to insert first, with these."""
+    each (the allocations are returned without their ids), the bills (amount paid, and status when paid) in one
+    UPDATE, sent as one statement on PostgreSQL (`WriteBatch`), then one `bill_paid`. `events`: unsaved history
+    rows of the caller's (a payment's own status move) to insert first, with these; `writes`: the caller's queued
+    writes (that payment's UPDATE), sent in the same statement."""
     by_account: dict[int, list[Bill]] = {}
     for bill in sorted(bills, key=lambda b: (b.due_date, b.pk)):
         by_account.setdefault(bill.account_id, []).append(bill)
@@ -74,12 +77,16 @@ def payments_apply(
             if bill.balance_due == 0:  # written with the new amount paid, in the same UPDATE
                 bill_status_set(bill=bill, to=Bill.Status.PAID, events=events, actor=actor,
                                 message=payment.confirmation_number)  # fmt: skip
+    writes = WriteBatch() if writes is None else writes
     if not allocations:
-        rows_insert(events)
+        writes.insert(events)
+        writes.run()
         return allocations
-    rows_insert(allocations)
-    rows_update(list(touched.values()), ["amount_paid", "status", "updated_at"])
-    rows_insert(events)  # in order: the caller's, then each bill's "applied", then its "paid"
+    # One statement on PostgreSQL (three elsewhere): none of the three reads what another writes.
+    writes.insert(allocations)
+    writes.update(list(touched.values()), ["amount_paid", "status", "updated_at"])
+    writes.insert(events)  # in order: the caller's, then each bill's "applied", then its "paid"
+    writes.run()
     # A bill paid any way stops its waiting autopay charges at once: `send`, not robust, under these locks and in
     # this transaction, so a receiver's error rolls the payments back.
     bill_paid.send(sender=Bill, bills=bills)

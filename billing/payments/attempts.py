@@ -11,7 +11,7 @@ from collections.abc import Callable
 from django.db import connections
 from django.utils.translation import gettext as _
 
-from billing.events import event_new, status_move
+from billing.events import event_new, status_move, status_set
 from billing.models import BillingEvent, CustomerAccount, Installation, Payment, PaymentAttempt
 
 from . import gateway as gateway_api
@@ -63,18 +63,24 @@ def install_key_forget(*, using: str = "default", **kwargs) -> None:
         Installation.objects.using(using).get_or_create(pk=1, defaults={"key": secrets.token_hex(8)})
 
 
-def account_lock(account_id: int, *, skip_locked: bool = False) -> CustomerAccount | None:
-    return CustomerAccount.objects.select_for_update(skip_locked=skip_locked).filter(pk=account_id).first()
+def account_lock(account_id: int, *, skip_locked: bool = False, read: bool = True) -> CustomerAccount | int | None:
+    """Lock the account's row (the first lock, everywhere). With `read=False` only its id is read back (a caller that
+    needs the lock, not the row), and the id is returned instead of the account."""
+    locked = CustomerAccount.objects.select_for_update(skip_locked=skip_locked).filter(pk=account_id)
+    if not read:
+        return locked.values_list("pk", flat=True).first()
+    return locked.first()
 
 
 def payment_status_move(
     *, payment: Payment, to: str, message: str = "", actor=None, changes: dict | None = None,
-    events: list | None = None,
+    events: list | None = None, writes=None,
 ) -> None:
     """Change a locked payment's status through the transition map, with an event. Moving to the same status is a
     no-op, so the services can be called repeatedly. `changes` (field: value) are written in the same UPDATE. With
     `events`, the event row is appended to that list, unsaved, for the caller to insert with the others it writes
-    (bulk_create, in order) before its transaction ends."""
+    (bulk_create, in order) before its transaction ends. With `writes` (a `billing.bulk.WriteBatch`), the UPDATE is
+    queued there too, for the caller to run (with `events`) before anything reads the row again."""
     if payment.status == to:
         return
 
@@ -88,14 +94,18 @@ def payment_status_move(
         else:
             events.append(event)
 
-    status_move(
-        payment, to,
-        error=lambda: _("A %(from)s payment cannot become %(to)s.")
-        % {"from": Payment.Status(payment.status).label.lower(), "to": Payment.Status(to).label.lower()},
-        update_fields=["status", "updated_at", *(changes or {})],
-        changes=changes,
-        record=record,
-    )  # fmt: skip
+    def error() -> str:
+        return _("A %(from)s payment cannot become %(to)s.") % {
+            "from": Payment.Status(payment.status).label.lower(), "to": Payment.Status(to).label.lower()
+        }
+
+    update_fields = ["status", "updated_at", *(changes or {})]
+    if writes is not None:
+        from_status = status_set(payment, to, error=error, changes=changes)
+        writes.update([payment], update_fields)
+        record(from_status)
+        return
+    status_move(payment, to, error=error, update_fields=update_fields, changes=changes, record=record)
 
 
 def intent_outcome(intent: IntentResult) -> str:
@@ -124,10 +134,13 @@ def payment_gateway_call(
     key_from_attempt: bool = False,
     reference: str = "",
     attempt: PaymentAttempt | None = None,
+    writes=None,
 ):
     """Make one gateway call and write its PaymentAttempt row (before the call, completed after it, so a crash in
     between still leaves a trace). With key_from_attempt the idempotency key is `attempt-<install>-<pk>` of that row
-    (`our_key`). With `attempt`, the caller wrote (and committed) the row beforehand, and its key is the call's key."""
+    (`our_key`). With `attempt`, the caller wrote (and committed) the row beforehand, and its key is the call's key.
+    With `writes` (a `billing.bulk.WriteBatch`), the completed row of a call that answered is queued there, for the
+    caller to write with its other rows in the same transaction; a failed call's row is written at once."""
     if attempt is not None:
         idempotency_key = attempt.idempotency_key
     else:
@@ -164,8 +177,15 @@ def payment_gateway_call(
     else:
         attempt.outcome = PaymentAttempt.Outcome.SUCCEEDED
         attempt.gateway_reference = getattr(result, "id", "") or attempt.gateway_reference
-    attempt.save()
+    if writes is not None:
+        writes.update([attempt], ATTEMPT_RESULT_FIELDS)
+    else:
+        attempt.save()
     return result
+
+
+# What a call's answer changes on its PaymentAttempt row.
+ATTEMPT_RESULT_FIELDS = ["idempotency_key", "outcome", "gateway_reference", "decline_code", "message"]
 
 
 def payment_intent_retrieve(payment: Payment, *, source: str) -> IntentResult:
@@ -203,17 +223,20 @@ def payment_confirm_attempt_open(payment: Payment) -> PaymentAttempt:
     return row
 
 
-def payment_confirm_off_session(payment: Payment, *, attempt: PaymentAttempt | None = None) -> IntentResult:
+def payment_confirm_off_session(
+    payment: Payment, *, attempt: PaymentAttempt | None = None, writes=None
+) -> IntentResult:
     """Confirm a saved-method payment with no payer present (autopay), completing the row that
     `payment_confirm_attempt_open` wrote (or the caller wrote and committed, passed as `attempt`, keyed
-    `<payment key>:confirm`), inside the caller's locked transaction."""
+    `<payment key>:confirm`), inside the caller's locked transaction (with `writes`: queued there, as in
+    `payment_gateway_call`)."""
     key = f"{payment.idempotency_key}:confirm"
     if attempt is not None and attempt.idempotency_key == key:
         row = attempt
     else:
         row = PaymentAttempt.objects.select_for_update().get(idempotency_key=key)
     return payment_gateway_call(
-        payment=payment, kind=PaymentAttempt.Kind.CONFIRM, amount=row.amount, attempt=row,
+        payment=payment, kind=PaymentAttempt.Kind.CONFIRM, amount=row.amount, attempt=row, writes=writes,
         call=lambda key: gateway_api.get_gateway().confirm_payment_intent(
             payment.gateway_payment_id, idempotency_key=key, off_session=True
         ),

@@ -12,6 +12,7 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
+from billing.bulk import WriteBatch
 from billing.events import event_record
 from billing.models import Bill, BillingEvent, Payment
 from billing.signals import bank_debit_returned, payment_succeeded
@@ -96,10 +97,13 @@ def payment_sync(*, payment: Payment, intent: IntentResult, source: str, bills: 
 # Bank debits: counted on the bills while they process, taken off again if the bank returns them (docs/payments.md)
 
 
-def _apply_what_is_owed(payment: Payment, bills: list[Bill] | None = None, events: list | None = None) -> int:
+def _apply_what_is_owed(
+    payment: Payment, bills: list[Bill] | None = None, events: list | None = None, writes: WriteBatch | None = None
+) -> int:
     """Apply the payment to the bills, never more than is owed now (they may have been paid some other way since
     the quote). Under the bill locks (the caller's `bills`, if it holds them); returns what was applied. `events`:
-    the caller's unsaved history rows, inserted here with the bills' (or alone, when nothing is applied)."""
+    the caller's unsaved history rows, inserted here with the bills' (or alone, when nothing is applied); `writes`:
+    the caller's queued writes, run here with them."""
     if bills is None:
         bills = payable_bills_lock(account_id=payment.account_id)
     owed = sum(bill.balance_due for bill in bills)
@@ -107,7 +111,10 @@ def _apply_what_is_owed(payment: Payment, bills: list[Bill] | None = None, event
     if applied:
         portion = copy.copy(payment)  # payment_apply applies `amount`; the row itself keeps what was charged
         portion.amount = applied
-        payment_apply(payment=portion, bills=bills, events=events)
+        payment_apply(payment=portion, bills=bills, events=events, writes=writes)
+    elif writes is not None:
+        writes.insert(events or [])
+        writes.run()
     elif events:
         BillingEvent.objects.bulk_create(events)
     return applied
@@ -147,9 +154,12 @@ def _payment_succeed(*, payment: Payment, intent: IntentResult, source: str, bil
     applying_now = payment.applied_at is None
     if applying_now:
         changes["applied_at"] = changes["received_at"]
-    # When the money is applied below, the success's event row goes in with the bills' events: one insert.
-    events = [] if applying_now else None
-    payment_status_move(payment=payment, to=Payment.Status.SUCCEEDED, message=source, changes=changes, events=events)
+    # When the money is applied below, the success's UPDATE and event row go in with the allocation, the bills and
+    # their events (one statement on PostgreSQL): nothing in between reads the payment's row.
+    events, writes = ([], WriteBatch()) if applying_now else (None, None)
+    payment_status_move(
+        payment=payment, to=Payment.Status.SUCCEEDED, message=source, changes=changes, events=events, writes=writes
+    )
     if payment.mandate_id:
         mandate_activate_on_debit(mandate_id=payment.mandate_id, source=source)
     # The payer's enrolment choices and the receipt notice follow the one recorded success, after commit, on
@@ -164,7 +174,7 @@ def _payment_succeed(*, payment: Payment, intent: IntentResult, source: str, bil
     # is owed now, under the bill locks, and give the rest back: a bill is never overpaid. A bank debit was applied
     # while it processed; what it could not apply then is given back now that it settled.
     if applying_now:
-        applied = _apply_what_is_owed(payment, bills, events)
+        applied = _apply_what_is_owed(payment, bills, events, writes)
     else:
         applied = sum(a.amount for a in payment.allocations.all())
     if applied < payment.amount:
