@@ -25,6 +25,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=20_000)
     parser.add_argument("--receipts", action="store_true", help="give the accounts e-mail addresses (receipts)")
+    parser.add_argument("--profile", metavar="FILE", help="cProfile the import + match (not the bare insert) into FILE")
     args = parser.parse_args()
 
     workdir = tempfile.mkdtemp(prefix="billpay-bench-")
@@ -74,7 +75,14 @@ def main() -> None:
             queries[0] += 1
             return execute(sql, params, many, context)
 
+        profiler = None
+        if args.profile:
+            import cProfile
+
+            profiler = cProfile.Profile()
         with connection.execute_wrapper(count):
+            if profiler:
+                profiler.enable()
             started = time.perf_counter()
             statement = statements.statement_store(biller=biller, filename="bench.csv", content=content)
             marks = [queries[0]]
@@ -84,6 +92,9 @@ def main() -> None:
 
             statement = statements.statement_match(statement=statement, progress=progress)
             match_seconds = time.perf_counter() - started
+            if profiler:
+                profiler.disable()
+                profiler.dump_stats(args.profile)
         chunk_queries = [b - a for a, b in zip(marks, marks[1:])]
         report = statement.report
 

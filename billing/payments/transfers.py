@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from billing.errors import ApplicationError
-from billing.bulk import rows_insert
+from billing.bulk import rows_create, rows_insert
 from billing.events import event_new
 from billing.models import AccountCreditEntry, Bill, BillingEvent, Biller, CustomerAccount, Payment, Refund
 from billing.signals import payments_succeeded
@@ -154,7 +154,7 @@ def payment_record_bank_transfers(*, transfers: list[BankTransfer], actor=None) 
         owed: dict[int, int] = {}
         for bill in bills:
             owed[bill.account_id] = owed.get(bill.account_id, 0) + bill.balance_due
-        Payment.objects.bulk_create(fresh.values())
+        rows_create(list(fresh.values()))
         rows_insert([
             event_new(
                 kind=BillingEvent.Kind.PAYMENT_RECORDED, payment=p, to_status=p.status, amount=p.amount,
