@@ -160,7 +160,12 @@ def payment_notices_write(*, kind: str, payments, now: dt.datetime | None = None
 
 def _payment_notice_rows(*, kind: str, payments, now: dt.datetime | None) -> list[Notification]:
     now = now or timezone.now()
-    payments = list(payments)
+    # A payment nobody can be told of (no address on any channel: `channel_wanted` would refuse each) needs none of
+    # the accounts' choices read: most of a bank statement's payers when the biller holds no addresses.
+    names = channel_names()
+    payments = [p for p in payments if any(notice_address(p.account, channel, p) for channel in names)]
+    if not payments:
+        return []
     accounts = list({p.account_id: p.account for p in payments}.values())
     policies = {
         row.biller_id: row for row in NoticePolicy.objects.filter(biller_id__in={a.biller_id for a in accounts})

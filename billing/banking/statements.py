@@ -27,7 +27,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from billing.bills.selectors import account_balance
-from billing.bulk import rows_insert, rows_update
+from billing.bulk import row_new, rows_insert, rows_update
 from billing.errors import ApplicationError
 from billing.events import event_new, event_record, status_move, status_set, transition_check
 from billing.models import BankStatement, Biller, BillingEvent, CustomerAccount, StatementLine
@@ -51,9 +51,9 @@ CHUNK_SIZE = 500
 
 
 def _line_row(*, biller: Biller, statement: BankStatement, line: ParsedLine) -> StatementLine:
-    return StatementLine(
-        biller=biller, statement=statement, entry_key=line.entry_key[:200], line_number=line.line_number,
-        booking_date=line.booking_date, direction=line.direction, amount=line.amount, currency=line.currency,
+    return row_new(
+        StatementLine, biller_id=biller.pk, statement_id=statement.pk, entry_key=line.entry_key[:200],
+        line_number=line.line_number, booking_date=line.booking_date, direction=line.direction, amount=line.amount, currency=line.currency,
         bank_transaction_id=line.bank_transaction_id[:140], end_to_end_id=line.end_to_end_id[:140],
         remittance=line.remittance, counterparty_name=line.counterparty_name[:200],
         counterparty_account=line.counterparty_account[:64], is_return=line.is_return,

@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from billing.errors import ApplicationError
-from billing.bulk import rows_create, rows_insert
+from billing.bulk import row_new, rows_create, rows_insert
 from billing.events import event_new
 from billing.models import AccountCreditEntry, Bill, BillingEvent, Biller, CustomerAccount, Payment, Refund
 from billing.signals import payments_succeeded
@@ -134,8 +134,8 @@ def payment_record_bank_transfers(*, transfers: list[BankTransfer], actor=None) 
             if t.key in recorded or t.key in fresh:
                 continue
             account = accounts[t.account_id]
-            fresh[t.key] = Payment(
-                biller_id=account.biller_id, account=account, confirmation_number=confirmation_number_new(),
+            fresh[t.key] = row_new(
+                Payment, biller_id=account.biller_id, account=account, confirmation_number=confirmation_number_new(),
                 channel=Payment.Channel.BANK_TRANSFER, method=Payment.Method.BANK_TRANSFER,
                 status=Payment.Status.SUCCEEDED, currency=account.biller.currency, amount=t.amount,
                 reference=t.reference[:100], idempotency_key=t.key, received_at=t.received_at or timezone.now(),
