@@ -117,10 +117,8 @@ def main() -> None:
         print("report: " + statements.report_lines(report)[-1])
         # The first chunk also counts the run's two opening queries (status, lines already done); the last may be short.
         full = chunk_queries[1:-1] or chunk_queries
-        note = (" (on SQLite Django's bulk_create of the payments takes one INSERT per 37 rows, so a chunk's count"
-                " would move with how many of its lines are applied)" if connection.vendor == "sqlite" else "")
         print(f"queries per chunk of {statements.CHUNK_SIZE} lines, its receipts included: min {min(full)}, "
-              f"max {max(full)}, {max(full) / statements.CHUNK_SIZE:.2f} per line; every chunk: {chunk_queries}{note}")
+              f"max {max(full)}, {max(full) / statements.CHUNK_SIZE:.2f} per line; every chunk: {chunk_queries}")
         print(f"import + match (store lines, reference, apply, history): {match_seconds:7.2f} s "
               f"{n / match_seconds:9.0f} lines/s")  # fmt: skip
         print(f"bare bulk_create of the same Payment rows:               {bare_seconds:7.2f} s "

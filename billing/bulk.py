@@ -170,7 +170,11 @@ def rows_insert(objs: list, *, ignore_conflicts: bool = False) -> int:
     return _rows_write(objs, columns, connection, ignore_conflicts=ignore_conflicts)
 
 
-def _rows_write(objs: list, columns: list, connection, *, ignore_conflicts: bool = False) -> int:
+def _rows_write(
+    objs: list, columns: list, connection, *, ignore_conflicts: bool = False, ids: list | None = None
+) -> int:
+    """INSERT the objects' `columns`; returns how many rows went in. `ids` (SQLite): a list that receives the new
+    rows' primary keys, in the objects' order (RETURNING, as Django's bulk_create reads them there)."""
     meta = type(objs[0])._meta
     now = timezone.now()
     stamped = [f.attname for f in columns if getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)]
@@ -194,9 +198,12 @@ def _rows_write(objs: list, columns: list, connection, *, ignore_conflicts: bool
                            [_json(rows, columns)])  # fmt: skip
             return cursor.rowcount
         inserted = 0
+        returning = f" RETURNING {quote(meta.pk.column)}" if ids is not None else ""
         for batch in _batches(rows, len(columns)):
             params = [value for row in batch for value in row]
-            cursor.execute(f"{head}{_values_list(batch, len(columns))}{tail}", params)
+            cursor.execute(f"{head}{_values_list(batch, len(columns))}{tail}{returning}", params)
+            if ids is not None:
+                ids.extend(row[0] for row in cursor.fetchall())
             inserted += cursor.rowcount
         return inserted
 
@@ -204,15 +211,25 @@ def _rows_write(objs: list, columns: list, connection, *, ignore_conflicts: bool
 def rows_create(objs: list) -> list:
     """`bulk_create` of new model instances `objs` (all of one model, with a database-made primary key) whose ids the
     caller needs (payments: their allocations and history name them). On PostgreSQL the ids are taken from the
-    key's sequence first (one query), then the rows go in by COPY with them; elsewhere this is `bulk_create`. A
-    unique column's conflict raises IntegrityError either way. No signals, as with `bulk_create`."""
+    key's sequence first (one query), then the rows go in by COPY with them; on SQLite the INSERT returns them
+    (RETURNING, in the rows' order, as Django's bulk_create reads them there), in one statement per 30,000 values
+    where bulk_create took one per 999. A unique column's conflict raises IntegrityError either way. No signals,
+    as with `bulk_create`."""
     if not objs:
         return objs
     model = type(objs[0])
     meta = model._meta
     connection = connections[router.db_for_write(model)]
+    fields = [field for field in meta.concrete_fields if field is not meta.pk]
     if connection.vendor != "postgresql":
-        return model._default_manager.bulk_create(objs)
+        if not connection.features.can_return_rows_from_bulk_insert:
+            return model._default_manager.bulk_create(objs)
+        ids: list = []
+        _rows_write(objs, fields, connection, ids=ids)
+        for obj, pk in zip(objs, ids, strict=True):
+            obj.pk = pk
+            obj._state.db = connection.alias
+        return objs
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
@@ -222,7 +239,7 @@ def rows_create(objs: list) -> list:
     for obj, pk in zip(objs, ids):
         obj.pk = pk
         obj._state.db = connection.alias
-    _rows_write(objs, [meta.pk, *(field for field in meta.concrete_fields if field is not meta.pk)], connection)
+    _rows_write(objs, [meta.pk, *fields], connection)
     return objs
 
 
