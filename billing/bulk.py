@@ -65,33 +65,31 @@ _NOTHING = object()
 
 def row_new(model, **values):
     """`model(**values)` for a row that `rows_insert`/`rows_create` will write (thousands a statement chunk): the
-    same instance, built through the model's positional constructor, which sets each field once instead of looking
-    every keyword up against every field (most of the cost of a history row). Fields are given by name or by
+    same instance, built without the constructor's look-up of every keyword against every field (most of the cost
+    of a history row) when no pre_init/post_init receiver listens to the model. Fields are given by name or by
     attname (`bill_id`); a related object given by name is set as the relation too (its id on the row, itself in
     the cache). Fields not given get their defaults, as with keywords."""
-    plan = _plan(model)
-    related = []
-    args = []
-    for name, attname, default, call in plan:
-        if attname in values:
-            args.append(values.pop(attname))
-        elif name in values:
-            value = values.pop(name)
-            if name != attname:  # a relation given as the object
-                related.append((name, value))
-                value = None if value is None else value.pk
-            args.append(value)
+    template, callables, relations = _plan(model)
+    row = template.copy()
+    for attname, default in callables:
+        row[attname] = default()
+    related = None
+    for key, value in values.items():
+        if key in row:
+            row[key] = value
+        elif key in relations:  # a relation given as the object
+            row[relations[key]] = None if value is None else value.pk
+            related = related or []
+            related.append((key, value))
         else:
-            args.append(default() if call else default)
-    if values:
-        raise TypeError(f"{model.__name__} has no field(s) {', '.join(values)}")
+            raise TypeError(f"{model.__name__} has no field {key}")
     if _signals_on(model):
-        obj = model(*args)
-    else:  # what the constructor does when no pre_init/post_init receiver listens: state, then the fields
+        obj = model(**row)
+    else:  # what the constructor does when no init signal listens: a fresh state, then the fields' values
         obj = model.__new__(model)
         obj._state = ModelState()
-        obj.__dict__.update(zip(_attnames(model), args))
-    for name, value in related:
+        obj.__dict__.update(row)
+    for name, value in related or ():
         setattr(obj, name, value)
     return obj
 
@@ -103,20 +101,19 @@ def _signals_on(model) -> bool:
 
 
 @functools.cache
-def _attnames(model) -> list[str]:
-    return [field.attname for field in model._meta.concrete_fields]
-
-
-@functools.cache
-def _plan(model) -> list[tuple]:
-    """(name, attname, default, call the default?) per concrete field, in the order of the model's constructor."""
-    plan = []
+def _plan(model) -> tuple[dict, list, dict]:
+    """The model's fields for `row_new`: {attname: default} (constant defaults), [(attname, callable default)], and
+    {name: attname} of its relations."""
+    template, callables, relations = {}, [], {}
     for field in model._meta.concrete_fields:
         if field.has_default() and callable(field.default):
-            plan.append((field.name, field.attname, field.default, True))
+            callables.append((field.attname, field.default))
+            template[field.attname] = None
         else:
-            plan.append((field.name, field.attname, field.get_default(), False))
-    return plan
+            template[field.attname] = field.get_default()
+        if field.attname != field.name:
+            relations[field.name] = field.attname
+    return template, callables, relations
 
 
 def rows_update(objs: list, fields: list[str]) -> int:
@@ -273,8 +270,8 @@ def _values(objs: list, columns: list, connection) -> list[list]:
         row = list(get(obj)) if get else [getattr(obj, columns[0].attname)]
         for i, plain, prep in checks:
             value = row[i]
-            if value is None or type(value) is plain:
-                continue
+            if value is None or type(value) is plain or (plain is str and isinstance(value, str)):
+                continue  # a TextChoices member is a str: Django sends it as it is too
             if plain is None:  # no plain type: remember the column's last conversion (the call's one timestamp)
                 if value is not last[i][0]:
                     last[i] = [value, prep(value)]

@@ -130,6 +130,7 @@ def payment_record_bank_transfers(*, transfers: list[BankTransfer], actor=None) 
         )
         credited_before = dict(received.values_list("source_payment_id", "amount")) if recorded else {}
         fresh: dict[str, Payment] = {}
+        summary, now = _("Bank transfer"), timezone.now()
         for t in transfers:
             if t.key in recorded or t.key in fresh:
                 continue
@@ -138,8 +139,8 @@ def payment_record_bank_transfers(*, transfers: list[BankTransfer], actor=None) 
                 Payment, biller_id=account.biller_id, account=account, confirmation_number=confirmation_number_new(),
                 channel=Payment.Channel.BANK_TRANSFER, method=Payment.Method.BANK_TRANSFER,
                 status=Payment.Status.SUCCEEDED, currency=account.biller.currency, amount=t.amount,
-                reference=t.reference[:100], idempotency_key=t.key, received_at=t.received_at or timezone.now(),
-                payment_method_summary=(_("Bank transfer") + (f", {t.payer_name}" if t.payer_name else ""))[:64],
+                reference=t.reference[:100], idempotency_key=t.key, received_at=t.received_at or now,
+                payment_method_summary=(summary + (f", {t.payer_name}" if t.payer_name else ""))[:64],
                 payer_email=account.email,
             )  # fmt: skip
         if not fresh:
