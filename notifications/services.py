@@ -23,7 +23,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from billing.bulk import rows_insert
+from billing.bulk import row_new, rows_insert
 from billing.clock import biller_today
 from billing.errors import ApplicationError
 from billing.events import transition_check
@@ -192,7 +192,8 @@ def _event_rows(
     at = now if kind in TRANSACTIONAL_KINDS else outside_quiet_hours(now, quiet)
     wanted = {"policy": policy, "choices": peers.choices, "opted_out": peers.opted_out, "payment": paid_with}
     return [
-        Notification(
+        row_new(
+            Notification,
             dedupe_key=dedupe_key(kind=kind, channel=channel, bill=bill, payment=payment, refund=refund,
                                   mandate=mandate, plan=plan, instalment=instalment, step=step),
             biller_id=account.biller_id,
