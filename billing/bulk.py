@@ -46,7 +46,7 @@ except ImportError:  # SQLite only: no JSON is sent that way
 _MAX_PARAMS = 30_000
 
 
-def _plain_type(field):
+def plain_type(field):
     """The Python type whose values a field sends to the database as they are (get_db_prep_save would hand them back
     unchanged), or None: str for text, int for integers and foreign keys to an integer key, bool for booleans."""
     if field.is_relation:
@@ -259,14 +259,14 @@ def _copy_in(cursor, sql: str, rows: list[list]) -> int:
 
 def _values(objs: list, columns: list, connection) -> list[list]:
     """Each object's values of `columns` as the database takes them. A column whose values are all of its field's
-    plain type (str, int, bool; see `_plain_type`) or None is sent as it is (a TextChoices member is a str: Django
+    plain type (str, int, bool; see `plain_type`) or None is sent as it is (a TextChoices member is a str: Django
     sends it as it is too); in any other column each value goes through the field's `get_db_prep_save` (the same
     object converted once: the call's one timestamp). Column by column rather than a function per value: a chunk
     sends about a hundred thousand values."""
     get = operator.attrgetter(*[field.attname for field in columns])
     rows = [list(get(obj)) for obj in objs] if len(columns) > 1 else [[get(obj)] for obj in objs]
     for i, field in enumerate(columns):
-        plain = _plain_type(field)
+        plain = plain_type(field)
         kinds = {type(row[i]) for row in rows} - {plain, type(None)}
         if not kinds or (plain is str and all(issubclass(kind, str) for kind in kinds)):
             continue

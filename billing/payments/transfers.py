@@ -107,7 +107,7 @@ def payment_record_bank_transfers(*, transfers: list[BankTransfer], actor=None) 
         accounts = {
             a.pk: a
             for a in CustomerAccount.objects.select_for_update()
-            .filter(pk__in={t.account_id for t in transfers})
+            .filter(pk__any_of={t.account_id for t in transfers})
             .only(*_ACCOUNT_FIELDS)
             .order_by("pk")
         }
@@ -124,7 +124,7 @@ def payment_record_bank_transfers(*, transfers: list[BankTransfer], actor=None) 
                     % {"currency": t.currency.upper(), "bills": bills_currency}
                 )
         keys = {t.key for t in transfers}
-        recorded = {p.idempotency_key: p for p in Payment.objects.filter(idempotency_key__in=keys)}
+        recorded = {p.idempotency_key: p for p in Payment.objects.filter(idempotency_key__any_of=keys)}
         received = AccountCreditEntry.objects.filter(
             source_payment__in=recorded.values(), kind=AccountCreditEntry.Kind.RECEIVED
         )
@@ -148,7 +148,7 @@ def payment_record_bank_transfers(*, transfers: list[BankTransfer], actor=None) 
 
         bills = list(
             Bill.objects.select_for_update()
-            .filter(account_id__in={p.account_id for p in fresh.values()}, status__in=Bill.PAYABLE_STATUSES)
+            .filter(account_id__any_of={p.account_id for p in fresh.values()}, status__in=Bill.PAYABLE_STATUSES)
             .only(*_BILL_FIELDS)
             .order_by("pk")
         )
