@@ -25,6 +25,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=20_000)
     parser.add_argument("--receipts", action="store_true", help="give the accounts e-mail addresses (receipts)")
+    parser.add_argument("--profile", metavar="FILE", help="cProfile the import + match (not the bare insert) into FILE")
     args = parser.parse_args()
 
     workdir = tempfile.mkdtemp(prefix="billpay-bench-")
@@ -74,7 +75,14 @@ def main() -> None:
             queries[0] += 1
             return execute(sql, params, many, context)
 
+        profiler = None
+        if args.profile:
+            import cProfile
+
+            profiler = cProfile.Profile()
         with connection.execute_wrapper(count):
+            if profiler:
+                profiler.enable()
             started = time.perf_counter()
             statement = statements.statement_store(biller=biller, filename="bench.csv", content=content)
             marks = [queries[0]]
@@ -84,6 +92,9 @@ def main() -> None:
 
             statement = statements.statement_match(statement=statement, progress=progress)
             match_seconds = time.perf_counter() - started
+            if profiler:
+                profiler.disable()
+                profiler.dump_stats(args.profile)
         chunk_queries = [b - a for a, b in zip(marks, marks[1:])]
         report = statement.report
 
@@ -106,10 +117,8 @@ def main() -> None:
         print("report: " + statements.report_lines(report)[-1])
         # The first chunk also counts the run's two opening queries (status, lines already done); the last may be short.
         full = chunk_queries[1:-1] or chunk_queries
-        note = (" (on SQLite Django's bulk_create of the payments takes one INSERT per 37 rows, so a chunk's count"
-                " would move with how many of its lines are applied)" if connection.vendor == "sqlite" else "")
         print(f"queries per chunk of {statements.CHUNK_SIZE} lines, its receipts included: min {min(full)}, "
-              f"max {max(full)}, {max(full) / statements.CHUNK_SIZE:.2f} per line; every chunk: {chunk_queries}{note}")
+              f"max {max(full)}, {max(full) / statements.CHUNK_SIZE:.2f} per line; every chunk: {chunk_queries}")
         print(f"import + match (store lines, reference, apply, history): {match_seconds:7.2f} s "
               f"{n / match_seconds:9.0f} lines/s")  # fmt: skip
         print(f"bare bulk_create of the same Payment rows:               {bare_seconds:7.2f} s "

@@ -9,7 +9,13 @@ class BillingConfig(AppConfig):
     def ready(self):
         # Billing's own reactions to its signals (billing/signals.py). Connected here, before notifications' (the
         # INSTALLED_APPS order), so a guest's enrolment ticks are recorded before the receipt goes out.
+        from django.db.models import Field, ForeignObject
         from django.db.models.signals import post_delete, post_migrate, post_save
+
+        from .lookups import AnyOf
+
+        Field.register_lookup(AnyOf)  # `__any_of`: `__in` with the values as one array on PostgreSQL
+        ForeignObject.register_lookup(AnyOf)  # a foreign key's ids (`account_id__any_of`), not model instances
 
         from .autopay import receivers as autopay_receivers
         from .bills import receivers as bills_receivers

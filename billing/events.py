@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from .bulk import row_new
 from .errors import ApplicationError
 from .models import Bill, BillingEvent, CustomerAccount, EnrollmentEvent, Payment
 
@@ -34,7 +35,8 @@ def event_new(
 ) -> BillingEvent:
     """A history row, not saved yet: for a caller that writes several at once with `bulk_create`. The related rows
     are set by id (they are saved already), which is cheaper when a statement chunk makes thousands."""
-    return BillingEvent(
+    return row_new(
+        BillingEvent,
         kind=kind,
         bill_id=bill.pk if bill else None,
         payment_id=payment.pk if payment else None,

@@ -54,7 +54,7 @@ def receipts_send(*, payment_ids: list[int]) -> int:
     receipt_sent_at under the payments' row locks (primary-key order) that claims those not raised yet, and one send
     task for the batch. Returns how many receipts this call raised."""
     payments = list(
-        Payment.objects.filter(pk__in=payment_ids, receipt_sent_at__isnull=True, status=Payment.Status.SUCCEEDED)
+        Payment.objects.filter(pk__any_of=payment_ids, receipt_sent_at__isnull=True, status=Payment.Status.SUCCEEDED)
         .select_related("account")
         .only("account_id", "payer_email", *(f"account__{name}" for name in _ACCOUNT_FIELDS))
         .order_by("pk")

@@ -23,7 +23,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from billing.bulk import rows_insert
+from billing.bulk import row_new, rows_insert
 from billing.clock import biller_today
 from billing.errors import ApplicationError
 from billing.events import transition_check
@@ -160,7 +160,12 @@ def payment_notices_write(*, kind: str, payments, now: dt.datetime | None = None
 
 def _payment_notice_rows(*, kind: str, payments, now: dt.datetime | None) -> list[Notification]:
     now = now or timezone.now()
-    payments = list(payments)
+    # A payment nobody can be told of (no address on any channel: `channel_wanted` would refuse each) needs none of
+    # the accounts' choices read: most of a bank statement's payers when the biller holds no addresses.
+    names = channel_names()
+    payments = [p for p in payments if any(notice_address(p.account, channel, p) for channel in names)]
+    if not payments:
+        return []
     accounts = list({p.account_id: p.account for p in payments}.values())
     policies = {
         row.biller_id: row for row in NoticePolicy.objects.filter(biller_id__in={a.biller_id for a in accounts})
@@ -187,7 +192,8 @@ def _event_rows(
     at = now if kind in TRANSACTIONAL_KINDS else outside_quiet_hours(now, quiet)
     wanted = {"policy": policy, "choices": peers.choices, "opted_out": peers.opted_out, "payment": paid_with}
     return [
-        Notification(
+        row_new(
+            Notification,
             dedupe_key=dedupe_key(kind=kind, channel=channel, bill=bill, payment=payment, refund=refund,
                                   mandate=mandate, plan=plan, instalment=instalment, step=step),
             biller_id=account.biller_id,

@@ -70,7 +70,7 @@ def autopay_stop_for_paid_bills(*, bills) -> int:
         return 0
     rows = list(
         AutopayCharge.objects.select_for_update().filter(
-            bill_id__in=paid, status__in=AutopayCharge.WAITING_STATUSES, instalment__isnull=True
+            bill_id__any_of=paid, status__in=AutopayCharge.WAITING_STATUSES, instalment__isnull=True
         )
     )
     for charge in rows:

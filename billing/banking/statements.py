@@ -27,7 +27,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from billing.bills.selectors import account_balance
-from billing.bulk import rows_insert, rows_update
+from billing.bulk import row_new, rows_insert, rows_update
 from billing.errors import ApplicationError
 from billing.events import event_new, event_record, status_move, status_set, transition_check
 from billing.models import BankStatement, Biller, BillingEvent, CustomerAccount, StatementLine
@@ -51,9 +51,10 @@ CHUNK_SIZE = 500
 
 
 def _line_row(*, biller: Biller, statement: BankStatement, line: ParsedLine) -> StatementLine:
-    return StatementLine(
-        biller=biller, statement=statement, entry_key=line.entry_key[:200], line_number=line.line_number,
-        booking_date=line.booking_date, direction=line.direction, amount=line.amount, currency=line.currency,
+    return row_new(
+        StatementLine, biller_id=biller.pk, statement_id=statement.pk, entry_key=line.entry_key[:200],
+        line_number=line.line_number, booking_date=line.booking_date, direction=line.direction, amount=line.amount,
+        currency=line.currency,
         bank_transaction_id=line.bank_transaction_id[:140], end_to_end_id=line.end_to_end_id[:140],
         remittance=line.remittance, counterparty_name=line.counterparty_name[:200],
         counterparty_account=line.counterparty_account[:64], is_return=line.is_return,
@@ -194,7 +195,8 @@ def statement_lines_match(*, lines: list[StatementLine], biller: Biller) -> None
         else:
             searched.append((line, _references(line, biller)))
     named = {f.account_id for _line, found in searched for f in found if f.valid}
-    owner = dict(CustomerAccount.objects.filter(pk__in=named).values_list("pk", "biller_id")) if named else {}
+    accounts = CustomerAccount.objects.filter(pk__any_of=named).order_by()
+    owner = dict(accounts.values_list("pk", "biller_id")) if named else {}
     to_apply: list[tuple[StatementLine, int, str]] = []
     for line, found in searched:
         valid = [f for f in found if f.valid]

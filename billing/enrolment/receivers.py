@@ -35,7 +35,7 @@ def guest_choices_on_payments_succeeded(sender, *, payment_ids: list[int], **kwa
     """payments_succeeded (after commit, a batch): the same for each payment of the batch that asked for something
     (one query when none did, as bank transfers never do)."""
     wanting = (
-        Payment.objects.filter(pk__in=payment_ids)
+        Payment.objects.filter(pk__any_of=payment_ids)
         .filter(Q(paperless_requested=True) | Q(save_card_requested=True))
         .values_list("pk", flat=True)
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 from django.utils.translation import gettext as _
 
 from billing.bills.services import bill_status_move, bill_status_set
-from billing.bulk import WriteBatch
+from billing.bulk import WriteBatch, row_new, rows_insert, rows_update
 from billing.errors import ApplicationError
 from billing.events import event_new, event_record
 from billing.models import Bill, BillingEvent, Payment, PaymentAllocation
@@ -69,7 +69,7 @@ def payments_apply(
             remaining -= share
             bill.amount_paid += share
             touched[bill.pk] = bill
-            allocations.append(PaymentAllocation(payment_id=payment.pk, bill_id=bill.pk, amount=share))
+            allocations.append(row_new(PaymentAllocation, payment_id=payment.pk, bill_id=bill.pk, amount=share))
             events.append(event_new(
                 kind=BillingEvent.Kind.PAYMENT_APPLIED, bill=bill, payment=payment, amount=share,
                 currency=payment.currency, actor=actor,

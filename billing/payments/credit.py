@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from billing.errors import ApplicationError
-from billing.bulk import rows_insert, rows_update
+from billing.bulk import row_new, rows_insert, rows_update
 from billing.events import event_new, event_record
 from billing.models import AccountCreditEntry, Bill, BillingEvent, CustomerAccount, Payment, Refund
 from billing.money import format_money
@@ -35,10 +35,11 @@ def credits_receive(*, items: list[tuple[CustomerAccount, Payment, int]], actor=
     their ids), the accounts' balances (one UPDATE), the history."""
     if not items:
         return []
+    message, actor_id = _("More than the bills owed."), getattr(_user(actor), "pk", None)
     entries = [
-        AccountCreditEntry(
-            account=account, kind=AccountCreditEntry.Kind.RECEIVED, amount=amount, currency=payment.currency,
-            source_payment=payment, message=_("More than the bills owed."), actor=_user(actor),
+        row_new(
+            AccountCreditEntry, account_id=account.pk, kind=AccountCreditEntry.Kind.RECEIVED, amount=amount,
+            currency=payment.currency, source_payment_id=payment.pk, message=message, actor_id=actor_id,
         )  # fmt: skip
         for account, payment, amount in items
     ]

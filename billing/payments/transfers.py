@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from billing.errors import ApplicationError
-from billing.bulk import rows_insert
+from billing.bulk import WriteBatch, row_new, rows_create, rows_insert
 from billing.events import event_new
 from billing.models import AccountCreditEntry, Bill, BillingEvent, Biller, CustomerAccount, Payment, Refund
 from billing.signals import payments_succeeded
@@ -107,7 +107,7 @@ def payment_record_bank_transfers(*, transfers: list[BankTransfer], actor=None) 
         accounts = {
             a.pk: a
             for a in CustomerAccount.objects.select_for_update()
-            .filter(pk__in={t.account_id for t in transfers})
+            .filter(pk__any_of={t.account_id for t in transfers})
             .only(*_ACCOUNT_FIELDS)
             .order_by("pk")
         }
@@ -124,22 +124,23 @@ def payment_record_bank_transfers(*, transfers: list[BankTransfer], actor=None) 
                     % {"currency": t.currency.upper(), "bills": bills_currency}
                 )
         keys = {t.key for t in transfers}
-        recorded = {p.idempotency_key: p for p in Payment.objects.filter(idempotency_key__in=keys)}
+        recorded = {p.idempotency_key: p for p in Payment.objects.filter(idempotency_key__any_of=keys)}
         received = AccountCreditEntry.objects.filter(
             source_payment__in=recorded.values(), kind=AccountCreditEntry.Kind.RECEIVED
         )
         credited_before = dict(received.values_list("source_payment_id", "amount")) if recorded else {}
         fresh: dict[str, Payment] = {}
+        summary, now = _("Bank transfer"), timezone.now()
         for t in transfers:
             if t.key in recorded or t.key in fresh:
                 continue
             account = accounts[t.account_id]
-            fresh[t.key] = Payment(
-                biller_id=account.biller_id, account=account, confirmation_number=confirmation_number_new(),
+            fresh[t.key] = row_new(
+                Payment, biller_id=account.biller_id, account=account, confirmation_number=confirmation_number_new(),
                 channel=Payment.Channel.BANK_TRANSFER, method=Payment.Method.BANK_TRANSFER,
                 status=Payment.Status.SUCCEEDED, currency=account.biller.currency, amount=t.amount,
-                reference=t.reference[:100], idempotency_key=t.key, received_at=t.received_at or timezone.now(),
-                payment_method_summary=(_("Bank transfer") + (f", {t.payer_name}" if t.payer_name else ""))[:64],
+                reference=t.reference[:100], idempotency_key=t.key, received_at=t.received_at or now,
+                payment_method_summary=(summary + (f", {t.payer_name}" if t.payer_name else ""))[:64],
                 payer_email=account.email,
             )  # fmt: skip
         if not fresh:
@@ -147,14 +148,14 @@ def payment_record_bank_transfers(*, transfers: list[BankTransfer], actor=None) 
 
         bills = list(
             Bill.objects.select_for_update()
-            .filter(account_id__in={p.account_id for p in fresh.values()}, status__in=Bill.PAYABLE_STATUSES)
+            .filter(account_id__any_of={p.account_id for p in fresh.values()}, status__in=Bill.PAYABLE_STATUSES)
             .only(*_BILL_FIELDS)
             .order_by("pk")
         )
         owed: dict[int, int] = {}
         for bill in bills:
             owed[bill.account_id] = owed.get(bill.account_id, 0) + bill.balance_due
-        Payment.objects.bulk_create(fresh.values())
+        rows_create(list(fresh.values()))
         rows_insert([
             event_new(
                 kind=BillingEvent.Kind.PAYMENT_RECORDED, payment=p, to_status=p.status, amount=p.amount,
@@ -174,7 +175,7 @@ def payment_record_bank_transfers(*, transfers: list[BankTransfer], actor=None) 
             results[key] = TransferResult(
                 payment=payment, applied=applied, credited=payment.amount - applied, created=True, owed=before
             )
-        payments_apply(portions=portions, bills=bills, actor=actor)
+        payments_apply(portions=portions, bills=bills, actor=actor, writes=WriteBatch(copy_inserts=True))
         credits_receive(items=credits, actor=actor)
         payment_ids = [p.pk for p in fresh.values()]
         transaction.on_commit(

@@ -269,7 +269,7 @@ def plans_progress_for_bills(*, bills) -> int:
     to date. Returns how many plans were looked at."""
     plan_ids = sorted(
         set(
-            PlanBill.objects.filter(bill_id__in=[b.pk for b in bills], plan__status__in=PaymentPlan.OPEN_STATUSES)
+            PlanBill.objects.filter(bill_id__any_of=[b.pk for b in bills], plan__status__in=PaymentPlan.OPEN_STATUSES)
             .values_list("plan_id", flat=True)
         )
     )

@@ -1,61 +1,94 @@
-"""billing.bulk.WriteBatch: independent writes sent together (one statement on PostgreSQL, one each elsewhere) must
-behave as the separate statements did: every row written, ids back in order, and all or nothing when one part breaks
-a constraint (the unique idempotency keys are what make a second charge impossible)."""
+"""billing.bulk, the statement matcher's writer (docs/performance.md): each row gets its own id, a key already recorded
+is refused, awkward text and timestamps arrive as they were sent, a conflicting row is skipped (not written twice),
+and `row_new` builds the same instance as the model's constructor. On PostgreSQL this goes through COPY, the sequence
+and json_populate_recordset; on SQLite through INSERT … RETURNING and VALUES lists."""
+
+import datetime as dt
 
 import pytest
-from django.db import IntegrityError, connection, transaction
-from django.test.utils import CaptureQueriesContext
+from django.db import IntegrityError, transaction
+from django.utils import timezone
 
-from billing.bulk import WriteBatch
-from billing.models import BillingEvent, Payment, PaymentAttempt
+from billing.bulk import row_new, rows_create, rows_insert, rows_update
+from billing.models import BankStatement, BillingEvent, Payment, StatementLine
+from tests.factories import BillerFactory, CustomerAccountFactory
+
+AWKWARD = ["plain", "it's \"quoted\"", "back\\slash", "tab\tand\nnewline", "ünïcödé €", "{braces}, [brackets]", ""]
 
 
-def _payment(account, key="batch-key"):
-    return Payment.objects.create(
-        biller=account.biller, account=account, confirmation_number=f"BP-{key[-10:].upper()}", channel="autopay",
-        method="card", status="pending", currency=account.biller.currency, amount=4200, idempotency_key=key,
+def _payment(account, key: str) -> Payment:
+    return row_new(
+        Payment, biller_id=account.biller_id, account=account, confirmation_number=f"BP-{key}", amount=100,
+        channel=Payment.Channel.BANK_TRANSFER, method=Payment.Method.BANK_TRANSFER, status=Payment.Status.SUCCEEDED,
+        currency="USD", idempotency_key=f"bulk-{key}", received_at=timezone.now(),
     )  # fmt: skip
 
 
-def _attempt(payment, kind, key):
-    return PaymentAttempt(payment=payment, kind=kind, amount=payment.amount, currency=payment.currency,
-                          outcome="pending", idempotency_key=key)  # fmt: skip
+@pytest.mark.django_db
+def test_rows_create_gives_each_row_its_own_id():
+    accounts = [CustomerAccountFactory() for _ in range(3)]
+    payments = rows_create([_payment(accounts[i % 3], f"K{i:04d}") for i in range(120)])
+    assert len({p.pk for p in payments}) == 120 and all(p.pk for p in payments)
+    stored = dict(Payment.objects.values_list("pk", "idempotency_key"))
+    assert {p.pk: p.idempotency_key for p in payments} == stored
+    assert all(p.account_id == accounts[i % 3].pk for i, p in enumerate(payments))
+    # A later row made the ordinary way takes a fresh id (on PostgreSQL the ids came from the sequence).
+    later = Payment.objects.create(
+        biller_id=accounts[0].biller_id, account=accounts[0], confirmation_number="BP-LATER", amount=1,
+        channel=Payment.Channel.BANK_TRANSFER, method=Payment.Method.BANK_TRANSFER, currency="USD",
+    )  # fmt: skip
+    assert later.pk not in stored
 
 
 @pytest.mark.django_db
-def test_a_batch_writes_every_row_and_gives_the_ids_back_in_order(account):
-    payment = _payment(account)
-    rows = [_attempt(payment, "create", "k-create"), _attempt(payment, "confirm", "k-confirm")]
-    event = BillingEvent(kind=BillingEvent.Kind.PAYMENT_RECORDED, payment=payment, account=account, to_status="pending")
-    payment.gateway_payment_id = "pi_batch"
-    writes = WriteBatch()
-    writes.insert(rows, ids=True)
-    writes.insert([event])
-    writes.update([payment], ["gateway_payment_id", "updated_at"])
-    with CaptureQueriesContext(connection) as seen:
-        writes.run()
-    assert len(seen.captured_queries) == (1 if connection.vendor == "postgresql" else 3)
-    assert [PaymentAttempt.objects.get(pk=row.pk).idempotency_key for row in rows] == ["k-create", "k-confirm"]
-    assert BillingEvent.objects.filter(payment=payment, kind=BillingEvent.Kind.PAYMENT_RECORDED).count() == 1
-    assert Payment.objects.get(pk=payment.pk).gateway_payment_id == "pi_batch"
-    assert not writes  # run empties it: running again writes nothing
-    with CaptureQueriesContext(connection) as seen:
-        writes.run()
-    assert seen.captured_queries == []
-
-
-@pytest.mark.django_db
-def test_a_batch_is_all_or_nothing_when_a_part_breaks_a_unique_key(account):
-    payment = _payment(account)
-    PaymentAttempt.objects.create(payment=payment, kind="create", amount=4200, currency=payment.currency,
-                                  outcome="pending", idempotency_key="k-taken")  # fmt: skip
-    payment.gateway_payment_id = "pi_never"
-    writes = WriteBatch()
-    writes.update([payment], ["gateway_payment_id", "updated_at"])
-    writes.insert([BillingEvent(kind=BillingEvent.Kind.PAYMENT_RECORDED, payment=payment, account=account)])
-    writes.insert([_attempt(payment, "create", "k-taken")], ids=True)  # a second row with a key already used
+def test_rows_create_refuses_a_key_already_recorded():
+    account = CustomerAccountFactory()
+    rows_create([_payment(account, "ONCE")])
     with pytest.raises(IntegrityError), transaction.atomic():
-        writes.run()
-    assert Payment.objects.get(pk=payment.pk).gateway_payment_id is None
-    assert not BillingEvent.objects.filter(payment=payment).exists()
-    assert PaymentAttempt.objects.filter(idempotency_key="k-taken").count() == 1
+        again = _payment(account, "ONCE")
+        again.confirmation_number = "BP-OTHER"
+        rows_create([_payment(account, "NEW"), again])
+    assert list(Payment.objects.values_list("idempotency_key", flat=True)) == ["bulk-ONCE"]
+
+
+@pytest.mark.django_db
+def test_awkward_values_arrive_as_sent_and_a_conflicting_row_is_skipped():
+    biller = BillerFactory()
+    statement = BankStatement.objects.create(biller=biller, filename="x.csv", sha256="0" * 64, format="csv")
+    booked = dt.date(2026, 11, 2)
+
+    def line(i, text):
+        return row_new(
+            StatementLine, biller_id=biller.pk, statement_id=statement.pk, entry_key=f"E{i}", line_number=i,
+            booking_date=booked, direction=StatementLine.Direction.CREDIT, amount=100 + i, currency="USD",
+            remittance=text, counterparty_name=text[:200],
+        )  # fmt: skip
+
+    assert rows_insert([line(i, text) for i, text in enumerate(AWKWARD)], ignore_conflicts=True) == len(AWKWARD)
+    assert rows_insert([line(0, "again"), line(99, "new")], ignore_conflicts=True) == 1  # E0 is there already
+    lines = list(StatementLine.objects.filter(statement=statement).order_by("line_number"))
+    assert [x.remittance for x in lines] == [*AWKWARD, "new"]
+    assert all(x.booking_date == booked and x.status == StatementLine.Status.NEW for x in lines)
+
+    decided = timezone.now().replace(microsecond=123456)
+    for x, text in zip(lines, reversed(AWKWARD + ["last"])):
+        x.status, x.note, x.decided_at, x.amount_applied = StatementLine.Status.UNMATCHED, text, decided, 2**40
+    assert rows_update(lines, ["status", "note", "decided_at", "amount_applied", "updated_at"]) == len(lines)
+    again = list(StatementLine.objects.filter(statement=statement).order_by("line_number"))
+    assert [x.note for x in again] == list(reversed(AWKWARD + ["last"]))
+    assert {(x.status, x.decided_at, x.amount_applied) for x in again} == {("unmatched", decided, 2**40)}
+
+
+@pytest.mark.django_db
+def test_row_new_builds_what_the_constructor_builds():
+    account = CustomerAccountFactory()
+    fields = dict(kind=BillingEvent.Kind.CREDIT, account=account, amount=5, currency="USD", message="m")
+    made, built = BillingEvent(**fields), row_new(BillingEvent, **fields)
+    assert {k: v for k, v in made.__dict__.items() if k != "_state"} == {
+        k: v for k, v in built.__dict__.items() if k != "_state"
+    }
+    assert built.account is account and built._state.adding
+    with pytest.raises(TypeError):
+        row_new(BillingEvent, no_such_field=1)
+    rows_insert([built])
+    assert BillingEvent.objects.get(kind=BillingEvent.Kind.CREDIT).account_id == account.pk
