@@ -12,7 +12,8 @@ served from there only when nothing it shows can have changed:
   the previous render recorded), so a change racing the render can only cost a needless render, never a stale page.
   A page's first request therefore only records; its second stores the page; later ones are served from it.
 - **what comes from elsewhere**: the biller and its plan rules come from the shared cache, not from a query; any change
-  to them drops every page (`pages_forget`, run with `biller_cache_forget`). Dates are on the biller's clock, so a
+  to them drops every page (`pages_forget`, run with `biller_cache_forget`; a process that keeps its own copies of
+  pages, `_Local`, sees another machine's change within a second). Dates are on the biller's clock, so a
   page is never served in a later quarter of an hour than it was rendered in (every time zone's midnight falls on a
   quarter hour). The release (code, templates, translations, migrations, static files) is part of the key
   (`_release_stamp`), and so are the settings, so a deploy never serves the previous release's pages or runs its
@@ -38,7 +39,9 @@ import itertools
 import logging
 import re
 import secrets
+import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 
 from django.conf import settings
@@ -67,6 +70,7 @@ def pages_forget() -> None:
     """Every cached page is stale: the next request to each renders it again. Run whenever the biller or its plan
     rules change (they reach pages from the shared cache, not from a query the digest would see)."""
     cache.delete(_GENERATION_KEY)
+    _local.forget()
 
 
 def page_cached(key=None, *, query_strings: tuple[str, ...] = ("",)):
@@ -116,9 +120,12 @@ def _page_key(request, view, extra) -> str:
 
 
 def _serve(request, key: str, render) -> HttpResponse:
-    found = cache.get_many([_GENERATION_KEY, key])
-    generation = found.get(_GENERATION_KEY) or _generation_new()
-    entry = found.get(key)
+    generation, entry = _local.get(key)
+    if generation is None:
+        found = cache.get_many([_GENERATION_KEY, key])
+        generation = found.get(_GENERATION_KEY) or _generation_new()
+        entry = found.get(key)
+        _local.put(key, entry, generation)
     quarter = int(time.time() // _QUARTER_HOUR)
     # Before the render: a change racing it can only cost a needless render, never a stale page.
     digest = _digest(entry["queries"]) if entry is not None else None
@@ -148,15 +155,66 @@ def _serve(request, key: str, render) -> HttpResponse:
             "digest": digest if complete else None,
             "page": _marked(request, response) if complete else None,
         },
+        generation,
     )
     return response
 
 
-def _store(key: str, entry: dict) -> None:
+def _store(key: str, entry: dict, generation: str) -> None:
     try:
         cache.set(key, entry, settings.PAGE_CACHE_SECONDS)
     except Exception:  # noqa: BLE001 - a parameter that cannot be pickled, the cache away: the page was served anyway
         logger.warning("page cache: could not store a page", exc_info=True)
+        return
+    _local.put(key, entry, generation)
+
+
+class _Local:
+    """This process's copy of the pages it served last, so that a page served again costs no round trip to the
+    shared cache: the generation (every page's "the biller has not changed") is read from the shared cache at most
+    once a second, so another machine's biller change reaches this process's pages within a second (this process's
+    own at once: `pages_forget`). The rows are checked by their digest on every visit as always."""
+
+    SIZE = 256  # pages; a few tens of KB each
+    GENERATION_SECONDS = 1.0
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.entries: OrderedDict[str, dict] = OrderedDict()
+        self.generation, self.read_at = None, 0.0
+
+    def get(self, key: str) -> tuple[str | None, dict | None]:
+        """(generation, entry) while the generation is fresh and the page is here; (None, None) otherwise."""
+        with self.lock:
+            if self.generation is None or time.monotonic() - self.read_at > self.GENERATION_SECONDS:
+                return None, None
+            entry = self.entries.get(key)
+            if entry is None:
+                return None, None
+            self.entries.move_to_end(key)
+            return self.generation, entry
+
+    def put(self, key: str, entry: dict | None, generation: str) -> None:
+        with self.lock:
+            if generation != self.generation:
+                self.entries.clear()
+                self.generation = generation
+            self.read_at = time.monotonic()
+            if entry is None or entry["generation"] != generation:
+                self.entries.pop(key, None)
+                return
+            self.entries[key] = entry
+            self.entries.move_to_end(key)
+            while len(self.entries) > self.SIZE:
+                self.entries.popitem(last=False)
+
+    def forget(self) -> None:
+        with self.lock:
+            self.entries.clear()
+            self.generation = None
+
+
+_local = _Local()
 
 
 def _generation_new() -> str:

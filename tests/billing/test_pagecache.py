@@ -194,6 +194,21 @@ def test_a_change_made_behind_the_biller_cache_is_not_served_past_the_biller_cac
     assert "Renamed Behind" in client.get("/").content.decode()
 
 
+def test_another_machines_biller_change_reaches_this_process_within_a_second(client, biller, monkeypatch):
+    """A process keeps the pages it served and reads the shared generation at most once a second: a change made
+    elsewhere (the generation dropped from the shared cache, not from this process) shows after that second."""
+    warm(client, "/")
+    Biller.objects.filter(pk=biller.pk).update(name="Renamed Elsewhere")
+    from billing.bills.selectors import _biller_cache_key
+
+    pagecache.cache.delete_many([pagecache._GENERATION_KEY, _biller_cache_key()])  # what the other machine did
+    assert not rendered(client.get("/"))  # within the second: this process's copy
+    later = pagecache.time.monotonic() + pagecache._Local.GENERATION_SECONDS + 0.01
+    monkeypatch.setattr(pagecache.time, "monotonic", lambda: later)
+    response = client.get("/")
+    assert rendered(response) and "Renamed Elsewhere" in response.content.decode()
+
+
 def test_languages_are_kept_apart(client, biller):
     warm(client, "/")
     response = client.get("/", HTTP_ACCEPT_LANGUAGE="ar")
@@ -275,6 +290,7 @@ def test_a_statement_that_no_longer_runs_only_means_rendering(client, biller, mo
     entry = pagecache.cache.get(key)
     entry["queries"] = [("default", "SELECT no_such_column FROM billing_biller", ())]
     pagecache.cache.set(key, entry)
+    pagecache._local.forget()  # as a process that has not served the page yet
     assert rendered(client.get("/pay/"))
     assert biller.name in client.get("/pay/").content.decode()
 
