@@ -125,7 +125,7 @@ def _serve(request, key: str, render) -> HttpResponse:
         found = cache.get_many([_GENERATION_KEY, key])
         generation = found.get(_GENERATION_KEY) or _generation_new()
         entry = found.get(key)
-        _local.put(key, entry, generation)
+        _local.put(key, entry, generation, read_now=True)
     quarter = int(time.time() // _QUARTER_HOUR)
     # Before the render: a change racing it can only cost a needless render, never a stale page.
     digest = _digest(entry["queries"]) if entry is not None else None
@@ -194,12 +194,14 @@ class _Local:
             self.entries.move_to_end(key)
             return self.generation, entry
 
-    def put(self, key: str, entry: dict | None, generation: str) -> None:
+    def put(self, key: str, entry: dict | None, generation: str, *, read_now: bool = False) -> None:
+        """Keep `entry` under `generation`; `read_now`: the generation was just read from the shared cache."""
         with self.lock:
             if generation != self.generation:
                 self.entries.clear()
-                self.generation = generation
-            self.read_at = time.monotonic()
+                self.generation, self.read_at = generation, 0.0
+            if read_now:
+                self.read_at = time.monotonic()
             if entry is None or entry["generation"] != generation:
                 self.entries.pop(key, None)
                 return
