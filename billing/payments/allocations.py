@@ -8,7 +8,7 @@ from __future__ import annotations
 from django.utils.translation import gettext as _
 
 from billing.bills.services import bill_status_move, bill_status_set
-from billing.bulk import WriteBatch, row_new, rows_insert, rows_update
+from billing.bulk import WriteBatch, row_new
 from billing.errors import ApplicationError
 from billing.events import event_new, event_record
 from billing.models import Bill, BillingEvent, Payment, PaymentAllocation
