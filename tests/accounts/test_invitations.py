@@ -555,10 +555,7 @@ def test_the_send_action_needs_the_permission(account, client, django_user_model
 @pytest.mark.postgres
 def test_two_deliveries_of_the_batch_task_at_once_mail_each_account_once(require_postgres, transactional_db, staff):
     """Real threads on PostgreSQL: the batch's row lock and cursor make the second worker skip what the first sent."""
-    import threading
-
-    from django.db import connections
-
+    from tests.concurrency import at_once
     from tests.factories import BillerFactory
 
     biller = BillerFactory()
@@ -567,23 +564,7 @@ def test_two_deliveries_of_the_batch_task_at_once_mail_each_account_once(require
         kind="join", created_by=staff, accounts=CustomerAccount.objects.filter(pk__in=[a.pk for a in accounts])
     )
     mail.outbox = []
-    start = threading.Barrier(2)
-    errors = []
-
-    def deliver():
-        try:
-            start.wait()
-            invitation_batch_send_task(batch.pk)
-        except Exception as error:  # noqa: BLE001 - reported below
-            errors.append(error)
-        finally:
-            connections.close_all()
-
-    workers = [threading.Thread(target=deliver) for _ in range(2)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join(30)
+    errors = at_once(lambda: invitation_batch_send_task(batch.pk))
     assert not errors
     batch.refresh_from_db()
     assert (batch.status, batch.processed, batch.sent) == ("done", 12, 12)

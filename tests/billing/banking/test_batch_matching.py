@@ -4,10 +4,9 @@ costs the same queries for 10 lines as for 100; an interrupted run resumes with 
 apply each line once; the receipts of a batch cost the same queries however many; the line's history is kept as
 events, and staff can take back a "not ours"."""
 
-import threading
 
 import pytest
-from django.db import connection, connections
+from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from billing.banking import statements
@@ -32,6 +31,7 @@ from billing.models import (
 from billing.payments.transfers import BankTransfer, bank_entry_key, payment_record_bank_transfers
 from notifications.models import NoticeKind, Notification
 from notifications.receipts import receipts_send
+from tests.concurrency import at_once
 from tests.factories import BillerFactory, CustomerAccountFactory, make_bill
 
 
@@ -191,23 +191,7 @@ def test_two_runs_on_one_statement_at_once_apply_each_line_once(require_postgres
     biller = BillerFactory(currency="USD")
     statement = _statement(biller, 60, tag="T-")
     monkeypatch.setattr(statements, "CHUNK_SIZE", 10)
-    start = threading.Barrier(2)
-    errors = []
-
-    def worker():
-        try:
-            start.wait()
-            statement_match(statement=BankStatement.objects.get(pk=statement.pk))
-        except Exception as error:  # reported below
-            errors.append(error)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=worker) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    errors = at_once(lambda: statement_match(statement=BankStatement.objects.get(pk=statement.pk)))
     assert not errors
     assert not statement.lines.filter(status=StatementLine.Status.NEW).exists()
     applied = statement.lines.filter(status=StatementLine.Status.APPLIED)
