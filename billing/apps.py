@@ -12,10 +12,11 @@ class BillingConfig(AppConfig):
         from django.db.models import Field, ForeignObject
         from django.db.models.signals import post_delete, post_migrate, post_save
 
-        from .lookups import AnyOf
+        from .lookups import AnyOf, InConstants
 
         Field.register_lookup(AnyOf)  # `__any_of`: `__in` with the values as one array on PostgreSQL
         ForeignObject.register_lookup(AnyOf)  # a foreign key's ids (`account_id__any_of`), not model instances
+        Field.register_lookup(InConstants)  # `__in_constants`: `__in` with a few plain words written into the SQL
 
         from .autopay import receivers as autopay_receivers
         from .bills import receivers as bills_receivers

@@ -304,9 +304,21 @@ def _pg_rows_digested(connection, queries: list) -> list:
     raw = connection.connection
     if raw.prepare_threshold is None:  # Django's default (client-side binding never prepares): prepare only ours
         raw.prepare_threshold = _PREPARE_ONLY_WHEN_ASKED
-    with psycopg.Cursor(raw) as cursor:
-        cursor.execute(sql, params, prepare=True)
+    # A raw cursor takes PostgreSQL's own `$1` placeholders as they are: psycopg's own cursor would look for `%s` in
+    # this long statement on every execution (it remembers that only for short ones).
+    with psycopg.RawCursor(raw) as cursor:
+        cursor.execute(_numbered(sql), params, prepare=True)
         return cursor.fetchall()
+
+
+@functools.lru_cache(maxsize=512)
+def _numbered(sql: str) -> str:
+    """Django's `%s` placeholders as `$1, $2, …`, and its `%%` as `%`."""
+    numbers = itertools.count(1)
+    return _PLACEHOLDER.sub(lambda found: "%" if found.group() == "%%" else f"${next(numbers)}", sql)
+
+
+_PLACEHOLDER = re.compile(r"%[s%]")
 
 
 _PREPARE_ONLY_WHEN_ASKED = 2**31 - 1

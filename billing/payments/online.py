@@ -73,7 +73,10 @@ def open_bills_with_balance(*, account_id: int, limit: int | None) -> tuple[tupl
     """The oldest open bills with a balance (at most `limit`; None: all), what they owe together and how many there
     are: one query, the total and the count computed by the database over all of them (window aggregates)."""
     rows = (
-        Bill.objects.filter(account_id=account_id, status__in=Bill.PAYABLE_STATUSES, amount_paid__lt=F("total"))
+        # The statuses written into the statement, for the open bills' partial index (billing/lookups.py).
+        Bill.objects.filter(
+            account_id=account_id, status__in_constants=Bill.PAYABLE_STATUSES, amount_paid__lt=F("total")
+        )
         .annotate(
             owed_all=Window(Sum(F("total") - F("amount_paid"), output_field=BigIntegerField())),
             open_all=Window(Count("pk")),

@@ -1,6 +1,8 @@
 """`__any_of` (billing/lookups.py) selects what `__in` selects, on both databases: ids, foreign-key ids, text keys,
 repeated values and None among them, and nothing for an empty list."""
 
+import datetime
+
 import pytest
 
 from billing.models import Bill, CustomerAccount
@@ -27,3 +29,74 @@ def test_any_of_selects_what_in_selects():
         assert got == expected, (field, values)
     paid_by = Bill.objects.filter(account_id__any_of=[accounts[1].pk, accounts[3].pk])
     assert set(paid_by.values_list("pk", flat=True)) == {bills[1].pk, bills[3].pk}
+
+
+@pytest.mark.django_db
+def test_in_constants_selects_what_in_selects_with_the_words_in_the_statement():
+    account = CustomerAccountFactory()
+    for status in ("open", "paid", "void", "uncollectible"):
+        Bill.objects.filter(pk=make_bill(account).pk).update(status=status)
+    for values in (Bill.PAYABLE_STATUSES, ["paid"], ("open", "open", "void"), []):
+        expected = set(Bill.objects.filter(status__in=values).values_list("pk", flat=True))
+        query = Bill.objects.filter(status__in_constants=values)
+        assert set(query.values_list("pk", flat=True)) == expected, values
+    sql, params = Bill.objects.filter(status__in_constants=Bill.PAYABLE_STATUSES).query.sql_with_params()
+    assert "IN ('open', 'uncollectible')" in sql
+    assert not set(params) & {"open", "uncollectible"}
+
+
+@pytest.mark.parametrize("value", ["open'); DELETE FROM billing_bill; --", "open uncollectible", "%s", "", None])
+def test_in_constants_refuses_anything_but_plain_words(value):
+    with pytest.raises(ValueError, match="plain words"):
+        Bill.objects.filter(status__in_constants=["open", value])
+
+
+def test_the_open_bills_partial_index_is_on_the_payable_statuses():
+    (index,) = [index for index in Bill._meta.indexes if index.name == "bill_account_payable"]
+    assert index.condition.children == [("status__in", list(Bill.PAYABLE_STATUSES))]
+
+
+def test_a_prepared_generic_plan_of_the_dashboard_balances_reads_the_open_bills_index(
+    require_postgres, django_user_model
+):
+    """The page cache replays the dashboard's statements as one prepared statement, whose generic plan cannot see its
+    parameters: with the statuses as parameters it read every bill of the payer's history to find the open ones."""
+    from django.db import connection
+
+    from accounts.models import AccountLink
+    from accounts.selectors import dashboard_accounts
+    from accounts.services import account_link_grant
+    from billing import pagecache
+
+    user = django_user_model.objects.create_user(email="history@example.com", password="A-history-Passw0rd!")
+    biller = BillerFactory()
+    for n in range(3):
+        account = CustomerAccountFactory(biller=biller)
+        account_link_grant(user=user, account=account, via=AccountLink.Via.LOOKUP)
+        today = datetime.date(2026, 1, 1)
+        Bill.objects.bulk_create(
+            Bill(
+                biller=biller, account=account, number=f"H{n}-{i:04d}", status="open" if i >= 298 else "paid",
+                period_start=today, period_end=today, issue_date=today, due_date=today + datetime.timedelta(days=i),
+                currency="USD", subtotal=1000, total=1000, amount_paid=0 if i >= 298 else 1000,
+            )  # fmt: skip
+            for i in range(300)
+        )
+    queries = []
+    with pagecache._recording(queries):
+        summaries = dashboard_accounts(user=user)
+    assert sorted(s.balance for s in summaries) == [2000, 2000, 2000]
+    (balances,) = [(sql, params) for _alias, sql, params in queries if 'SUM(("billing_bill"."total"' in sql]
+    numbered = pagecache._numbered(balances[0])
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE billing_bill")
+        cursor.execute("SET plan_cache_mode = force_generic_plan")
+        try:
+            cursor.execute(f"PREPARE balances AS {numbered}")
+            arguments = ", ".join(["%s"] * len(balances[1]))
+            cursor.execute(f"EXPLAIN EXECUTE balances({arguments})", balances[1])
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        finally:
+            cursor.execute("DEALLOCATE ALL")
+            cursor.execute("RESET plan_cache_mode")
+    assert "$1" in plan and "bill_account_payable" in plan, plan
