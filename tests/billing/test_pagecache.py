@@ -299,3 +299,37 @@ def _page_keys() -> list[str]:
     """The tests' LocMemCache stores keys with its prefix and version (":1:billpay:page:…")."""
     keys = [key.split(":", 2)[2] for key in pagecache.cache._cache]
     return [key for key in keys if key.startswith("billpay:page:")]
+
+
+def test_placeholders_are_numbered_for_postgresql_and_escaped_percents_kept():
+    sql = "SELECT '100%%' FROM t WHERE a = %s AND b LIKE %s AND c = '%%s' AND d = %s"
+    assert pagecache._numbered(sql) == "SELECT '100%' FROM t WHERE a = $1 AND b LIKE $2 AND c = '%s' AND d = $3"
+
+
+@pytest.mark.django_db
+def test_a_statement_with_a_literal_percent_is_replayed_as_it_ran(biller):
+    """The digest runs the recorded statements again (on PostgreSQL through a raw cursor, `$n` placeholders): a
+    statement whose text holds a literal % answers the same rows, so its page is served, and a change is still seen."""
+    from django.db import connection
+    from django.test import RequestFactory
+
+    renders = []
+
+    def page(request):
+        renders.append(request)
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT name || '%%' FROM billing_biller WHERE id = %s", [biller.pk])
+            return HttpResponse(cursor.fetchone()[0])
+
+    cached = pagecache.page_cached()(page)
+
+    def get():
+        request = RequestFactory().get("/percent/")
+        request.user, request.session = AnonymousUser(), SessionStore()
+        return cached(request).content.decode()
+
+    assert [get() for _ in range(3)] == [f"{biller.name}%"] * 3
+    assert len(renders) == 2  # recorded, stored, then served: its statement ran again and answered the same rows
+    Biller.objects.filter(pk=biller.pk).update(name="Renamed behind the cache")
+    assert get() == "Renamed behind the cache%"
+    assert len(renders) == 3
