@@ -27,7 +27,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from billing.bills.selectors import account_balance
-from billing.bulk import row_new, rows_insert, rows_update
+from billing.bulk import row_new, rows_insert, rows_read, rows_update
 from billing.errors import ApplicationError
 from billing.events import event_new, event_record, status_move, status_set, transition_check
 from billing.models import BankStatement, Biller, BillingEvent, CustomerAccount, StatementLine
@@ -138,7 +138,7 @@ def statement_chunk_match(
     of the returns among them, left new for the caller to match one by one after this commits: a return locks the
     line it returns, and taking that lock while this chunk holds accounts would invert the order staff's assigning
     takes them in (line, then account)."""
-    lines = list(
+    lines = rows_read(
         StatementLine.objects.select_for_update(skip_locked=True)
         .filter(statement=statement, status=StatementLine.Status.NEW, pk__gt=after_pk)
         .order_by("pk")[:size]
