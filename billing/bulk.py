@@ -79,15 +79,18 @@ def row_new(model, **values):
     for attname, default in callables:
         row[attname] = default()
     related = None
-    for key, value in values.items():
-        if key in row:
-            row[key] = value
-        elif key in relations:  # a relation given as the object
-            row[relations[key]] = None if value is None else value.pk
-            related = related or []
-            related.append((key, value))
-        else:
-            raise TypeError(f"{model.__name__} has no field {key}")
+    if values.keys() <= row.keys():  # every field given by attname (history rows): one C-level update
+        row.update(values)
+    else:
+        for key, value in values.items():
+            if key in row:
+                row[key] = value
+            elif key in relations:  # a relation given as the object
+                row[relations[key]] = None if value is None else value.pk
+                related = related or []
+                related.append((key, value))
+            else:
+                raise TypeError(f"{model.__name__} has no field {key}")
     if _signals_on(model):
         obj = model(**row)
     else:  # what the constructor does when no init signal listens: a fresh state, then the fields' values
@@ -97,6 +100,32 @@ def row_new(model, **values):
     for name, value in related or ():
         setattr(obj, name, value)
     return obj
+
+
+def rows_read(queryset, fields=None) -> list:
+    """`list(queryset.only(*fields))` (every field when None) for a read of thousands of rows (a statement chunk's
+    lines, accounts, bills): the same instances, built from the rows' values without the constructor's
+    descriptor work for each field (most of the cost of a row), when no pre_init/post_init receiver listens to the
+    model. Fields not read are deferred, loaded on first use, as with `only`. The queryset's filters, order, slices
+    and locks (`select_for_update`) apply as they are."""
+    model = queryset.model
+    meta = model._meta
+    if fields is None:
+        attnames = [field.attname for field in meta.concrete_fields]
+    else:
+        attnames = [meta.pk.attname, *(meta.get_field(name).attname for name in fields if name != meta.pk.name)]
+    if _signals_on(model):
+        return list(queryset.only(*attnames))
+    rows = queryset.values_list(*attnames)
+    alias = rows.db
+    objs = []
+    for values in rows:
+        obj = model.__new__(model)
+        state = obj._state = ModelState()
+        state.adding, state.db = False, alias
+        obj.__dict__.update(zip(attnames, values))
+        objs.append(obj)
+    return objs
 
 
 def _signals_on(model) -> bool:
@@ -377,11 +406,17 @@ def _values(objs: list, columns: list, connection) -> list[list]:
     sends it as it is too); in any other column each value goes through the field's `get_db_prep_save` (the same
     object converted once: the call's one timestamp). Column by column rather than a function per value: a chunk
     sends about a hundred thousand values."""
-    get = operator.attrgetter(*[field.attname for field in columns])
-    rows = [list(get(obj)) for obj in objs] if len(columns) > 1 else [[get(obj)] for obj in objs]
+    attnames = [field.attname for field in columns]
+    try:
+        # From each instance's __dict__ in C: a foreign key's attname is a descriptor read in Python otherwise.
+        get = operator.itemgetter(*attnames)
+        rows = [list(get(obj.__dict__)) for obj in objs] if len(columns) > 1 else [[get(obj.__dict__)] for obj in objs]
+    except KeyError:  # a deferred field not loaded: read through the attribute, which loads it, as before
+        get = operator.attrgetter(*attnames)
+        rows = [list(get(obj)) for obj in objs] if len(columns) > 1 else [[get(obj)] for obj in objs]
     for i, field in enumerate(columns):
         plain = plain_type(field)
-        kinds = {type(row[i]) for row in rows} - {plain, type(None)}
+        kinds = set(map(type, map(operator.itemgetter(i), rows))) - {plain, type(None)}  # in C
         if not kinds or (plain is str and all(issubclass(kind, str) for kind in kinds)):
             continue
         prep = functools.partial(field.get_db_prep_save, connection=connection)
@@ -401,6 +436,17 @@ def _values(objs: list, columns: list, connection) -> list[list]:
 # it is one C call (json.dumps); the arrays of UNNEST were quoted value by value in Python, a quarter of the time.
 def _json(rows: list[list], columns: list) -> str:
     names = [field.column for field in columns]
+    for i, field in enumerate(columns):
+        if isinstance(field, (models.DateField, models.TimeField)):  # DateTimeField too
+            # As `_json_value` writes them, column by column: a chunk's timestamps are one object, each str()'d once.
+            last_in, last_out = _NOTHING, None
+            for row in rows:
+                value = row[i]
+                if value is None or value.__class__ is str:
+                    continue
+                if value is not last_in:
+                    last_in, last_out = value, str(value)
+                row[i] = last_out
     return json.dumps([dict(zip(names, row)) for row in rows], default=_json_value, separators=(",", ":"))
 
 

@@ -15,6 +15,8 @@ import datetime as dt
 import re
 from dataclasses import dataclass
 
+from django.db.models import Q
+
 from billing.clock import zone_of
 
 from .models import ChannelName, NoticeKind
@@ -75,6 +77,14 @@ def channel_address(account, channel: str) -> str:
     if channel == ChannelName.SMS:
         return phone_normalize(account.phone)
     return ""
+
+
+def payment_addressed_q() -> Q:
+    """The payments (with their account) for which `notice_address` may find an address on some channel, as a filter:
+    a typed e-mail, the account's e-mail or phone. A superset (an address of blanks passes here and is dropped by
+    `notice_address`): it lets a batch skip reading payments nobody can be told of. Keep it in step with
+    `channel_address`."""
+    return ~Q(payer_email="") | ~Q(account__email="") | ~Q(account__phone="")
 
 
 def notice_address(account, channel: str, payment=None) -> str:

@@ -12,6 +12,7 @@ from django.utils import timezone
 from billing.models import Biller, Payment, Refund
 
 from .models import NoticeKind
+from .preferences import payment_addressed_q
 from .services import notice_enqueue, notices_dispatch, payment_notices_enqueue, payment_notices_write
 
 logger = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ def receipts_send(*, payment_ids: list[int]) -> int:
     task for the batch. Returns how many receipts this call raised."""
     payments = list(
         Payment.objects.filter(pk__any_of=payment_ids, receipt_sent_at__isnull=True, status=Payment.Status.SUCCEEDED)
+        .filter(payment_addressed_q())  # nobody to tell, no receipt: not read (most of a statement's payers)
         .select_related("account")
         .only("account_id", "payer_email", *(f"account__{name}" for name in _ACCOUNT_FIELDS))
         .order_by("pk")

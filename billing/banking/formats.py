@@ -412,13 +412,17 @@ def csv_parse(text: str) -> ParsedStatement:
         )
     errors: list[LineError] = []
     result = ParsedStatement(format="csv", statement_id="", bank_account="")
+    dates: dict[str, date] = {}  # a statement's lines share a few booking dates: each is parsed once
     for row in reader:
         line = reader.line_num
-        try:
-            booking_date = datetime.strptime((row.get("booking_date") or "").strip(), "%Y-%m-%d").date()
-        except ValueError:
-            errors.append(LineError(line, f"booking_date “{row.get('booking_date')}” is not YYYY-MM-DD."))
-            continue
+        raw_date = (row.get("booking_date") or "").strip()
+        booking_date = dates.get(raw_date)
+        if booking_date is None:
+            try:
+                booking_date = dates[raw_date] = datetime.strptime(raw_date, "%Y-%m-%d").date()
+            except ValueError:
+                errors.append(LineError(line, f"booking_date “{row.get('booking_date')}” is not YYYY-MM-DD."))
+                continue
         try:
             currency = validate_currency((row.get("currency") or "").strip())
         except ApplicationError:

@@ -27,7 +27,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from billing.bills.selectors import account_balance
-from billing.bulk import row_new, rows_insert, rows_update
+from billing.bulk import row_new, rows_insert, rows_read, rows_update
 from billing.errors import ApplicationError
 from billing.events import event_new, event_record, status_move, status_set, transition_check
 from billing.models import BankStatement, Biller, BillingEvent, CustomerAccount, StatementLine
@@ -138,10 +138,11 @@ def statement_chunk_match(
     of the returns among them, left new for the caller to match one by one after this commits: a return locks the
     line it returns, and taking that lock while this chunk holds accounts would invert the order staff's assigning
     takes them in (line, then account)."""
-    lines = list(
+    lines = rows_read(
         StatementLine.objects.select_for_update(skip_locked=True)
         .filter(statement=statement, status=StatementLine.Status.NEW, pk__gt=after_pk)
-        .order_by("pk")[:size]
+        .order_by("pk")[:size],
+        MATCH_FIELDS,
     )
     returns = [line.pk for line in lines if line.direction != CREDIT and line.is_return]
     statement_lines_match(lines=[line for line in lines if line.pk not in returns], biller=biller)
@@ -167,6 +168,12 @@ def _references(line: StatementLine, biller: Biller) -> list[Found]:
     )
 
 
+# What matching reads of a line (and writes back, `LINE_FIELDS`): not its statement, number, payer's account or
+# timestamps (`updated_at` is set when its status moves).
+MATCH_FIELDS = ["biller_id", "entry_key", "booking_date", "direction", "amount", "currency", "bank_transaction_id",
+                "end_to_end_id", "remittance", "counterparty_name", "is_return", "status", "note", "reference",
+                "account_id", "payment_id", "amount_applied", "amount_credited", "outcome", "decided_by_id",
+                "decided_at"]  # fmt: skip
 LINE_FIELDS = ["status", "note", "reference", "account", "payment", "amount_applied", "amount_credited", "outcome",
                "decided_by", "decided_at", "updated_at"]  # fmt: skip
 

@@ -21,7 +21,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from billing.errors import ApplicationError
-from billing.bulk import WriteBatch, row_new, rows_create, rows_insert
+from billing.bulk import WriteBatch, row_new, rows_create, rows_insert, rows_read
 from billing.events import event_new
 from billing.models import AccountCreditEntry, Bill, BillingEvent, Biller, CustomerAccount, Payment, Refund
 from billing.signals import payments_succeeded
@@ -106,10 +106,12 @@ def payment_record_bank_transfers(*, transfers: list[BankTransfer], actor=None) 
     with transaction.atomic():
         accounts = {
             a.pk: a
-            for a in CustomerAccount.objects.select_for_update()
-            .filter(pk__any_of={t.account_id for t in transfers})
-            .only(*_ACCOUNT_FIELDS)
-            .order_by("pk")
+            for a in rows_read(
+                CustomerAccount.objects.select_for_update()
+                .filter(pk__any_of={t.account_id for t in transfers})
+                .order_by("pk"),
+                _ACCOUNT_FIELDS,
+            )
         }
         if len(accounts) < len({t.account_id for t in transfers}):
             raise ApplicationError(_("No such account."))
@@ -146,11 +148,11 @@ def payment_record_bank_transfers(*, transfers: list[BankTransfer], actor=None) 
         if not fresh:
             return [_result_of(recorded[t.key], credited_before) for t in transfers]
 
-        bills = list(
+        bills = rows_read(
             Bill.objects.select_for_update()
             .filter(account_id__any_of={p.account_id for p in fresh.values()}, status__in=Bill.PAYABLE_STATUSES)
-            .only(*_BILL_FIELDS)
-            .order_by("pk")
+            .order_by("pk"),
+            _BILL_FIELDS,
         )
         owed: dict[int, int] = {}
         for bill in bills:

@@ -9,8 +9,8 @@ import pytest
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from billing.bulk import row_new, rows_create, rows_insert, rows_update
-from billing.models import BankStatement, BillingEvent, Payment, StatementLine
+from billing.bulk import row_new, rows_create, rows_insert, rows_read, rows_update
+from billing.models import BankStatement, BillingEvent, CustomerAccount, Payment, StatementLine
 from tests.factories import BillerFactory, CustomerAccountFactory
 
 AWKWARD = ["plain", "it's \"quoted\"", "back\\slash", "tab\tand\nnewline", "ünïcödé €", "{braces}, [brackets]", ""]
@@ -92,3 +92,31 @@ def test_row_new_builds_what_the_constructor_builds():
         row_new(BillingEvent, no_such_field=1)
     rows_insert([built])
     assert BillingEvent.objects.get(kind=BillingEvent.Kind.CREDIT).account_id == account.pk
+
+
+@pytest.mark.django_db
+def test_row_new_by_attname_builds_what_the_constructor_builds():
+    account = CustomerAccountFactory()
+    fields = dict(kind=BillingEvent.Kind.CREDIT, account_id=account.pk, amount=5, currency="USD", message="m")
+    made, built = BillingEvent(**fields), row_new(BillingEvent, **fields)
+    assert {k: v for k, v in made.__dict__.items() if k != "_state"} == {
+        k: v for k, v in built.__dict__.items() if k != "_state"
+    }
+    assert built._state.adding and built.account == account
+
+
+@pytest.mark.django_db
+def test_rows_read_gives_what_the_queryset_gives():
+    accounts = [CustomerAccountFactory(credit_balance=i) for i in range(3)]
+    def state(obj):
+        return {k: v for k, v in obj.__dict__.items() if k != "_state"}, obj._state.adding, obj._state.db
+
+    every = CustomerAccount.objects.filter(pk__in=[a.pk for a in accounts]).order_by("-pk")
+    assert [state(o) for o in rows_read(every)] == [state(o) for o in every]
+    some = every.select_for_update()
+    with transaction.atomic():
+        read = rows_read(some, ["biller_id", "email", "credit_balance"])
+        assert [state(o) for o in read] == [state(o) for o in every.only("biller_id", "email", "credit_balance")]
+    assert [o.credit_balance for o in read] == [2, 1, 0]
+    assert read[0].holder_name == accounts[2].holder_name  # a field not read is loaded on use, as with `only`
+    assert rows_read(every.filter(pk=0)) == []

@@ -29,7 +29,7 @@ from billing.models import (
     StatementLine,
 )
 from billing.payments.transfers import BankTransfer, bank_entry_key, payment_record_bank_transfers
-from notifications.models import NoticeKind, Notification
+from notifications.models import NoticeKind, NoticePreference, Notification
 from notifications.receipts import receipts_send
 from tests.concurrency import at_once
 from tests.factories import BillerFactory, CustomerAccountFactory, make_bill
@@ -219,6 +219,34 @@ def test_the_receipts_of_a_batch_cost_the_same_queries_for_10_payments_as_for_10
         assert receipts_send(payment_ids=ids) == 0  # raised once
         assert received.count() == n
     assert counts[100] == counts[10], counts
+
+
+@pytest.mark.django_db
+def test_a_batchs_receipts_reach_every_payer_with_an_address_and_read_no_one_else():
+    biller = BillerFactory(currency="USD")
+    mailed = CustomerAccountFactory(biller=biller)
+    texted = CustomerAccountFactory(biller=biller, email="", phone="+1 555 0100 123")
+    NoticePreference.objects.create(account=texted, kind="payment_received", channel="sms", enabled=True)
+    typed = CustomerAccountFactory(biller=biller, email="")
+    blank = CustomerAccountFactory(biller=biller, email="   ")
+    nobody = [CustomerAccountFactory(biller=biller, email="") for _ in range(3)]
+    results = payment_record_bank_transfers(transfers=[
+        BankTransfer(account_id=a.pk, amount=1000, currency="USD", key=_key(biller, f"A{a.pk}"))
+        for a in (mailed, texted, typed, blank, *nobody)
+    ])  # fmt: skip
+    by_account = {r.payment.account_id: r.payment.pk for r in results}
+    Payment.objects.filter(pk=by_account[typed.pk]).update(payer_email="guest@example.com")
+    assert receipts_send(payment_ids=list(by_account.values())) == 3
+    told = set(Notification.objects.filter(kind=NoticeKind.PAYMENT_RECEIVED).values_list("account_id", "channel"))
+    assert told == {(mailed.pk, "email"), (texted.pk, "sms"), (typed.pk, "email")}
+    assert receipts_send(payment_ids=list(by_account.values())) == 0  # raised once
+
+    # A batch with nobody to tell: one read, nothing written, nothing claimed.
+    quiet = [by_account[a.pk] for a in nobody]
+    with CaptureQueriesContext(connection) as queries:
+        assert receipts_send(payment_ids=quiet) == 0
+    assert len(queries.captured_queries) == 1
+    assert not Payment.objects.filter(pk__in=[*quiet, by_account[blank.pk]], receipt_sent_at__isnull=False).exists()
 
 
 @pytest.mark.django_db
