@@ -212,7 +212,7 @@ def main() -> None:
     settings.STRIPE_API_BASE, settings.STRIPE_SECRET_KEY, settings.STRIPE_LIVE_API = url, SECRET_KEY, False
     settings.STRIPE_MAX_NETWORK_RETRIES = 0
     if settings.REDIS_URL:  # the shared cache, as in production: the rate limit holds across processes
-        settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+        settings.CACHES = {"default": {"BACKEND": "config.cache.RedisCache",
                                        "LOCATION": settings.REDIS_URL}}  # fmt: skip
     test_name = f"{workdir}/bench.sqlite3" if connection.vendor == "sqlite" else f"bench_billpay_{os.getpid()}"
     connection.settings_dict["TEST"]["NAME"] = test_name

@@ -10,5 +10,5 @@ from config.settings.test import DATABASES, REDIS_URL
 ROOT_URLCONF = "bench.pages_urls"
 DATABASES["default"]["NAME"] = os.environ["BENCH_DATABASE_NAME"]
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {"default": {"BACKEND": "config.cache.RedisCache", "LOCATION": REDIS_URL}}
 LOGGING = {"version": 1, "disable_existing_loggers": False, "root": {"level": "WARNING"}}

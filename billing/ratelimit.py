@@ -5,7 +5,6 @@ slot: `rate_limit_slot_take`)."""
 import hashlib
 import math
 import time
-import weakref
 
 from django.core.cache import DEFAULT_CACHE_ALIAS, cache, caches
 from django.core.cache.backends.redis import RedisCache
@@ -65,7 +64,7 @@ def _slot_count(key: str) -> int | None:
     backend = caches[DEFAULT_CACHE_ALIAS]
     if isinstance(backend, RedisCache):
         redis_key = backend.make_and_validate_key(key)
-        client = _redis_client(backend)
+        client = backend._cache.get_client(write=True)  # one client per pool (config.cache), not one per call
         count = client.incr(redis_key)
         if count == 1:
             # A worker that dies between the two leaves a key without expiry: one second's counter, never used again.
@@ -77,15 +76,3 @@ def _slot_count(key: str) -> int | None:
     except ValueError:
         return None
 
-
-# One redis client per cache backend: Django's `get_client` builds a new one (on the same connection pool) for every
-# call, which was half the cost of taking a slot. The pool hands each command a connection, and starts afresh in a
-# forked process.
-_redis_clients: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _redis_client(backend: RedisCache):
-    client = _redis_clients.get(backend)
-    if client is None:
-        client = _redis_clients[backend] = backend._cache.get_client(write=True)
-    return client

@@ -204,7 +204,7 @@ CELERY_TASK_ROUTES = {
 
 # A cache every process shares (web, worker), so rate limits hold across them: Redis when set, else files in VAR_DIR.
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    CACHES = {"default": {"BACKEND": "config.cache.RedisCache", "LOCATION": REDIS_URL}}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": str(VAR_DIR / "cache")}}
 CELERY_TASK_SERIALIZER = "json"

@@ -4,4 +4,4 @@ one cache (the gateway rate limit test starts two)."""
 from config.settings.test import *  # noqa: F403
 from config.settings.test import REDIS_URL
 
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+CACHES = {"default": {"BACKEND": "config.cache.RedisCache", "LOCATION": REDIS_URL}}
