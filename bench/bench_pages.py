@@ -8,7 +8,8 @@ middleware, and the issue's reference "toy page" (one query, a 20-row template).
 bare view and each page alternately, --rounds times, and the script
 prints each page's requests per second as a ratio of the bare view's measured beside it. The payer pages are served from
 the page cache (billing/pagecache.py) after their first two requests, as a page opened again is; PAGE_CACHE_SECONDS=0
-measures every request rendered. `--profile` instead runs each page in-process under cProfile (after two requests:
+measures every request rendered. Every request (the bare view's too) sends the cookies a returning browser sends: its
+CSRF cookie, and the session of a guest or payer page. `--profile` instead runs each page in-process under cProfile (after two requests:
 the pages as served from the cache) and prints where the time goes. Set CONN_MAX_AGE=0 to see the cost of a new
 database connection per request.
 """
@@ -120,10 +121,22 @@ def free_port() -> int:
     raise SystemExit(f"no free port in {low}-{high}")
 
 
+# The CSRF cookie a browser that has been here before sends back (a secret as Django makes them), so that a page opened
+# again is measured as one: without it every response would make a new secret and set it again.
+CSRF_COOKIE = None
+
+
+def cookies(session: str | None) -> str:
+    global CSRF_COOKIE
+    if CSRF_COOKIE is None:
+        from django.utils.crypto import get_random_string
+
+        CSRF_COOKIE = get_random_string(32)
+    return f"csrftoken={CSRF_COOKIE}" + (f"; sessionid={session}" if session else "")
+
+
 def wrk(url: str, seconds: int, cookie: str | None) -> float:
-    command = ["wrk", "-t1", "-c1", f"-d{seconds}s", url]
-    if cookie:
-        command[4:4] = ["-H", f"Cookie: sessionid={cookie}"]
+    command = ["wrk", "-t1", "-c1", f"-d{seconds}s", "-H", f"Cookie: {cookies(cookie)}", url]
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     if "Non-2xx" in out:
         raise SystemExit(f"{url} answered with errors:\n{out}")
@@ -131,7 +144,7 @@ def wrk(url: str, seconds: int, cookie: str | None) -> float:
 
 
 def fetch(base: str, path: str, cookie: str | None) -> bytes:
-    request = urllib.request.Request(base + path, headers={"Cookie": f"sessionid={cookie}"} if cookie else {})
+    request = urllib.request.Request(base + path, headers={"Cookie": cookies(cookie)})
 
     class NoRedirect(urllib.request.HTTPRedirectHandler):
         def redirect_request(self, *args, **kwargs):
