@@ -9,7 +9,7 @@ cost more than the array. Elsewhere it is `__in`.
 as literals instead of parameters. A prepared statement's generic plan (the page cache's digest, billing/pagecache.py)
 cannot see parameters' values, so it can use neither a partial index built on those statuses nor their statistics:
 the dashboard's balances read every bill of an account's history to find its open ones. With the statuses in the text
-it reads the open bills from their partial index. Anything but letters, digits, `_` and `-` is refused (ValueError),
+it reads only the open bills, from an index (their partial index, or the account-and-status one). Anything but letters, digits, `_` and `-` is refused (ValueError),
 so nothing can be injected.
 """
 
