@@ -366,15 +366,31 @@ def _release_stamp() -> str:
     manifest = Path(settings.STATIC_ROOT or "") / "staticfiles.json"
     digest = hashlib.blake2b(repr(_plain_settings()).encode(), digest_size=12)
     for path in [*files, manifest] if manifest.is_file() else files:
-        digest.update(str(path).encode())
+        # Named relative to the project: machines that install the release in different folders share its pages.
+        digest.update(str(path.relative_to(base) if path.is_relative_to(base) else path.name).encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
 
 
 def _plain_settings() -> list:
     """The settings made of plain values: the same on every machine of one deployment (objects, whose text would
-    differ from process to process, are left out)."""
-    return [(name, value) for name in sorted(dir(settings)) if name.isupper() and _plain(value := getattr(settings, name))]
+    differ from process to process, are left out; a set is written sorted, since its order changes with each
+    process's string hashing)."""
+    return [
+        (name, _canonical(value))
+        for name in sorted(dir(settings))
+        if name.isupper() and _plain(value := getattr(settings, name))
+    ]
+
+
+def _canonical(value):
+    if isinstance(value, (set, frozenset)):
+        return ("set", sorted(repr(_canonical(item)) for item in value))
+    if isinstance(value, (list, tuple)):
+        return type(value)(_canonical(item) for item in value)
+    if isinstance(value, dict):
+        return {key: _canonical(item) for key, item in value.items()}
+    return value
 
 
 def _plain(value) -> bool:

@@ -284,6 +284,45 @@ def test_a_new_setting_is_a_new_release(settings):
         pagecache._release_stamp.cache_clear()
 
 
+STAMP_IN_A_PROCESS = """
+import django
+django.setup()
+from django.conf import settings
+settings.BILLPAY_TEST_CHANNELS = {"email", "sms", "push", "letter", "whatsapp", "fax"}
+from billing import pagecache
+print(pagecache._release_stamp())
+"""
+
+
+def test_every_process_and_folder_of_one_release_has_the_same_stamp(settings, tmp_path):
+    """Pages are shared by every process of every machine: a set in the settings (iterated in an order that changes
+    with each process's string hashing) and the folder the release is installed in must not change the stamp."""
+    import os
+    import subprocess
+    import sys
+
+    stamps = {
+        subprocess.run(
+            [sys.executable, "-c", STAMP_IN_A_PROCESS], cwd=settings.BASE_DIR, capture_output=True, text=True,
+            check=True, env={**os.environ, "PYTHONHASHSEED": str(seed), "DJANGO_SETTINGS_MODULE": "config.settings.test"},
+        ).stdout.strip().splitlines()[-1]
+        for seed in (1, 2, 3)
+    }  # fmt: skip
+    assert len(stamps) == 1, stamps
+
+    settings.BASE_DIR = settings.BASE_DIR  # overridden from here on, as below (an override renames SETTINGS_MODULE)
+    pagecache._release_stamp.cache_clear()
+    try:
+        here = pagecache._release_stamp()
+        elsewhere = tmp_path / "srv-billpay"
+        elsewhere.symlink_to(settings.BASE_DIR, target_is_directory=True)
+        settings.BASE_DIR = elsewhere
+        pagecache._release_stamp.cache_clear()
+        assert pagecache._release_stamp() == here
+    finally:
+        pagecache._release_stamp.cache_clear()
+
+
 def test_a_statement_that_no_longer_runs_only_means_rendering(client, biller, monkeypatch):
     warm(client, "/pay/")
     (key,) = _page_keys()
