@@ -71,20 +71,27 @@ class Policy:
         return channel in (self.channels_by_kind.get(kind) or ())
 
 
+# The account's field that holds each channel's address: what `channel_address` reads and `payment_addressed_q`
+# filters on, so a channel added here is seen by both.
+ACCOUNT_ADDRESS_FIELDS = {ChannelName.EMAIL: "email", ChannelName.SMS: "phone"}
+
+
 def channel_address(account, channel: str) -> str:
-    if channel == ChannelName.EMAIL:
-        return (account.email or "").strip()
-    if channel == ChannelName.SMS:
-        return phone_normalize(account.phone)
-    return ""
+    field = ACCOUNT_ADDRESS_FIELDS.get(channel)
+    if field is None:
+        return ""
+    value = getattr(account, field)
+    return phone_normalize(value) if channel == ChannelName.SMS else (value or "").strip()
 
 
 def payment_addressed_q() -> Q:
     """The payments (with their account) for which `notice_address` may find an address on some channel, as a filter:
-    a typed e-mail, the account's e-mail or phone. A superset (an address of blanks passes here and is dropped by
-    `notice_address`): it lets a batch skip reading payments nobody can be told of. Keep it in step with
-    `channel_address`."""
-    return ~Q(payer_email="") | ~Q(account__email="") | ~Q(account__phone="")
+    a typed e-mail, or any of the account's addresses. A superset (an address of blanks passes here and is dropped by
+    `notice_address`): it lets a batch skip reading payments nobody can be told of."""
+    addressed = ~Q(payer_email="")
+    for field in ACCOUNT_ADDRESS_FIELDS.values():
+        addressed |= ~Q(**{f"account__{field}": ""})
+    return addressed
 
 
 def notice_address(account, channel: str, payment=None) -> str:

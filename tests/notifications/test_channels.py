@@ -287,3 +287,12 @@ def test_an_unsigned_or_forged_webhook_is_refused(client, settings):
     assert client.post(reverse("notifications:twilio_inbound"), form).status_code == 403
     assert _signed_post(client, settings, form, token="someone-elses-token").status_code == 403
     assert not SmsOptOut.objects.exists()
+
+
+def test_every_channel_says_where_an_accounts_address_is():
+    """The receipts of a batch are read only for payments with an address on some channel (payment_addressed_q):
+    a channel sent on without its address field there would silently get no receipts."""
+    from notifications.channels import channel_names
+    from notifications.preferences import ACCOUNT_ADDRESS_FIELDS
+
+    assert set(channel_names()) <= set(ACCOUNT_ADDRESS_FIELDS)
