@@ -128,6 +128,38 @@ def test_lookup_decline_then_another_card_pays_once(live_server, phone, demo, st
     assert [m.to for m in receipt_emails(mailoutbox)] == [["guest@example.com"]]  # one receipt, to the guest
 
 
+def test_a_pay_screen_served_from_the_page_cache_never_offers_a_paid_balance_again(
+    live_server, phone, demo, stripe_live
+):
+    """The pay screen opened again comes from the page cache (billing/pagecache.py). Once the payer has paid, the
+    screen they come back to shows nothing due: never the old balance with its Pay button."""
+    from billing import pagecache
+
+    _biller, rows = demo
+    row = rows[0]
+    phone.goto(live_server.url + reverse("billing:pay"))
+    phone.get_by_label("Account number").fill(row["account_number"])
+    phone.get_by_label("Postal code of the service address").fill(row["postal_code"])
+    phone.get_by_role("button", name="Find my account").click()
+    phone.wait_for_url(live_server.url + reverse("billing:pay_account"))
+    phone.reload()  # the second view stores the page, the third is served from it
+    phone.reload()
+    assert any(entry["page"] for entry in pagecache._local.entries.values())
+    assert phone.get_by_test_id("quote-total").inner_text() == row["open_balance"]
+    assert_page_is_clean(phone)  # the CSP nonce and the CSRF token filled into the stored page work
+
+    enter_card(phone, "4242424242424242")
+    phone.get_by_role("button", name=f"Pay {row['open_balance']}").click()
+    phone.wait_for_url(f"{live_server.url}/pay/receipt/**")
+    payment = Payment.objects.get(channel="guest_web", status="succeeded")
+    wait_for_webhooks([payment.gateway_payment_id])
+
+    phone.goto(live_server.url + reverse("billing:pay_account"))
+    assert phone.locator(".nothing-due").is_visible()
+    assert phone.get_by_role("button", name=f"Pay {row['open_balance']}").count() == 0
+    assert Payment.objects.filter(channel="guest_web").count() == 1
+
+
 def test_pay_link_with_3d_secure_card(live_server, phone, demo, stripe_live, our_requests, mailoutbox):
     biller, rows = demo
     row = rows[-1]
