@@ -111,7 +111,7 @@ def charge_worker(ids, granted) -> None:
     """One worker process: charge the rows it takes from the queue; note the second of every gateway slot granted."""
     from django.db import connections
 
-    from billing.autopay.charging import autopay_charge
+    from billing.autopay.charging import autopay_charge_batch
     from billing.payments import stripe_gateway
 
     connections.close_all()  # a fresh connection in this process
@@ -126,8 +126,8 @@ def charge_worker(ids, granted) -> None:
     stripe_gateway.rate_limit_slot_take = counted  # bench instrumentation only: counts what the limiter granted
     outcomes = Counter()
     try:
-        while (charge_id := ids.get()) is not None:
-            outcomes[autopay_charge(charge_id=charge_id)] += 1
+        while (batch := ids.get()) is not None:
+            outcomes.update(autopay_charge_batch(charge_ids=batch).values())
     finally:
         granted.put((windows, outcomes))
 
@@ -218,7 +218,7 @@ def main() -> None:
     connection.settings_dict["TEST"]["NAME"] = test_name
     old_name = connection.creation.create_test_db(verbosity=0, autoclobber=True, serialize=False)
     try:
-        from billing.autopay.charging import autopay_charge
+        from billing.autopay.charging import autopay_charge_batch
         from billing.models import AutopayCharge
         from notifications.receipts import receipts_raise_batched
 
@@ -227,6 +227,7 @@ def main() -> None:
         client = sdk_client()
         bare_cards = [saved_card(client) for _ in range(args.charges)]
         ours = bare = 0.0
+        batch = settings.AUTOPAY_CHARGE_BATCH_SIZE
         queries = receipts = 0
         spent = Counter()
         if args.breakdown:
@@ -242,8 +243,9 @@ def main() -> None:
                 began = time.perf_counter()
                 if profiler:
                     profiler.enable()
-                for charge_id in chunk:
-                    assert (outcome := autopay_charge(charge_id=charge_id)) == "succeeded", outcome
+                for start_batch in range(0, len(chunk), batch):  # the sweeper's batch tasks
+                    outcomes = autopay_charge_batch(charge_ids=chunk[start_batch : start_batch + batch])
+                    assert set(outcomes.values()) == {"succeeded"}, outcomes
                 # Autopay's receipts are raised in batches by the notifications sweep: counted here, per chunk.
                 receipts += receipts_raise_batched()
                 if profiler:
@@ -296,8 +298,9 @@ def main() -> None:
             connection.close()
             context = multiprocessing.get_context("fork")
             queue, granted = context.Queue(), context.Queue()
-            for charge_id in backlog:
-                queue.put(charge_id)
+            size = settings.AUTOPAY_CHARGE_BATCH_SIZE
+            for start in range(0, len(backlog), size):  # as the sweep enqueues them: batch tasks
+                queue.put(backlog[start : start + size])
             for _ in range(args.workers):
                 queue.put(None)
             workers = [context.Process(target=charge_worker, args=(queue, granted)) for _ in range(args.workers)]

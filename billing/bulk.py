@@ -285,14 +285,40 @@ class WriteBatch:
         return bool(self._writes)
 
     def update(self, objs: list, fields: list[str]) -> None:
-        """Write `fields` of saved instances (`rows_update`; `auto_now` fields listed are stamped)."""
+        """Write `fields` of saved instances (`rows_update`; `auto_now` fields listed are stamped). Joins an update of
+        the same model and fields queued before (an instance queued twice is written once, as it is when the batch
+        runs); two instances of one row in it raise ValueError: one of them would be lost."""
         if objs:
-            self._writes.append(("update", list(objs), list(fields)))
+            self._add("update", objs, list(fields))
 
     def insert(self, objs: list, *, ids: bool = False) -> None:
-        """Insert new instances (`rows_insert`); with `ids`, their primary keys are set when the batch runs."""
+        """Insert new instances (`rows_insert`); with `ids`, their primary keys are set when the batch runs. Joins an
+        insert of the same model queued before, in order."""
         if objs:
-            self._writes.append(("insert", list(objs), ids))
+            self._add("insert", objs, ids)
+
+    def _add(self, kind: str, objs: list, arg) -> None:
+        # One part per model and kind, however many callers queue rows: a batch of many small steps (a batch of
+        # autopay charges) sends a few parts, not a few per step.
+        model = type(objs[0])
+        part = next((w for w in self._writes if w[0] == kind and type(w[1][0]) is model and w[2] == arg), None)
+        if part is None:
+            part = (kind, [], arg)
+            self._writes.append(part)
+        queued = part[1]
+        if kind == "update":
+            seen = {id(obj) for obj in queued}
+            pks = {obj.pk for obj in queued}
+            for obj in objs:
+                if id(obj) in seen:
+                    continue
+                if obj.pk in pks:
+                    raise ValueError(f"WriteBatch: two instances of {model.__name__} {obj.pk} in one update")
+                seen.add(id(obj))
+                pks.add(obj.pk)
+                queued.append(obj)
+        else:
+            queued.extend(objs)
 
     def run(self) -> None:
         writes, self._writes = self._writes, []

@@ -44,17 +44,19 @@ through `charge_run`, which later kinds of due rows (bank debits, instalments) c
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
-from billing.bulk import WriteBatch
+from billing.bulk import WriteBatch, rows_create
 from billing.clock import biller_today
 from billing.events import event_new
 from billing.payments import gateway as gateway_api
-from billing.payments.allocations import payable_bills_lock
+from billing.payments.allocations import bills_paid_announced_once, payable_bills_lock
 from billing.payments.attempts import (
     account_lock,
     install_key,
@@ -77,6 +79,7 @@ from ..models import (
     BankMandate,
     Bill,
     BillingEvent,
+    CustomerAccount,
     Payment,
     PaymentAttempt,
     PaymentMethod,
@@ -109,18 +112,160 @@ class ChargeRun:
     create_row: PaymentAttempt | None = None
     confirm_row: PaymentAttempt | None = None
     writes: WriteBatch | None = None  # step 3's small writes, sent together before it commits
+    # In a batch's step 3 (`_batch_confirm`): a success's rows are queued on `writes` too, for the round to send.
+    batched: bool = False
     after_commit: list = field(default_factory=list)  # gateway calls that need no lock: made after step 3 commits
 
 
 def autopay_charge(*, charge_id: int) -> str:
     """Run a claimed row: charge the autopay card, and the backup card once if it declines. Returns the row's status
     afterwards, or "noop" when another delivery of the task has this claim (or the row is not charging)."""
-    run = ChargeRun(charge_id)
+    return _charge_passes(ChargeRun(charge_id))
+
+
+def _charge_passes(run: ChargeRun) -> str:
     for _ in range(4):  # at most two tries (autopay card, backup card) and two passes that skip a missing card
         outcome = _charge_step(run)
         if outcome != "continue":
             return outcome
-    return AutopayCharge.objects.values_list("status", flat=True).get(pk=charge_id)
+    return AutopayCharge.objects.values_list("status", flat=True).get(pk=run.charge_id)
+
+
+# --------------------------------------------------------------------------------------------------------------------
+# A batch of claimed rows (the sweeper's task): the same three steps, each made once for all the rows
+
+
+def autopay_charge_batch(*, charge_ids: list[int]) -> dict[int, str]:
+    """Run a batch of claimed rows, as `autopay_charge` runs one, with each step made once for the batch: step 1 locks
+    and reads the rows in one query and writes their payments in one INSERT and the rest in one more; step 2 creates
+    their intents, then stores every intent id in one commit before any is confirmed; step 3 locks the accounts, the
+    rows and the payable bills in one query each, confirms each row under those locks and records it through the
+    payment core, and commits once. Step 3 holds the locks for at most AUTOPAY_BATCH_LOCK_SECONDS of confirming:
+    the rows left then go in another round, so a payer paying one of these accounts by hand waits about one
+    confirm, not the batch's.
+
+    Only a row's first try of an attempt on a card is batched (the usual case: the autopay card, due today). A row
+    that resumes a try, retries on its backup card, charges a bank account or a plan's instalment, or must stop is
+    left unclaimed by the batch and run by `autopay_charge` afterwards, as is a batched row whose card declined and
+    that goes on to its backup card. Everything a killed worker leaves is what `autopay_charge` leaves, and is
+    resumed the same way: a row charging with a pending try. Returns each row's outcome, as `autopay_charge` does."""
+    outcomes: dict[int, str] = {}
+    started = _batch_start(charge_ids, outcomes)
+    created = _batch_create(started, outcomes)
+    runs = {run.charge_id: run for run, _attempt in created}
+    while created:
+        created = _batch_confirm(created, outcomes)
+    for charge_id in charge_ids:
+        outcome = outcomes.get(charge_id)
+        if outcome is None:
+            outcomes[charge_id] = autopay_charge(charge_id=charge_id)
+        elif outcome == "continue":
+            outcomes[charge_id] = _charge_passes(runs[charge_id])
+    return outcomes
+
+
+def _batch_start(charge_ids: list[int], outcomes: dict[int, str]) -> list[tuple[ChargeRun, AutopayChargeTry]]:
+    """Step 1 for the batch, in one transaction: lock the rows (in primary-key order), claim those the batch runs,
+    and write their payments and tries. A row another delivery has claimed is "noop"; a row the batch does not run is
+    left as it was."""
+    with transaction.atomic():
+        fresh, payments, rows = [], [], _TryRows()
+        for charge in _charges_locked(first=True).filter(pk__any_of=charge_ids).order_by("pk"):
+            if charge.status != Status.CHARGING or charge.started_at is not None:
+                outcomes[charge.pk] = "noop"
+                continue
+            if not _batch_runs(charge):
+                continue
+            run = ChargeRun(charge.pk, claimed=True, enrollment=charge.enrollment, account=charge.account,
+                            mandate=charge.enrollment)  # fmt: skip
+            charge.started_at = timezone.now()
+            fresh.append((run, charge))
+            payments.append(_try_payment(run, charge=charge, role=Role.DEFAULT, card=charge.enrollment.payment_method))
+        if not fresh:
+            return []
+        rows_create(payments)
+        started = [
+            (run, _try_rows(run, charge=charge, role=Role.DEFAULT, card=charge.enrollment.payment_method,
+                            payment=payment, rows=rows))
+            for (run, charge), payment in zip(fresh, payments)
+        ]  # fmt: skip
+        writes = WriteBatch()
+        rows.queue(writes)
+        writes.run()
+    return started
+
+
+def _batch_runs(charge: AutopayCharge) -> bool:
+    """Whether the batch runs this claimed row: a fresh attempt on the autopay card, a card (not a bank account: its
+    debit waits for its pre-notification), still usable, and nothing that stops the charge."""
+    enrollment = charge.enrollment
+    if charge.instalment_id or enrollment is None or charge.has_current_tries or charge.default_out:
+        return False
+    card = enrollment.payment_method
+    if card.is_bank_account or _stop_reason(charge, charge.bill, enrollment):
+        return False
+    return autopay_cards(enrollment=enrollment, today=biller_today(charge.account.biller))[Role.DEFAULT] is not None
+
+
+def _batch_create(started, outcomes: dict[int, str]) -> list[tuple[ChargeRun, AutopayChargeTry]]:
+    """Step 2 for the batch, no lock held: create each try's intent, unconfirmed, then store every intent id in one
+    commit. A worker killed before that commit leaves intents nobody confirmed (never charged); the resumed try
+    creates its intent again with the same idempotency key, so the gateway hands back the same one."""
+    writes, created = WriteBatch(), []
+    for run, attempt in started:
+        if _intent_create(run, attempt, writes=writes) is None:
+            logger.warning("autopay charge %s: intent not created, will resume", run.charge_id)
+            outcomes[run.charge_id] = "gateway_error"  # charging with a pending try: a reclaim resumes it
+        else:
+            created.append((run, attempt))
+    with transaction.atomic():
+        writes.run()
+    return created
+
+
+def _batch_confirm(created, outcomes: dict[int, str]) -> list[tuple[ChargeRun, AutopayChargeTry]]:
+    """Step 3 for the batch, in one transaction: lock the accounts, then the rows with their tries and payments, then
+    the accounts' payable bills (each in primary-key order, one query each: the lock order of billing/payments/),
+    then confirm and record row after row as `autopay_charge` does. Returns the rows left when the lock budget ran
+    out (at least one row is confirmed each round)."""
+    budget_ends = time.monotonic() + settings.AUTOPAY_BATCH_LOCK_SECONDS
+    confirm_rows = {run.charge_id: _fresh(run.confirm_row, attempt.payment) for run, attempt in created}
+    done, left = [], []
+    with transaction.atomic():
+        account_ids = sorted({attempt.payment.account_id for _run, attempt in created})
+        accounts = CustomerAccount.objects.select_for_update().filter(pk__any_of=account_ids).order_by("pk")
+        list(accounts.values_list("pk"))  # locked, not read
+        tries = _tries_locked().filter(pk__any_of=[attempt.pk for _run, attempt in created]).in_bulk()
+        bills: dict[int, list[Bill]] = {account_id: [] for account_id in account_ids}
+        for bill in payable_bills_lock(account_ids=account_ids):
+            bills[bill.account_id].append(bill)
+        writes = WriteBatch()
+        # Every row's writes go in one statement at the end (PostgreSQL; a few elsewhere): the confirms' rows, the
+        # payments' successes with their allocations, bills and history, the tries, the rows' statuses and events.
+        # The rows of one account share its bills' instances: a row's re-check and its payment's application see
+        # what the rows before it put on them, and each bill is written once, as it ends up.
+        # The rows batched are charging: bill_paid's receivers change only waiting rows and plans, so they run once
+        # for the round's bills, after those writes.
+        with bills_paid_announced_once():
+            for run, attempt in created:
+                if done and time.monotonic() > budget_ends:
+                    left.append((run, attempt))
+                    continue
+                run.writes, run.batched = writes, True
+                run.create_row = run.confirm_row = None
+                attempt = tries[attempt.pk]
+                outcomes[run.charge_id] = _confirm_locked(
+                    run, attempt, bills=bills[attempt.payment.account_id], confirm_row=confirm_rows[run.charge_id],
+                    resuming=False,
+                )  # fmt: skip
+                done.append(run)
+            writes.run()
+    for run in done:
+        run.batched = False  # a row going on to its backup card runs alone, as autopay_charge does
+        for call in run.after_commit:
+            call()
+        run.after_commit.clear()
+    return left
 
 
 def _charge_step(run: ChargeRun) -> str:
@@ -171,16 +316,7 @@ def _charge_step(run: ChargeRun) -> str:
 def _charge_read(run: ChargeRun) -> AutopayCharge:
     """Step 1's one read, with the row locked: the row, its bill, its account and biller, its enrolment and card
     (first pass only; later passes keep them), and whether the current attempt has tries already."""
-    current_tries = AutopayChargeTry.objects.filter(charge=OuterRef("pk"), attempt_number=OuterRef("attempt_number"))
-    # Six tables at most: PostgreSQL plans a join of nine (with an instalment's plan and its card) exhaustively, which
-    # took 5-8 ms of planning for a 0.1 ms lookup. An instalment's plan and card are read by a second query instead.
-    related = ["bill"] if run.claimed else ["bill", "account__biller", "enrollment__payment_method"]
-    charge = (
-        AutopayCharge.objects.select_for_update(of=("self",))
-        .select_related(*related)
-        .annotate(has_current_tries=Exists(current_tries))
-        .get(pk=run.charge_id)
-    )
+    charge = _charges_locked(first=not run.claimed).get(pk=run.charge_id)
     if run.claimed:
         charge.account, charge.enrollment = run.account, run.enrollment
         if run.instalment is not None:
@@ -193,6 +329,20 @@ def _charge_read(run: ChargeRun) -> AutopayCharge:
         run.account, run.enrollment = charge.account, charge.enrollment
         run.mandate = charge_mandate(charge)
     return charge
+
+
+def _charges_locked(*, first: bool):
+    """Rows to lock and read: each with its bill, whether its current attempt has tries already, and on a run's first
+    pass its account, biller, enrolment and card."""
+    current_tries = AutopayChargeTry.objects.filter(charge=OuterRef("pk"), attempt_number=OuterRef("attempt_number"))
+    # Six tables at most: PostgreSQL plans a join of nine (with an instalment's plan and its card) exhaustively, which
+    # took 5-8 ms of planning for a 0.1 ms lookup. An instalment's plan and card are read by a second query instead.
+    related = ["bill", "account__biller", "enrollment__payment_method"] if first else ["bill"]
+    return (
+        AutopayCharge.objects.select_for_update(of=("self",))
+        .select_related(*related)
+        .annotate(has_current_tries=Exists(current_tries))
+    )
 
 
 def _next_role(charge: AutopayCharge, current: list[AutopayChargeTry]) -> str | None:
@@ -237,39 +387,72 @@ def _stop_reason(charge: AutopayCharge, bill: Bill, enrollment: AutopayEnrollmen
 def _try_start(run: ChargeRun, *, charge: AutopayCharge, role: str, card: PaymentMethod) -> AutopayChargeTry:
     """Step 1's writes: the Payment and the try, for what the bill owes now, both carrying the row's idempotency key,
     and the PaymentAttempt rows of the create and the confirm to come (committed before either call is made)."""
+    payment = _try_payment(run, charge=charge, role=role, card=card)
+    payment.save(force_insert=True)
+    # The rest refers to the payment and not to each other: one statement on PostgreSQL (four elsewhere).
+    writes, rows = WriteBatch(), _TryRows()
+    attempt = _try_rows(run, charge=charge, role=role, card=card, payment=payment, rows=rows)
+    rows.queue(writes)
+    writes.run()
+    return attempt
+
+
+def _try_payment(run: ChargeRun, *, charge: AutopayCharge, role: str, card: PaymentMethod) -> Payment:
+    """A try's Payment, unsaved: what the bill (or the instalment) owes now, keyed on the row, attempt and card."""
     bill = charge.bill
     # Salted with this database's key: the same row, attempt and card in a recreated database is another charge.
     key = f"autopay-{install_key()}-{charge.pk}-{charge.attempt_number}-{role}"
-    payment = Payment.objects.create(
+    return Payment(
         biller_id=bill.biller_id, account_id=bill.account_id, confirmation_number=confirmation_number_new(),
         channel=Payment.Channel.AUTOPAY, method=card.kind if card.is_bank_account else Payment.Method.CARD,
         status=Payment.Status.PENDING, currency=bill.currency, amount=_owed(charge, bill),
         payer_email=run.account.email, payment_method_summary=card.short_summary[:64], idempotency_key=key,
         mandate=BankMandate.objects.filter(payment_method=card).first() if card.is_bank_account else None,
     )  # fmt: skip
-    # The rest refers to the payment and not to each other: one statement on PostgreSQL (four elsewhere).
-    writes = WriteBatch()
-    writes.insert([event_new(
+
+
+@dataclass
+class _TryRows:
+    """Step 1's rows of one or more tries, queued together: one INSERT or UPDATE per table, however many tries."""
+
+    events: list = field(default_factory=list)
+    charges: list = field(default_factory=list)
+    calls: list = field(default_factory=list)
+    tries: list = field(default_factory=list)
+
+    def queue(self, writes: WriteBatch) -> None:
+        writes.insert(self.events)
+        writes.update(self.charges, ["started_at", "backup_tried", "last_method_role", "amount", "updated_at"])
+        writes.insert(self.calls, ids=True)
+        writes.insert(self.tries, ids=True)
+
+
+def _try_rows(
+    run: ChargeRun, *, charge: AutopayCharge, role: str, card: PaymentMethod, payment: Payment, rows: _TryRows
+) -> AutopayChargeTry:
+    """The saved payment's history row, the row's claim and role, the two gateway calls' rows and the try, added to
+    `rows` (the try and the call rows get their ids when they are written)."""
+    rows.events.append(event_new(
         kind=BillingEvent.Kind.PAYMENT_RECORDED, payment=payment, to_status=payment.status, amount=payment.amount,
         currency=payment.currency, message=f"autopay charge {charge.pk}, attempt {charge.attempt_number}, {role} card",
-    )])  # fmt: skip
+    ))  # fmt: skip
     if role == Role.BACKUP:
         charge.backup_tried = True
     charge.last_method_role, charge.amount = role, payment.amount
-    writes.update([charge], ["started_at", "backup_tried", "last_method_role", "amount", "updated_at"])
-    run.create_row, run.confirm_row = rows = [
+    rows.charges.append(charge)
+    key = payment.idempotency_key
+    run.create_row, run.confirm_row = calls = [
         PaymentAttempt(payment=payment, kind=PaymentAttempt.Kind.CREATE, amount=payment.amount,
                        currency=payment.currency, outcome=PaymentAttempt.Outcome.PENDING, idempotency_key=key),
         PaymentAttempt(payment=payment, kind=PaymentAttempt.Kind.CONFIRM, amount=payment.amount,
                        currency=payment.currency, outcome=PaymentAttempt.Outcome.PENDING,
                        idempotency_key=f"{key}:confirm"),
     ]  # fmt: skip
-    writes.insert(rows, ids=True)
+    rows.calls.extend(calls)
     attempt = AutopayChargeTry(
         charge=charge, attempt_number=charge.attempt_number, method_role=role, payment_method=card, payment=payment
     )
-    writes.insert([attempt], ids=True)
-    writes.run()
+    rows.tries.append(attempt)
     return attempt
 
 
@@ -278,31 +461,12 @@ def _try_run(run: ChargeRun, attempt: AutopayChargeTry, *, resuming: bool) -> st
     under the locks. A resumed try asks the gateway where its intent stands first."""
     payment = attempt.payment
     if not payment.gateway_payment_id:
-        card = attempt.payment_method
-        gateway = gateway_api.get_gateway()
         # One commit for the call's attempt row and the intent id (one statement on PostgreSQL). No row is locked
         # while the gateway answers.
         with transaction.atomic():
             writes = WriteBatch()
-            try:
-                intent = payment_gateway_call(
-                    payment=payment, kind=PaymentAttempt.Kind.CREATE, amount=payment.amount, reference="-",
-                    idempotency_key=payment.idempotency_key, attempt=_fresh(run.create_row, payment), writes=writes,
-                    call=lambda k: gateway.create_payment_intent(
-                        amount=payment.amount, currency=payment.currency, idempotency_key=k,
-                        customer=card.gateway_customer_id, payment_method=card.gateway_payment_method_id,
-                        metadata={"payment": str(payment.pk), "autopay_charge": str(run.charge_id),
-                                  "account": str(payment.account_id)},
-                        payment_method_types=[card.kind] if card.is_bank_account else None,
-                        mandate=payment.mandate.gateway_mandate_id if payment.mandate_id else None,
-                    ),
-                )  # fmt: skip
-            except GatewayError:
-                intent = None  # the attempt row says why; it is committed all the same
-            else:
-                payment.gateway_payment_id = intent.id
-                writes.update([payment], ["gateway_payment_id", "updated_at"])
-                writes.run()
+            intent = _intent_create(run, attempt, writes=writes)
+            writes.run()
         if intent is None:
             # Nothing was confirmed. The row stays charging; a reclaim after the timeout resumes this try.
             logger.warning("autopay charge %s: intent not created, will resume", run.charge_id)
@@ -326,16 +490,26 @@ def _locked_confirm(run: ChargeRun, attempt: AutopayChargeTry, *, confirm_row, r
     purpose: the locks are what prevent a double charge. A guest payment (account lock) or an offline payment (bill
     locks) for this bill waits until our charge is recorded, and we re-check the bill under them before confirming."""
     account_lock(attempt.payment.account_id, read=False)
-    attempt = (
-        AutopayChargeTry.objects.select_for_update(of=("self", "charge", "payment"))
-        .select_related("charge__enrollment", "payment")
-        .get(pk=attempt.pk)
+    attempt = _tries_locked().get(pk=attempt.pk)
+    return _confirm_locked(run, attempt, bills=None, confirm_row=confirm_row, resuming=resuming)
+
+
+def _tries_locked():
+    """Tries to lock with their rows and payments (the second lock of step 3, after the account's)."""
+    return AutopayChargeTry.objects.select_for_update(of=("self", "charge", "payment")).select_related(
+        "charge__enrollment", "payment"
     )
+
+
+def _confirm_locked(run, attempt: AutopayChargeTry, *, bills: list[Bill] | None, confirm_row, resuming: bool) -> str:
+    """Step 3 under the account's lock and the try's: lock the account's payable bills (unless the caller holds them
+    already: `bills`, this transaction's, in primary-key order), re-check, confirm and record."""
     charge, payment = attempt.charge, attempt.payment
     enrollment_now, charge.enrollment, charge.account = charge.enrollment, run.enrollment, run.account
     if charge.status != Status.CHARGING or attempt.outcome != Outcome.PENDING:
         return charge.status
-    bills = payable_bills_lock(account_id=payment.account_id)
+    if bills is None:
+        bills = payable_bills_lock(account_id=payment.account_id)
     bill = next((b for b in bills if b.pk == charge.bill_id), None)
     if bill is None:  # paid or voided since step 1: it is not among the payable bills
         bill = Bill.objects.select_for_update().get(pk=charge.bill_id)
@@ -344,6 +518,30 @@ def _locked_confirm(run: ChargeRun, attempt: AutopayChargeTry, *, confirm_row, r
         run, charge=charge, bill=bill, bills=bills, payment=payment, attempt=attempt, confirm_row=confirm_row,
         enrollment=enrollment_now, resuming=resuming,
     )  # fmt: skip
+
+
+def _intent_create(run: ChargeRun, attempt: AutopayChargeTry, *, writes: WriteBatch) -> IntentResult | None:
+    """Step 2 for one try: create its intent, unconfirmed, queuing the call's row and the intent id on `writes`.
+    None when the gateway failed (the call's row, saved at once, says why; nothing was confirmed)."""
+    payment, card, gateway = attempt.payment, attempt.payment_method, gateway_api.get_gateway()
+    try:
+        intent = payment_gateway_call(
+            payment=payment, kind=PaymentAttempt.Kind.CREATE, amount=payment.amount, reference="-",
+            idempotency_key=payment.idempotency_key, attempt=_fresh(run.create_row, payment), writes=writes,
+            call=lambda k: gateway.create_payment_intent(
+                amount=payment.amount, currency=payment.currency, idempotency_key=k,
+                customer=card.gateway_customer_id, payment_method=card.gateway_payment_method_id,
+                metadata={"payment": str(payment.pk), "autopay_charge": str(run.charge_id),
+                          "account": str(payment.account_id)},
+                payment_method_types=[card.kind] if card.is_bank_account else None,
+                mandate=payment.mandate.gateway_mandate_id if payment.mandate_id else None,
+            ),
+        )  # fmt: skip
+    except GatewayError:
+        return None
+    payment.gateway_payment_id = intent.id
+    writes.update([payment], ["gateway_payment_id", "updated_at"])
+    return intent
 
 
 def _fresh(row: PaymentAttempt | None, payment: Payment) -> PaymentAttempt | None:
@@ -390,7 +588,9 @@ def _confirm_and_record(run, *, charge, bill, bills, payment, attempt, confirm_r
             # Did it charge? Unknown: the row stays charging, and the resumed run asks the gateway.
             logger.warning("autopay charge %s: confirm failed, will resume", charge.pk, exc_info=True)
             return "gateway_error"
-        payment_sync(payment=payment, intent=intent, source="autopay", bills=bills)
+        payment_sync(
+            payment=payment, intent=intent, source="autopay", bills=bills, writes=run.writes if run.batched else None
+        )
     return _after_sync(run, charge=charge, bill=bill, payment=payment, attempt=attempt, intent=intent)
 
 

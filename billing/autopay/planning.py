@@ -1,5 +1,5 @@
 """Autopay planning: a row per open bill of every active enrolment (with the upcoming-charge and expiring-card
-notices), and the sweeper that claims due rows and hands them to `autopay_charge_task`."""
+notices), and the sweeper that claims due rows and hands them to the charge tasks."""
 
 from __future__ import annotations
 
@@ -215,9 +215,10 @@ def autopay_sweep(
 ) -> SweepResult:
     """Reclaim rows a dead worker left charging, enqueue again claimed rows no worker started (a lost message), then
     claim due rows batch after batch while the batches come back full (skip_locked: concurrent sweeps take disjoint
-    rows), mark them charging and enqueue one `autopay_charge_task` each after its batch commits. A backlog of any
+    rows), mark them charging and enqueue them after their batch commits, AUTOPAY_CHARGE_BATCH_SIZE rows to an
+    `autopay_charge_batch_task` (a reclaimed or re-enqueued row goes alone to `autopay_charge_task`). A backlog of any
     size drains at what the gateway rate limit allows (`sweep_max_batches`), not at one batch a minute."""
-    from .tasks import autopay_charge_task
+    from .tasks import autopay_charge_batch_task, autopay_charge_task
 
     now = now or timezone.now()
     result = SweepResult()
@@ -271,10 +272,12 @@ def autopay_sweep(
                 .order_by("next_attempt_at", "pk")[:batch_size]
             )
             charges_claim(due, now=now)  # one UPDATE and one insert for the batch
-            for charge in due:
-                if enqueue:
-                    autopay_charge_task.delay_on_commit(charge.pk)
-                result.claimed.append(charge.pk)
+            ids = [charge.pk for charge in due]
+            if enqueue:
+                size = settings.AUTOPAY_CHARGE_BATCH_SIZE
+                for start in range(0, len(ids), size):
+                    autopay_charge_batch_task.delay_on_commit(ids[start : start + size])
+            result.claimed.extend(ids)
         if len(due) < batch_size:
             break
     return result

@@ -4,7 +4,7 @@
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
 
-from .charging import autopay_charge
+from .charging import autopay_charge, autopay_charge_batch
 from .planning import autopay_plan, autopay_sweep
 
 
@@ -35,3 +35,18 @@ def autopay_sweep_task() -> int:
 )
 def autopay_charge_task(charge_id: int) -> str:
     return autopay_charge(charge_id=charge_id)
+
+
+@shared_task(
+    name="billing.tasks.autopay_charge_batch_task",
+    # As autopay_charge_task: a redelivered batch finds its rows started (noop) or resumes their tries.
+    acks_late=True,
+    autoretry_for=(OperationalError, InterfaceError),
+    retry_backoff=True,
+    retry_backoff_max=120,
+    max_retries=5,
+    time_limit=300,  # a batch of AUTOPAY_CHARGE_BATCH_SIZE rows, well under AUTOPAY_CHARGING_TIMEOUT_SECONDS
+    soft_time_limit=280,
+)
+def autopay_charge_batch_task(charge_ids: list[int]) -> dict[int, str]:
+    return autopay_charge_batch(charge_ids=charge_ids)

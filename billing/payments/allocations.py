@@ -5,6 +5,9 @@ locks taken in primary-key order.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+from contextvars import ContextVar
+
 from django.utils.translation import gettext as _
 
 from billing.bills.services import bill_status_move, bill_status_set
@@ -18,7 +21,7 @@ from billing.signals import bill_paid
 
 def payment_apply(
     *, payment: Payment, actor=None, bills: list[Bill] | None = None, events: list[BillingEvent] | None = None,
-    writes: WriteBatch | None = None,
+    writes: WriteBatch | None = None, run: bool = True,
 ) -> list[PaymentAllocation]:
     """Apply a succeeded payment to the account's payable bills, oldest due date first.
 
@@ -30,12 +33,14 @@ def payment_apply(
     """
     if bills is None:
         bills = payable_bills_lock(account_id=payment.account_id)
-    return payments_apply(portions=[(payment, payment.amount)], bills=bills, actor=actor, events=events, writes=writes)
+    return payments_apply(
+        portions=[(payment, payment.amount)], bills=bills, actor=actor, events=events, writes=writes, run=run
+    )
 
 
 def payments_apply(
     *, portions: list[tuple[Payment, int]], bills: list[Bill], actor=None, events: list[BillingEvent] | None = None,
-    writes: WriteBatch | None = None,
+    writes: WriteBatch | None = None, run: bool = True,
 ) -> list[PaymentAllocation]:
     """Put several payments on their accounts' bills at once (a statement chunk's transfers; `payment_apply` is this
     with one): each (payment, amount) in order, on its account's bills oldest due date first, never more than a bill
@@ -46,7 +51,12 @@ def payments_apply(
     each (the allocations are returned without their ids), the bills (amount paid, and status when paid) in one
     UPDATE, sent as one statement on PostgreSQL (`WriteBatch`), then one `bill_paid`. `events`: unsaved history
     rows of the caller's (a payment's own status move) to insert first, with these; `writes`: the caller's queued
-    writes (that payment's UPDATE), sent in the same statement."""
+    writes (that payment's UPDATE), sent in the same statement. With `run=False` the rows stay queued on the caller's
+    `writes`, for it to run before anything reads them, inside `bills_paid_announced_once` (whose bill_paid then
+    follows the writes): a batch applying many payments sends them all at once. The bills in memory are up to date
+    either way, so the next payment applied sees what this one put on them."""
+    if not run and (writes is None or _announce_later.get() is None):
+        raise RuntimeError("payments_apply(run=False) needs the caller's writes, inside bills_paid_announced_once")
     by_account: dict[int, list[Bill]] = {}
     for bill in sorted(bills, key=lambda b: (b.due_date, b.pk)):
         by_account.setdefault(bill.account_id, []).append(bill)
@@ -80,25 +90,57 @@ def payments_apply(
     writes = WriteBatch() if writes is None else writes
     if not allocations:
         writes.insert(events)
-        writes.run()
+        if run:
+            writes.run()
         return allocations
     # One statement on PostgreSQL (three elsewhere): none of the three reads what another writes.
     writes.insert(allocations)
     writes.update(list(touched.values()), ["amount_paid", "status", "updated_at"])
     writes.insert(events)  # in order: the caller's, then each bill's "applied", then its "paid"
-    writes.run()
+    if run:
+        writes.run()
     # A bill paid any way stops its waiting autopay charges at once: `send`, not robust, under these locks and in
     # this transaction, so a receiver's error rolls the payments back.
-    bill_paid.send(sender=Bill, bills=bills)
+    bills_paid_announce(bills)
     return allocations
 
 
-def payable_bills_lock(*, account_id: int) -> list[Bill]:
-    """The account's payable bills, locked in primary-key order (inside the caller's transaction)."""
+_announce_later: ContextVar[dict | None] = ContextVar("bills_paid_later", default=None)
+
+
+def bills_paid_announce(bills: list[Bill]) -> None:
+    """Send bill_paid for `bills` (its receivers look among them for the bills now paid), or, inside
+    `bills_paid_announced_once`, keep them for the one bill_paid sent when it ends."""
+    later = _announce_later.get()
+    if later is None:
+        bill_paid.send(sender=Bill, bills=bills)
+    else:
+        later.update((bill.pk, bill) for bill in bills)
+
+
+@contextmanager
+def bills_paid_announced_once():
+    """For a caller applying many payments in one transaction (a batch of autopay charges): the applications inside
+    send no bill_paid each; one bill_paid for all their bills is sent as the block ends without an error, still in
+    the caller's transaction and under its locks, so its receivers (autopay's waiting rows, the plans' progress)
+    run once and a receiver's error still rolls everything back. Nothing inside may depend on a receiver having
+    run: the caller's own rows must not be ones the receivers change."""
+    later: dict = {}
+    token = _announce_later.set(later)
+    try:
+        yield
+    finally:
+        _announce_later.reset(token)
+    if later:
+        bill_paid.send(sender=Bill, bills=list(later.values()))
+
+
+def payable_bills_lock(*, account_id: int | None = None, account_ids: list[int] | None = None) -> list[Bill]:
+    """The account's payable bills (or those of every account in `account_ids`, in one query), locked in
+    primary-key order (inside the caller's transaction)."""
+    accounts = {"account_id": account_id} if account_ids is None else {"account_id__any_of": account_ids}
     return list(
-        Bill.objects.select_for_update()
-        .filter(account_id=account_id, status__in=Bill.PAYABLE_STATUSES)
-        .order_by("pk")
+        Bill.objects.select_for_update().filter(**accounts, status__in=Bill.PAYABLE_STATUSES).order_by("pk")
     )
 
 
@@ -166,5 +208,5 @@ def allocations_reapply(*, payment: Payment, amount: int, reason: str, actor=Non
         )  # fmt: skip
         if bill.balance_due == 0:
             bill_status_move(bill=bill, to=Bill.Status.PAID, actor=actor, message=reason)
-    bill_paid.send(sender=Bill, bills=list(bills.values()))  # as in payment_apply: synchronous, under the locks
+    bills_paid_announce(list(bills.values()))  # as in payment_apply: synchronous, under the locks
     return amount - remaining

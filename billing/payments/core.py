@@ -45,9 +45,15 @@ _CHARGED_INTENT_STATUSES = (IntentStatus.SUCCEEDED, IntentStatus.PROCESSING, Int
 # Recording what the gateway says
 
 
-def payment_sync(*, payment: Payment, intent: IntentResult, source: str, bills: list[Bill] | None = None) -> None:
+def payment_sync(
+    *, payment: Payment, intent: IntentResult, source: str, bills: list[Bill] | None = None,
+    writes: WriteBatch | None = None,
+) -> None:
     """Bring a locked payment in line with its intent as the gateway reports it. Idempotent. A caller that already
-    holds the account's payable bills locked (in primary-key order, this transaction) passes them as `bills`."""
+    holds the account's payable bills locked (in primary-key order, this transaction) passes them as `bills`. A
+    caller recording many payments at once (a batch of autopay charges) passes its `writes`: a success's rows (the
+    payment's status, its allocations, the bills, the history) are queued there, for it to run inside
+    `bills_paid_announced_once` (payments_apply's `run=False`)."""
     if payment.status in FINAL_STATUSES:
         return
     if intent.status in _CHARGED_INTENT_STATUSES and (
@@ -73,7 +79,7 @@ def payment_sync(*, payment: Payment, intent: IntentResult, source: str, bills: 
         payment_status_move(payment=payment, to=Payment.Status.PENDING, message=f"payer tried again ({source})")
 
     if intent.status == IntentStatus.SUCCEEDED:
-        _payment_succeed(payment=payment, intent=intent, source=source, bills=bills)
+        _payment_succeed(payment=payment, intent=intent, source=source, bills=bills, writes=writes)
     elif intent.status in (IntentStatus.PROCESSING, IntentStatus.REQUIRES_CAPTURE):
         if payment.status in (Payment.Status.PENDING, Payment.Status.REQUIRES_ACTION):
             payment_status_move(payment=payment, to=Payment.Status.PROCESSING, message=source)
@@ -98,12 +104,13 @@ def payment_sync(*, payment: Payment, intent: IntentResult, source: str, bills: 
 
 
 def _apply_what_is_owed(
-    payment: Payment, bills: list[Bill] | None = None, events: list | None = None, writes: WriteBatch | None = None
+    payment: Payment, bills: list[Bill] | None = None, events: list | None = None, writes: WriteBatch | None = None,
+    run: bool = True,
 ) -> int:
     """Apply the payment to the bills, never more than is owed now (they may have been paid some other way since
     the quote). Under the bill locks (the caller's `bills`, if it holds them); returns what was applied. `events`:
     the caller's unsaved history rows, inserted here with the bills' (or alone, when nothing is applied); `writes`:
-    the caller's queued writes, run here with them."""
+    the caller's queued writes, run here with them (queued there for the caller to run, with `run=False`)."""
     if bills is None:
         bills = payable_bills_lock(account_id=payment.account_id)
     owed = sum(bill.balance_due for bill in bills)
@@ -111,10 +118,11 @@ def _apply_what_is_owed(
     if applied:
         portion = copy.copy(payment)  # payment_apply applies `amount`; the row itself keeps what was charged
         portion.amount = applied
-        payment_apply(payment=portion, bills=bills, events=events, writes=writes)
+        payment_apply(payment=portion, bills=bills, events=events, writes=writes, run=run)
     elif writes is not None:
         writes.insert(events or [])
-        writes.run()
+        if run:
+            writes.run()
     elif events:
         BillingEvent.objects.bulk_create(events)
     return applied
@@ -145,7 +153,9 @@ def _bank_debit_reverse(*, payment: Payment, code: str, source: str) -> None:
     bank_debit_returned.send(sender=Payment, payment_id=payment.pk, code=code)
 
 
-def _payment_succeed(*, payment: Payment, intent: IntentResult, source: str, bills: list[Bill] | None) -> None:
+def _payment_succeed(
+    *, payment: Payment, intent: IntentResult, source: str, bills: list[Bill] | None, writes: WriteBatch | None = None
+) -> None:
     # One UPDATE: the status, when it was received, the card, and (when it is applied below, in this transaction)
     # when it was applied.
     changes = {"received_at": timezone.now()}
@@ -156,7 +166,8 @@ def _payment_succeed(*, payment: Payment, intent: IntentResult, source: str, bil
         changes["applied_at"] = changes["received_at"]
     # When the money is applied below, the success's UPDATE and event row go in with the allocation, the bills and
     # their events (one statement on PostgreSQL): nothing in between reads the payment's row.
-    events, writes = ([], WriteBatch()) if applying_now else (None, None)
+    queued = writes is not None and applying_now  # the caller runs the writes (payment_sync's `writes`)
+    events, writes = ([], writes if queued else WriteBatch()) if applying_now else (None, None)
     payment_status_move(
         payment=payment, to=Payment.Status.SUCCEEDED, message=source, changes=changes, events=events, writes=writes
     )
@@ -174,10 +185,12 @@ def _payment_succeed(*, payment: Payment, intent: IntentResult, source: str, bil
     # is owed now, under the bill locks, and give the rest back: a bill is never overpaid. A bank debit was applied
     # while it processed; what it could not apply then is given back now that it settled.
     if applying_now:
-        applied = _apply_what_is_owed(payment, bills, events, writes)
+        applied = _apply_what_is_owed(payment, bills, events, writes, run=not queued)
     else:
         applied = sum(a.amount for a in payment.allocations.all())
     if applied < payment.amount:
+        if queued:
+            writes.run()  # the refund reads the payment's row: it must say succeeded first
         # Nothing applied at all: nothing was delivered for the fee and tip either, so they go back too.
         excess = payment.amount - applied if applied else payment.total_charged
         refund_excess_return(payment=payment, amount=excess)

@@ -189,6 +189,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_CREATE_MISSING_QUEUES = False
 CELERY_TASK_ROUTES = {
     "billing.tasks.autopay_charge_task": {"queue": "payments"},
+    "billing.tasks.autopay_charge_batch_task": {"queue": "payments"},
     "billing.tasks.payments_reconcile_task": {"queue": "payments"},
     "billing.tasks.credits_apply_task": {"queue": "payments"},
     "billing.tasks.payment*": {"queue": "payments"},
@@ -261,6 +262,11 @@ NOTIFICATIONS_ATTACH_BILL_PDF = env.bool("NOTIFICATIONS_ATTACH_BILL_PDF", defaul
 # the biller-local hour charges are planned for; how many days late a missed due date is still charged; how many days
 # ahead the "autopay will charge" notice goes out; and the least hours between two tries of one charge.
 AUTOPAY_CHARGING_TIMEOUT_SECONDS = env.int("AUTOPAY_CHARGING_TIMEOUT_SECONDS", default=600)
+# Autopay charges the sweeper's claimed rows in batches (billing.autopay.charging.autopay_charge_batch): rows per
+# charge task, and the most seconds a batch confirms while it holds its accounts' locks before it commits what it
+# has and takes them again for the rest (a payer paying one of those accounts by hand waits at most about this).
+AUTOPAY_CHARGE_BATCH_SIZE = env.int("AUTOPAY_CHARGE_BATCH_SIZE", default=20)
+AUTOPAY_BATCH_LOCK_SECONDS = env.float("AUTOPAY_BATCH_LOCK_SECONDS", default=2.0)
 AUTOPAY_CHARGE_HOUR = env.int("AUTOPAY_CHARGE_HOUR", default=8)
 AUTOPAY_CATCH_UP_DAYS = env.int("AUTOPAY_CATCH_UP_DAYS", default=2)
 AUTOPAY_UPCOMING_NOTICE_DAYS = env.int("AUTOPAY_UPCOMING_NOTICE_DAYS", default=3)

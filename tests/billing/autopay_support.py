@@ -9,9 +9,10 @@ import itertools
 
 import stripe
 from allauth.account.models import EmailAddress
+from django.conf import settings
 from django.utils import timezone
 
-from billing.autopay.charging import autopay_charge
+from billing.autopay.charging import autopay_charge, autopay_charge_batch
 from billing.autopay.planning import autopay_plan, autopay_sweep
 from billing.models import AutopayEnrollment, PaymentMethod
 from billing.payments.gateway import IntentResult, IntentStatus
@@ -141,6 +142,15 @@ class Driver:
         with self.capture(execute=True):
             return autopay_charge(charge_id=charge_id)
 
+    def charge_batch(self, charge_ids: list[int]) -> list[str]:
+        with self.capture(execute=True):
+            outcomes = autopay_charge_batch(charge_ids=charge_ids)
+        return [outcomes[pk] for pk in charge_ids]
+
     def run(self, days: float = 1) -> list[str]:
+        """As the tasks the sweep enqueues: a reclaimed or re-enqueued row alone, the claimed rows in batches."""
         result = self.sweep(days)
-        return [self.charge(pk) for pk in result.reclaimed + result.requeued + result.claimed]
+        size = settings.AUTOPAY_CHARGE_BATCH_SIZE
+        batches = [result.claimed[i : i + size] for i in range(0, len(result.claimed), size)]
+        alone = [self.charge(pk) for pk in result.reclaimed + result.requeued]
+        return alone + [outcome for batch in batches for outcome in self.charge_batch(batch)]

@@ -14,6 +14,7 @@ def tasks_loaded():
     ("task", "queue"),
     [
         ("billing.tasks.autopay_charge_task", "payments"),
+        ("billing.tasks.autopay_charge_batch_task", "payments"),
         ("billing.tasks.payments_reconcile_task", "payments"),
         ("notifications.tasks.notification_send_task", "notifications"),
         ("notifications.tasks.notifications_send_batch_task", "notifications"),

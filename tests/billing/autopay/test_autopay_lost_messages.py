@@ -12,9 +12,9 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
-from billing.autopay.charging import autopay_charge
+from billing.autopay.charging import autopay_charge, autopay_charge_batch
 from billing.autopay.planning import autopay_plan, autopay_sweep
-from billing.autopay.tasks import autopay_charge_task
+from billing.autopay.tasks import autopay_charge_batch_task, autopay_charge_task
 from billing.models import AutopayCharge, AutopayChargeEvent, Bill, Payment
 from tests.billing.autopay_support import OK, FakeGateway, enroll, make_user, saved_card, use_gateway
 from tests.factories import CustomerAccountFactory, make_bill
@@ -27,9 +27,11 @@ S = AutopayCharge.Status
 
 @pytest.fixture
 def enqueued(monkeypatch):
-    """The row ids the sweeper enqueues charge tasks for (after commit), instead of a broker."""
+    """The row ids the sweeper enqueues charge tasks for (after commit; a claimed batch's rows, or a row alone),
+    instead of a broker."""
     sent = []
     monkeypatch.setattr(autopay_charge_task, "delay_on_commit", lambda pk: sent.append(pk))
+    monkeypatch.setattr(autopay_charge_batch_task, "delay_on_commit", lambda pks: sent.extend(pks))
     return sent
 
 
@@ -61,9 +63,9 @@ def test_a_claimed_charge_whose_message_was_lost_is_enqueued_again_after_a_minut
     assert charge.status == S.CHARGING and charge.attempt_number == 1  # the same claim, not a new attempt
     assert AutopayChargeEvent.objects.filter(charge=charge, message__contains="enqueued again").count() == 1
 
-    # The lost message turns up after all, and the re-sent one too: one charge.
+    # The lost message (the sweep's batch) turns up after all, and the re-sent one (the row alone) too: one charge.
     with django_capture_on_commit_callbacks(execute=True):
-        outcomes = [autopay_charge(charge_id=claimed.id) for _ in range(2)]
+        outcomes = [autopay_charge_batch(charge_ids=[claimed.id])[claimed.id], autopay_charge(charge_id=claimed.id)]
     assert outcomes == [S.SUCCEEDED, "noop"]
     assert claimed.gateway.confirms() == ["pm_default"] and len(claimed.gateway.succeeded()) == 1
     assert autopay_sweep(now=claimed.at + dt.timedelta(minutes=5)).requeued == []
