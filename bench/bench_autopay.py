@@ -3,16 +3,17 @@
 Builds a throwaway database (a fresh database on the DATABASE_URL server, or a temporary SQLite file), starts
 localstripe (scripts/localstripe_server.py) and seeds payers with a card saved at localstripe, autopay on, and one bill
 due today. Then, side by side in one run and against the same localstripe:
-  - autopay: the planner, one sweep, and `autopay_charge` for each claimed row in this process (one worker), and
-    the receipts of each chunk raised the way the notifications sweep raises them (receipts_raise_batched);
+  - autopay: the planner, one sweep, and `autopay_charge_batch` on the claimed rows, AUTOPAY_CHARGE_BATCH_SIZE at a
+    time as the sweep's tasks carry them, in this process (one worker), and the receipts of each chunk raised the
+    way the notifications sweep raises them (receipts_raise_batched);
   - bare: the Stripe SDK creating and confirming an off-session PaymentIntent on the same kind of card, nothing else
     (the two calls autopay makes: it creates the intent and stores its id before confirming);
 alternating in chunks, and prints charges per second for each, the ratio, and the queries per charge (Django counts
-each transaction's BEGIN and COMMIT there too: three pairs a charge). `--breakdown` also prints where a charge's time
+each transaction's BEGIN and COMMIT there too: three pairs a batch). `--breakdown` also prints where a charge's time
 went: SQL statements, commits, HTTP, the rate limiter and the rest (Python), without a profiler's overhead.
 
 With --backlog N it then clears a backlog: N rows due at once, one sweep, and --workers processes running
-`autopay_charge` on the claimed rows (what Celery workers do, minus the broker), and prints how long the backlog took
+`autopay_charge_batch` on the claimed rows' batches (what Celery workers do, minus the broker), and prints how long the backlog took
 against a beat period (60 s) and the most gateway requests granted in any one second against
 GATEWAY_RATE_LIMIT_PER_SECOND (--rate-limit; the limit is shared through Redis when REDIS_URL is set, else the cache
 of one machine's processes would not be shared and the script says so).

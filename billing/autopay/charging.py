@@ -1,4 +1,4 @@
-"""Autopay charging: one run of a claimed row, charging off-session, exactly once.
+"""Autopay charging: runs of claimed rows, alone or in batches, charging off-session, exactly once.
 
 State machine of an `AutopayCharge` (the map is `AutopayCharge.TRANSITIONS`; `charges.charge_status_move` is the only
 writer):
@@ -30,15 +30,20 @@ an intent that was never stored (a crash inside step 2) was never confirmed, so 
 holds the bill lock, an offline payment (which locks the bills) and a guest payment (which locks the account) wait, so
 nothing is charged after a bill is paid another way; and the payment services apply at most what is owed now.
 
+Batches. The sweeper's claimed rows are charged by `autopay_charge_batch` (the body of `autopay_charge_batch_task`):
+the same three steps, each made once for a batch's rows, with step 3 holding its locks for at most
+AUTOPAY_BATCH_LOCK_SECONDS of confirming before it commits and takes them again for the rest. A row the batch does
+not run (a resumed try, the backup card after a decline, a bank debit, a plan's instalment, a row that must stop)
+runs alone through `autopay_charge`.
+
 Cost: each row is read once per step that needs it and locked once per charge (step 3; step 1's row lock is the
-claim), the enrolment and the cards are read once per run, and a successful charge makes 11 queries on PostgreSQL
-(21 on SQLite) in three short transactions and none after commit (its receipt is raised in a batch by the
-notifications sweep; tests/billing/autopay/test_autopay_throughput.py counts them). The small writes of a step
-that do not read each other (its history rows, the try, the attempt rows, the statuses) go as one statement on
-PostgreSQL (`billing.bulk.WriteBatch`): same rows, same transaction, same constraints. Two gateway requests, not one `confirm=true` create:
-the intent's id is committed before anything can charge it, so a worker killed mid-charge never leaves a charged
-intent we cannot find (docs/performance.md). The charge of a due row goes
-through `charge_run`, which later kinds of due rows (bank debits, instalments) can reuse step by step.
+claim), the enrolment and the cards are read once per run. A batch of any size makes 11 queries on PostgreSQL (21
+on SQLite; tests/billing/autopay/test_autopay_batch.py), a row run alone 11 too (test_autopay_throughput.py), in
+three short transactions and none after commit (receipts are raised in batches by the notifications sweep). The
+small writes of a step that do not read each other go as one statement on PostgreSQL (`billing.bulk.WriteBatch`):
+same rows, same transaction, same constraints. Two gateway requests, not one `confirm=true` create: the intent's id
+is committed before anything can charge it, so a worker killed mid-charge never leaves a charged intent we cannot
+find (docs/performance.md).
 """
 
 from __future__ import annotations
