@@ -14,6 +14,7 @@ from billing.autopay.charging import autopay_charge, autopay_charge_batch
 from billing.autopay.planning import autopay_plan, autopay_sweep
 from billing.models import AutopayCharge, Bill, BillingEvent, Payment, PaymentAllocation
 from billing.payments.attempts import install_key
+from billing.payments.gateway import GatewayUnavailable
 from billing.payments.offline import payment_record_offline
 from tests.billing.autopay.test_autopay_runs import FAILS_ON_CHARGE, VISA, _in_threads, autopay_payer, intents
 from tests.billing.autopay_support import OK, Driver, FakeGateway, enroll, make_user, saved_card, use_gateway
@@ -237,3 +238,58 @@ def test_the_sweep_hands_its_claimed_rows_to_batch_tasks(account, django_user_mo
 
     assert [len(batch) for batch in batches] == [4, 4, 2]
     assert [pk for batch in batches for pk in batch] == claimed
+
+
+class _CutsAnswers(FakeGateway):
+    """Stands in for the gateway and loses its answer for one card: on create (`create_for`, nothing made) or after
+    the confirm (`confirm_for`: the charge went through, the answer never arrived)."""
+
+    def __init__(self, behaviour, *, create_for=None, confirm_for=None):
+        super().__init__(behaviour)
+        self.create_for, self.confirm_for = create_for, confirm_for
+
+    def create_payment_intent(self, *, payment_method=None, **kwargs):
+        if payment_method == self.create_for:
+            self.create_for = None
+            raise GatewayUnavailable("connection reset")
+        return super().create_payment_intent(payment_method=payment_method, **kwargs)
+
+    def confirm_payment_intent(self, intent_id, **kwargs):
+        result = super().confirm_payment_intent(intent_id, **kwargs)
+        if self.intents[intent_id]["pm"] == self.confirm_for:
+            self.confirm_for = None
+            raise GatewayUnavailable("read timeout")
+        return result
+
+
+@pytest.mark.django_db
+def test_answers_cut_for_one_row_leave_it_to_resume_and_the_rest_of_the_batch_is_recorded(
+    biller, django_user_model, monkeypatch, settings, driver
+):
+    bills = []
+    for i in range(3):
+        account = CustomerAccountFactory(biller=biller)
+        user = make_user(django_user_model)
+        enroll(account, user, saved_card(user, f"pm_{i}", default=True))
+        bills.append(make_bill(account, amounts=(1100 + i,), due_in_days=0))
+    gateway = _CutsAnswers({}, create_for="pm_0", confirm_for="pm_1")
+    use_gateway(monkeypatch, gateway)
+    driver.plan()
+
+    assert driver.run() == ["gateway_error", "gateway_error", S.SUCCEEDED]
+
+    # pm_0: no intent; pm_1: charged at the gateway, not recorded; pm_2 recorded. Both stay charging with a pending try.
+    assert [Bill.objects.get(pk=b.pk).status for b in bills] == [Bill.Status.OPEN, Bill.Status.OPEN, Bill.Status.PAID]
+    assert sorted(gateway.intents[i]["pm"] for i in gateway.succeeded()) == ["pm_1", "pm_2"]
+    for bill in bills[:2]:
+        charge = AutopayCharge.objects.get(bill=bill)
+        assert charge.status == S.CHARGING and charge.tries.get().outcome == "pending"
+
+    # After the charging timeout the sweeper reclaims them; each resumes alone: pm_0 is created and charged, pm_1 is
+    # asked about and recorded, not charged again.
+    settings.AUTOPAY_CHARGING_TIMEOUT_SECONDS = 0
+    assert driver.run(days=1.01) == [S.SUCCEEDED, S.SUCCEEDED]
+    assert [Bill.objects.get(pk=b.pk).status for b in bills] == [Bill.Status.PAID] * 3
+    assert sorted(gateway.intents[i]["pm"] for i in gateway.succeeded()) == ["pm_0", "pm_1", "pm_2"]
+    assert sorted(gateway.confirms()) == ["pm_0", "pm_1", "pm_2"]  # one confirm each
+    assert Payment.objects.filter(status=Payment.Status.SUCCEEDED).count() == 3
