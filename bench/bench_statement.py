@@ -6,8 +6,10 @@ reference; a third pay exactly, a third part, a third more than owed), and impor
 admin and the command use (`statement_store`, then `statement_match`, which applies each chunk of lines through the
 payment core's batch entry). Side by side, in the same run and database, it times a bare bulk_create of the same
 Payment rows: the floor any matcher stands on. It also prints the queries of each chunk, which must not grow with the
-statement. With --receipts the accounts have e-mail addresses, so each transfer's receipt is written to the outbox
-too (one batch per chunk); without, as in the first measurements, nobody is told.
+statement (on each connection: on PostgreSQL `statement_match` matches chunks on STATEMENT_MATCH_CONNECTIONS
+connections at once, `--connections N` to change it). With --receipts the accounts have e-mail addresses, so each
+transfer's receipt is written to the outbox too (one batch per chunk); without, as in the first measurements, nobody
+is told.
 """
 
 import argparse
@@ -26,6 +28,8 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=20_000)
     parser.add_argument("--receipts", action="store_true", help="give the accounts e-mail addresses (receipts)")
     parser.add_argument("--profile", metavar="FILE", help="cProfile the import + match (not the bare insert) into FILE")
+    parser.add_argument("--connections", type=int, default=None,
+                        help="STATEMENT_MATCH_CONNECTIONS (PostgreSQL; default: the setting's, 2)")  # fmt: skip
     args = parser.parse_args()
 
     workdir = tempfile.mkdtemp(prefix="billpay-bench-")
@@ -39,7 +43,12 @@ def main() -> None:
     import django
 
     django.setup()
+    from django.conf import settings
     from django.db import connection, transaction
+    from django.db.backends.signals import connection_created
+
+    if args.connections is not None:
+        settings.STATEMENT_MATCH_CONNECTIONS = args.connections
 
     test_name = f"{workdir}/bench.sqlite3" if connection.vendor == "sqlite" else f"bench_billpay_{os.getpid()}"
     connection.settings_dict["TEST"]["NAME"] = test_name
@@ -69,11 +78,20 @@ def main() -> None:
             rows.append(f"E{i:09d},{today},{amount},USD,Holder {i},,Bill payment {account.bank_reference},,transfer")
         content = ("\n".join(rows) + "\n").encode()
 
-        queries = [0]
+        queries, helper_queries = [0], [0]
 
         def count(execute, sql, params, many, context):
             queries[0] += 1
             return execute(sql, params, many, context)
+
+        def count_helper(execute, sql, params, many, context):
+            helper_queries[0] += 1
+            return execute(sql, params, many, context)
+
+        def helper_connected(sender, connection, **kwargs):  # statement_match's helper threads' connections
+            connection.execute_wrappers.append(count_helper)
+
+        connection_created.connect(helper_connected)
 
         profiler = None
         if args.profile:
@@ -95,7 +113,9 @@ def main() -> None:
             if profiler:
                 profiler.disable()
                 profiler.dump_stats(args.profile)
+        connection_created.disconnect(helper_connected)
         chunk_queries = [b - a for a, b in zip(marks, marks[1:])]
+        helper_chunks = -(-n // statements.CHUNK_SIZE) - len(chunk_queries)
         report = statement.report
 
         payments = list(Payment.objects.filter(channel=Payment.Channel.BANK_TRANSFER).order_by("pk"))
@@ -117,8 +137,14 @@ def main() -> None:
         print("report: " + statements.report_lines(report)[-1])
         # The first chunk also counts the run's two opening queries (status, lines already done); the last may be short.
         full = chunk_queries[1:-1] or chunk_queries
-        print(f"queries per chunk of {statements.CHUNK_SIZE} lines, its receipts included: min {min(full)}, "
-              f"max {max(full)}, {max(full) / statements.CHUNK_SIZE:.2f} per line; every chunk: {chunk_queries}")
+        matching = settings.STATEMENT_MATCH_CONNECTIONS if connection.vendor == "postgresql" else 1
+        print(f"matching connections: {matching}; "
+              f"queries per chunk of {statements.CHUNK_SIZE} lines, its receipts included, on the run's own "
+              f"connection: min {min(full)}, max {max(full)}, {max(full) / statements.CHUNK_SIZE:.2f} per line; every "
+              f"chunk: {chunk_queries}")  # fmt: skip
+        if helper_chunks:
+            print(f"on the helper connections: {helper_chunks} chunks, {helper_queries[0]} queries "
+                  f"({helper_queries[0] / helper_chunks:.1f} a chunk)")  # fmt: skip
         print(f"import + match (store lines, reference, apply, history): {match_seconds:7.2f} s "
               f"{n / match_seconds:9.0f} lines/s")  # fmt: skip
         print(f"bare bulk_create of the same Payment rows:               {bare_seconds:7.2f} s "

@@ -8,7 +8,8 @@
    of queries (its lines claimed under their row locks, its credits applied through the payment core's batch entry,
    the lines' outcomes and history written in one statement each), saving progress after each chunk. It only ever
    picks lines still `new`, so a run that was interrupted is resumed by running it again, and two runs at once never
-   match a line twice (and the payment core's key on the bank entry would refuse it anyway).
+   match a line twice (and the payment core's key on the bank entry would refuse it anyway). On PostgreSQL one run
+   matches its chunks on STATEMENT_MATCH_CONNECTIONS connections at once, as that many runs would.
 3. The report counts the statement's lines by what happened to them, with money totals.
 """
 
@@ -16,13 +17,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 from datetime import datetime, time
 from collections.abc import Callable
 
 from django.conf import settings
 from django.core.files.base import ContentFile
-from django.db import transaction
-from django.db.models import Count, Sum
+from django.db import connection, connections, transaction
+from django.db.models import Count, F, Q, Sum, Value
+from django.db.models.functions import Greatest
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -95,24 +98,37 @@ def statement_store(*, biller: Biller, filename: str, content: bytes, actor=None
 def statement_match(*, statement: BankStatement, progress: Callable[[int], None] | None = None) -> BankStatement:
     """Match the statement's lines that are still new, chunk by chunk, each chunk in one transaction with a fixed
     number of queries (`statement_chunk_match`); then store the report. Safe to run again (it resumes) and
-    concurrently (a chunk claims its lines under their row locks, skipping lines another run holds)."""
+    concurrently (a chunk claims its lines under their row locks, skipping lines another run holds).
+
+    On PostgreSQL, outside a caller's transaction, the chunks are matched on STATEMENT_MATCH_CONNECTIONS connections
+    at once (threads of this process, each with its own connection, as concurrent runs would be): while one
+    connection's chunk is in the database (its statements, its commit's foreign-key checks), another's is built in
+    Python. Inside a caller's transaction, or on SQLite (one writer), one connection does it all."""
     if statement.status != BankStatement.Status.RUNNING:  # else another run is at it: help it, each line once
         transition_check(statement, BankStatement.Status.RUNNING, error=lambda: "This statement was rejected.")
         BankStatement.objects.filter(pk=statement.pk).update(status=BankStatement.Status.RUNNING)
     biller = statement.biller
-    done = StatementLine.objects.filter(statement=statement).exclude(status=StatementLine.Status.NEW).count()
-    last_pk = 0
-    while True:
-        claimed, returns = statement_chunk_match(statement=statement, biller=biller, after_pk=last_pk, size=CHUNK_SIZE)
-        if not claimed:
-            break
-        for line_id in returns:  # each in its own transaction, its line locked first, as staff's decisions lock
-            statement_line_match(line_id=line_id, biller=biller)
-        last_pk = claimed[-1]
-        done += len(claimed)
-        BankStatement.objects.filter(pk=statement.pk).update(processed_lines=done)  # autocommit: seen at once
-        if progress:
-            progress(done)
+    new = Q(status=StatementLine.Status.NEW)
+    counts = StatementLine.objects.filter(statement=statement).aggregate(
+        done=Count("pk", filter=~new), left=Count("pk", filter=new)
+    )
+    run = _MatchRun(statement=statement, biller=biller, done=counts["done"])
+    helpers = []
+    if counts["left"] > CHUNK_SIZE and connection.vendor == "postgresql" and not connection.in_atomic_block:
+        helpers = [
+            threading.Thread(target=run.helper, daemon=True) for _ in range(settings.STATEMENT_MATCH_CONNECTIONS - 1)
+        ]
+    for helper in helpers:
+        helper.start()
+    try:
+        run.chunks(progress)
+    finally:
+        if helpers:
+            run.stop.set()  # when this connection found nothing left, or failed: the helpers end after their chunk
+            for helper in helpers:
+                helper.join()
+    if run.errors:
+        raise run.errors[0]
     statement.refresh_from_db()
     statement.report = {**statement_report(statement=statement), "duplicate": statement.report.get("duplicate", 0)}
     statement.processed_lines = statement.lines.count()
@@ -126,6 +142,46 @@ def statement_match(*, statement: BankStatement, progress: Callable[[int], None]
     else:  # a concurrent run finished it first; the report is the same
         statement.save(update_fields=fields)
     return statement
+
+
+class _MatchRun:
+    """One `statement_match` run's chunk loop, run by this thread and by its helper threads (each on its own
+    connection): each claims the next new lines no other holds, so every line is matched once."""
+
+    def __init__(self, *, statement: BankStatement, biller: Biller, done: int):
+        self.statement, self.biller, self.done = statement, biller, done
+        self.lock, self.stop, self.errors = threading.Lock(), threading.Event(), []
+
+    def chunks(self, progress: Callable[[int], None] | None = None) -> None:
+        last_pk = 0
+        while not self.errors:
+            claimed, returns = statement_chunk_match(
+                statement=self.statement, biller=self.biller, after_pk=last_pk, size=CHUNK_SIZE
+            )
+            if not claimed:
+                break
+            for line_id in returns:  # each in its own transaction, its line locked first, as staff's decisions lock
+                statement_line_match(line_id=line_id, biller=self.biller)
+            last_pk = claimed[-1]
+            with self.lock:
+                self.done += len(claimed)
+                done = self.done
+            # Autocommit, seen at once; never backwards, whichever connection writes last.
+            BankStatement.objects.filter(pk=self.statement.pk).update(
+                processed_lines=Greatest(F("processed_lines"), Value(done))
+            )
+            if progress:
+                progress(done)
+            if self.stop.is_set():
+                break
+
+    def helper(self) -> None:
+        try:
+            self.chunks()
+        except Exception as exc:  # re-raised by the run's own thread once every helper has ended
+            self.errors.append(exc)
+        finally:
+            connections.close_all()  # this thread's connection
 
 
 @transaction.atomic

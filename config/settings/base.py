@@ -291,6 +291,9 @@ SECURE_REFERRER_POLICY = "same-origin"
 BILL_IMPORT_CHUNK_SIZE = env.int("BILL_IMPORT_CHUNK_SIZE", default=500)
 # A bank statement with at most this many lines is matched during the upload; a bigger one by a worker, with progress.
 STATEMENT_MATCH_INLINE_LINES = env.int("STATEMENT_MATCH_INLINE_LINES", default=200)
+# Statement matching (billing.banking.statements.statement_match) on PostgreSQL: how many connections match a
+# statement's chunks at once, from one run (each is one more database connection while a statement is matched).
+STATEMENT_MATCH_CONNECTIONS = env.int("STATEMENT_MATCH_CONNECTIONS", default=2)
 
 # Every log line carries the request id (X-Request-ID from the proxy, or a new one), in web requests and in the
 # Celery tasks they enqueued (config/observability.py). Production writes one JSON object per line (LOG_FORMAT=json).

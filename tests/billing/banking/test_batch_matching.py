@@ -269,3 +269,94 @@ def test_a_lines_history_is_kept_and_staff_can_take_back_not_ours(staff_user):
     applied = statement.lines.filter(status=StatementLine.Status.APPLIED).first()
     event = applied.events.get()
     assert (event.to_status, event.payment_id, event.account_id) == ("applied", applied.payment_id, applied.account_id)
+
+
+def _chunks_by_thread(monkeypatch):
+    """Which thread matched each chunk that claimed lines; a chunk waits a moment after its work so that the other
+    connections get to claim theirs while it holds its lines (as a real chunk does while the database works)."""
+    import threading
+    import time
+
+    real, seen = statements.statement_chunk_match, []
+
+    def recorded(**kwargs):
+        claimed, returns = real(**kwargs)
+        if claimed:
+            seen.append(threading.get_ident())
+            time.sleep(0.05)
+        return claimed, returns
+
+    monkeypatch.setattr(statements, "statement_chunk_match", recorded)
+    return seen
+
+
+def test_one_run_matches_its_chunks_on_several_connections_each_line_once(
+    require_postgres, transactional_db, monkeypatch, settings
+):
+    import threading
+
+    settings.STATEMENT_MATCH_CONNECTIONS = 3
+    biller = BillerFactory(currency="USD")
+    statement = _statement(biller, 70, tag="C-")
+    monkeypatch.setattr(statements, "CHUNK_SIZE", 7)
+    chunks = _chunks_by_thread(monkeypatch)
+    shown = []
+
+    statement = statement_match(statement=statement, progress=shown.append)
+
+    assert len(chunks) == 10 and len(set(chunks)) >= 2 and threading.get_ident() in chunks
+    assert statement.status == BankStatement.Status.SUCCEEDED and statement.processed_lines == 70
+    assert shown == sorted(shown) and shown[-1] <= 70  # the run's own progress, counting every connection's chunks
+    assert not statement.lines.filter(status=StatementLine.Status.NEW).exists()
+    applied = statement.lines.filter(status=StatementLine.Status.APPLIED)
+    assert Payment.objects.count() == applied.count() == len({line.payment_id for line in applied})
+    assert BillingEvent.objects.filter(kind=BillingEvent.Kind.STATEMENT_LINE, from_status="new").count() == 70
+    _money_holds(CustomerAccount.objects.all())
+
+
+def test_a_helper_connections_failure_is_raised_and_the_run_resumes(
+    require_postgres, transactional_db, monkeypatch, settings
+):
+    import threading
+
+    settings.STATEMENT_MATCH_CONNECTIONS = 2
+    biller = BillerFactory(currency="USD")
+    statement = _statement(biller, 42, tag="F-")
+    monkeypatch.setattr(statements, "CHUNK_SIZE", 7)
+    _chunks_by_thread(monkeypatch)
+    real, main = statements.payment_record_bank_transfers, threading.get_ident()
+
+    def helper_fails(**kwargs):
+        if threading.get_ident() != main:
+            raise RuntimeError("helper connection lost")
+        return real(**kwargs)
+
+    monkeypatch.setattr(statements, "payment_record_bank_transfers", helper_fails)
+    with pytest.raises(RuntimeError, match="helper connection lost"):
+        statement_match(statement=statement)
+    left = statement.lines.filter(status=StatementLine.Status.NEW).count()
+    assert left > 0  # the helper's chunk rolled back whole: its lines are new again
+    applied = statement.lines.filter(status=StatementLine.Status.APPLIED)
+    assert Payment.objects.count() == applied.count()
+
+    monkeypatch.setattr(statements, "payment_record_bank_transfers", real)
+    statement = statement_match(statement=BankStatement.objects.get(pk=statement.pk))
+    assert statement.status == BankStatement.Status.SUCCEEDED
+    assert not statement.lines.filter(status=StatementLine.Status.NEW).exists()
+    applied = statement.lines.filter(status=StatementLine.Status.APPLIED)
+    assert Payment.objects.count() == applied.count() == len({line.payment_id for line in applied})
+    _money_holds(CustomerAccount.objects.all())
+
+
+@pytest.mark.django_db
+def test_inside_a_callers_transaction_one_connection_matches_everything(monkeypatch, settings):
+    import threading
+
+    settings.STATEMENT_MATCH_CONNECTIONS = 3
+    biller = BillerFactory(currency="USD")
+    statement = _statement(biller, 21, tag="O-")
+    monkeypatch.setattr(statements, "CHUNK_SIZE", 7)
+    chunks = _chunks_by_thread(monkeypatch)
+    statement_match(statement=statement)  # the test's transaction: other connections could not see its lines
+    assert chunks == [threading.get_ident()] * 3
+    assert not statement.lines.filter(status=StatementLine.Status.NEW).exists()
