@@ -37,6 +37,18 @@ def driver(django_capture_on_commit_callbacks):
     return Driver(django_capture_on_commit_callbacks)
 
 
+def _payers(biller, django_user_model, amounts) -> list:
+    """One account per amount, its payer enrolled with a card `pm_<i>` at the stand-in gateway, and a bill for the
+    amount due today; returns the bills."""
+    bills = []
+    for i, amount in enumerate(amounts):
+        account = CustomerAccountFactory(biller=biller)
+        user = make_user(django_user_model)
+        enroll(account, user, saved_card(user, f"pm_{i}", default=True))
+        bills.append(make_bill(account, amounts=(amount,), due_in_days=0))
+    return bills
+
+
 @pytest.mark.django_db
 def test_a_batch_of_five_costs_the_queries_of_a_batch_of_one_and_charges_each_bill_once(
     stripe_settings, localstripe, biller, django_user_model, django_assert_num_queries,
@@ -136,12 +148,7 @@ def test_the_lock_budget_splits_the_confirms_into_rounds_that_each_commit(
     confirmed and the rest go in the next round (at least one row a round), so a payer paying one of these accounts
     by hand waits about one confirm."""
     settings.AUTOPAY_BATCH_LOCK_SECONDS = budget
-    bills = []
-    for i in range(3):
-        account = CustomerAccountFactory(biller=biller)
-        user = make_user(django_user_model)
-        enroll(account, user, saved_card(user, f"pm_{i}", default=True))
-        bills.append(make_bill(account, amounts=(900 + i,), due_in_days=0))
+    bills = _payers(biller, django_user_model, [900, 901, 902])
     gateway = FakeGateway({})
     use_gateway(monkeypatch, gateway)
     autopay_plan()
@@ -175,12 +182,7 @@ class _PaysOneBillWhileCreating(FakeGateway):
 def test_a_bill_paid_another_way_while_the_batch_runs_is_not_charged(
     biller, django_user_model, monkeypatch, driver
 ):
-    bills = []
-    for i in range(2):
-        account = CustomerAccountFactory(biller=biller)
-        user = make_user(django_user_model)
-        enroll(account, user, saved_card(user, f"pm_{i}", default=True))
-        bills.append(make_bill(account, amounts=(1500,), due_in_days=0))
+    bills = _payers(biller, django_user_model, [1500, 1500])
     gateway = _PaysOneBillWhileCreating({}, bill=bills[0])
     use_gateway(monkeypatch, gateway)
     driver.plan()
@@ -266,12 +268,7 @@ class _CutsAnswers(FakeGateway):
 def test_answers_cut_for_one_row_leave_it_to_resume_and_the_rest_of_the_batch_is_recorded(
     biller, django_user_model, monkeypatch, settings, driver
 ):
-    bills = []
-    for i in range(3):
-        account = CustomerAccountFactory(biller=biller)
-        user = make_user(django_user_model)
-        enroll(account, user, saved_card(user, f"pm_{i}", default=True))
-        bills.append(make_bill(account, amounts=(1100 + i,), due_in_days=0))
+    bills = _payers(biller, django_user_model, [1100, 1101, 1102])
     gateway = _CutsAnswers({}, create_for="pm_0", confirm_for="pm_1")
     use_gateway(monkeypatch, gateway)
     driver.plan()

@@ -4,6 +4,8 @@ costs the same queries for 10 lines as for 100; an interrupted run resumes with 
 apply each line once; the receipts of a batch cost the same queries however many; the line's history is kept as
 events, and staff can take back a "not ours"."""
 
+import threading
+import time
 
 import pytest
 from django.db import connection
@@ -274,9 +276,6 @@ def test_a_lines_history_is_kept_and_staff_can_take_back_not_ours(staff_user):
 def _chunks_by_thread(monkeypatch):
     """Which thread matched each chunk that claimed lines; a chunk waits a moment after its work so that the other
     connections get to claim theirs while it holds its lines (as a real chunk does while the database works)."""
-    import threading
-    import time
-
     real, seen = statements.statement_chunk_match, []
 
     def recorded(**kwargs):
@@ -293,7 +292,6 @@ def _chunks_by_thread(monkeypatch):
 def test_one_run_matches_its_chunks_on_several_connections_each_line_once(
     require_postgres, transactional_db, monkeypatch, settings
 ):
-    import threading
 
     settings.STATEMENT_MATCH_CONNECTIONS = 3
     biller = BillerFactory(currency="USD")
@@ -317,7 +315,6 @@ def test_one_run_matches_its_chunks_on_several_connections_each_line_once(
 def test_a_helper_connections_failure_is_raised_and_the_run_resumes(
     require_postgres, transactional_db, monkeypatch, settings
 ):
-    import threading
 
     settings.STATEMENT_MATCH_CONNECTIONS = 2
     biller = BillerFactory(currency="USD")
@@ -350,7 +347,6 @@ def test_a_helper_connections_failure_is_raised_and_the_run_resumes(
 
 @pytest.mark.django_db
 def test_inside_a_callers_transaction_one_connection_matches_everything(monkeypatch, settings):
-    import threading
 
     settings.STATEMENT_MATCH_CONNECTIONS = 3
     biller = BillerFactory(currency="USD")
