@@ -292,11 +292,10 @@ def _pg_rows_digested(connection, queries: list) -> list:
     """The one statement is prepared once per connection (server-side binding, psycopg's own cursor): a page's
     statement is the same for every account, and planning it cost more than running it. Not through pgbouncer in
     transaction mode, which cannot keep prepared statements: there it is sent like any other statement."""
-    sql = "SELECT ARRAY[" + ", ".join(_PG_ROWS_DIGEST.format(sql=sql) for _alias, sql, _params in queries) + "]"
     params = [value for _alias, _sql, query_params in queries for value in query_params or ()]
     if connection.settings_dict.get("DISABLE_SERVER_SIDE_CURSORS"):
         with connection.cursor() as cursor:
-            cursor.execute(sql, params)
+            cursor.execute(_pg_statement(tuple(sql for _alias, sql, _params in queries)), params)
             return cursor.fetchall()
     import psycopg
 
@@ -305,13 +304,27 @@ def _pg_rows_digested(connection, queries: list) -> list:
     if raw.prepare_threshold is None:  # Django's default (client-side binding never prepares): prepare only ours
         raw.prepare_threshold = _PREPARE_ONLY_WHEN_ASKED
     # A raw cursor takes PostgreSQL's own `$1` placeholders as they are: psycopg's own cursor would look for `%s` in
-    # this long statement on every execution (it remembers that only for short ones).
+    # this long statement on every execution (it remembers that only for short ones). As bytes, built once per page
+    # (a page's statements are the same objects while this process keeps the page): psycopg neither encodes the
+    # statement again nor hashes a new copy of it to find it among the prepared ones.
+    statement = _pg_statement_numbered(tuple(sql for _alias, sql, _params in queries))
     with psycopg.RawCursor(raw) as cursor:
-        cursor.execute(_numbered(sql), params, prepare=True)
+        cursor.execute(statement, params, prepare=True)
         return cursor.fetchall()
 
 
 @functools.lru_cache(maxsize=512)
+def _pg_statement(sqls: tuple[str, ...]) -> str:
+    """A page's statements as one, answering each one's rows as one SHA-256 (Django's `%s` placeholders)."""
+    return "SELECT ARRAY[" + ", ".join(_PG_ROWS_DIGEST.format(sql=sql) for sql in sqls) + "]"
+
+
+@functools.lru_cache(maxsize=512)
+def _pg_statement_numbered(sqls: tuple[str, ...]) -> bytes:
+    """The same with PostgreSQL's `$1` placeholders, encoded as the connection sends it (UTF-8)."""
+    return _numbered(_pg_statement(sqls)).encode()
+
+
 def _numbered(sql: str) -> str:
     """Django's `%s` placeholders as `$1, $2, …`, and its `%%` as `%`."""
     numbers = itertools.count(1)

@@ -361,14 +361,16 @@ class Bill(TransitionsMixin, models.Model):
             models.Index(fields=["biller", "status", "due_date"], name="bill_biller_status_due"),
             # An account's newest bills (the dashboard's three) read from the index, not from its whole history.
             models.Index(fields=["account", "-due_date", "-id"], name="bill_account_newest"),
-            # An account's open bills (PAYABLE_STATUSES), oldest due first: the dashboard's balances and the pay
-            # screen read them from here, not from the account's whole history. A statement can use it only when the
-            # statuses are in its text (`status__in_constants`, billing/lookups.py) or its parameters are (Django's
-            # default client-side binding); tests/billing/test_lookups.py checks this list against PAYABLE_STATUSES.
+            # An account's open bills (PAYABLE_STATUSES), oldest due first, with every column the pay screen and the
+            # dashboard's balances read: they are answered from the index alone (once vacuumed), not from the bills'
+            # rows, and the pay screen's oldest ten are its first ten entries however many bills are open. A
+            # statement can use it only when the statuses are in its text (`status__in_constants`,
+            # billing/lookups.py) or its parameters are (Django's default client-side binding);
+            # tests/billing/test_lookups.py checks this list against PAYABLE_STATUSES.
             models.Index(
-                fields=["account", "due_date"], condition=Q(status__in=["open", "uncollectible"]),
-                name="bill_account_payable",
-            ),
+                fields=["account", "due_date", "id", "total", "amount_paid", "number", "status", "currency"],
+                condition=Q(status__in=["open", "uncollectible"]), name="bill_account_open",
+            ),  # fmt: skip
         ]
 
     def __str__(self):

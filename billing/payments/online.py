@@ -12,7 +12,8 @@ import re
 from dataclasses import dataclass
 
 from django.db import transaction
-from django.db.models import BigIntegerField, Count, F, Sum, Window
+from django.db.models import Count, F, Subquery, Sum
+from django.db.models.functions import JSONObject
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -71,25 +72,29 @@ QUOTE_BILLS = 10
 
 def open_bills_with_balance(*, account_id: int, limit: int | None) -> tuple[tuple[Bill, ...], int, int]:
     """The oldest open bills with a balance (at most `limit`; None: all), what they owe together and how many there
-    are: one query, the total and the count computed by the database over all of them (window aggregates)."""
+    are: one query. The bills are read in order from the open bills' index (`bill_account_open`, which holds every
+    column shown), so the oldest ten cost what ten bills cost; the total and the count are one pass over that
+    index's entries of the account, computed by the database."""
+    # The statuses written into the statement, for the open bills' partial index (billing/lookups.py).
+    open_bills = Bill.objects.filter(
+        account_id=account_id, status__in_constants=Bill.PAYABLE_STATUSES, amount_paid__lt=F("total")
+    )
+    totals = (
+        open_bills.order_by()
+        .values("account_id")
+        .annotate(both=JSONObject(owed=Sum(F("total") - F("amount_paid")), count=Count("pk")))
+        .values("both")
+    )
     rows = (
-        # The statuses written into the statement, for the open bills' partial index (billing/lookups.py).
-        Bill.objects.filter(
-            account_id=account_id, status__in_constants=Bill.PAYABLE_STATUSES, amount_paid__lt=F("total")
-        )
-        .annotate(
-            owed_all=Window(Sum(F("total") - F("amount_paid"), output_field=BigIntegerField())),
-            open_all=Window(Count("pk")),
-        )
+        open_bills.annotate(totals=Subquery(totals))
         .order_by("due_date", "pk")
-        # What a quote and its rows read (number, due date, balance, overdue): fewer columns to build and fetch.
+        # What a quote and its rows read (number, due date, balance, overdue): the columns of the index.
         .only("pk", "account_id", "number", "status", "due_date", "currency", "total", "amount_paid")
     )
     bills = tuple(rows if limit is None else rows[:limit])
     if not bills:
         return (), 0, 0
-    return bills, bills[0].owed_all or 0, bills[0].open_all
-
+    return bills, int(bills[0].totals["owed"] or 0), int(bills[0].totals["count"])
 
 
 def payment_quote(
