@@ -273,6 +273,15 @@ def test_a_lines_history_is_kept_and_staff_can_take_back_not_ours(staff_user):
     assert (event.to_status, event.payment_id, event.account_id) == ("applied", applied.payment_id, applied.account_id)
 
 
+def _threaded_statement(monkeypatch, settings, *, connections: int, lines: int, tag: str):
+    """A statement of `lines` lines to match in chunks of 7 on `connections` connections, and the list that records
+    which thread matched each chunk (`_chunks_by_thread`)."""
+    settings.STATEMENT_MATCH_CONNECTIONS = connections
+    statement = _statement(BillerFactory(currency="USD"), lines, tag=tag)
+    monkeypatch.setattr(statements, "CHUNK_SIZE", 7)
+    return statement, _chunks_by_thread(monkeypatch)
+
+
 def _chunks_by_thread(monkeypatch):
     """Which thread matched each chunk that claimed lines; a chunk waits a moment after its work so that the other
     connections get to claim theirs while it holds its lines (as a real chunk does while the database works)."""
@@ -292,12 +301,7 @@ def _chunks_by_thread(monkeypatch):
 def test_one_run_matches_its_chunks_on_several_connections_each_line_once(
     require_postgres, transactional_db, monkeypatch, settings
 ):
-
-    settings.STATEMENT_MATCH_CONNECTIONS = 3
-    biller = BillerFactory(currency="USD")
-    statement = _statement(biller, 70, tag="C-")
-    monkeypatch.setattr(statements, "CHUNK_SIZE", 7)
-    chunks = _chunks_by_thread(monkeypatch)
+    statement, chunks = _threaded_statement(monkeypatch, settings, connections=3, lines=70, tag="C-")
     shown = []
 
     statement = statement_match(statement=statement, progress=shown.append)
@@ -315,12 +319,7 @@ def test_one_run_matches_its_chunks_on_several_connections_each_line_once(
 def test_a_helper_connections_failure_is_raised_and_the_run_resumes(
     require_postgres, transactional_db, monkeypatch, settings
 ):
-
-    settings.STATEMENT_MATCH_CONNECTIONS = 2
-    biller = BillerFactory(currency="USD")
-    statement = _statement(biller, 42, tag="F-")
-    monkeypatch.setattr(statements, "CHUNK_SIZE", 7)
-    _chunks_by_thread(monkeypatch)
+    statement, _chunks = _threaded_statement(monkeypatch, settings, connections=2, lines=42, tag="F-")
     real, main = statements.payment_record_bank_transfers, threading.get_ident()
 
     def helper_fails(**kwargs):
@@ -347,12 +346,7 @@ def test_a_helper_connections_failure_is_raised_and_the_run_resumes(
 
 @pytest.mark.django_db
 def test_inside_a_callers_transaction_one_connection_matches_everything(monkeypatch, settings):
-
-    settings.STATEMENT_MATCH_CONNECTIONS = 3
-    biller = BillerFactory(currency="USD")
-    statement = _statement(biller, 21, tag="O-")
-    monkeypatch.setattr(statements, "CHUNK_SIZE", 7)
-    chunks = _chunks_by_thread(monkeypatch)
+    statement, chunks = _threaded_statement(monkeypatch, settings, connections=3, lines=21, tag="O-")
     statement_match(statement=statement)  # the test's transaction: other connections could not see its lines
     assert chunks == [threading.get_ident()] * 3
     assert not statement.lines.filter(status=StatementLine.Status.NEW).exists()
